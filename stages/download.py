@@ -1,0 +1,19 @@
+"""Stage download: fetch one dataset's raw file and its provenance into data/raw/<dataset>/."""
+
+from pathlib import Path
+
+from tuninglab import params, sources
+from tuninglab.cli import run_stage
+from tuninglab.files import atomic_dir, write_json
+
+
+def main(dataset: str) -> None:
+    source = params.load()[dataset]["data"]["source"]
+    with atomic_dir(Path("data/raw") / dataset) as out:
+        record = sources.fetch(dataset, source, out)
+        write_json(out / "provenance.json", record)
+    print(f"{dataset}: {record['rows']} rows from {record['source']}, classes {record['classes']}")
+
+
+if __name__ == "__main__":
+    run_stage(main, __doc__)

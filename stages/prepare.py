@@ -1,0 +1,28 @@
+"""Stage prepare: stratified splits and train-fitted preprocessing into data/prepared/<dataset>/.
+
+Outputs: data.npz (x_/y_ arrays per split), meta.json (classes, input shape,
+preprocessing, split sizes) and, for text, vocabulary.txt (one token a line,
+line number = token id).
+"""
+
+from pathlib import Path
+
+from tuninglab import params, prepare
+from tuninglab.cli import run_stage
+from tuninglab.files import atomic_dir, save_arrays
+
+
+def main(dataset: str) -> None:
+    p = params.load()
+    arrays, meta = prepare.prepare(dataset, Path("data/raw") / dataset, p["split"], p[dataset]["data"])
+    vocabulary = meta.pop("vocabulary", None)
+    with atomic_dir(Path("data/prepared") / dataset) as out:
+        save_arrays(out, arrays, meta)
+        if vocabulary is not None:
+            (out / "vocabulary.txt").write_text("\n".join(vocabulary) + "\n")
+    sizes = ", ".join(f"{name} {split['rows']}" for name, split in meta["splits"].items())
+    print(f"{dataset}: {sizes}; input shape {meta['input_shape']}")
+
+
+if __name__ == "__main__":
+    run_stage(main, __doc__)

@@ -1,0 +1,35 @@
+"""Score a trained model on the held-out test split."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+from torch import nn
+
+from tuninglab.training import loss_function, predict
+
+
+def test_metrics(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: dict[str, Any]) -> tuple[dict[str, float], np.ndarray]:
+    """Test accuracy, loss (the training loss function) and macro F1, and the predicted classes."""
+    logits = predict(model, torch.from_numpy(x), cfg["batch_size"])
+    target = torch.from_numpy(y)
+    predicted = logits.argmax(dim=1).numpy()
+    metrics = {
+        "test_accuracy": round(float(accuracy_score(y, predicted)), 6),
+        "test_loss": round(loss_function(cfg["loss"])(logits, target).item(), 6),
+        "macro_f1": round(float(f1_score(y, predicted, average="macro")), 6),
+    }
+    return metrics, predicted
+
+
+def confusion_rows(y: np.ndarray, predicted: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """One row per test example with its actual and predicted class name.
+
+    This is the layout DVC's confusion-matrix plot template reads.
+    """
+    names = np.asarray(classes)
+    return pd.DataFrame({"actual": names[y], "predicted": names[predicted]})

@@ -1,0 +1,66 @@
+"""Small helpers for writing stage outputs so that none is ever left half-written."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _finite_or_none(value: Any) -> Any:
+    """JSON has no NaN or infinity: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write `data` as indented JSON, atomically, with non-finite floats as null."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_finite_or_none(data), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file."""
+    return json.loads(Path(path).read_text())
+
+
+@contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder that replaces `path` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    tmp.chmod(0o755)
+    try:
+        yield tmp
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_arrays(out_dir: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Write named arrays to `data.npz` and their metadata to `meta.json`."""
+    np.savez_compressed(out_dir / "data.npz", **arrays)
+    write_json(out_dir / "meta.json", meta)
+
+
+def load_arrays(in_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read the arrays and metadata written by `save_arrays`."""
+    with np.load(in_dir / "data.npz") as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    return arrays, read_json(in_dir / "meta.json")

