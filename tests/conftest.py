@@ -20,7 +20,9 @@ def default_params() -> dict[str, Any]:
     return copy.deepcopy(params.load(ROOT / "params.yaml"))
 
 
-def blobs(n_per_class: int = 60, n_classes: int = 3, n_features: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def blobs(
+    n_per_class: int = 60, n_classes: int = 3, n_features: int = 4, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Well separated Gaussian blobs: an easy problem any model should learn."""
     rng = np.random.default_rng(seed)
     centers = rng.normal(scale=4.0, size=(n_classes, n_features))

@@ -11,8 +11,16 @@ from tuninglab.params import TRAIN_RULES
 
 
 def cfg(**changes):
-    base = {"hidden": [16], "activation": "relu", "dropout": 0.0, "model": "mlp", "channels": [4, 8],
-            "batch_norm": True, "embedding_dim": 8, "pooling": "mean"}
+    base = {
+        "hidden": [16],
+        "activation": "relu",
+        "dropout": 0.0,
+        "model": "mlp",
+        "channels": [4, 8],
+        "batch_norm": True,
+        "embedding_dim": 8,
+        "pooling": "mean",
+    }
     return {**base, **changes}
 
 

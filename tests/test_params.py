@@ -77,7 +77,7 @@ def test_typo_in_a_key_is_named_with_a_suggestion(default_params):
 
 def test_unknown_group_is_refused(default_params):
     default_params["trian"] = {"lr": 0.1}
-    with pytest.raises(ParamError, match="params.yaml.trian: unknown parameter .*'train'"):
+    with pytest.raises(ParamError, match=r"params\.yaml\.trian: unknown parameter .*'train'"):
         params.validate(default_params)
 
 
@@ -127,10 +127,11 @@ def test_stage_exits_with_one_line_and_writes_nothing(tmp_path: Path, default_pa
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params))
     result = subprocess.run(
         [sys.executable, "-m", f"stages.{stage}", "tabular"],
-        cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": ""},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == (
-        "error: train.batch_size: 0 is not allowed; expected an integer >= 1"
-    )
+    assert result.stderr.strip() == ("error: train.batch_size: 0 is not allowed; expected an integer >= 1")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

@@ -130,4 +130,6 @@ def test_plots_diff_draws_curves_and_confusion_per_dataset(repo):
 def test_bad_param_fails_the_experiment_with_one_clear_line(repo):
     result = sh(repo, "dvc", "exp", "run", "-S", "train.batch_size=0", check=False)
     assert result.returncode != 0
-    assert "error: train.batch_size: 0 is not allowed; expected an integer >= 1" in result.stdout + result.stderr
+    assert (
+        "error: train.batch_size: 0 is not allowed; expected an integer >= 1" in result.stdout + result.stderr
+    )

@@ -32,10 +32,13 @@ def test_same_seed_same_split_other_seed_other_split():
 
 def iris_like(n: int = 90) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame({
-        "a": rng.normal(10, 3, n), "b": rng.normal(-5, 0.5, n),
-        "label": np.array(["x", "y", "z"])[np.arange(n) % 3],
-    })
+    return pd.DataFrame(
+        {
+            "a": rng.normal(10, 3, n),
+            "b": rng.normal(-5, 0.5, n),
+            "label": np.array(["x", "y", "z"])[np.arange(n) % 3],
+        }
+    )
 
 
 def test_tabular_scaling_uses_training_rows_only():
@@ -78,8 +81,18 @@ def test_image_pixels_scaled_with_training_statistics(normalize):
 
 
 def test_text_vocabulary_comes_from_training_texts_only():
-    texts = pd.Series(["good film", "great good fun", "bad plot", "awful bad acting", "good fun", "bad awful",
-                       "zebra crossing", "zebra stripes"])
+    texts = pd.Series(
+        [
+            "good film",
+            "great good fun",
+            "bad plot",
+            "awful bad acting",
+            "good fun",
+            "bad awful",
+            "zebra crossing",
+            "zebra stripes",
+        ]
+    )
     splits = {"train": np.arange(6), "val": np.array([6]), "test": np.array([7])}
     tokens, info, vocabulary = prepare.prepare_texts(texts, splits, vocab_size=100, max_len=5, ngrams=2)
     assert "zebra" not in vocabulary and "stripes" not in vocabulary

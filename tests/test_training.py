@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -15,10 +16,25 @@ META = {"classes": ["a", "b", "c"], "input_shape": [4], "preprocessing": {}}
 
 
 def config(**changes):
-    base = {"seed": 0, "epochs": 15, "patience": 0, "batch_size": 16, "lr": 0.01, "optimizer": "adam",
-            "momentum": 0.9, "nesterov": False, "scheduler": "none", "step_size": 5, "gamma": 0.5,
-            "loss": "cross_entropy", "hidden": [16], "activation": "relu", "dropout": 0.0,
-            "weight_decay": 0.0, "l1": 0.0}
+    base = {
+        "seed": 0,
+        "epochs": 15,
+        "patience": 0,
+        "batch_size": 16,
+        "lr": 0.01,
+        "optimizer": "adam",
+        "momentum": 0.9,
+        "nesterov": False,
+        "scheduler": "none",
+        "step_size": 5,
+        "gamma": 0.5,
+        "loss": "cross_entropy",
+        "hidden": [16],
+        "activation": "relu",
+        "dropout": 0.0,
+        "weight_decay": 0.0,
+        "l1": 0.0,
+    }
     return {**base, **changes}
 
 
@@ -63,7 +79,8 @@ def test_same_seed_gives_identical_results_and_another_seed_does_not():
     _, other, _ = run(dropout=0.3, seed=1)
     assert without_times(first) == without_times(again)
     assert {k: v for k, v in s1.items() if k != "train_time_s"} == {
-        k: v for k, v in s2.items() if k != "train_time_s"}
+        k: v for k, v in s2.items() if k != "train_time_s"
+    }
     assert without_times(first) != without_times(other)
 
 
@@ -78,15 +95,23 @@ def test_early_stopping_restores_the_best_weights():
     assert summary["epochs_run"] == summary["best_epoch"] + 5 < 200
     best = min(history, key=lambda row: row["val_loss"])
     assert best["epoch"] == summary["best_epoch"]
-    loss, _ = training.score(model, torch.from_numpy(arrays["x_val"]), torch.from_numpy(arrays["y_val"]),
-                             training.loss_function("cross_entropy"), 64)
+    loss, _ = training.score(
+        model,
+        torch.from_numpy(arrays["x_val"]),
+        torch.from_numpy(arrays["y_val"]),
+        training.loss_function("cross_entropy"),
+        64,
+    )
     assert loss == pytest.approx(best["val_loss"], rel=1e-5)
 
 
-@pytest.mark.parametrize(("scheduler", "expected"), [
-    ("none", [0.01] * 6),
-    ("step", [0.01] * 5 + [0.005]),
-])
+@pytest.mark.parametrize(
+    ("scheduler", "expected"),
+    [
+        ("none", [0.01] * 6),
+        ("step", [0.01] * 5 + [0.005]),
+    ],
+)
 def test_step_schedule_decays_learning_rate(scheduler, expected):
     _, history, _ = run(epochs=6, scheduler=scheduler)
     assert [row["lr"] for row in history] == pytest.approx(expected)
@@ -95,7 +120,7 @@ def test_step_schedule_decays_learning_rate(scheduler, expected):
 def test_cosine_schedule_anneals_towards_zero():
     _, history, _ = run(epochs=6, scheduler="cosine")
     rates = [row["lr"] for row in history]
-    assert rates[0] == pytest.approx(0.01) and all(a > b for a, b in zip(rates, rates[1:], strict=False))
+    assert rates[0] == pytest.approx(0.01) and all(a > b for a, b in itertools.pairwise(rates))
 
 
 def test_plateau_schedule_reacts_to_validation_loss():
@@ -130,7 +155,7 @@ def test_image_augmentation_changes_batches_but_keeps_shapes():
 
 def test_cuda_refused_without_a_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ValueError, match="train.device: cuda is not allowed here"):
+    with pytest.raises(ValueError, match=r"train\.device: cuda is not allowed here"):
         training.resolve_device("cuda")
     assert training.resolve_device("auto").type == "cpu"
 

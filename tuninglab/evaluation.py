@@ -13,7 +13,9 @@ from torch import nn
 from tuninglab.training import loss_function, predict
 
 
-def test_metrics(model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: dict[str, Any]) -> tuple[dict[str, float], np.ndarray]:
+def test_metrics(
+    model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: dict[str, Any]
+) -> tuple[dict[str, float], np.ndarray]:
     """Test accuracy, loss (the training loss function) and macro F1, and the predicted classes."""
     logits = predict(model, torch.from_numpy(x), cfg["batch_size"])
     target = torch.from_numpy(y)

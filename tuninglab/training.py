@@ -36,7 +36,9 @@ EpochCallback = Callable[[dict[str, float]], None]
 def resolve_device(name: str) -> torch.device:
     """`auto` picks CUDA when present, else the CPU; `cuda` without a GPU is an error."""
     if name == "cuda" and not torch.cuda.is_available():
-        raise ParamError("train.device: cuda is not allowed here, no CUDA device is available; expected auto or cpu")
+        raise ParamError(
+            "train.device: cuda is not allowed here, no CUDA device is available; expected auto or cpu"
+        )
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
@@ -58,8 +60,9 @@ def make_optimizer(model: nn.Module, cfg: dict[str, Any]) -> torch.optim.Optimiz
     """SGD (with momentum and Nesterov), Adam or RMSprop, with L2 weight decay."""
     params, lr, decay = model.parameters(), cfg["lr"], cfg["weight_decay"]
     if cfg["optimizer"] == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg["momentum"], nesterov=cfg["nesterov"],
-                               weight_decay=decay)
+        return torch.optim.SGD(
+            params, lr=lr, momentum=cfg["momentum"], nesterov=cfg["nesterov"], weight_decay=decay
+        )
     if cfg["optimizer"] == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, momentum=cfg["momentum"], weight_decay=decay)
     return torch.optim.Adam(params, lr=lr, weight_decay=decay)
@@ -87,6 +90,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any]) -> Any
 def loss_function(name: str) -> LossFn:
     """Cross-entropy on logits, or mean squared error between softmax and one-hot targets."""
     if name == "mse":
+
         def mse(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             one_hot = F.one_hot(target, logits.shape[1]).to(logits.dtype)
             return F.mse_loss(logits.softmax(dim=1), one_hot)
@@ -120,7 +124,9 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, batch_size: int) -> tuple[float, float]:
+def score(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, batch_size: int
+) -> tuple[float, float]:
     """Mean loss and accuracy of `model` on one split."""
     logits = predict(model, x, batch_size)
     return loss_fn(logits, y).item(), (logits.argmax(dim=1) == y).float().mean().item()
@@ -184,21 +190,27 @@ def fit(
     limit = DIVERGENCE_FACTOR * untrained_loss
     best = {"epoch": 0, "val_loss": untrained_loss, "state": copy.deepcopy(model.state_dict())}
     history: list[dict[str, float]] = []
-    summary: dict[str, Any] = {"diverged": False, "diverged_epoch": None, "diverged_loss": None,
-                               "stopped_early": False}
+    summary: dict[str, Any] = {
+        "diverged": False,
+        "diverged_epoch": None,
+        "diverged_loss": None,
+        "stopped_early": False,
+    }
     started = time.perf_counter()
     epoch = 0
     for epoch in range(1, cfg["epochs"] + 1):
         epoch_start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = train_epoch(model, x_train, y_train, loss_fn, optimizer, cfg, generator, augment)
+        train_loss, train_acc = train_epoch(
+            model, x_train, y_train, loss_fn, optimizer, cfg, generator, augment
+        )
         val_loss, val_acc = score(model, x_val, y_val, loss_fn, batch_size)
         bad = next((v for v in (train_loss, val_loss) if not math.isfinite(v) or v > limit), None)
         if bad is not None:
             summary.update(diverged=True, diverged_epoch=epoch, diverged_loss=bad)
             break
-        row = dict(zip(HISTORY_COLUMNS, (epoch, train_loss, train_acc, val_loss, val_acc, lr,
-                                         time.perf_counter() - epoch_start)))
+        values = (epoch, train_loss, train_acc, val_loss, val_acc, lr, time.perf_counter() - epoch_start)
+        row = dict(zip(HISTORY_COLUMNS, values, strict=True))
         history.append(row)
         if on_epoch is not None:
             on_epoch(row)
@@ -238,8 +250,11 @@ def train(
     """
     seed_everything(cfg["seed"])
     model = models.build(dataset, meta, cfg).to(device)
-    data = {name: torch.from_numpy(array).to(device) for name, array in arrays.items()
-            if not name.endswith("_test")}
+    data = {
+        name: torch.from_numpy(array).to(device)
+        for name, array in arrays.items()
+        if not name.endswith("_test")
+    }
     augment = None
     if dataset == "image" and cfg["augment"]:
         augment = image_augmenter(cfg["augment_strength"], fill=data["x_train"].min().item())

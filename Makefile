@@ -1,0 +1,32 @@
+# Tuning Lab. Two commands do everything on a fresh clone:
+#   make run    create .venv, install the pinned packages, run the DVC pipeline
+#   make test   create .venv, install the pinned packages, run the test suite
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Stage commands call `python` and `dvc`: make them the environment's own.
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: install run test test-fast lint bench
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	dvc repro
+
+test: install
+	pytest
+
+test-fast: install
+	pytest -m "not slow"
+
+lint: install
+	ruff check .
+	ruff format --check .
+
+bench: install
+	python benchmarks/pipeline.py
