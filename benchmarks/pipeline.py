@@ -46,8 +46,14 @@ def main() -> None:
         rows.append(("tabular test accuracy, mlp", test_accuracy(repo, "tabular"), ">=", 0.93))
         rows.append(("image test accuracy, cnn", test_accuracy(repo, "image"), ">=", 0.96))
         rows.append(("text test accuracy, embedding bag", test_accuracy(repo, "text"), ">=", 0.72))
-        rows.append(("dvc exp run -S train.lr=0.1 (s)",
-                     timed(repo, "dvc", "exp", "run", "-S", "train.lr=0.1"), "<=", 60))
+        rows.append(
+            (
+                "dvc exp run -S train.lr=0.1 (s)",
+                timed(repo, "dvc", "exp", "run", "-S", "train.lr=0.1"),
+                "<=",
+                60,
+            )
+        )
         timed(repo, "dvc", "exp", "run", "-S", f"train.lr={baseline_lr}", "-S", "image.train.model=mlp")
         rows.append(("image test accuracy, mlp", test_accuracy(repo, "image"), ">=", 0.93))
 

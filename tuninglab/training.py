@@ -226,8 +226,8 @@ def fit(
     model.load_state_dict(best["state"])
     summary.update(
         best_epoch=best["epoch"],
-        best_val_loss=best["val_loss"],
-        best_val_accuracy=max((row["val_accuracy"] for row in history), default=None),
+        best_val_loss=round(best["val_loss"], 6),
+        best_val_accuracy=round(max(row["val_accuracy"] for row in history), 6) if history else None,
         epochs_run=epoch,
         train_time_s=round(time.perf_counter() - started, 3),
     )
