@@ -172,3 +172,12 @@ def test_evaluation_on_trained_model(tmp_path):
     assert list(rows.columns) == ["actual", "predicted"] and len(rows) == len(predicted)
     assert set(rows["actual"]) <= set(META["classes"])
     assert np.array_equal(rows["actual"].map(META["classes"].index).to_numpy(), arrays["y_test"])
+
+
+def test_thread_count_is_capped_and_omp_num_threads_wins(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert 1 <= training.configure_threads() <= training.MAX_THREADS
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: pytest.fail("OMP_NUM_THREADS must win"))
+    assert training.configure_threads() == 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,7 @@ from tuninglab import models
 from tuninglab.params import ParamError
 
 DIVERGENCE_FACTOR = 100.0
+MAX_THREADS = 4
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_time_s"]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 EpochCallback = Callable[[dict[str, float]], None]
@@ -42,6 +44,19 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+
+
+def configure_threads() -> int:
+    """Use one intra-op thread per core, at most `MAX_THREADS`; returns the count.
+
+    Models this small gain nothing from more threads, and on many cores the
+    extra threads only add overhead. `OMP_NUM_THREADS`, when set, wins (for
+    example one thread per worker when experiments run in parallel). Results
+    are bit-for-bit repeatable for the same thread count.
+    """
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(min(MAX_THREADS, os.cpu_count() or 1))
+    return torch.get_num_threads()
 
 
 def seed_everything(seed: int) -> None:
@@ -246,8 +261,10 @@ def train(
 
     Returns:
         The trained model (best weights, on the CPU), its history and summary;
-        the summary also names the device and counts the model's parameters.
+        the summary also names the device and thread count and counts the
+        model's parameters.
     """
+    threads = configure_threads()
     seed_everything(cfg["seed"])
     model = models.build(dataset, meta, cfg).to(device)
     data = {
@@ -260,5 +277,6 @@ def train(
         augment = image_augmenter(cfg["augment_strength"], fill=data["x_train"].min().item())
     history, summary = fit(model, data, cfg, augment, on_epoch)
     summary["device"] = device.type
+    summary["threads"] = threads
     summary["n_params"] = sum(p.numel() for p in model.parameters())
     return model.cpu(), history, summary
