@@ -135,3 +135,12 @@ def test_stage_exits_with_one_line_and_writes_nothing(tmp_path: Path, default_pa
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: train.batch_size: 0 is not allowed; expected an integer >= 1")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_exponent_floats_written_by_dvc_are_numbers(tmp_path, default_params):
+    text = yaml.safe_dump(default_params).replace("weight_decay: 0.0", "weight_decay: 1e-05")
+    (tmp_path / "params.yaml").write_text(text.replace("l1: 0.0", "l1: 2.5E-3"))
+    loaded = params.load(tmp_path / "params.yaml")
+    assert loaded["train"]["weight_decay"] == 1e-05 and loaded["train"]["l1"] == 0.0025
+    assert loaded["train"]["epochs"] == default_params["train"]["epochs"]
+    assert isinstance(loaded["train"]["epochs"], int)

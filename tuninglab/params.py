@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,24 @@ PARAMS_FILE = Path("params.yaml")
 
 class ParamError(ValueError):
     """A parameter is missing, unknown or has a value that is not allowed."""
+
+
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, also reading `1e-05` as a float.
+
+    PyYAML follows YAML 1.1, where a float needs a dot; DVC writes values set
+    with `-S` in YAML 1.2 style, so `-S train.weight_decay=1e-5` arrives as `1e-05`.
+    """
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"), list("-+0123456789.")
+)
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file with `YamlLoader`."""
+    return yaml.load(Path(path).read_text(), Loader=YamlLoader)
 
 
 # A rule is a check and the words that tell the user what the check allows.
@@ -200,7 +219,7 @@ def validate(params: Any) -> dict[str, Any]:
 def load(path: Path = PARAMS_FILE) -> dict[str, Any]:
     """Read and validate the parameter file."""
     try:
-        params = yaml.safe_load(Path(path).read_text())
+        params = read_yaml(path)
     except FileNotFoundError:
         raise ParamError(f"{path}: not found; run from the repository root") from None
     except yaml.YAMLError as err:
