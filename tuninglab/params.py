@@ -49,7 +49,8 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A finite int or float, not a bool."""
     return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
 
 
@@ -61,13 +62,13 @@ def _number_in(low: float, high: float, *, high_open: bool = False) -> Rule:
     bracket = ")" if high_open else "]"
 
     def check(v: Any) -> bool:
-        return _is_number(v) and low <= v and (v < high if high_open else v <= high)
+        return is_number(v) and low <= v and (v < high if high_open else v <= high)
 
     return check, f"a number in [{low}, {high}{bracket}"
 
 
 def _positive_number() -> Rule:
-    return (lambda v: _is_number(v) and v > 0), "a number > 0"
+    return (lambda v: is_number(v) and v > 0), "a number > 0"
 
 
 def _choice(*options: Any) -> Rule:

@@ -1,0 +1,122 @@
+"""Study definitions expand into named, checked experiments before anything is queued."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from tuninglab import studies
+from tuninglab.__main__ import main
+from tuninglab.studies import StudyError
+
+
+def test_shipped_studies_expand_and_pass_the_param_rules(default_params):
+    shipped = studies.load(ROOT / "studies.yaml")
+    assert {study["kind"] for study in shipped.values()} == {"ofat", "grid", "random"}
+    for name, study in shipped.items():
+        experiments = studies.expand(name, study, default_params)
+        names = [e.name for e in experiments]
+        assert len(names) == len(set(names)) > 0
+        assert all(n.startswith(f"{name}-") for n in names)
+
+
+def test_ofat_changes_one_hyperparameter_and_skips_the_baseline_value(default_params):
+    study = {"kind": "ofat", "params": {"train.lr": [0.001, 0.005, 0.1], "train.optimizer": ["sgd", "adam"]}}
+    experiments = studies.expand("ofat", study, default_params)
+    assert [(e.name, e.settings) for e in experiments] == [
+        ("ofat-lr-0.001", {"train.lr": 0.001}),
+        ("ofat-lr-0.1", {"train.lr": 0.1}),
+        ("ofat-optimizer-sgd", {"train.optimizer": "sgd"}),
+    ]
+
+
+def test_a_key_naming_several_params_sets_them_together(default_params):
+    study = {"kind": "ofat", "params": {"tabular.data.normalize,image.data.normalize": [False]}}
+    (experiment,) = studies.expand("s", study, default_params)
+    assert experiment.name == "s-normalize-false"
+    assert experiment.set_args() == ["-S", "tabular.data.normalize=false", "-S", "image.data.normalize=false"]
+
+
+def test_list_values_are_named_and_passed_to_dvc(default_params):
+    study = {"kind": "ofat", "params": {"train.hidden": [[], [64, 32]]}}
+    experiments = studies.expand("ofat", study, default_params)
+    assert [e.name for e in experiments] == ["ofat-hidden-none", "ofat-hidden-64-32"]
+    assert experiments[1].set_args() == ["-S", "train.hidden=[64,32]"]
+
+
+def test_grid_is_every_combination(default_params):
+    study = {"kind": "grid", "params": {"train.optimizer": ["sgd", "adam"], "train.lr": [0.01, 0.1]}}
+    experiments = studies.expand("g", study, default_params)
+    assert [e.name for e in experiments] == [
+        "g-optimizer-sgd-lr-0.01",
+        "g-optimizer-sgd-lr-0.1",
+        "g-optimizer-adam-lr-0.01",
+        "g-optimizer-adam-lr-0.1",
+    ]
+    assert experiments[1].settings == {"train.optimizer": "sgd", "train.lr": 0.1}
+
+
+def test_random_search_draws_the_same_configurations_from_the_same_seed(default_params):
+    study = {
+        "kind": "random",
+        "trials": 12,
+        "seed": 3,
+        "params": {
+            "train.lr": {"log_uniform": [0.0001, 0.1]},
+            "train.dropout": {"uniform": [0.0, 0.5]},
+            "train.optimizer": {"choice": ["sgd", "adam", "rmsprop"]},
+        },
+    }
+    first = studies.expand("r", study, default_params)
+    again = studies.expand("r", study, default_params)
+    other = studies.expand("r", {**study, "seed": 4}, default_params)
+    assert first == again and first != other
+    assert [e.name for e in first][:2] == ["r-01", "r-02"]
+    rates = [e.settings["train.lr"] for e in first]
+    assert all(0.0001 <= r <= 0.1 for r in rates)
+    assert min(rates) < 0.001 < max(rates)  # log-uniform reaches every decade
+    assert {e.settings["train.optimizer"] for e in first} <= {"sgd", "adam", "rmsprop"}
+
+
+@pytest.mark.parametrize(
+    ("study", "words"),
+    [
+        (
+            {"kind": "ofat", "params": {"train.lrr": [0.1]}},
+            "train.lrr: unknown parameter (did you mean 'lr'?)",
+        ),
+        ({"kind": "ofat", "params": {"train.lr": []}}, "train.lr has no values; expected a non-empty list"),
+        (
+            {"kind": "grid", "params": {"train.lr": [-1]}},
+            "train.lr: -1 is not allowed; expected a number > 0",
+        ),
+        ({"kind": "ofat", "params": {}}, "params is empty"),
+        (
+            {"kind": "sweep", "params": {"train.lr": [0.1]}},
+            "kind 'sweep' is not allowed; expected one of ofat",
+        ),
+        ({"kind": "random", "trials": 2, "seed": 0, "params": {"train.lr": [0.1]}}, "expected {log_uniform"),
+        (
+            {"kind": "random", "seed": 0, "params": {"train.lr": {"uniform": [0.1, 0.2]}}},
+            "trials None is not",
+        ),
+        ({"kind": "ofat", "trials": 3, "params": {"train.lr": [0.1]}}, "unknown setting(s) trials"),
+    ],
+)
+def test_bad_study_is_refused_with_a_clear_message(default_params, study, words):
+    with pytest.raises(StudyError) as err:
+        studies.expand("s", study, default_params)
+    assert words in str(err.value) and "study s" in str(err.value)
+
+
+def test_plan_command_prints_queue_commands(tmp_path, monkeypatch, capsys, default_params):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params))
+    (tmp_path / "studies.yaml").write_text(
+        yaml.safe_dump({"lrs": {"kind": "ofat", "params": {"train.lr": [0.1]}}})
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["study", "plan", "lrs"]) == 0
+    assert capsys.readouterr().out == "dvc exp run --queue -n lrs-lr-0.1 -S train.lr=0.1\n"
+    assert main(["study", "plan", "nope"]) == 2
+    assert "no study named 'nope'; studies: lrs" in capsys.readouterr().err
