@@ -1,7 +1,10 @@
-"""Command line of the lab: `python -m tuninglab study plan <name>`.
+"""Command line of the lab's studies.
 
-`study plan` lists the experiments a study from `studies.yaml` expands to,
-with the `dvc exp run --queue` command that queues each one.
+    python -m tuninglab study plan NAME        list a study's experiments as dvc commands
+    python -m tuninglab study run NAME -j 2    queue what is missing, run it, collect
+    python -m tuninglab study collect          write results/experiments.csv
+
+Studies are declared in studies.yaml.
 """
 
 from __future__ import annotations
@@ -10,27 +13,46 @@ import argparse
 import shlex
 import sys
 
-from tuninglab import params, studies
+from tuninglab import experiments, params, runner, studies
+
+
+def _collect() -> None:
+    frame = experiments.collect(list(studies.load()))
+    counts = frame.drop_duplicates("experiment")["study"].value_counts().to_dict()
+    print(f"{experiments.RESULTS_FILE}: {len(frame)} rows; experiments per study {counts}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tuninglab", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m tuninglab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     study = commands.add_parser("study", help="hyperparameter studies").add_subparsers(
         dest="action", required=True
     )
     plan = study.add_parser("plan", help="list a study's experiments and their dvc commands")
     plan.add_argument("name", help="a study of studies.yaml")
+    run = study.add_parser("run", help="run a study on DVC's queue, then collect")
+    run.add_argument("name", help="a study of studies.yaml")
+    run.add_argument("-j", "--jobs", type=int, default=1, help="parallel workers (default 1)")
+    study.add_parser("collect", help=f"write {experiments.RESULTS_FILE} from dvc exp show")
     args = parser.parse_args(argv)
     try:
-        experiments = studies.plan(args.name)
-    except (studies.StudyError, params.ParamError) as err:
+        if args.action == "plan":
+            for experiment in studies.plan(args.name):
+                command = ["dvc", "exp", "run", "--queue", "-n", experiment.name, *experiment.set_args()]
+                print(shlex.join(command))
+        elif args.action == "run":
+            if args.jobs < 1:
+                raise studies.StudyError(f"--jobs: {args.jobs} is not allowed; expected an integer >= 1")
+            counts = runner.run(args.name, args.jobs)
+            print(f"study {args.name}: {counts['success']} succeeded, {counts['failed']} failed")
+            _collect()
+        else:
+            _collect()
+    except (studies.StudyError, params.ParamError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for experiment in experiments:
-        command = ["dvc", "exp", "run", "--queue", "-n", experiment.name, *experiment.set_args()]
-        print(shlex.join(command))
-    print(f"# {len(experiments)} experiments in study {args.name}", file=sys.stderr)
     return 0
 
 
