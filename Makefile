@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Stage commands call `python` and `dvc`: make them the environment's own.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test test-fast lint bench
+.PHONY: install run test test-fast lint bench bench-study
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -30,3 +30,6 @@ lint: install
 
 bench: install
 	python benchmarks/pipeline.py
+
+bench-study: install
+	python benchmarks/study.py ofat
