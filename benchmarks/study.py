@@ -6,7 +6,7 @@ timed end to end (queuing, workers, collecting). The share of worker time
 spent outside training (process start, imports, DVC) is
 1 - (sum of the experiments' training times) / (wall time x workers).
 
-Usage: python benchmarks/study.py [study, default ofat]   (or `make bench-study`)
+Usage: python benchmarks/study.py [study [workers ...]]   (default: ofat 1 2; or `make bench-study`)
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ def run_study(study: str, jobs: int) -> tuple[float, pd.DataFrame]:
 
 def main() -> None:
     study = sys.argv[1] if len(sys.argv) > 1 else "ofat"
+    workers = [int(n) for n in sys.argv[2:]] or [1, 2]
     walls = {}
-    for jobs in (1, 2):
+    for jobs in workers:
         wall, table = run_study(study, jobs)
         runs = table[table["study"] == study]
         training = runs["train_time_s"].sum()

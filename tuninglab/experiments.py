@@ -35,14 +35,19 @@ TRAIN_METRICS = [
 ]
 
 
-def dvc(*args: str, cwd: Path = Path(), env: dict[str, str] | None = None) -> str:
+def dvc(
+    *args: str, cwd: Path = Path(), env: dict[str, str] | None = None, timeout: float | None = None
+) -> str:
     """Run a dvc command and return its standard output; raise with its last error line.
 
     Output goes through temporary files, not pipes: `dvc queue start` leaves
-    workers running that would hold a pipe open until they exit.
+    workers running that would hold a pipe open until they exit. With
+    `timeout`, a command still running after that many seconds is killed and
+    `subprocess.TimeoutExpired` raised.
     """
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        code = subprocess.run(["dvc", *args], cwd=cwd, stdout=out, stderr=err, env=env).returncode
+        command = ["dvc", *args]
+        code = subprocess.run(command, cwd=cwd, stdout=out, stderr=err, env=env, timeout=timeout).returncode
         out.seek(0), err.seek(0)
         stdout, stderr = out.read(), err.read()
     if code != 0:
@@ -73,14 +78,14 @@ def _record(rev: dict[str, Any], state: str, log: str | None) -> dict[str, Any]:
     }
 
 
-def read(cwd: Path = Path()) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def read(cwd: Path = Path(), timeout: float | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The baseline commit and its experiments, from `dvc exp show --json`.
 
     Each record has the name, rev, state (`success`, `failed`, `queued`,
     `running`), the queue log path when there is one, the params tree and the
-    metrics by file.
+    metrics by file. `timeout` is passed to `dvc`.
     """
-    revisions = json.loads(dvc("exp", "show", "--json", cwd=cwd))
+    revisions = json.loads(dvc("exp", "show", "--json", cwd=cwd, timeout=timeout))
     head = next(r for r in revisions if r["rev"] != "workspace")
     baseline = _record(head, "success", None)
     experiments = []
@@ -112,48 +117,63 @@ def study_of(name: str, studies: list[str]) -> str:
     return prefix if prefix in studies else "manual"
 
 
+def _dataset_params(params: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """Every param as one dataset used it: split, its data settings, its resolved training settings."""
+    if not params:
+        return {}
+    return (
+        {f"split.{k}": v for k, v in params["split"].items()}
+        | {f"data.{k}": v for k, v in params[dataset]["data"].items()}
+        | train_config(params, dataset)
+    )
+
+
+def _dataset_metrics(metrics: dict[str, Any], dataset: str) -> dict[str, Any]:
+    test = metrics.get(f"metrics/{dataset}/test.json", {})
+    train = metrics.get(f"metrics/{dataset}/train.json", {})
+    return {k: test.get(k) for k in TEST_METRICS} | {k: train.get(k) for k in TRAIN_METRICS}
+
+
 def rows(baseline: dict[str, Any], experiments: list[dict[str, Any]], studies: list[str]) -> pd.DataFrame:
-    """One row per experiment and dataset, the baseline first, with every param and metric."""
+    """One row per experiment and dataset, the baseline first: who, status, every param, every metric.
+
+    A failed, queued or running experiment has no metrics of its own (its
+    metric files are still the baseline's), so its metric cells stay empty.
+    """
     table = []
     for record in [baseline, *experiments]:
         is_baseline = record is baseline
         changed = {} if is_baseline else changes(record["params"], baseline["params"])
+        error = last_error(record["log"]) if record["state"] == "failed" else ""
         for dataset in DATASETS:
-            params = record["params"]
-            row: dict[str, Any] = {
-                "experiment": "baseline" if is_baseline else record["name"],
-                "study": "baseline" if is_baseline else study_of(record["name"], studies),
-                "hyperparameter": ",".join(changed),
-                "value": ",".join(json.dumps(v) if isinstance(v, list) else str(v) for v in changed.values()),
-                "baseline_commit": baseline["rev"],
-                "rev": record["rev"],
-                "dataset": dataset,
-            }
-            failed = record["state"] != "success"
-            train = record["metrics"].get(f"metrics/{dataset}/train.json", {})
-            if failed:
-                row["status"] = record["state"]
-                row["error"] = last_error(record["log"]) if record["state"] == "failed" else ""
+            metrics = _dataset_metrics(record["metrics"], dataset)
+            if record["state"] != "success":
+                status, metrics = record["state"], dict.fromkeys(metrics)
             else:
-                row["status"] = "diverged" if train.get("diverged") else "ok"
-                row["error"] = ""
-            if params:
-                row |= {f"split.{k}": v for k, v in params["split"].items()}
-                row |= {f"data.{k}": v for k, v in params[dataset]["data"].items()}
-                row |= {k: v for k, v in train_config(params, dataset).items()}
-            if not failed:
-                test = record["metrics"].get(f"metrics/{dataset}/test.json", {})
-                row |= {k: test.get(k) for k in TEST_METRICS} | {k: train.get(k) for k in TRAIN_METRICS}
-            table.append(row)
+                status = "diverged" if metrics["diverged"] else "ok"
+            table.append(
+                {
+                    "experiment": "baseline" if is_baseline else record["name"],
+                    "study": "baseline" if is_baseline else study_of(record["name"], studies),
+                    "hyperparameter": ",".join(changed),
+                    "value": ",".join(
+                        json.dumps(v) if isinstance(v, list) else str(v) for v in changed.values()
+                    ),
+                    "baseline_commit": baseline["rev"],
+                    "rev": record["rev"],
+                    "dataset": dataset,
+                    "status": status,
+                    "error": error,
+                    **_dataset_params(record["params"], dataset),
+                    **metrics,
+                }
+            )
     frame = pd.DataFrame(table)
-    for column in TEST_METRICS + TRAIN_METRICS:
-        if column not in frame:
-            frame[column] = None
-    metrics = TEST_METRICS + TRAIN_METRICS
-    frame = frame[[c for c in frame if c not in metrics] + metrics]  # params first, then metrics
-    list_columns = [c for c in frame if frame[c].map(lambda v: isinstance(v, list)).any()]
-    for column in list_columns:
-        frame[column] = frame[column].map(lambda v: json.dumps(v) if isinstance(v, list) else v)
+    metric_columns = TEST_METRICS + TRAIN_METRICS
+    frame = frame[[c for c in frame if c not in metric_columns] + metric_columns]  # params, then metrics
+    for column in frame:
+        if frame[column].map(lambda v: isinstance(v, list)).any():
+            frame[column] = frame[column].map(lambda v: json.dumps(v) if isinstance(v, list) else v)
     return frame
 
 

@@ -8,6 +8,7 @@ failed ones, remove them first with `dvc queue remove --failed`.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,14 +17,27 @@ from tqdm import tqdm
 
 from tuninglab import experiments, studies
 
-POLL_SECONDS = 15.0  # each look is a `dvc exp show`, which costs CPU the workers need
+POLL_SECONDS = 20.0  # each look is a `dvc exp show`, which costs CPU the workers need
+SHOW_TIMEOUT_SECONDS = 60.0
 FINISHED = ("success", "failed")
 
 
 def queue_missing(planned: list[studies.Experiment], cwd: Path = Path()) -> tuple[int, int]:
-    """Queue the planned experiments not yet on the baseline commit; returns (already there, queued)."""
+    """Queue the planned experiments not yet on the baseline commit; returns (already there, queued).
+
+    Raises:
+        StudyError: an experiment of the same name exists with other settings
+            (a study edited after it ran); nothing has been queued then.
+    """
     _, existing = experiments.read(cwd)
-    known = {record["name"] for record in existing}
+    known = {record["name"]: record["params"] for record in existing}
+    for experiment in planned:
+        done = known.get(experiment.name)
+        if done is not None and not experiment.matches(done):
+            raise studies.StudyError(
+                f"experiment {experiment.name} exists on this commit with other settings; "
+                f"remove it (dvc exp remove {experiment.name}) or rename the study"
+            )
     missing = [experiment for experiment in planned if experiment.name not in known]
     for experiment in tqdm(missing, desc="queuing", unit="exp", disable=not missing):
         experiments.dvc("exp", "run", "--queue", "-q", "-n", experiment.name, *experiment.set_args(), cwd=cwd)
@@ -41,9 +55,17 @@ def start_workers(jobs: int, cwd: Path = Path()) -> None:
     experiments.dvc("queue", "start", "-j", str(jobs), cwd=cwd, env=env)
 
 
-def states(names: set[str], cwd: Path = Path()) -> Counter:
-    """How many of the named experiments are queued, running, succeeded or failed."""
-    _, records = experiments.read(cwd)
+def states(names: set[str], cwd: Path = Path()) -> Counter | None:
+    """How many of the named experiments are queued, running, succeeded or failed.
+
+    None when `dvc exp show` did not answer in time: while queue workers
+    finish an experiment it can block indefinitely, so it is killed and the
+    next poll tries again.
+    """
+    try:
+        _, records = experiments.read(cwd, timeout=SHOW_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        return None
     return Counter(record["state"] for record in records if record["name"] in names)
 
 
@@ -52,13 +74,15 @@ def wait(names: set[str], jobs: int, cwd: Path = Path(), poll: float = POLL_SECO
 
     Workers that stopped while experiments are still queued are started again.
     """
-    counts = states(names, cwd)
+    counts = None
+    while counts is None:
+        counts = states(names, cwd)
     stalled = 0
     finished = sum(counts[s] for s in FINISHED)
     with tqdm(total=len(names), initial=finished, desc="experiments", unit="exp") as bar:
         while counts["queued"] + counts["running"]:
             time.sleep(poll)
-            counts = states(names, cwd)
+            counts = states(names, cwd) or counts
             finished = sum(counts[s] for s in FINISHED)
             bar.update(finished - bar.n)
             bar.set_postfix(

@@ -38,6 +38,10 @@ class Experiment:
     name: str
     settings: dict[str, Any]  # dotted params.yaml key -> value
 
+    def matches(self, params_tree: dict[str, Any]) -> bool:
+        """Whether a params tree has every setting of this experiment."""
+        return all(_known(params_tree, k) and _lookup(params_tree, k) == v for k, v in self.settings.items())
+
     def set_args(self) -> list[str]:
         """The `-S key=value` arguments of `dvc exp run`."""
         return [arg for key, value in self.settings.items() for arg in ("-S", f"{key}={_hydra(value)}")]
@@ -162,9 +166,9 @@ def expand(name: str, study: dict[str, Any], baseline: dict[str, Any]) -> list[E
         for hyperparameter, values in space.items():
             for value in values:
                 settings = _settings(hyperparameter, value)
-                if all(_known(baseline, k) and _lookup(baseline, k) == v for k, v in settings.items()):
-                    continue  # the baseline itself
-                experiments.append(Experiment(f"{name}-{_short(hyperparameter)}-{_label(value)}", settings))
+                experiment = Experiment(f"{name}-{_short(hyperparameter)}-{_label(value)}", settings)
+                if not experiment.matches(baseline):  # else it is the baseline itself
+                    experiments.append(experiment)
     elif study["kind"] == "grid":
         for combination in itertools.product(*space.values()):
             settings: dict[str, Any] = {}
