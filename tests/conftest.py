@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from tuninglab import params
 
@@ -40,3 +45,53 @@ def split_arrays(x: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str, np.nd
     for name, idx in parts.items():
         arrays[f"x_{name}"], arrays[f"y_{name}"] = x[idx], y[idx]
     return arrays
+
+
+def sh(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command in `repo` with this environment's `python` and `dvc` first on PATH."""
+    venv_bin = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(args, cwd=repo, capture_output=True, text=True, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def commit_all(repo: Path, message: str) -> None:
+    """`git add -A` and commit in `repo`."""
+    who = ["-c", "user.name=lab", "-c", "user.email=lab@example.com"]
+    sh(repo, "git", *who, "add", "-A")
+    sh(repo, "git", *who, "commit", "-qm", message)
+
+
+def reviews_csv(path: Path) -> None:
+    """A small, learnable review set: the text dataset without the package index."""
+    good = ["a warm funny delight", "sharp moving and wise", "great fun", "a joy to watch"]
+    bad = ["a dull mess", "boring and flat", "awful plot", "tedious and long"]
+    rows = ["text,label"]
+    for i in range(60):
+        rows += [f"{good[i % 4]} {i},fresh", f"{bad[i % 4]} {i},rotten"]
+    path.write_text("\n".join(rows) + "\n")
+
+
+def make_lab_repo(repo: Path) -> Path:
+    """The tracked project files in a fresh, committed git repo, with tiny training settings.
+
+    Two epochs, a one-block CNN, and a small local review CSV as the text data,
+    so that a full pipeline run takes seconds and needs no network.
+    """
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for name in tracked.stdout.split():
+        if name.startswith(("metrics/", "plots/", "results/")) or name == "dvc.lock":
+            continue  # the repository's own results; this repo makes its own
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, repo / name)
+    settings = yaml.safe_load((repo / "params.yaml").read_text())
+    settings["train"]["epochs"] = 2
+    settings["image"]["train"]["channels"] = [4]
+    settings["text"]["data"]["source"] = "reviews.csv"
+    (repo / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    reviews_csv(repo / "reviews.csv")
+    sh(repo, "git", "init", "-q", "-b", "main")
+    commit_all(repo, "lab")
+    return repo

@@ -3,59 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import make_lab_repo, sh
 from tuninglab.params import DATASETS
 
 pytestmark = pytest.mark.slow
 
 
-def sh(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    venv_bin = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"}
-    result = subprocess.run(args, cwd=repo, capture_output=True, text=True, env=env)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
-
-
-def reviews_csv(path: Path) -> None:
-    """A small, learnable review set: the text dataset without the package index."""
-    good = ["a warm funny delight", "sharp moving and wise", "great fun", "a joy to watch"]
-    bad = ["a dull mess", "boring and flat", "awful plot", "tedious and long"]
-    rows = ["text,label"]
-    for i in range(60):
-        rows += [f"{good[i % 4]} {i},fresh", f"{bad[i % 4]} {i},rotten"]
-    path.write_text("\n".join(rows) + "\n")
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    """The tracked project files in a fresh git repo, with tiny training settings."""
-    repo = tmp_path_factory.mktemp("lab")
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
-    for name in tracked.stdout.split():
-        if name.startswith(("metrics/", "plots/")) or name == "dvc.lock":
-            continue  # the repo's own results; this repo makes its own
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, repo / name)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train"]["epochs"] = 2
-    params["image"]["train"]["channels"] = [4]
-    params["text"]["data"]["source"] = "reviews.csv"
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    reviews_csv(repo / "reviews.csv")
-    sh(repo, "git", "init", "-q", "-b", "main")
-    sh(repo, "git", "-c", "user.name=lab", "-c", "user.email=lab@example.com", "add", "-A")
-    sh(repo, "git", "-c", "user.name=lab", "-c", "user.email=lab@example.com", "commit", "-qm", "lab")
+    """The project with tiny training settings in a fresh git repo, after `dvc repro`."""
+    repo = make_lab_repo(tmp_path_factory.mktemp("lab"))
     sh(repo, "dvc", "repro")
     return repo
 
