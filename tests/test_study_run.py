@@ -168,12 +168,12 @@ def test_resume_refuses_an_experiment_whose_study_changed_since(monkeypatch, tmp
         runner.run("r", jobs=1, cwd=tmp_path)
 
 
-def test_wait_survives_a_hung_exp_show_and_follows_until_done(monkeypatch):
+def test_wait_survives_a_hung_or_failing_exp_show_and_follows_until_done(monkeypatch):
     answers = iter(
         [
             subprocess.TimeoutExpired("dvc exp show", 60),
             [record("s-1", state="running"), record("s-2", state="queued")],
-            subprocess.TimeoutExpired("dvc exp show", 60),
+            RuntimeError("dvc exp show --json failed: ERROR: directory '.dvc/tmp/exps/t/.dvc' is gone"),
             [record("s-1", state="success"), record("s-2", state="failed")],
         ]
     )
@@ -188,3 +188,16 @@ def test_wait_survives_a_hung_exp_show_and_follows_until_done(monkeypatch):
     counts = runner.wait({"s-1", "s-2"}, jobs=1, poll=0)
     assert counts["success"] == 1 and counts["failed"] == 1
     assert next(answers, None) is None
+
+
+def test_wait_gives_up_when_exp_show_keeps_failing(monkeypatch):
+    looks = []
+
+    def read(cwd, timeout):
+        looks.append(timeout)
+        raise RuntimeError("dvc exp show --json failed: ERROR: not a git repository")
+
+    monkeypatch.setattr(experiments, "read", read)
+    with pytest.raises(RuntimeError, match=r"failed 5 times in a row; last: .*not a git repository"):
+        runner.wait({"s-1"}, jobs=1, poll=0)
+    assert len(looks) == runner.SHOW_TRIES

@@ -19,6 +19,7 @@ from tuninglab import experiments, studies
 
 POLL_SECONDS = 20.0  # each look is a `dvc exp show`, which costs CPU the workers need
 SHOW_TIMEOUT_SECONDS = 60.0
+SHOW_TRIES = 5  # looks in a row that may hang or fail before a study run gives up
 FINISHED = ("success", "failed")
 
 
@@ -55,18 +56,29 @@ def start_workers(jobs: int, cwd: Path = Path()) -> None:
     experiments.dvc("queue", "start", "-j", str(jobs), cwd=cwd, env=env)
 
 
-def states(names: set[str], cwd: Path = Path()) -> Counter | None:
+def states(
+    names: set[str], cwd: Path = Path(), tries: int = SHOW_TRIES, pause: float = POLL_SECONDS
+) -> Counter:
     """How many of the named experiments are queued, running, succeeded or failed.
 
-    None when `dvc exp show` did not answer in time: while queue workers
-    finish an experiment it can block indefinitely, so it is killed and the
-    next poll tries again.
+    `dvc exp show` is unreliable while queue workers create and remove their
+    temporary workspaces: it can block indefinitely, or fail on a directory
+    that just went away. A look that hangs (killed after
+    `SHOW_TIMEOUT_SECONDS`) or fails is retried after `pause` seconds.
+
+    Raises:
+        RuntimeError: `tries` looks in a row failed; names the last error.
     """
-    try:
-        _, records = experiments.read(cwd, timeout=SHOW_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        return None
-    return Counter(record["state"] for record in records if record["name"] in names)
+    error: Exception | None = None
+    for _ in range(tries):
+        try:
+            _, records = experiments.read(cwd, timeout=SHOW_TIMEOUT_SECONDS)
+        except (subprocess.TimeoutExpired, RuntimeError) as failure:
+            error = failure
+            time.sleep(pause)
+            continue
+        return Counter(record["state"] for record in records if record["name"] in names)
+    raise RuntimeError(f"dvc exp show failed {tries} times in a row; last: {error}")
 
 
 def wait(names: set[str], jobs: int, cwd: Path = Path(), poll: float = POLL_SECONDS) -> Counter:
@@ -74,15 +86,13 @@ def wait(names: set[str], jobs: int, cwd: Path = Path(), poll: float = POLL_SECO
 
     Workers that stopped while experiments are still queued are started again.
     """
-    counts = None
-    while counts is None:
-        counts = states(names, cwd)
+    counts = states(names, cwd, pause=poll)
     stalled = 0
     finished = sum(counts[s] for s in FINISHED)
     with tqdm(total=len(names), initial=finished, desc="experiments", unit="exp") as bar:
         while counts["queued"] + counts["running"]:
             time.sleep(poll)
-            counts = states(names, cwd) or counts
+            counts = states(names, cwd, pause=poll)
             finished = sum(counts[s] for s in FINISHED)
             bar.update(finished - bar.n)
             bar.set_postfix(
