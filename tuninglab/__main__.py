@@ -2,7 +2,7 @@
 
     python -m tuninglab study plan NAME        list a study's experiments as dvc commands
     python -m tuninglab study run NAME -j 2    queue what is missing, run it, collect
-    python -m tuninglab study collect          write results/experiments.csv
+    python -m tuninglab study collect          write results/experiments.csv and results/curves.csv
 
 Studies are declared in studies.yaml.
 """
@@ -20,6 +20,7 @@ def _collect() -> None:
     frame = experiments.collect(list(studies.load()))
     counts = frame.drop_duplicates("experiment")["study"].value_counts().to_dict()
     print(f"{experiments.RESULTS_FILE}: {len(frame)} rows; experiments per study {counts}")
+    print(f"{experiments.CURVES_FILE}: per-epoch curves of the finished runs")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     run = study.add_parser("run", help="run a study on DVC's queue, then collect")
     run.add_argument("name", help="a study of studies.yaml")
     run.add_argument("-j", "--jobs", type=int, default=1, help="parallel workers (default 1)")
-    study.add_parser("collect", help=f"write {experiments.RESULTS_FILE} from dvc exp show")
+    study.add_parser("collect", help=f"write {experiments.RESULTS_FILE} and {experiments.CURVES_FILE}")
     args = parser.parse_args(argv)
     try:
         if args.action == "plan":

@@ -3,11 +3,14 @@
 Everything comes from `dvc exp show --json`: the baseline commit, and every
 experiment on it (run by hand, queued by hand, or queued by a study), with its
 params, metrics and queue state. `collect` writes one row per experiment and
-dataset, the baseline included, to `results/experiments.csv`.
+dataset, the baseline included, to `results/experiments.csv`, and each of
+those runs' per-epoch history (`plots/<dataset>/history.csv`, committed with
+every experiment) to `results/curves.csv`.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import tempfile
@@ -19,6 +22,7 @@ import pandas as pd
 from tuninglab.params import DATASETS, train_config
 
 RESULTS_FILE = Path("results/experiments.csv")
+CURVES_FILE = Path("results/curves.csv")
 TEST_METRICS = ["test_accuracy", "test_loss", "macro_f1"]
 TRAIN_METRICS = [
     "best_val_accuracy",
@@ -177,13 +181,47 @@ def rows(baseline: dict[str, Any], experiments: list[dict[str, Any]], studies: l
     return frame
 
 
-def collect(studies: list[str], out: Path = RESULTS_FILE, cwd: Path = Path()) -> pd.DataFrame:
-    """Write every experiment of the current baseline commit to `out` (CSV) and return the table."""
-    baseline, experiments = read(cwd)
-    frame = rows(baseline, experiments, studies)
-    path = cwd / out
+def curves(frame: pd.DataFrame, cwd: Path = Path()) -> pd.DataFrame:
+    """The per-epoch history of every finished run of `frame`, read from its commit.
+
+    One row per experiment, dataset and epoch, with the columns of the
+    trainer's history (train/val loss and accuracy, learning rate, epoch time).
+    """
+    finished = frame[frame["status"].isin(["ok", "diverged"])]
+    tables = []
+    for run in finished.itertuples():
+        shown = subprocess.run(
+            ["git", "show", f"{run.rev}:plots/{run.dataset}/history.csv"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        history = pd.read_csv(io.StringIO(shown.stdout))
+        tables.append(history.assign(experiment=run.experiment, dataset=run.dataset))
+    columns = ["experiment", "dataset"]
+    if not tables:
+        return pd.DataFrame(columns=columns)
+    joined = pd.concat(tables, ignore_index=True)
+    return joined[columns + [c for c in joined if c not in columns]]
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     frame.to_csv(tmp, index=False)
     tmp.replace(path)
+
+
+def collect(
+    studies: list[str], out: Path = RESULTS_FILE, curves_out: Path = CURVES_FILE, cwd: Path = Path()
+) -> pd.DataFrame:
+    """Write every experiment of the current baseline commit to `out` and their curves to `curves_out`.
+
+    Returns the experiments table.
+    """
+    baseline, experiments = read(cwd)
+    frame = rows(baseline, experiments, studies)
+    _write_csv(curves(frame, cwd), cwd / curves_out)
+    _write_csv(frame, cwd / out)
     return frame
