@@ -42,6 +42,10 @@ class Experiment:
         """Whether a params tree has every setting of this experiment."""
         return all(_known(params_tree, k) and _lookup(params_tree, k) == v for k, v in self.settings.items())
 
+    def applied_to(self, params_tree: dict[str, Any]) -> dict[str, Any]:
+        """A copy of a params tree with this experiment's settings in it."""
+        return _apply(params_tree, self.settings)
+
     def set_args(self) -> list[str]:
         """The `-S key=value` arguments of `dvc exp run`."""
         return [arg for key, value in self.settings.items() for arg in ("-S", f"{key}={_hydra(value)}")]
@@ -187,7 +191,7 @@ def expand(name: str, study: dict[str, Any], baseline: dict[str, Any]) -> list[E
             experiments.append(Experiment(f"{name}-{trial:0{width}d}", settings))
     for experiment in experiments:
         try:
-            params.validate(_apply(baseline, experiment.settings))
+            params.validate(experiment.applied_to(baseline))
         except params.ParamError as err:
             raise StudyError(f"{STUDIES_FILE}: study {name}, experiment {experiment.name}: {err}") from None
     return experiments

@@ -1,0 +1,200 @@
+"""What one run's curves and metrics say, in sentences that carry the numbers behind them.
+
+The rules, applied to each finished run (thresholds are the constants below):
+
+- **diverged**: the trainer stopped the run because its loss became NaN,
+  infinite or exploded; the epoch and the loss are quoted.
+- **overfitting**: the validation loss reached its minimum at least
+  `OVERFIT_EPOCHS` epochs before the last, ended at least `OVERFIT_RISE`
+  above that minimum, and the training loss kept falling after it (by at
+  least `OVERFIT_TRAIN_DROP`).
+- **still improving**: the run was not stopped early, its best epoch is one
+  of the last two, and the validation loss fell by at least `IMPROVING_DROP`
+  over the last `IMPROVING_WINDOW` epochs: train longer.
+- **underfitting**: the final training accuracy is at least
+  `UNDERFIT_POINTS` points below the baseline's.
+- **early best**: the best epoch is within the first `EARLY_FRACTION` of the
+  configured epochs: fewer epochs would do.
+- **unstable**: the validation loss peaked for a single epoch at least
+  `SWING_RISE` above both neighbours, at least `SWINGS` times.
+
+`versus_baseline` adds one sentence per run comparing its test accuracy with
+the baseline's, calls a difference within the seed noise what it is, and
+names the settings that changed.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import pandas as pd
+
+OVERFIT_EPOCHS = 3
+OVERFIT_RISE = 0.10
+OVERFIT_TRAIN_DROP = 0.05
+IMPROVING_WINDOW = 3
+IMPROVING_DROP = 0.02
+UNDERFIT_POINTS = 5.0
+EARLY_FRACTION = 0.2
+SWING_RISE = 0.25
+SWINGS = 2
+HEADLINE_KINDS = ("diverged", "overfitting", "still improving", "underfitting", "unstable")
+
+
+class Observation(NamedTuple):
+    """One finding about a run: its kind, a short headline, and the sentence with its numbers."""
+
+    kind: str
+    headline: str
+    text: str
+
+
+def _points(accuracy: float) -> float:
+    return 100.0 * accuracy
+
+
+def diverged(run: pd.Series) -> Observation | None:
+    """The run diverged: at which epoch and with which loss."""
+    if not bool(run["diverged"]):
+        return None
+    loss = run["diverged_loss"]
+    shown = "NaN" if pd.isna(loss) else f"{loss:.3g}"
+    epoch = int(run["diverged_epoch"])
+    return Observation(
+        "diverged",
+        f"the loss diverged at epoch {epoch}",
+        f"diverged at epoch {epoch} (loss {shown}); the weights of epoch {int(run['best_epoch'])} were kept",
+    )
+
+
+def overfitting(history: pd.DataFrame) -> Observation | None:
+    """Validation loss bottomed out well before the end while training loss kept falling."""
+    if len(history) <= OVERFIT_EPOCHS:
+        return None
+    best = history["val_loss"].idxmin()
+    low, end = history.at[best, "val_loss"], history["val_loss"].iloc[-1]
+    train_at_best, train_end = history.at[best, "train_loss"], history["train_loss"].iloc[-1]
+    epochs_after = len(history) - 1 - best
+    if (
+        epochs_after >= OVERFIT_EPOCHS
+        and end >= low * (1 + OVERFIT_RISE)
+        and train_end <= train_at_best * (1 - OVERFIT_TRAIN_DROP)
+    ):
+        epoch, last = int(history.at[best, "epoch"]), int(history["epoch"].iloc[-1])
+        return Observation(
+            "overfitting",
+            f"overfitting from epoch {epoch}",
+            f"overfitting from epoch {epoch}: validation loss rose {100 * (end / low - 1):.0f}% "
+            f"({low:.3f} to {end:.3f}) by epoch {last} while training loss fell "
+            f"{train_at_best:.3f} to {train_end:.3f}; the gap at the end is {end - train_end:.3f}",
+        )
+    return None
+
+
+def still_improving(history: pd.DataFrame, run: pd.Series) -> Observation | None:
+    """Validation loss was still falling when the epochs ran out."""
+    if len(history) <= IMPROVING_WINDOW or bool(run["stopped_early"]) or bool(run["diverged"]):
+        return None
+    val = history["val_loss"]
+    before, end = val.iloc[-1 - IMPROVING_WINDOW], val.iloc[-1]
+    if val.idxmin() >= len(history) - 2 and end <= before * (1 - IMPROVING_DROP):
+        return Observation(
+            "still improving",
+            "still improving at the end",
+            f"still improving at the end: validation loss fell {100 * (1 - end / before):.0f}% "
+            f"over the last {IMPROVING_WINDOW} epochs ({before:.3f} to {end:.3f}); train longer",
+        )
+    return None
+
+
+def underfitting(history: pd.DataFrame, run: pd.Series, baseline_history: pd.DataFrame) -> Observation | None:
+    """The model fits its own training data clearly worse than the baseline does (and did not diverge)."""
+    if bool(run["diverged"]) or history.empty or baseline_history.empty:
+        return None
+    mine = _points(history["train_accuracy"].iloc[-1])
+    theirs = _points(baseline_history["train_accuracy"].iloc[-1])
+    if theirs - mine >= UNDERFIT_POINTS:
+        return Observation(
+            "underfitting",
+            "underfitting",
+            f"underfitting: training accuracy {mine:.1f}% at the end, "
+            f"{theirs - mine:.1f} points below the baseline's {theirs:.1f}%",
+        )
+    return None
+
+
+def early_best(run: pd.Series) -> Observation | None:
+    """The best epoch came so early that most of the configured epochs were not needed."""
+    if bool(run["diverged"]) or pd.isna(run["best_epoch"]):
+        return None
+    best, configured = int(run["best_epoch"]), int(run["epochs"])
+    if configured > 1 and best <= EARLY_FRACTION * configured:
+        return Observation(
+            "early best",
+            f"best epoch {best} of {configured}",
+            f"best epoch {best} of {configured} configured: fewer epochs would do",
+        )
+    return None
+
+
+def unstable(history: pd.DataFrame) -> Observation | None:
+    """The validation loss swings: single-epoch peaks well above both neighbours."""
+    val = history["val_loss"].to_numpy()
+    peaks = [
+        (int(history["epoch"].iloc[i]), val[i] / max(val[i - 1], val[i + 1]) - 1)
+        for i in range(1, len(val) - 1)
+        if val[i] >= (1 + SWING_RISE) * max(val[i - 1], val[i + 1])
+    ]
+    if len(peaks) < SWINGS:
+        return None
+    epochs = ", ".join(str(epoch) for epoch, _ in peaks)
+    largest = max(rise for _, rise in peaks)
+    return Observation(
+        "unstable",
+        "unstable validation loss",
+        f"unstable: validation loss jumped at least {100 * SWING_RISE:.0f}% above both neighbouring "
+        f"epochs {len(peaks)} times (epochs {epochs}; largest +{100 * largest:.0f}%)",
+    )
+
+
+def observe(history: pd.DataFrame, run: pd.Series, baseline_history: pd.DataFrame) -> list[Observation]:
+    """Every rule that holds for one finished run (`run` is its row of the runs table)."""
+    found = [
+        diverged(run),
+        overfitting(history),
+        still_improving(history, run),
+        underfitting(history, run, baseline_history),
+        early_best(run),
+        unstable(history),
+    ]
+    return [observation for observation in found if observation is not None]
+
+
+def _setting(run: pd.Series, name: str) -> str:
+    value = run[name]
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{name}={value}"
+
+
+def versus_baseline(
+    run: pd.Series, baseline: pd.Series, noise: float | None, observations: list[Observation]
+) -> Observation:
+    """One sentence: the run's test accuracy against the baseline's, and the main thing that happened.
+
+    `noise` is the spread of the baseline's test accuracy across seeds (as a
+    fraction), when known; a difference no larger than it is called noise.
+    """
+    changed = [name for name in str(run["changed"]).split(",") if name]
+    settings = ", ".join(_setting(run, name) for name in changed) or "the baseline's settings"
+    delta = _points(run["test_accuracy"] - baseline["test_accuracy"])
+    text = (
+        f"with {settings}: test accuracy {delta:+.1f} points vs baseline "
+        f"({run['test_accuracy']:.3f} vs {baseline['test_accuracy']:.3f})"
+    )
+    if noise is not None and abs(delta) <= _points(noise):
+        text += f", within seed noise ({_points(noise):.1f} points)"
+    headlines = [o.headline for o in observations if o.kind in HEADLINE_KINDS]
+    if headlines:
+        text += "; " + headlines[0]
+    return Observation("vs baseline", f"{delta:+.1f} points vs baseline", text)
