@@ -3,6 +3,7 @@
     python -m tuninglab study plan NAME        list a study's experiments as dvc commands
     python -m tuninglab study run NAME -j 2    queue what is missing, run it, collect
     python -m tuninglab study collect          write results/experiments.csv and results/curves.csv
+    python -m tuninglab report                 write reports/ from the collected results
 
 Studies are declared in studies.yaml.
 """
@@ -12,8 +13,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
-from tuninglab import experiments, params, runner, studies
+from tuninglab import experiments, params, report, results, runner, studies
 
 
 def _collect() -> None:
@@ -37,9 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("name", help="a study of studies.yaml")
     run.add_argument("-j", "--jobs", type=int, default=1, help="parallel workers (default 1)")
     study.add_parser("collect", help=f"write {experiments.RESULTS_FILE} and {experiments.CURVES_FILE}")
+    writer = commands.add_parser("report", help="write the study report from the collected results")
+    writer.add_argument("--results", type=Path, default=results.RESULTS_DIR, help="default: %(default)s")
+    writer.add_argument("--out", type=Path, default=report.REPORTS_DIR, help="default: %(default)s")
     args = parser.parse_args(argv)
     try:
-        if args.action == "plan":
+        if args.command == "report":
+            path = report.write(args.results, args.out)
+            print(f"{path}, {path.with_suffix('.html')}, {args.out / 'explorer.html'} written")
+        elif args.action == "plan":
             for experiment in studies.plan(args.name):
                 command = ["dvc", "exp", "run", "--queue", "-n", experiment.name, *experiment.set_args()]
                 print(shlex.join(command))
@@ -51,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             _collect()
         else:
             _collect()
-    except (studies.StudyError, params.ParamError, RuntimeError) as err:
+    except (studies.StudyError, params.ParamError, results.ReportError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

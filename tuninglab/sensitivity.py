@@ -31,10 +31,12 @@ FOREST_TREES = 300
 
 
 def label(value: Any) -> str:
-    """A param value as the report prints it: `0.001`, `sgd`, `[128, 128]`, `true`."""
+    """A param value as the report prints it: `0.001`, `sgd`, `[128, 128]`, `true`; empty when missing."""
     if isinstance(value, bool | np.bool_):
         return str(bool(value)).lower()
     if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            return ""
         return str(int(value)) if float(value).is_integer() else f"{value:g}"
     return str(value)
 
@@ -43,6 +45,14 @@ def _numeric(values: list[Any]) -> bool:
     return all(
         isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool) for v in values
     )
+
+
+def in_order(group: pd.DataFrame, name: str) -> list[pd.DataFrame]:
+    """The rows of `group` split by their value of `name`: numeric values ascending, others as they come."""
+    parts = [rows for _, rows in group.groupby(group[name].map(label), sort=False)]
+    if _numeric([rows[name].iloc[0] for rows in parts]):
+        parts.sort(key=lambda rows: rows[name].iloc[0])
+    return parts
 
 
 def noise(runs: pd.DataFrame) -> pd.DataFrame:
@@ -85,23 +95,35 @@ def one_at_a_time(runs: pd.DataFrame) -> pd.DataFrame:
     dataset, hyperparameter, values and accuracies (JSON lists, in order),
     baseline_value, best_value, best_accuracy, worst_value, spread (a
     fraction), diverged_values (JSON list), at_edge (the best value is the
-    lowest or highest of three or more numeric values), within_noise (the
+    lowest or highest of three or more numeric values, and the spread is
+    not noise), within_noise (the
     spread is no larger than the seed noise; empty when noise is unknown).
     """
     levels = noise_levels(runs)
     table = []
     for (dataset, name), group in varied_alone(runs).items():
         baseline = group[group["experiment"] == "baseline"]
-        by_value = group.groupby(group[name].map(label), sort=False).agg(
-            raw=(name, "first"), accuracy=("test_accuracy", "mean"), diverged=("diverged", "any")
+        parts = in_order(group, name)
+        by_value = pd.DataFrame(
+            {
+                "raw": [rows[name].iloc[0] for rows in parts],
+                "accuracy": [rows["test_accuracy"].mean() for rows in parts],
+                "diverged": [rows["diverged"].astype(bool).any() for rows in parts],
+            },
+            index=[label(rows[name].iloc[0]) for rows in parts],
         )
-        if _numeric(list(by_value["raw"])):
-            by_value = by_value.sort_values("raw")
         best, worst = by_value["accuracy"].idxmax(), by_value["accuracy"].idxmin()
         spread = by_value["accuracy"].max() - by_value["accuracy"].min()
         ordered = list(by_value.index)
-        at_edge = _numeric(list(by_value["raw"])) and len(ordered) >= 3 and best in (ordered[0], ordered[-1])
         level = levels.get(dataset)
+        within_noise = None if level is None else bool(spread <= level)
+        tops = [v for v in ordered if by_value.at[v, "accuracy"] == by_value["accuracy"].max()]
+        at_edge = (
+            _numeric(list(by_value["raw"]))
+            and len(ordered) >= 3
+            and within_noise is not True
+            and all(v in (ordered[0], ordered[-1]) for v in tops)
+        )
         table.append(
             {
                 "dataset": dataset,
@@ -115,7 +137,7 @@ def one_at_a_time(runs: pd.DataFrame) -> pd.DataFrame:
                 "spread": spread,
                 "diverged_values": json.dumps([v for v in ordered if by_value.at[v, "diverged"]]),
                 "at_edge": at_edge,
-                "within_noise": None if level is None else bool(spread <= level),
+                "within_noise": within_noise,
             }
         )
     return pd.DataFrame(table)
