@@ -76,7 +76,7 @@ def sensitivity_heatmap(sensitivity: pd.DataFrame) -> Figure:
         for j, name in enumerate(order):
             value = spread.at[dataset, name]
             if pd.notna(value):
-                mark = "~" if noise.at[dataset, name] == True else ""  # noqa: E712 (None: noise unknown)
+                mark = "~" if noise.at[dataset, name] else ""
                 color = "black" if value > 0.6 * spread.max().max() else "white"
                 axis.text(j, i, f"{mark}{value:.1f}", ha="center", va="center", color=color, fontsize=9)
     figure.colorbar(image, ax=axis, label="spread of test accuracy (points)")

@@ -96,8 +96,8 @@ def one_at_a_time(runs: pd.DataFrame) -> pd.DataFrame:
     baseline_value, best_value, best_accuracy, worst_value, spread (a
     fraction), diverged_values (JSON list), at_edge (the best value is the
     lowest or highest of three or more numeric values, and the spread is
-    not noise), within_noise (the
-    spread is no larger than the seed noise; empty when noise is unknown).
+    not noise), noise (the dataset's seed range; empty when not measured),
+    within_noise (the spread is no larger than that noise).
     """
     levels = noise_levels(runs)
     table = []
@@ -116,12 +116,12 @@ def one_at_a_time(runs: pd.DataFrame) -> pd.DataFrame:
         spread = by_value["accuracy"].max() - by_value["accuracy"].min()
         ordered = list(by_value.index)
         level = levels.get(dataset)
-        within_noise = None if level is None else bool(spread <= level)
+        within_noise = level is not None and bool(spread <= level)
         tops = [v for v in ordered if by_value.at[v, "accuracy"] == by_value["accuracy"].max()]
         at_edge = (
             _numeric(list(by_value["raw"]))
             and len(ordered) >= 3
-            and within_noise is not True
+            and not within_noise
             and all(v in (ordered[0], ordered[-1]) for v in tops)
         )
         table.append(
@@ -137,6 +137,7 @@ def one_at_a_time(runs: pd.DataFrame) -> pd.DataFrame:
                 "spread": spread,
                 "diverged_values": json.dumps([v for v in ordered if by_value.at[v, "diverged"]]),
                 "at_edge": at_edge,
+                "noise": level,
                 "within_noise": within_noise,
             }
         )

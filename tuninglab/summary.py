@@ -151,7 +151,7 @@ def hyperparameter_section(
             f"- **{row.dataset}**: spread {_pts(row.spread)} points; best {name}={row.best_value} "
             f"({row.best_accuracy:.3f}), worst {row.worst_value}"
         )
-        if row.within_noise is True:
+        if row.within_noise:
             sentence += " - within seed noise"
         if row.at_edge:
             sentence += f" - the best value is at the edge of the tried range: extend the range of {name}"
@@ -181,7 +181,7 @@ def comparison_section(
     for dataset in [d for d in DATASETS if d in set(table["dataset"])]:
         ranked = sensitivity.ranking(table, dataset)
         items = [
-            f"{r.hyperparameter} {'~' if r.within_noise is True else ''}{_pts(r.spread)}"
+            f"{r.hyperparameter} {'~' if r.within_noise else ''}{_pts(r.spread)}"
             for r in ranked.itertuples()
         ]
         lines.append(f"- **{dataset}**: " + ", ".join(items))
@@ -241,7 +241,7 @@ def conclusions_section(
     for dataset in [d for d in DATASETS if d in set(table["dataset"])]:
         ranked = sensitivity.ranking(table, dataset)
         top = ranked.iloc[0]
-        quiet = ranked[ranked["within_noise"] == True]["hyperparameter"].tolist()  # noqa: E712
+        quiet = ranked[ranked["within_noise"]]["hyperparameter"].tolist()
         sentence = (
             f"- **{dataset}**: {top['hyperparameter']} mattered most (spread {_pts(top['spread'])} points; "
             f"best {top['best_value']}, worst {top['worst_value']})"

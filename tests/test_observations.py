@@ -1,0 +1,146 @@
+"""The observation rules on hand-made curves: each fires on its shape, with its numbers, and not on others."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tuninglab import observations
+
+
+def make_history(val_loss: list[float], train_loss: list[float] | None = None, train_accuracy: float = 0.95):
+    """A history table as the trainer writes it, from per-epoch losses."""
+    train = train_loss if train_loss is not None else [v * 0.8 for v in val_loss]
+    n = len(val_loss)
+    return pd.DataFrame(
+        {
+            "epoch": np.arange(1, n + 1),
+            "train_loss": train,
+            "train_accuracy": [train_accuracy] * n,
+            "val_loss": val_loss,
+            "val_accuracy": [0.9] * n,
+            "lr": [0.005] * n,
+            "epoch_time_s": [0.1] * n,
+        }
+    )
+
+
+def make_run(**overrides) -> pd.Series:
+    run = {
+        "experiment": "ofat-lr-0.1",
+        "dataset": "image",
+        "changed": "lr",
+        "lr": 0.1,
+        "optimizer": "sgd",
+        "epochs": 30,
+        "diverged": False,
+        "diverged_epoch": np.nan,
+        "diverged_loss": np.nan,
+        "stopped_early": False,
+        "best_epoch": 10,
+        "test_accuracy": 0.9,
+    }
+    return pd.Series(run | overrides)
+
+
+SMOOTH = [1.0, 0.6, 0.45, 0.4, 0.38, 0.37, 0.365, 0.362, 0.361, 0.3605]
+
+
+def kinds(history, run, baseline_history=None) -> list[str]:
+    baseline_history = make_history(SMOOTH) if baseline_history is None else baseline_history
+    return [o.kind for o in observations.observe(history, run, baseline_history)]
+
+
+def test_a_smooth_converged_run_has_nothing_to_report():
+    assert kinds(make_history(SMOOTH), make_run(best_epoch=10, epochs=10, stopped_early=False)) == []
+
+
+def test_overfitting_names_the_epoch_the_rise_and_the_gap():
+    val = [1.0, 0.6, 0.4, 0.35, 0.38, 0.45, 0.55, 0.65]
+    train = [0.9, 0.5, 0.3, 0.2, 0.12, 0.08, 0.05, 0.03]
+    found = observations.overfitting(make_history(val, train))
+    assert found is not None
+    assert found.headline == "overfitting from epoch 4"
+    assert "rose 86% (0.350 to 0.650) by epoch 8" in found.text
+    assert "0.200 to 0.030" in found.text and "gap at the end is 0.620" in found.text
+
+
+@pytest.mark.parametrize(
+    ("val", "train", "why"),
+    [
+        (
+            [1.0, 0.6, 0.4, 0.35, 0.45, 0.6],
+            [0.9, 0.5, 0.3, 0.2, 0.1, 0.05],
+            "minimum only 2 epochs before the end",
+        ),
+        (
+            [1.0, 0.6, 0.4, 0.35, 0.36, 0.37, 0.37, 0.37],
+            [0.9, 0.5, 0.3, 0.2, 0.1, 0.05, 0.03, 0.02],
+            "rise < 10%",
+        ),
+        (
+            [1.0, 0.6, 0.4, 0.35, 0.38, 0.45, 0.55, 0.65],
+            [0.9, 0.5, 0.3, 0.2, 0.2, 0.2, 0.2, 0.2],
+            "train flat",
+        ),
+    ],
+)
+def test_overfitting_needs_every_condition(val, train, why):
+    assert observations.overfitting(make_history(val, train)) is None, why
+
+
+def test_still_improving_says_train_longer_with_the_drop():
+    val = [1.0, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4]
+    found = observations.still_improving(make_history(val), make_run(stopped_early=False))
+    assert (
+        found is not None and "fell 33% over the last 3 epochs (0.600 to 0.400); train longer" in found.text
+    )
+    assert observations.still_improving(make_history(val), make_run(stopped_early=True)) is None
+    assert observations.still_improving(make_history(SMOOTH), make_run()) is None  # flat at the end
+
+
+def test_underfitting_compares_final_training_accuracy_with_the_baseline():
+    mine, theirs = make_history(SMOOTH, train_accuracy=0.80), make_history(SMOOTH, train_accuracy=0.97)
+    found = observations.underfitting(mine, make_run(), theirs)
+    assert found is not None and "80.0% at the end, 17.0 points below the baseline's 97.0%" in found.text
+    assert observations.underfitting(make_history(SMOOTH, train_accuracy=0.93), make_run(), theirs) is None
+    assert observations.underfitting(mine, make_run(diverged=True), theirs) is None
+
+
+def test_early_best_fires_within_the_first_fifth_of_the_epochs():
+    assert observations.early_best(make_run(best_epoch=6, epochs=30)).text.startswith("best epoch 6 of 30")
+    assert observations.early_best(make_run(best_epoch=7, epochs=30)) is None
+    assert observations.early_best(make_run(best_epoch=1, epochs=30, diverged=True)) is None
+
+
+def test_unstable_counts_single_epoch_peaks():
+    val = [1.0, 0.5, 0.8, 0.45, 0.44, 0.7, 0.42, 0.41]
+    found = observations.unstable(make_history(val))
+    assert found is not None and "2 times (epochs 3, 6; largest +60%)" in found.text
+    assert observations.unstable(make_history([1.0, 0.5, 0.8, 0.45, 0.44, 0.43])) is None  # one peak only
+    assert observations.unstable(make_history([1.0, 0.6, 0.7, 0.8, 0.9, 1.0])) is None  # a steady rise
+
+
+def test_diverged_quotes_epoch_and_loss_even_when_the_loss_is_missing():
+    run = make_run(diverged=True, diverged_epoch=3.0, diverged_loss=np.inf, best_epoch=2)
+    found = observations.diverged(run)
+    assert found.headline == "the loss diverged at epoch 3"
+    assert found.text == "diverged at epoch 3 (loss inf); the weights of epoch 2 were kept"
+    assert "loss NaN" in observations.diverged(run.copy().replace({np.inf: np.nan})).text
+    assert observations.diverged(make_run()) is None
+
+
+def test_versus_baseline_gives_points_settings_noise_and_the_headline():
+    run = make_run(test_accuracy=0.812, changed="lr,optimizer")
+    baseline = pd.Series({"test_accuracy": 0.935})
+    diverged = observations.Observation("diverged", "the loss diverged at epoch 3", "...")
+    sentence = observations.versus_baseline(run, baseline, 0.01, [diverged]).text
+    assert sentence == (
+        "with lr=0.1, optimizer=sgd: test accuracy -12.3 points vs baseline (0.812 vs 0.935); "
+        "the loss diverged at epoch 3"
+    )
+    close = observations.versus_baseline(make_run(test_accuracy=0.93), baseline, 0.01, []).text
+    assert close.endswith("-0.5 points vs baseline (0.930 vs 0.935), within seed noise (1.0 points)")
+    unknown = observations.versus_baseline(make_run(test_accuracy=0.93), baseline, None, []).text
+    assert "noise" not in unknown
