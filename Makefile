@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Stage commands call `python` and `dvc`: make them the environment's own.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test test-fast lint bench bench-study
+.PHONY: install run test test-fast lint bench bench-study notebooks report
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -33,3 +33,14 @@ bench: install
 
 bench-study: install
 	python benchmarks/study.py ofat
+
+# Execute the experiment notebooks on results/ (TUNINGLAB_RESULTS=DIR reads another folder) into
+# notebooks/executed/, leaving the committed ones without outputs.
+notebooks: install
+	mkdir -p notebooks/executed
+	for notebook in notebooks/*.ipynb; do \
+	  jupyter execute --output="executed/$$(basename $$notebook .ipynb)" $$notebook || exit 1; \
+	done
+
+report: install
+	python -m tuninglab report

@@ -138,6 +138,18 @@ def test_study_runs_on_the_queue_collects_and_resumes(tmp_path):
     ]:
         assert column in table.columns
     assert table["baseline_commit"].nunique() == 1
+    curves = pd.read_csv(repo / "results" / "curves.csv")
+    finished = table[table["status"].isin(["ok", "diverged"])]
+    ran = set(curves[["experiment", "dataset"]].itertuples(index=False, name=None))
+    assert ran <= set(finished[["experiment", "dataset"]].itertuples(index=False, name=None))
+    by_hand = curves[(curves["experiment"] == "by-hand") & (curves["dataset"] == "tabular")]
+    assert list(by_hand["epoch"]) == [1, 2] and set(by_hand["lr"]) == {0.02}  # read from that run's commit
+
+    written = sh(repo, sys.executable, "-m", "tuninglab", "report")
+    assert "reports/summary.md" in written.stdout
+    summary = (repo / "reports" / "summary.md").read_text()
+    assert "### lr" in summary and "`tiny-lr-0.05` on tabular: with lr=0.05: test accuracy" in summary
+    assert "`tiny-source-missing.csv` failed" in summary
 
     again = sh(repo, *study)
     assert "2 experiments, 2 already on this commit, 0 queued" in again.stdout

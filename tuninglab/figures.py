@@ -33,14 +33,19 @@ def hyperparameter_curves(name: str, groups: dict[str, pd.DataFrame], curves: pd
     for row, (dataset, group) in enumerate(groups.items()):
         loss_axis, accuracy_axis = axes[row]
         for rows in in_order(group, name):
-            run = rows.iloc[0]  # one run per value: the first
-            value = label(run[name])
-            curve = history(curves, run["experiment"], dataset)
-            style = {"linestyle": "--", "color": "black"} if run["experiment"] == "baseline" else {}
-            marker = {"marker": "x", "markevery": [len(curve) - 1]} if bool(run["diverged"]) else {}
-            text = f"{value} (baseline)" if run["experiment"] == "baseline" else value
-            loss_axis.plot(curve["epoch"], curve["val_loss"], label=text, **style, **marker)
-            accuracy_axis.plot(curve["epoch"], curve["val_accuracy"], label=text, **style, **marker)
+            for _, run in rows.iterrows():  # several runs of one value are told apart by name
+                value = label(run[name])
+                text = value if len(rows) == 1 else f"{value} ({run['experiment']})"
+                curve = history(curves, run["experiment"], dataset)
+                if run["experiment"] == "baseline":
+                    style, text = {"linestyle": "--", "color": "black"}, f"{value} (baseline)"
+                else:
+                    style = {}
+                marker = (
+                    {"marker": "x", "markevery": [len(curve) - 1]} if run["diverged"] and len(curve) else {}
+                )
+                loss_axis.plot(curve["epoch"], curve["val_loss"], label=text, **style, **marker)
+                accuracy_axis.plot(curve["epoch"], curve["val_accuracy"], label=text, **style, **marker)
         loss_axis.set(title=f"{dataset}: validation loss", xlabel="epoch", ylabel="loss")
         accuracy_axis.set(title=f"{dataset}: validation accuracy", xlabel="epoch", ylabel="accuracy")
         accuracy_axis.legend(title=name, fontsize="small")

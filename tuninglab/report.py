@@ -29,11 +29,16 @@ TITLE = "Tuning Lab: what each hyperparameter did"
 def observe_all(runs: pd.DataFrame, curves: pd.DataFrame, noise: dict[str, float]) -> pd.DataFrame:
     """Every observation on every finished run, plus one line per run against the baseline.
 
+    Runs whose settings do not apply to a dataset (e.g. image augmentation on
+    text) are copies of the baseline there and are left out.
+
     Columns: experiment, dataset, kind, headline, text.
     """
     baseline = runs[runs["experiment"] == "baseline"].set_index("dataset")
     table = []
     for _, run in results.finished(runs).iterrows():
+        if run["experiment"] != "baseline" and not run["changed"]:
+            continue  # its settings do not apply to this dataset: a copy of the baseline's run
         dataset = run["dataset"]
         found = observations.observe(
             results.history(curves, run["experiment"], dataset),

@@ -47,11 +47,26 @@ def _numeric(values: list[Any]) -> bool:
     )
 
 
+def _list_key(value: Any) -> tuple[int, list[float]] | None:
+    """`"[128, 64]"` -> (2, [128, 64]): layer lists sort by depth, then width; None for anything else."""
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else None
+    except json.JSONDecodeError:
+        return None
+    return (len(parsed), parsed) if isinstance(parsed, list) else None
+
+
 def in_order(group: pd.DataFrame, name: str) -> list[pd.DataFrame]:
-    """The rows of `group` split by their value of `name`: numeric values ascending, others as they come."""
+    """The rows of `group` split by their value of `name`, in a reading order.
+
+    Numbers ascending, layer lists by depth then width, anything else as it comes.
+    """
     parts = [rows for _, rows in group.groupby(group[name].map(label), sort=False)]
-    if _numeric([rows[name].iloc[0] for rows in parts]):
+    firsts = [rows[name].iloc[0] for rows in parts]
+    if _numeric(firsts):
         parts.sort(key=lambda rows: rows[name].iloc[0])
+    elif all(_list_key(v) is not None for v in firsts):
+        parts.sort(key=lambda rows: _list_key(rows[name].iloc[0]))
     return parts
 
 

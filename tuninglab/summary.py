@@ -181,8 +181,7 @@ def comparison_section(
     for dataset in [d for d in DATASETS if d in set(table["dataset"])]:
         ranked = sensitivity.ranking(table, dataset)
         items = [
-            f"{r.hyperparameter} {'~' if r.within_noise else ''}{_pts(r.spread)}"
-            for r in ranked.itertuples()
+            f"{r.hyperparameter} {'~' if r.within_noise else ''}{_pts(r.spread)}" for r in ranked.itertuples()
         ]
         lines.append(f"- **{dataset}**: " + ", ".join(items))
     lines += ["", "Does a hyperparameter matter more for one data type than another?", ""]
