@@ -27,6 +27,7 @@ from plotly.offline import get_plotlyjs
 
 from tuninglab import results
 from tuninglab.params import DATASETS
+from tuninglab.sensitivity import label
 
 # column, label in the metrics table, decimals shown
 METRICS = [
@@ -181,14 +182,8 @@ def _number(value: Any) -> float | None:
 
 
 def _label(value: Any) -> str:
-    """How a param value is shown and matched: `0.001`, `64`, `adam`, `[128, 128]`, `true`."""
-    if pd.isna(value):
-        return MISSING
-    if isinstance(value, bool | np.bool_):
-        return str(value).lower()
-    if isinstance(value, numbers.Real):
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-    return str(value)
+    """How a param value is shown and matched: `0.001`, `64`, `adam`, `[128, 128]`, `true`, `n/a`."""
+    return MISSING if pd.isna(value) else label(value)
 
 
 def _order(value: Any) -> tuple[int, float, str]:

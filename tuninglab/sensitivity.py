@@ -37,7 +37,7 @@ def label(value: Any) -> str:
     if isinstance(value, float | np.floating):
         if math.isnan(value):
             return ""
-        return str(int(value)) if float(value).is_integer() else f"{value:g}"
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
     return str(value)
 
 
