@@ -54,14 +54,18 @@ def hyperparameter_curves(name: str, groups: dict[str, pd.DataFrame], curves: pd
 
 
 def training_time(name: str, groups: dict[str, pd.DataFrame]) -> Figure:
-    """Training time (seconds) against the values of one hyperparameter, one line per dataset."""
-    figure, axis = plt.subplots(figsize=(6, 3.5))
-    for dataset, group in groups.items():
+    """Training time (seconds) against the values of one hyperparameter, one panel per dataset.
+
+    Each panel has its own scale: the datasets train in tenths of a second to tens of seconds.
+    """
+    figure, axes = plt.subplots(1, len(groups), figsize=(3.6 * len(groups), 3.2), squeeze=False)
+    for axis, (dataset, group) in zip(axes[0], groups.items(), strict=True):
         parts = in_order(group, name)
         values = [label(rows[name].iloc[0]) for rows in parts]
-        axis.plot(values, [rows["train_time_s"].mean() for rows in parts], marker="o", label=dataset)
-    axis.set(title=f"training time vs {name}", xlabel=name, ylabel="seconds")
-    axis.legend()
+        axis.plot(values, [rows["train_time_s"].mean() for rows in parts], marker="o")
+        axis.set(title=f"{dataset}: training time", xlabel=name, ylabel="seconds")
+        axis.set_ylim(bottom=0)
+        axis.tick_params(axis="x", labelrotation=30)
     figure.tight_layout()
     return figure
 
