@@ -82,7 +82,7 @@ def make_lab_repo(repo: Path) -> Path:
     """
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
     for name in tracked.stdout.split():
-        if name.startswith(("metrics/", "plots/", "results/")) or name == "dvc.lock":
+        if name.startswith(("metrics/", "plots/", "results/", "reports/")) or name == "dvc.lock":
             continue  # the repository's own results; this repo makes its own
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, repo / name)

@@ -98,6 +98,11 @@ def test_report_writes_every_file_with_numbers_from_the_csv(written):
     assert "| 0.1 | 0.750 (-18.0) | 0.100 (-87.0) diverged | 0.575 (-17.5) |" in text
     assert "- **image**: lr 87.0, optimizer 5.0, dropout 1.5, hidden 0.5" in text
     assert "**lr** matters more for image than for text" in text
+    assert (
+        "**image vs tabular** (spread in points, image first): matter more for image: lr (87.0 vs 18.0); "
+        "more for tabular: optimizer (5.0 vs 23.0); about the same (gap within seed noise, 2.0 points): "
+        "dropout (1.5 vs 3.0), hidden (0.5 vs 0.3)" in text
+    )
     assert "Extend the range of dropout on text: its best value 0.5 is at the edge" in text
     assert "- `ofat-batch_size-16` failed" in text
     observed = pd.read_csv(out / "observations.csv")

@@ -18,6 +18,7 @@ from tuninglab import observations, sensitivity
 from tuninglab.params import DATASETS
 
 MODEL_COLUMNS = ["data.source", "model", "hidden", "channels", "embedding_dim"]
+TRUST_R2 = 0.5  # out-of-bag R^2 below which the forest's importances are only a rough guide
 TRAINING_COLUMNS = [
     "optimizer",
     "lr",
@@ -185,9 +186,9 @@ def comparison_section(
         ]
         lines.append(f"- **{dataset}**: " + ", ".join(items))
     lines += ["", "Does a hyperparameter matter more for one data type than another?", ""]
-    lines += [f"- {sentence}" for sentence in cross_dataset_sentences(table, noise)] or [
-        "- no hyperparameter was varied"
-    ]
+    if {"image", "tabular"} <= set(table["dataset"]):
+        lines += [f"- {pair_sentence(table, noise, 'image', 'tabular')}"]
+    lines += [f"- {sentence}" for sentence in cross_dataset_sentences(table, noise)]
     if not importance.empty:
         lines += [
             "",
@@ -204,12 +205,38 @@ def comparison_section(
             + ", ".join(
                 f"{r.dataset} {r.oob_r2:.2f} ({r.runs} runs)" for r in fit.itertuples() if pd.notna(r.oob_r2)
             )
+            + f". Below {TRUST_R2}, read the shares as a rough guide only."
         )
         lines += [
             "",
             *(f"![{caption}]({path})" for caption, path in figures.items() if "importance" in caption),
         ]
     return "\n".join(lines)
+
+
+def pair_sentence(table: pd.DataFrame, noise: dict[str, float], first: str, second: str) -> str:
+    """Which hyperparameters moved test accuracy more on `first` than on `second`, beyond seed noise."""
+    spreads = table.pivot(index="hyperparameter", columns="dataset", values="spread")[
+        [first, second]
+    ].dropna()
+    margin = max(noise.get(first, 0.0), noise.get(second, 0.0))
+    gap = spreads[first] - spreads[second]
+
+    def listed(names: pd.Index) -> str:
+        items = [f"{n} ({_pts(spreads.at[n, first])} vs {_pts(spreads.at[n, second])})" for n in names]
+        return ", ".join(items) or "none"
+
+    order = gap.abs().sort_values(ascending=False).index
+    more, less, same = (
+        order[gap[order] > margin],
+        order[gap[order] < -margin],
+        order[gap[order].abs() <= margin],
+    )
+    return (
+        f"**{first} vs {second}** (spread in points, {first} first): matter more for {first}: "
+        f"{listed(more)}; more for {second}: {listed(less)}; "
+        f"about the same (gap within seed noise, {_pts(margin)} points): {listed(same)}"
+    )
 
 
 def cross_dataset_sentences(table: pd.DataFrame, noise: dict[str, float]) -> list[str]:
