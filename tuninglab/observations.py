@@ -29,6 +29,8 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from tuninglab.sensitivity import label
+
 OVERFIT_EPOCHS = 3
 OVERFIT_RISE = 0.10
 OVERFIT_TRAIN_DROP = 0.05
@@ -171,10 +173,7 @@ def observe(history: pd.DataFrame, run: pd.Series, baseline_history: pd.DataFram
 
 
 def _setting(run: pd.Series, name: str) -> str:
-    value = run[name]
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return f"{name}={value}"
+    return f"{name}={label(run[name])}"
 
 
 def versus_baseline(

@@ -148,6 +148,9 @@ def hyperparameter_section(
         "",
     ]
     for row in table[table["hyperparameter"] == name].itertuples():
+        if row.spread == 0:
+            lines.append(f"- **{row.dataset}**: no effect: every value gave {row.best_accuracy:.3f}")
+            continue
         sentence = (
             f"- **{row.dataset}**: spread {_pts(row.spread)} points; best {name}={row.best_value} "
             f"({row.best_accuracy:.3f}), worst {row.worst_value}"
@@ -161,15 +164,20 @@ def hyperparameter_section(
             sentence += f" - diverged at {name}={', '.join(diverged)}"
         lines.append(sentence)
     lines += ["", *(f"![{caption}]({path})" for caption, path in figures.items()), "", "Observations:", ""]
-    experiments = {e for group in groups.values() for e in group["experiment"] if e != "baseline"}
-    chosen = found[found["experiment"].isin(experiments)]
-    for (experiment, dataset), rows in chosen.groupby(["experiment", "dataset"], sort=False):
-        versus = rows[rows["kind"] == "vs baseline"]["text"].iloc[0]
-        details = "; ".join(rows[~rows["kind"].isin(["vs baseline"])]["text"])
-        lines.append(
-            f"- `{experiment}` on {dataset}: {versus}" + (f". Details: {details}" if details else "")
-        )
+    for dataset, group in groups.items():  # in value order, dataset by dataset
+        for value_rows in sensitivity.in_order(group, name):
+            for experiment in value_rows["experiment"]:
+                rows = found[(found["experiment"] == experiment) & (found["dataset"] == dataset)]
+                if experiment != "baseline" and not rows.empty:
+                    lines.append(_run_line(experiment, dataset, rows))
     return "\n".join(lines)
+
+
+def _run_line(experiment: str, dataset: str, rows: pd.DataFrame) -> str:
+    """One run's observations as a bullet: the line against the baseline, then the details."""
+    versus = rows[rows["kind"] == "vs baseline"]["text"].iloc[0]
+    details = "; ".join(rows[rows["kind"] != "vs baseline"]["text"])
+    return f"- `{experiment}` on {dataset}: {versus}" + (f". Details: {details}" if details else "")
 
 
 def comparison_section(
@@ -232,11 +240,13 @@ def pair_sentence(table: pd.DataFrame, noise: dict[str, float], first: str, seco
         order[gap[order] < -margin],
         order[gap[order].abs() <= margin],
     )
-    return (
+    text = (
         f"**{first} vs {second}** (spread in points, {first} first): matter more for {first}: "
-        f"{listed(more)}; more for {second}: {listed(less)}; "
-        f"about the same (gap within seed noise, {_pts(margin)} points): {listed(same)}"
+        f"{listed(more)}; more for {second}: {listed(less)}"
     )
+    if first not in noise or second not in noise:
+        return text + " (seed noise not measured: small gaps may be noise)"
+    return text + f"; about the same (gap within seed noise, {_pts(margin)} points): {listed(same)}"
 
 
 def cross_dataset_sentences(table: pd.DataFrame, noise: dict[str, float]) -> list[str]:
@@ -255,6 +265,8 @@ def cross_dataset_sentences(table: pd.DataFrame, noise: dict[str, float]) -> lis
             if gap > margin
             else f"matters about as much everywhere (the gap is within seed noise, {_pts(margin)} points)"
         )
+        if top["dataset"] not in noise or bottom["dataset"] not in noise:
+            verdict += " (seed noise not measured)"
         sentences.append(f"**{name}** {verdict}: spread {spreads} points")
     return sentences
 
