@@ -115,6 +115,7 @@ def check_summary_and_analysis(outputs: list[str], nb: Any) -> None:
     assert re.search(r"^1\s+optimizer\s+0\.230\s", after(outputs, "Ranking on tabular"), re.M)
     everything = "\n".join(outputs)
     assert "**lr** matters more for image than for text" in everything
+    assert "**image vs tabular** (spread in points, image first): matter more for image: lr" in everything
     assert "**hidden** matters about as much everywhere" in everything
     shares = next(text for text in outputs if text.startswith("dataset") and "optimizer" in text)
     assert re.search(r"^lr\s+0\.\d{3}\s+0\.\d{3}\s+0\.\d{3}$", shares, re.M), shares
