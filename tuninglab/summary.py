@@ -331,28 +331,23 @@ def other_runs_section(runs: pd.DataFrame, grouped: set[str]) -> str:
     others = runs[~runs["experiment"].isin(grouped | {"baseline"})]
     if others.empty:
         return ""
-    wide = others.pivot_table(
-        index=["experiment", "study"],
-        columns="dataset",
-        values="test_accuracy",
-        aggfunc="first",
-        sort=False,
-        dropna=False,
-    )
-    wide = wide.map(lambda v: f"{v:.3f}" if pd.notna(v) else "")
-    changes = others.drop_duplicates("experiment").set_index("experiment")
-    wide.insert(0, "changes", [_changes(changes.loc[e]) for e, _ in wide.index])
-    status = others.groupby("experiment")["status"].agg(lambda s: ",".join(sorted(set(s))))
-    wide["status"] = [status[e] for e, _ in wide.index]
+    order = list(dict.fromkeys(others["experiment"]))
+    wide = others.pivot(index="experiment", columns="dataset", values="test_accuracy").reindex(order)
+    wide = wide[[d for d in DATASETS if d in wide]].map(lambda v: f"{v:.3f}" if pd.notna(v) else "")
+    first = others.drop_duplicates("experiment").set_index("experiment").loc[order]
+    wide.insert(0, "study", first["study"])
+    wide.insert(1, "changes", [_changes(row) for _, row in first.iterrows()])
+    wide["status"] = others.groupby("experiment")["status"].agg(lambda s: ",".join(sorted(set(s))))
     lines = [
         "## Other runs",
         "",
-        "Test accuracy of runs that changed several hyperparameters, or failed:",
+        "Test accuracy of the runs that changed several hyperparameters, the seed re-runs, and failed runs:",
         "",
     ]
     lines.append(_table(wide.reset_index()))
     failed = others[others["status"] == "failed"].drop_duplicates("experiment")
-    lines += ["", *(f"- `{r.experiment}` failed: {r.error}" for r in failed.itertuples())]
+    if not failed.empty:
+        lines += ["", *(f"- `{r.experiment}` failed: {r.error}" for r in failed.itertuples())]
     return "\n".join(lines)
 
 
