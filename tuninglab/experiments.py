@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from tuninglab.files import write_text
 from tuninglab.params import DATASETS, train_config
 
 RESULTS_FILE = Path("results/experiments.csv")
@@ -206,13 +207,6 @@ def curves(frame: pd.DataFrame, cwd: Path = Path()) -> pd.DataFrame:
     return joined[columns + [c for c in joined if c not in columns]]
 
 
-def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
-
-
 def collect(
     studies: list[str], out: Path = RESULTS_FILE, curves_out: Path = CURVES_FILE, cwd: Path = Path()
 ) -> pd.DataFrame:
@@ -222,6 +216,6 @@ def collect(
     """
     baseline, experiments = read(cwd)
     frame = rows(baseline, experiments, studies)
-    _write_csv(curves(frame, cwd), cwd / curves_out)
-    _write_csv(frame, cwd / out)
+    write_text(cwd / curves_out, curves(frame, cwd).to_csv(index=False))
+    write_text(cwd / out, frame.to_csv(index=False))
     return frame

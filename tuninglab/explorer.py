@@ -26,6 +26,7 @@ import pandas as pd
 from plotly.offline import get_plotlyjs
 
 from tuninglab import results
+from tuninglab.files import write_text
 from tuninglab.params import DATASETS
 from tuninglab.sensitivity import label
 
@@ -292,7 +293,4 @@ def write(runs: pd.DataFrame, curves: pd.DataFrame, path: Path) -> None:
         f'</head>\n<body>{body}<script type="application/json" id="explorer-data">{embedded}</script>\n'
         f"<script>{SCRIPT}</script>\n</body>\n</html>\n"
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, page)

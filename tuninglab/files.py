@@ -26,12 +26,21 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write `data` as indented JSON, atomically, with non-finite floats as null."""
+# The per-epoch history the trainer records and `plots/<dataset>/history.csv` holds.
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_time_s"]
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically (a temporary file, then a rename), making its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_finite_or_none(data), indent=2) + "\n")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write `data` as indented JSON, atomically, with non-finite floats as null."""
+    write_text(path, json.dumps(_finite_or_none(data), indent=2) + "\n")
 
 
 def read_json(path: Path) -> Any:

@@ -34,7 +34,7 @@ def observe_all(runs: pd.DataFrame, curves: pd.DataFrame, noise: dict[str, float
 
     Columns: experiment, dataset, kind, headline, text.
     """
-    baseline = runs[runs["experiment"] == "baseline"].set_index("dataset")
+    baseline = results.baselines(runs)
     table = []
     for _, run in results.finished(runs).iterrows():
         if run["experiment"] != "baseline" and not run["changed"]:
@@ -51,16 +51,19 @@ def observe_all(runs: pd.DataFrame, curves: pd.DataFrame, noise: dict[str, float
     return pd.DataFrame(table, columns=["experiment", "dataset", *observations.Observation._fields])
 
 
-def by_hyperparameter(runs: pd.DataFrame) -> dict[str, dict[str, pd.DataFrame]]:
+def by_hyperparameter(
+    runs: pd.DataFrame, table: pd.DataFrame | None = None
+) -> dict[str, dict[str, pd.DataFrame]]:
     """Hyperparameter -> dataset -> the baseline's row and the runs that changed only it.
 
     Hyperparameters come in order of the largest spread of test accuracy they
-    caused on any dataset: what mattered most first.
+    caused on any dataset: what mattered most first. `table` is
+    `sensitivity.one_at_a_time(runs)`, computed here when not given.
     """
     grouped: dict[str, dict[str, pd.DataFrame]] = defaultdict(dict)
     for (dataset, name), group in sensitivity.varied_alone(runs).items():
         grouped[name][dataset] = group
-    table = sensitivity.one_at_a_time(runs)
+    table = sensitivity.one_at_a_time(runs) if table is None else table
     largest = table.groupby("hyperparameter")["spread"].max() if not table.empty else pd.Series()
     return dict(sorted(grouped.items(), key=lambda item: -largest.get(item[0], 0.0)))
 
@@ -82,7 +85,7 @@ def write(results_dir: Path = results.RESULTS_DIR, out: Path = REPORTS_DIR) -> P
     table = sensitivity.one_at_a_time(runs)
     importance = sensitivity.importance(runs)
     found = observe_all(runs, curves, levels)
-    groups = by_hyperparameter(runs)
+    groups = by_hyperparameter(runs, table)
     with atomic_dir(out) as tmp:
         sections = [
             f"# {TITLE}",
@@ -93,15 +96,10 @@ def write(results_dir: Path = results.RESULTS_DIR, out: Path = REPORTS_DIR) -> P
             "## Hyperparameters, one at a time",
         ]
         for name, by_dataset in groups.items():
-            pictures = {
-                f"{name}: validation curves": f"figures/curves-{_file_name(name)}.png",
-                f"training time vs {name}": f"figures/time-{_file_name(name)}.png",
-            }
-            figures.save(
-                figures.hyperparameter_curves(name, by_dataset, curves),
-                tmp / pictures[f"{name}: validation curves"],
-            )
-            figures.save(figures.training_time(name, by_dataset), tmp / pictures[f"training time vs {name}"])
+            curves_png, time_png = (f"figures/{kind}-{_file_name(name)}.png" for kind in ("curves", "time"))
+            figures.save(figures.hyperparameter_curves(name, by_dataset, curves), tmp / curves_png)
+            figures.save(figures.training_time(name, by_dataset), tmp / time_png)
+            pictures = {f"{name}: validation curves": curves_png, f"training time vs {name}": time_png}
             sections.append(summary.hyperparameter_section(name, by_dataset, runs, table, found, pictures))
         overview = {}
         if not table.empty:

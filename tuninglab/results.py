@@ -12,21 +12,11 @@ from pathlib import Path
 import pandas as pd
 
 from tuninglab.experiments import CURVES_FILE, RESULTS_FILE, TEST_METRICS, TRAIN_METRICS
+from tuninglab.files import HISTORY_COLUMNS
 
 RESULTS_DIR = RESULTS_FILE.parent
 RUN_COLUMNS = ["experiment", "study", "hyperparameter", "value", "dataset", "status", "error"]
-# the trainer's history columns (tuninglab.training.HISTORY_COLUMNS), kept torch-free here
-CURVE_COLUMNS = [
-    "experiment",
-    "dataset",
-    "epoch",
-    "train_loss",
-    "train_accuracy",
-    "val_loss",
-    "val_accuracy",
-    "lr",
-    "epoch_time_s",
-]
+CURVE_COLUMNS = ["experiment", "dataset", *HISTORY_COLUMNS]
 FINISHED = ("ok", "diverged")
 COLLECT = "python -m tuninglab study collect"
 RUN_STUDY = "python -m tuninglab study run ofat -j 2"
@@ -87,11 +77,16 @@ def _same(a: object, b: object) -> bool:
 
 def changed_params(runs: pd.DataFrame) -> pd.Series:
     """Per row, the params that differ from the baseline row of the same dataset, comma-separated."""
-    baseline = runs[runs["experiment"] == "baseline"].set_index("dataset")
+    baseline = baselines(runs)
     names = param_columns(runs)
     return runs.apply(
         lambda row: ",".join(c for c in names if not _same(row[c], baseline.at[row["dataset"], c])), axis=1
     )
+
+
+def baselines(runs: pd.DataFrame) -> pd.DataFrame:
+    """The baseline's rows, indexed by dataset."""
+    return runs[runs["experiment"] == "baseline"].set_index("dataset")
 
 
 def finished(runs: pd.DataFrame) -> pd.DataFrame:

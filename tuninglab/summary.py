@@ -14,7 +14,7 @@ from pathlib import Path
 import markdown
 import pandas as pd
 
-from tuninglab import observations, sensitivity
+from tuninglab import observations, results, sensitivity
 from tuninglab.params import DATASETS
 
 MODEL_COLUMNS = ["data.source", "model", "hidden", "channels", "embedding_dim"]
@@ -44,17 +44,13 @@ def _table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def _baseline_rows(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs[runs["experiment"] == "baseline"].set_index("dataset")
-
-
 def _datasets(runs: pd.DataFrame) -> list[str]:
     return [d for d in DATASETS if d in set(runs["dataset"])]
 
 
 def setup_section(runs: pd.DataFrame) -> str:
     """Where the numbers come from: baseline commit, studies, datasets and baseline settings."""
-    baseline = _baseline_rows(runs)
+    baseline = results.baselines(runs)
     experiments = runs.drop_duplicates("experiment")
     studies = experiments[experiments["experiment"] != "baseline"]["study"].value_counts()
     failed = experiments[experiments["status"] == "failed"]["experiment"].tolist()
@@ -82,7 +78,7 @@ def setup_section(runs: pd.DataFrame) -> str:
 
 def baselines_section(runs: pd.DataFrame, noise: pd.DataFrame, found: pd.DataFrame) -> str:
     """The baseline's test metrics per dataset, the seed noise, and what its curves show."""
-    baseline = _baseline_rows(runs)
+    baseline = results.baselines(runs)
     table = pd.DataFrame(
         {
             "test accuracy": baseline["test_accuracy"].map("{:.3f}".format),
@@ -138,7 +134,7 @@ def hyperparameter_section(
     figures: dict[str, str],
 ) -> str:
     """One hyperparameter: its table, its sensitivity per dataset, its figures and observations."""
-    baseline = _baseline_rows(runs)
+    baseline = results.baselines(runs)
     lines = [
         f"### {name}",
         "",
@@ -292,7 +288,7 @@ def conclusions_section(
         & (runs["experiment"] != "baseline")
         & (runs["changed"] != sensitivity.SEED)
     ]
-    baseline = _baseline_rows(runs)
+    baseline = results.baselines(runs)
     if not finished.empty:
         gains = finished.assign(
             gain=finished["test_accuracy"] - finished["dataset"].map(baseline["test_accuracy"])

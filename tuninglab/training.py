@@ -26,11 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from tuninglab import models
+from tuninglab.files import HISTORY_COLUMNS
 from tuninglab.params import ParamError
 
 DIVERGENCE_FACTOR = 100.0
 MAX_THREADS = 4
-HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_time_s"]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 EpochCallback = Callable[[dict[str, float]], None]
 
