@@ -172,8 +172,9 @@ def observe(history: pd.DataFrame, run: pd.Series, baseline_history: pd.DataFram
     return [observation for observation in found if observation is not None]
 
 
-def _setting(run: pd.Series, name: str) -> str:
-    return f"{name}={label(run[name])}"
+def settings(run: pd.Series) -> str:
+    """The params a run changed from the baseline, as `lr=0.1, optimizer=sgd` (empty when none)."""
+    return ", ".join(f"{name}={label(run[name])}" for name in str(run["changed"]).split(",") if name)
 
 
 def versus_baseline(
@@ -184,11 +185,10 @@ def versus_baseline(
     `noise` is the spread of the baseline's test accuracy across seeds (as a
     fraction), when known; a difference no larger than it is called noise.
     """
-    changed = [name for name in str(run["changed"]).split(",") if name]
-    settings = ", ".join(_setting(run, name) for name in changed) or "the baseline's settings"
+    changed = settings(run) or "the baseline's settings"
     delta = _points(run["test_accuracy"] - baseline["test_accuracy"])
     text = (
-        f"with {settings}: test accuracy {delta:+.1f} points vs baseline "
+        f"with {changed}: test accuracy {delta:+.1f} points vs baseline "
         f"({run['test_accuracy']:.3f} vs {baseline['test_accuracy']:.3f})"
     )
     if noise is not None and abs(delta) <= _points(noise):

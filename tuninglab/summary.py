@@ -44,10 +44,6 @@ def _table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def _datasets(runs: pd.DataFrame) -> list[str]:
-    return [d for d in DATASETS if d in set(runs["dataset"])]
-
-
 def setup_section(runs: pd.DataFrame) -> str:
     """Where the numbers come from: baseline commit, studies, datasets and baseline settings."""
     baseline = results.baselines(runs)
@@ -332,7 +328,8 @@ def other_runs_section(runs: pd.DataFrame, grouped: set[str]) -> str:
     wide = wide[[d for d in DATASETS if d in wide]].map(lambda v: f"{v:.3f}" if pd.notna(v) else "")
     first = others.drop_duplicates("experiment").set_index("experiment").loc[order]
     wide.insert(0, "study", first["study"])
-    wide.insert(1, "changes", [_changes(row) for _, row in first.iterrows()])
+    changes = others.assign(text=others.apply(observations.settings, axis=1)).groupby("experiment")["text"]
+    wide.insert(1, "changes", changes.agg(lambda texts: max(texts, key=len)))
     wide["status"] = others.groupby("experiment")["status"].agg(lambda s: ",".join(sorted(set(s))))
     lines = [
         "## Other runs",
@@ -345,14 +342,6 @@ def other_runs_section(runs: pd.DataFrame, grouped: set[str]) -> str:
     if not failed.empty:
         lines += ["", *(f"- `{r.experiment}` failed: {r.error}" for r in failed.itertuples())]
     return "\n".join(lines)
-
-
-def _changes(row: pd.Series) -> str:
-    if not isinstance(row["hyperparameter"], str) or not row["hyperparameter"]:
-        return ""
-    keys = row["hyperparameter"].split(",")
-    values = str(row["value"]).split(",") if len(keys) > 1 else [str(row["value"])]
-    return ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in zip(keys, values, strict=False))
 
 
 def rules_section() -> str:
