@@ -1,16 +1,19 @@
-"""Stage train: fit one dataset's model; save it, its per-epoch history and its training metrics.
+"""Stage train: fit one dataset's model, score it on the test split, save both.
 
-Outputs: models/<dataset>/ (weights and the settings that made them),
-metrics/<dataset>/train.json and plots/<dataset>/history.csv.
+Outputs (names in `tuninglab.schema`): models/<dataset>/ (weights and the
+settings that made them); metrics/<dataset>/test.json, train.json (DVC
+metrics) and details.json (diagnostics); plots/<dataset>/history.csv and
+confusion.csv. Evaluation runs in the same process as training: one start-up
+per dataset instead of two.
 """
 
 from pathlib import Path
 
 import pandas as pd
 
-from tuninglab import models, params, training
+from tuninglab import evaluation, models, params, schema, training
 from tuninglab.cli import run_stage
-from tuninglab.files import atomic_dir, load_arrays, write_json
+from tuninglab.files import atomic_dir, load_arrays, write_json, write_text
 
 
 def log_epoch(dataset: str, epochs: int):
@@ -25,23 +28,41 @@ def log_epoch(dataset: str, epochs: int):
     return log
 
 
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    write_text(path, frame.to_csv(index=False))
+
+
 def main(dataset: str) -> None:
     cfg = params.train_config(params.load(), dataset)
     device = training.resolve_device(cfg["device"])
     arrays, meta = load_arrays(Path("data/prepared") / dataset)
+    rows = len(arrays["y_train"])
+    if cfg["batch_size"] > rows:
+        print(
+            f"{dataset}: train.batch_size {cfg['batch_size']} is larger than the training split "
+            f"({rows} rows); each step uses all {rows} rows"
+        )
     model, history, summary = training.train(
         dataset, arrays, meta, cfg, device, on_epoch=log_epoch(dataset, cfg["epochs"])
     )
     with atomic_dir(Path("models") / dataset) as out:
         models.save(out, model, dataset, cfg, meta)
-    plots = Path("plots") / dataset
-    plots.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(history, columns=training.HISTORY_COLUMNS).to_csv(plots / "history.csv", index=False)
-    write_json(Path("metrics") / dataset / "train.json", summary)
+    test, predicted = evaluation.test_metrics(
+        model, arrays["x_test"], arrays["y_test"], cfg, meta["chance_accuracy"]
+    )
+    confusion = evaluation.confusion_rows(arrays["y_test"], predicted, meta["classes"])
+    write_csv(schema.plots_path(dataset, "history"), pd.DataFrame(history, columns=schema.HISTORY_COLUMNS))
+    write_csv(schema.plots_path(dataset, "confusion"), confusion)
+    write_json(schema.metrics_path(dataset, "details"), {k: summary[k] for k in schema.DETAILS})
+    write_json(
+        schema.metrics_path(dataset, "train"), {dataset: {k: summary[k] for k in schema.TRAIN_METRICS}}
+    )
+    write_json(schema.metrics_path(dataset, "test"), {dataset: test})
     state = f"diverged at epoch {summary['diverged_epoch']}" if summary["diverged"] else "done"
     print(
         f"{dataset}: {state}; best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
-        f"best val accuracy {summary['best_val_accuracy']}, {summary['train_time_s']}s"
+        f"{summary['train_time_s']}s; test accuracy {test['test_accuracy']} "
+        f"(chance {test['chance_accuracy']}), macro F1 {test['macro_f1']}"
     )
 
 

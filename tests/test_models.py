@@ -41,8 +41,7 @@ def test_mlp_depth_width_and_activation(hidden, activation):
 
 
 def test_activation_choices_match_the_allowed_params():
-    check, _ = TRAIN_RULES["activation"]
-    assert all(check(name) for name in models.ACTIVATIONS)
+    assert all(TRAIN_RULES["activation"].check(name) for name in models.ACTIVATIONS)
 
 
 def test_dropout_layers_only_when_asked():

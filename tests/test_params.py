@@ -121,7 +121,7 @@ def test_invalid_yaml_is_reported(tmp_path):
         params.load(bad)
 
 
-@pytest.mark.parametrize("stage", ["download", "prepare", "train", "evaluate"])
+@pytest.mark.parametrize("stage", ["download", "prepare", "train"])
 def test_stage_exits_with_one_line_and_writes_nothing(tmp_path: Path, default_params, stage):
     default_params["train"]["batch_size"] = 0
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params))

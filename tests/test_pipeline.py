@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_lab_repo, sh
+from tuninglab import schema
 from tuninglab.params import DATASETS
 
 pytestmark = pytest.mark.slow
@@ -21,17 +22,42 @@ def repo(tmp_path_factory) -> Path:
     return repo
 
 
+def read(repo: Path, dataset: str, name: str) -> dict:
+    return json.loads((repo / schema.metrics_path(dataset, name)).read_text())
+
+
 def test_repro_trains_evaluates_and_saves_every_dataset(repo):
     for dataset in DATASETS:
         assert (repo / "models" / dataset / "model.pt").is_file()
         assert json.loads((repo / "models" / dataset / "model.json").read_text())["train"]["epochs"] == 2
-        test = json.loads((repo / "metrics" / dataset / "test.json").read_text())
-        train = json.loads((repo / "metrics" / dataset / "train.json").read_text())
-        assert set(test) == {"test_accuracy", "test_loss", "macro_f1"}
+        test, train = read(repo, dataset, "test")[dataset], read(repo, dataset, "train")[dataset]
         assert train["epochs_run"] == 2 and train["diverged"] is False
-        assert (repo / "plots" / dataset / "history.csv").read_text().count("\n") == 3
+        assert 0 < test["chance_accuracy"] < 1
+        history = (repo / schema.plots_path(dataset, "history")).read_text().splitlines()
+        assert history[0].split(",") == list(schema.HISTORY_COLUMNS) and len(history) == 3
         assert (repo / "data" / "raw" / dataset / "provenance.json").is_file()
-    assert json.loads((repo / "metrics/text/test.json").read_text())["test_accuracy"] > 0.7
+    assert read(repo, "text", "test")["text"]["test_accuracy"] > 0.7
+
+
+def test_stages_write_exactly_the_schema(repo):
+    for dataset in DATASETS:
+        assert list(read(repo, dataset, "test")) == [dataset]
+        assert tuple(read(repo, dataset, "test")[dataset]) == schema.TEST_METRICS
+        assert tuple(read(repo, dataset, "train")[dataset]) == schema.TRAIN_METRICS
+        assert tuple(read(repo, dataset, "details")) == schema.DETAILS
+        confusion = (repo / schema.plots_path(dataset, "confusion")).read_text().splitlines()[0]
+        assert tuple(confusion.split(",")) == schema.CONFUSION_COLUMNS
+
+
+def test_exp_show_puts_every_datasets_test_accuracy_first(repo, monkeypatch):
+    """The default table: each dataset's test accuracy and F1 within the first 200 characters."""
+    monkeypatch.setenv("COLUMNS", "400")
+    header = sh(repo, "dvc", "exp", "show", "--no-pager").stdout.splitlines()[1]
+    for dataset in DATASETS:
+        for metric in ("test_accuracy", "macro_f1"):
+            column = f"{dataset}.{metric}"
+            assert column in header and header.index(column) + len(column) <= 200, column
+    assert not any(name in header for name in schema.DETAILS)  # diagnostics are not metrics
 
 
 def test_second_repro_trains_nothing(repo):
@@ -65,10 +91,17 @@ def test_one_param_experiment_covers_all_three_datasets(repo):
     assert "Running stage 'prepare@" not in out
     experiment = next(r for r in exp_rows(repo) if r["params"].get("train", {}).get("lr") == 0.1)
     for dataset in DATASETS:
-        test = experiment["metrics"][f"metrics/{dataset}/test.json"]
-        train = experiment["metrics"][f"metrics/{dataset}/train.json"]
-        assert {"test_accuracy", "test_loss", "macro_f1"} <= set(test)
-        assert {"best_val_accuracy", "best_epoch", "epochs_run", "train_time_s", "diverged"} <= set(train)
+        test = experiment["metrics"][f"metrics/{dataset}/test.json"][dataset]
+        train = experiment["metrics"][f"metrics/{dataset}/train.json"][dataset]
+        assert tuple(test) == schema.TEST_METRICS and tuple(train) == schema.TRAIN_METRICS
+    assert f"metrics/{DATASETS[0]}/details.json" not in experiment["metrics"]
+
+
+def test_show_lists_what_each_experiment_changed_and_its_accuracy(repo):
+    out = sh(repo, "python", "-m", "tuninglab", "show").stdout
+    line = next(line for line in out.splitlines() if "train.lr=0.1" in line)
+    assert line.count("(") >= len(DATASETS)  # each dataset: accuracy (difference in points)
+    assert all(f"{d} (chance" in out for d in DATASETS)
 
 
 def test_one_datasets_setting_retrains_only_that_dataset(repo):

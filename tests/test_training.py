@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.conftest import blobs, split_arrays
-from tuninglab import training
+from tuninglab import schema, training
 
 META = {"classes": ["a", "b", "c"], "input_shape": [4], "preprocessing": {}}
 
@@ -34,6 +34,7 @@ def config(**changes):
         "dropout": 0.0,
         "weight_decay": 0.0,
         "l1": 0.0,
+        "threads": 1,
     }
     return {**base, **changes}
 
@@ -55,7 +56,8 @@ def test_loss_falls_and_the_problem_is_learned(optimizer, loss):
 def test_history_has_one_row_per_epoch_with_every_column():
     _, history, summary = run(epochs=4)
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
-    assert all(list(row) == training.HISTORY_COLUMNS for row in history)
+    assert all(tuple(row) == schema.HISTORY_COLUMNS for row in history)
+    assert set(summary) == {*schema.TRAIN_METRICS, *schema.DETAILS}
     assert summary["epochs_run"] == 4 and summary["n_params"] == 4 * 16 + 16 + 16 * 3 + 3
 
 
@@ -78,9 +80,8 @@ def test_same_seed_gives_identical_results_and_another_seed_does_not():
     _, again, s2 = run(dropout=0.3)
     _, other, _ = run(dropout=0.3, seed=1)
     assert without_times(first) == without_times(again)
-    assert {k: v for k, v in s1.items() if k != "train_time_s"} == {
-        k: v for k, v in s2.items() if k != "train_time_s"
-    }
+    times = ("train_time_s", "cpu_time_s")
+    assert {k: v for k, v in s1.items() if k not in times} == {k: v for k, v in s2.items() if k not in times}
     assert without_times(first) != without_times(other)
 
 
@@ -165,7 +166,8 @@ def test_evaluation_on_trained_model(tmp_path):
 
     arrays = split_arrays(*blobs())
     model, _, _ = run(arrays)
-    metrics, predicted = evaluation.test_metrics(model, arrays["x_test"], arrays["y_test"], config())
+    metrics, predicted = evaluation.test_metrics(model, arrays["x_test"], arrays["y_test"], config(), 0.4)
+    assert tuple(metrics) == schema.TEST_METRICS and metrics["chance_accuracy"] == 0.4
     assert metrics["test_accuracy"] == pytest.approx((predicted == arrays["y_test"]).mean())
     assert metrics["test_accuracy"] > 0.9 and 0 < metrics["macro_f1"] <= 1 and metrics["test_loss"] > 0
     rows = evaluation.confusion_rows(arrays["y_test"], predicted, META["classes"])
@@ -174,10 +176,15 @@ def test_evaluation_on_trained_model(tmp_path):
     assert np.array_equal(rows["actual"].map(META["classes"].index).to_numpy(), arrays["y_test"])
 
 
-def test_thread_count_is_capped_and_omp_num_threads_wins(monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert 1 <= training.configure_threads() <= training.MAX_THREADS
-    torch.set_num_threads(1)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setattr(torch, "set_num_threads", lambda n: pytest.fail("OMP_NUM_THREADS must win"))
-    assert training.configure_threads() == 1
+def test_thread_count_comes_from_the_param(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        assert training.configure_threads(1) == 1
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        assert 1 <= training.configure_threads("auto") <= training.MAX_THREADS
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert training.configure_threads("auto") == 1
+        _, _, summary = run(threads=1)
+        assert summary["used_threads"] == 1 and summary["cpu_time_s"] > 0
+    finally:
+        torch.set_num_threads(before)

