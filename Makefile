@@ -13,7 +13,15 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements-dev.txt
 	touch $@
 
-install: $(BIN)/.installed
+# The page `dvc plots show/diff` fills (plots.html_template in .dvc/config): vega, vega-lite and
+# vega-embed inlined from the npm packages plots_template/package-lock.json pins, so it needs no network.
+PLOTS_TEMPLATE := plots_template/offline.html
+
+$(PLOTS_TEMPLATE): plots_template/package.json plots_template/package-lock.json plots_template/build.py
+	npm ci --prefix plots_template --ignore-scripts --no-audit --no-fund --loglevel=error
+	python3 plots_template/build.py
+
+install: $(BIN)/.installed $(PLOTS_TEMPLATE)
 
 run: install
 	dvc repro
