@@ -1,5 +1,6 @@
 """Command line of the lab's studies.
 
+    python -m tuninglab show                   this commit's experiments: what each changed, test accuracy
     python -m tuninglab study plan NAME        list a study's experiments as dvc commands
     python -m tuninglab study run NAME -j 2    queue what is missing, run it, collect
     python -m tuninglab study collect          write results/experiments.csv and results/curves.csv
@@ -15,7 +16,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from tuninglab import experiments, params, report, results, runner, studies
+from tuninglab import experiments, params, report, results, runner, show, studies
 
 
 def _collect() -> None:
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m tuninglab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("show", help="this commit's experiments: what each changed, test accuracy vs baseline")
     study = commands.add_parser("study", help="hyperparameter studies").add_subparsers(
         dest="action", required=True
     )
@@ -44,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     writer.add_argument("--out", type=Path, default=report.REPORTS_DIR, help="default: %(default)s")
     args = parser.parse_args(argv)
     try:
-        if args.command == "report":
+        if args.command == "show":
+            print(show.render())
+        elif args.command == "report":
             path = report.write(args.results, args.out)
             print(f"{path}, {path.with_suffix('.html')}, {args.out / 'explorer.html'} written")
         elif args.action == "plan":
@@ -54,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.action == "run":
             if args.jobs < 1:
                 raise studies.StudyError(f"--jobs: {args.jobs} is not allowed; expected an integer >= 1")
-            counts = runner.run(args.name, args.jobs)
+            try:
+                counts = runner.run(args.name, args.jobs)
+            except KeyboardInterrupt:  # the runner stopped its workers and said how to resume
+                return 130
             print(f"study {args.name}: {counts['success']} succeeded, {counts['failed']} failed")
             _collect()
         else:
