@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from tests.conftest import blobs, split_arrays
 from tuninglab import schema, training
@@ -188,3 +189,25 @@ def test_thread_count_comes_from_the_param(monkeypatch):
         assert summary["used_threads"] == 1 and summary["cpu_time_s"] > 0
     finally:
         torch.set_num_threads(before)
+
+
+def test_train_stage_says_when_the_batch_is_larger_than_the_training_split(
+    tmp_path, monkeypatch, capsys, default_params
+):
+    from stages import train as stage
+    from tuninglab.files import save_arrays
+
+    arrays = split_arrays(*blobs())
+    prepared = tmp_path / "data" / "prepared" / "tabular"
+    prepared.mkdir(parents=True)
+    save_arrays(prepared, arrays, {**META, "chance_accuracy": 0.333333})
+    default_params["train"].update(batch_size=1_000_000_000, epochs=2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params))
+    monkeypatch.chdir(tmp_path)
+    stage.main("tabular")
+    rows = len(arrays["y_train"])
+    assert (
+        f"tabular: train.batch_size 1000000000 is larger than the training split ({rows} rows); "
+        f"each step uses all {rows} rows" in capsys.readouterr().out
+    )
+    assert (tmp_path / "metrics" / "tabular" / "test.json").is_file()
