@@ -1,4 +1,8 @@
-"""Stage download: fetch one dataset's raw file and its provenance into data/raw/<dataset>/."""
+"""Stage download: fetch one dataset's raw file and its provenance into data/raw/<dataset>/.
+
+A text source's rows with empty text or label are dropped; provenance.json
+counts them (`dropped_empty_rows`) and the stage says how many.
+"""
 
 from pathlib import Path
 
@@ -12,7 +16,9 @@ def main(dataset: str) -> None:
     with atomic_dir(Path("data/raw") / dataset) as out:
         record = sources.fetch(dataset, source, out)
         write_json(out / "provenance.json", record)
-    print(f"{dataset}: {record['rows']} rows from {record['source']}, classes {record['classes']}")
+    dropped = record.get("dropped_empty_rows")
+    note = f"; dropped {dropped} rows with empty text or label" if dropped else ""
+    print(f"{dataset}: {record['rows']} rows from {record['source']}, classes {record['classes']}{note}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Stage prepare: stratified splits and train-fitted preprocessing into data/prepared/<dataset>/.
 
-Outputs: data.npz (x_/y_ arrays per split), meta.json (classes, input shape,
-preprocessing, split sizes) and, for text, vocabulary.txt (one token a line,
-line number = token id).
+Outputs: data.npz (x_/y_ arrays per split), meta.json (classes, the chance
+rate `chance_accuracy`, input shape, preprocessing, split sizes) and, for
+text, vocabulary.txt (one token a line, line number = token id). A class with
+too few rows for the split shares ends the stage before anything is written.
 """
 
 from pathlib import Path
@@ -21,7 +22,7 @@ def main(dataset: str) -> None:
         if vocabulary is not None:
             (out / "vocabulary.txt").write_text("\n".join(vocabulary) + "\n")
     sizes = ", ".join(f"{name} {split['rows']}" for name, split in meta["splits"].items())
-    print(f"{dataset}: {sizes}; input shape {meta['input_shape']}")
+    print(f"{dataset}: {sizes}; input shape {meta['input_shape']}; chance accuracy {meta['chance_accuracy']}")
 
 
 if __name__ == "__main__":

@@ -53,11 +53,12 @@ def main(dataset: str) -> None:
     confusion = evaluation.confusion_rows(arrays["y_test"], predicted, meta["classes"])
     write_csv(schema.plots_path(dataset, "history"), pd.DataFrame(history, columns=schema.HISTORY_COLUMNS))
     write_csv(schema.plots_path(dataset, "confusion"), confusion)
-    write_json(schema.metrics_path(dataset, "details"), {k: summary[k] for k in schema.DETAILS})
+    details = {**summary, "test_loss": test["test_loss"]}
+    write_json(schema.metrics_path(dataset, "details"), {k: details[k] for k in schema.DETAILS})
     write_json(
         schema.metrics_path(dataset, "train"), {dataset: {k: summary[k] for k in schema.TRAIN_METRICS}}
     )
-    write_json(schema.metrics_path(dataset, "test"), {dataset: test})
+    write_json(schema.metrics_path(dataset, "test"), {dataset: {k: test[k] for k in schema.TEST_METRICS}})
     state = f"diverged at epoch {summary['diverged_epoch']}" if summary["diverged"] else "done"
     print(
         f"{dataset}: {state}; best epoch {summary['best_epoch']} of {summary['epochs_run']}, "

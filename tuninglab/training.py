@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tuninglab import models
-from tuninglab.params import ParamError
+from tuninglab.params import no_cuda
 from tuninglab.schema import HISTORY_COLUMNS
 
 DIVERGENCE_FACTOR = 100.0
@@ -38,9 +38,7 @@ EpochCallback = Callable[[dict[str, float]], None]
 def resolve_device(name: str, where: str = "train.device") -> torch.device:
     """`auto` picks CUDA when present, else the CPU; `cuda` without a GPU is an error naming `where`."""
     if name == "cuda" and not torch.cuda.is_available():
-        raise ParamError(
-            f"{where}: cuda is not allowed here, no CUDA device is available; expected auto or cpu"
-        )
+        raise no_cuda(where)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)

@@ -1,0 +1,74 @@
+"""Every module a stage imports is one of its `dvc.yaml` deps, so no stage can stay stale."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+LOCAL_PACKAGES = ("tuninglab", "stages")
+
+
+def module_file(name: str) -> Path | None:
+    """The repository file of a dotted module name, or None for a third-party module."""
+    if not name.startswith(LOCAL_PACKAGES):
+        return None
+    path = ROOT / Path(*name.split("."))
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    return path / "__init__.py" if (path / "__init__.py").is_file() else None
+
+
+def imported_files(start: Path) -> set[Path]:
+    """`start` and every repository file it imports, directly or not, including imports inside functions."""
+    seen: set[Path] = set()
+    todo = [start]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            todo += [f for f in map(module_file, names) if f is not None]
+    return {path for path in seen if path.name != "__init__.py"}  # package markers, docstring only
+
+
+def stages() -> list[tuple[str, str, list[str]]]:
+    """(stage name, its command, its deps) for each stage of dvc.yaml, foreach stages once."""
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    found = []
+    for name, stage in spec["stages"].items():
+        body = stage.get("do", stage)
+        found.append((name, body["cmd"], [str(dep) for dep in body.get("deps", [])]))
+    return found
+
+
+def covered(path: Path, deps: list[str]) -> bool:
+    relative = path.relative_to(ROOT).as_posix()
+    return any(relative == dep or relative.startswith(dep.rstrip("/") + "/") for dep in deps)
+
+
+@pytest.mark.parametrize(("name", "cmd", "deps"), stages(), ids=[s[0] for s in stages()])
+def test_stage_deps_cover_every_import(name, cmd, deps):
+    script = re.search(r"python -m (\S+)", cmd).group(1)
+    missing = sorted(
+        path.relative_to(ROOT).as_posix()
+        for path in imported_files(module_file(script))
+        if not covered(path, deps)
+    )
+    assert not missing, f"dvc.yaml stage {name} imports {missing} without listing them in its deps"
+
+
+def test_the_walk_finds_imports_inside_functions():
+    files = {p.relative_to(ROOT).as_posix() for p in imported_files(ROOT / "stages" / "train.py")}
+    assert {"tuninglab/training.py", "tuninglab/models.py", "tuninglab/schema.py"} <= files
