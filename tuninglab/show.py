@@ -17,17 +17,24 @@ from typing import Any
 import dvc.api
 import pandas as pd
 
-from tuninglab.params import DATASETS
-from tuninglab.schema import TEST_METRICS, TRAIN_METRICS
+from tuninglab.params import DATASETS, PARAMS_FILE, read_yaml
 
-# Columns of `dvc.api.exp_show` records that are not params.
-_RECORD_FIELDS = {"Experiment", "rev", "typ", "Created", "parent", "State", "Executor"}
-_METRIC_KEYS = {f"{d}.{m}" for d in DATASETS for m in (*TEST_METRICS, *TRAIN_METRICS)}
 CHANCE_MARGIN = 0.005  # within half a point of the chance rate counts as no better than chance
 
 
-def _params(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if k not in _RECORD_FIELDS and k not in _METRIC_KEYS}
+def param_keys(tree: dict[str, Any], prefix: str = "") -> set[str]:
+    """The dotted keys of a params tree, as `dvc exp show` names its param columns."""
+    keys: set[str] = set()
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            keys |= param_keys(value, f"{prefix}{key}.")
+        else:
+            keys.add(f"{prefix}{key}")
+    return keys
+
+
+def _params(record: dict[str, Any], keys: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k in keys}
 
 
 def _value(value: Any) -> str:
@@ -38,10 +45,10 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def changed(record: dict[str, Any], baseline: dict[str, Any]) -> str:
-    """`key=value` for each param that differs from the baseline's, or `-`."""
-    base = _params(baseline)
-    diff = [f"{k}={_value(v)}" for k, v in _params(record).items() if base.get(k) != v]
+def changed(record: dict[str, Any], baseline: dict[str, Any], keys: set[str]) -> str:
+    """`key=value` for each param (of `keys`) that differs from the baseline's, or `-`."""
+    base = _params(baseline, keys)
+    diff = [f"{k}={_value(v)}" for k, v in _params(record, keys).items() if base.get(k) != v]
     return ", ".join(diff) or "-"
 
 
@@ -76,16 +83,17 @@ def state(record: dict[str, Any]) -> str:
     return "; ".join(notes) or "ok"
 
 
-def table(records: list[dict[str, Any]]) -> pd.DataFrame:
+def table(records: list[dict[str, Any]], keys: set[str]) -> pd.DataFrame:
     """One row per experiment: the baseline commit first, then its experiments, newest first.
 
-    The workspace is listed only when its params differ from the commit's (a
-    finished `dvc exp run` leaves its params there), so that leftovers are seen.
+    `keys` are the param columns (dotted keys of params.yaml). The workspace
+    is listed only when its params differ from the commit's (a finished
+    `dvc exp run` leaves its params there), so that leftovers are seen.
     """
     workspace = next(r for r in records if r["rev"] == "workspace")
     baseline = next(r for r in records if r["typ"] == "baseline" and r["rev"] != "workspace")
     rows = [(f"baseline ({baseline['rev']})", baseline)]
-    if _params(workspace) != _params(baseline):
+    if _params(workspace, keys) != _params(baseline, keys):
         rows.append(("workspace (not committed)", workspace))
     rows += [(r["Experiment"] or r["rev"], r) for r in records if r["typ"] != "baseline"]
     headers = {}
@@ -98,7 +106,7 @@ def table(records: list[dict[str, Any]]) -> pd.DataFrame:
                 "experiment": name,
                 **{headers[d]: _accuracy(record, baseline, d) for d in DATASETS},
                 "state": state(record),
-                "changed": "-" if record is baseline else changed(record, baseline),
+                "changed": "-" if record is baseline else changed(record, baseline, keys),
             }
             for name, record in rows
         ]
@@ -107,6 +115,6 @@ def table(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 def render(repo: Path = Path()) -> str:
     """The table as text, with a line on what the numbers are."""
-    frame = table(dvc.api.exp_show(repo=str(repo)))
+    frame = table(dvc.api.exp_show(repo=str(repo)), param_keys(read_yaml(repo / PARAMS_FILE)))
     note = "test accuracy per dataset, (difference to the baseline in points)"
     return f"{note}\n{frame.to_string(index=False)}"
