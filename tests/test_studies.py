@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import yaml
 
@@ -120,3 +122,16 @@ def test_plan_command_prints_queue_commands(tmp_path, monkeypatch, capsys, defau
     assert capsys.readouterr().out == "dvc exp run --queue -n lrs-lr-0.1 -S train.lr=0.1\n"
     assert main(["study", "plan", "nope"]) == 2
     assert "no study named 'nope'; studies: lrs" in capsys.readouterr().err
+
+
+def test_plan_starts_from_the_given_baseline_not_the_workspace_params(tmp_path, monkeypatch, default_params):
+    (tmp_path / "studies.yaml").write_text(
+        yaml.safe_dump({"lrs": {"kind": "ofat", "params": {"train.lr": [0.005, 0.1]}}})
+    )
+    workspace = copy.deepcopy(default_params)
+    workspace["train"]["lr"] = 0.1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(workspace))
+    monkeypatch.chdir(tmp_path)
+    default_params["train"]["lr"] = 0.005  # HEAD's, say
+    assert [e.name for e in studies.plan("lrs", baseline=default_params)] == ["lrs-lr-0.1"]
+    assert [e.name for e in studies.plan("lrs")] == ["lrs-lr-0.005"]  # study plan: the workspace's

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import yaml
 
 from tests.conftest import commit_all, make_lab_repo, sh
 from tuninglab import experiments, runner
+from tuninglab.__main__ import main
 from tuninglab.params import DATASETS
 from tuninglab.studies import StudyError
 
@@ -82,14 +85,83 @@ def test_rows_hold_every_experiment_and_dataset_with_status(tmp_path):
     assert by.loc[("ofat-lr-0.01", "image"), "hidden"] == "[8]"
 
 
+def committed_lab(repo, params, studies):
+    """A git repo holding only params.yaml and studies.yaml, committed."""
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (repo / "studies.yaml").write_text(yaml.safe_dump(studies))
+    sh(repo, "git", "init", "-q", "-b", "main")
+    commit_all(repo, "lab")
+    return repo
+
+
+def no_dvc(*args, **kwargs):
+    pytest.fail("dvc must not be called")
+
+
+def dvc_reached(*args, **kwargs):
+    raise RuntimeError("dvc reached")
+
+
 def test_bad_study_is_refused_before_anything_is_queued(tmp_path, monkeypatch, default_params):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params))
-    (tmp_path / "studies.yaml").write_text(
-        yaml.safe_dump({"s": {"kind": "ofat", "params": {"train.lrr": [1]}}})
-    )
-    monkeypatch.setattr(experiments, "dvc", lambda *a, **k: pytest.fail("dvc must not be called"))
+    repo = committed_lab(tmp_path, default_params, {"s": {"kind": "ofat", "params": {"train.lrr": [1]}}})
+    monkeypatch.setattr(experiments, "dvc", no_dvc)
     with pytest.raises(StudyError, match=r"train\.lrr: unknown parameter"):
-        runner.run("s", jobs=2, cwd=tmp_path)
+        runner.run("s", jobs=2, cwd=repo)
+
+
+def test_a_workspace_that_differs_from_head_is_refused_in_one_line(
+    tmp_path, monkeypatch, capsys, default_params
+):
+    repo = committed_lab(tmp_path, default_params, {"s": {"kind": "ofat", "params": {"train.epochs": [3]}}})
+    (repo / "tuninglab").mkdir()
+    (repo / "tuninglab" / "train.py").write_text("EPOCHS = 1\n")
+    commit_all(repo, "code")
+    leftover = copy.deepcopy(default_params)  # what `dvc exp run -S train.lr=0.1` leaves in params.yaml
+    leftover["train"]["lr"] = 0.1
+    (repo / "params.yaml").write_text(yaml.safe_dump(leftover, sort_keys=False))
+    (repo / "tuninglab" / "train.py").write_text("EPOCHS = 2\n")
+    (repo / "tuninglab" / "scratch.py").write_text("untracked\n")
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(experiments, "dvc", no_dvc)
+
+    assert main(["study", "run", "s"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "differs from HEAD in params.yaml (train.lr: 0.1 (HEAD: 0.005)), tuninglab/train.py" in line
+    assert "git commit -am" in line and "git checkout -- params.yaml tuninglab/train.py" in line
+    assert "scratch.py" not in line  # untracked files are not part of a queued run
+
+    sh(repo, "git", "checkout", "--", "params.yaml", "tuninglab/train.py")
+    monkeypatch.setattr(experiments, "dvc", dvc_reached)
+    assert main(["study", "run", "s"]) == 2
+    assert capsys.readouterr().err == "error: dvc reached\n"  # the clean workspace passed every check
+
+
+@pytest.mark.parametrize(
+    ("auto_at", "study", "words"),
+    [
+        ("train", {"train.epochs": [3]}, "HEAD:params.yaml: train.threads is auto; runs of a study must"),
+        ("image", {"train.epochs": [3]}, "HEAD:params.yaml: image.train.threads is auto; runs of a study"),
+        (None, {"train.threads": ["auto"]}, "experiment s-threads-auto sets train.threads to auto; runs of"),
+    ],
+)
+def test_threads_auto_is_refused(tmp_path, monkeypatch, default_params, auto_at, study, words):
+    if auto_at == "train":
+        default_params["train"]["threads"] = "auto"
+    elif auto_at:
+        default_params[auto_at]["train"]["threads"] = "auto"
+    repo = committed_lab(tmp_path, default_params, {"s": {"kind": "ofat", "params": study}})
+    monkeypatch.setattr(experiments, "dvc", no_dvc)
+    with pytest.raises(StudyError) as err:
+        runner.run("s", jobs=1, cwd=repo)
+    assert words in str(err.value)
+
+
+def test_a_study_may_vary_the_thread_count(tmp_path, monkeypatch, default_params):
+    study = {"s": {"kind": "ofat", "params": {"train.threads": [2, 4]}}}
+    repo = committed_lab(tmp_path, default_params, study)
+    monkeypatch.setattr(experiments, "dvc", dvc_reached)
+    with pytest.raises(RuntimeError, match="dvc reached"):
+        runner.run("s", jobs=1, cwd=repo)
 
 
 @pytest.mark.slow
@@ -97,7 +169,12 @@ def test_study_runs_on_the_queue_collects_and_resumes(tmp_path):
     repo = make_lab_repo(tmp_path)
     (repo / "studies.yaml").write_text(
         yaml.safe_dump(
-            {"tiny": {"kind": "ofat", "params": {"train.lr": [0.05], "text.data.source": ["missing.csv"]}}}
+            {
+                "tiny": {
+                    "kind": "ofat",
+                    "params": {"train.lr": [0.05], "text.data.source": ["data/local/text/missing.csv"]},
+                }
+            }
         )
     )
     sh(repo, "dvc", "repro")
@@ -112,7 +189,7 @@ def test_study_runs_on_the_queue_collects_and_resumes(tmp_path):
         "baseline",
         "by-hand",
         "tiny-lr-0.05",
-        "tiny-source-missing.csv",
+        "tiny-source-data_local_text_missing.csv",
     ]
     assert len(table) == 4 * len(DATASETS)
     by = table.set_index(["experiment", "dataset"])
@@ -121,7 +198,7 @@ def test_study_runs_on_the_queue_collects_and_resumes(tmp_path):
     assert by.loc[("tiny-lr-0.05", "image"), "hyperparameter"] == "train.lr"
     assert by.loc[("by-hand", "tabular"), "study"] == "manual"  # queued by hand, run by the study's workers
     assert by.loc[("by-hand", "tabular"), "status"] == "ok"
-    crashed = by.loc[("tiny-source-missing.csv", "text")]
+    crashed = by.loc[("tiny-source-data_local_text_missing.csv", "text")]
     assert crashed["status"] == "failed" and "missing.csv does not exist" in crashed["error"]
     for column in [
         "baseline_commit",
@@ -149,38 +226,37 @@ def test_study_runs_on_the_queue_collects_and_resumes(tmp_path):
     assert "reports/summary.md" in written.stdout
     summary = (repo / "reports" / "summary.md").read_text()
     assert "### lr" in summary and "`tiny-lr-0.05` on tabular: with lr=0.05: test accuracy" in summary
-    assert "`tiny-source-missing.csv` failed" in summary
+    assert "`tiny-source-data_local_text_missing.csv` failed" in summary
 
     again = sh(repo, *study)
     assert "2 experiments, 2 already on this commit, 0 queued" in again.stdout
     assert sh(repo, "dvc", "exp", "ls", "--name-only").stdout.split().count("tiny-lr-0.05") == 1
 
 
-def test_environment_for_workers_splits_the_cores(monkeypatch, tmp_path):
+def test_workers_leave_the_thread_count_to_the_param(monkeypatch, tmp_path):
     calls = []
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(experiments, "dvc", lambda *args, **kw: calls.append((args, kw["env"])))
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    runner.start_workers(2, Path(tmp_path))
+    monkeypatch.setattr(experiments, "dvc", lambda *args, **kw: calls.append((args, kw.get("env"))))
+    runner.start_workers(2, tmp_path)
     ((args, env),) = calls
-    assert args == ("queue", "start", "-j", "2") and env["OMP_NUM_THREADS"] == "2"
+    assert args == ("queue", "start", "-j", "2")
+    assert "OMP_NUM_THREADS" not in (env or {})  # train.threads sets each run's thread count
 
 
 def test_resume_refuses_an_experiment_whose_study_changed_since(monkeypatch, tmp_path, default_params):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params))
-    (tmp_path / "studies.yaml").write_text(
-        yaml.safe_dump(
-            {"r": {"kind": "random", "trials": 1, "seed": 0, "params": {"train.lr": {"choice": [0.5]}}}}
-        )
+    repo = committed_lab(
+        tmp_path,
+        default_params,
+        {"r": {"kind": "random", "trials": 1, "seed": 0, "params": {"train.lr": {"choice": [0.5]}}}},
     )
     ran_before = record("r-1", params={**default_params, "train": {**default_params["train"], "lr": 0.2}})
     monkeypatch.setattr(experiments, "read", lambda cwd: (record("main"), [ran_before]))
-    monkeypatch.setattr(experiments, "dvc", lambda *a, **k: pytest.fail("dvc must not be called"))
+    monkeypatch.setattr(experiments, "dvc", no_dvc)
     with pytest.raises(StudyError, match="experiment r-1 exists on this commit with other settings"):
-        runner.run("r", jobs=1, cwd=tmp_path)
+        runner.run("r", jobs=1, cwd=repo)
 
 
-def test_wait_survives_a_hung_or_failing_exp_show_and_follows_until_done(monkeypatch):
+def test_wait_survives_a_hung_or_failing_exp_show_and_follows_until_done(monkeypatch, tmp_path):
     answers = iter(
         [
             subprocess.TimeoutExpired("dvc exp show", 60),
@@ -197,12 +273,13 @@ def test_wait_survives_a_hung_or_failing_exp_show_and_follows_until_done(monkeyp
         return record("main"), answer
 
     monkeypatch.setattr(experiments, "read", read)
-    counts = runner.wait({"s-1", "s-2"}, jobs=1, poll=0)
+    monkeypatch.setattr(experiments, "dvc", no_dvc)
+    counts = runner.wait({"s-1", "s-2"}, jobs=1, cwd=tmp_path, poll=0)
     assert counts["success"] == 1 and counts["failed"] == 1
     assert next(answers, None) is None
 
 
-def test_wait_gives_up_when_exp_show_keeps_failing(monkeypatch):
+def test_wait_gives_up_when_exp_show_keeps_failing(monkeypatch, tmp_path):
     looks = []
 
     def read(cwd, timeout):
@@ -211,5 +288,77 @@ def test_wait_gives_up_when_exp_show_keeps_failing(monkeypatch):
 
     monkeypatch.setattr(experiments, "read", read)
     with pytest.raises(RuntimeError, match=r"failed 5 times in a row; last: .*not a git repository"):
-        runner.wait({"s-1"}, jobs=1, poll=0)
+        runner.wait({"s-1"}, jobs=1, cwd=tmp_path, poll=0)
     assert len(looks) == runner.SHOW_TRIES
+
+
+QUEUE_DIR = Path(".dvc/tmp/exps")  # DVC's queue: process records of workers and started experiments
+
+
+def process_record(path, pid):
+    """A DVC process record, as DVC writes one for each queue worker and each started experiment."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pid": pid, "stdout": None, "returncode": None}))
+
+
+@pytest.fixture
+def queue_processes(tmp_path):
+    """Process records under tmp_path: worker 1 (this process) runs s-a's executor, worker 2 is dead.
+
+    Yields the pid of a process that has ended, and a started function: `started(rev)` records a live
+    executor of this process for the queue task `rev`.
+    """
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    children = []
+
+    def started(rev, name=None):
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        children.append(child)
+        process_record(tmp_path / QUEUE_DIR / "run" / rev / f"{rev}.json", child.pid)
+        if name:
+            (tmp_path / QUEUE_DIR / "run" / rev / f"{rev}.run").write_text(json.dumps({"name": name}))
+
+    celery = tmp_path / QUEUE_DIR / "celery"
+    process_record(celery / "dvc-exp-worker-1.json", os.getpid())
+    process_record(celery / "dvc-exp-worker-2.json", ended.pid)
+    yield ended.pid, started
+    for child in children:
+        child.kill()
+        child.wait()
+
+
+def test_wait_marks_failed_an_experiment_whose_worker_died(monkeypatch, tmp_path, capsys, queue_processes):
+    ended, started = queue_processes
+    started("s-a-rev")
+    process_record(tmp_path / QUEUE_DIR / "run" / "s-b-rev" / "s-b-rev.json", ended)
+    running = [record("s-a", state="running"), record("s-b", state="running")]
+    looks = [
+        running,
+        running,
+        [running[0], record("s-b", state="failed")],
+        [record("s-a"), record("s-b", state="failed")],
+    ]
+    answers = (copy.deepcopy(look) for look in looks)
+    monkeypatch.setattr(experiments, "read", lambda cwd, timeout: (record("main"), next(answers)))
+    calls = []
+    monkeypatch.setattr(experiments, "dvc", lambda *args, **kw: calls.append(args))
+
+    counts = runner.wait({"s-a", "s-b"}, jobs=2, cwd=tmp_path, poll=0)
+    assert calls == [("queue", "kill", "s-b")]  # on the second look in a row that found it orphaned
+    assert counts["success"] == 1 and counts["failed"] == 1
+    assert "experiment s-b: its queue worker died; marked failed" in capsys.readouterr().out
+
+
+def test_orphans_are_only_the_surplus_of_running_experiments_over_live_workers(tmp_path, queue_processes):
+    ended, started = queue_processes
+    a, b = record("s-a", state="running"), record("s-b", state="running")
+    process_record(tmp_path / QUEUE_DIR / "run" / "s-b-rev" / "s-b-rev.json", ended)
+    # worker 1 lives but has no executor yet (setting s-a up): s-a or s-b could be its experiment
+    assert runner.orphans([a, b], tmp_path) == set()
+    started("s-a-rev")
+    assert runner.orphans([a, b], tmp_path) == {"s-b"}
+    started("workspace", name="by-hand")  # `dvc exp run` in the workspace needs no queue worker
+    assert runner.orphans([a, b, record("by-hand", state="running")], tmp_path) == {"s-b"}
+    (tmp_path / QUEUE_DIR / "celery" / "dvc-exp-worker-1.json").unlink()
+    assert runner.orphans([a, b], tmp_path) == {"s-a", "s-b"}

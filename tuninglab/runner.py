@@ -1,26 +1,142 @@
 """Run a study on DVC's queue: queue what is missing, start workers, follow progress.
 
+A study runs from HEAD. `dvc exp run --queue` snapshots the workspace, so a
+workspace whose params.yaml, studies.yaml, dvc.yaml or code (`tuninglab/`,
+`stages/`) differs from HEAD is refused before anything is queued, and every
+experiment is planned from HEAD's params.yaml. Results only repeat for the same
+thread count, so `threads: auto` (which depends on the machine) is refused too.
+
 A study run is resumable: experiments of the study already queued, running or
 finished on the current baseline commit are not queued again. To retry
 failed ones, remove them first with `dvc queue remove --failed`.
+
+DVC keeps the queue's process records under `.dvc/tmp/exps/`: each worker's
+(`dvc exp queue-worker`) in `celery/dvc-exp-worker-<n>.json`, and each started
+experiment's executor (`dvc exp exec-run`, a child process of its worker) in
+`run/<rev>/<rev>.json`. From them the runner tells a running experiment whose
+worker died (DVC would show it running forever) and stops the workers on
+Ctrl-C.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
+import sys
 import time
 from collections import Counter
+from collections.abc import Iterable
+from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
+import psutil
+import yaml
 from tqdm import tqdm
 
-from tuninglab import experiments, studies
+from tuninglab import experiments, params, studies
 
 POLL_SECONDS = 20.0  # each look is a `dvc exp show`, which costs CPU the workers need
 SHOW_TIMEOUT_SECONDS = 60.0
 SHOW_TRIES = 5  # looks in a row that may hang or fail before a study run gives up
+STOP_SECONDS = 15.0  # how long stopped workers get to end their experiments before they are killed
 FINISHED = ("success", "failed")
+QUEUE_DIR = Path(".dvc/tmp/exps")  # DVC's queue: workers in celery/, started experiments in run/
+INPUTS = ("params.yaml", "studies.yaml", "dvc.yaml", "tuninglab", "stages")  # what a queued run snapshots
+
+
+def _git(*args: str, cwd: Path) -> str:
+    """Run a git command and return its standard output; raise with its last error line."""
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or ["no output"]
+        raise RuntimeError(f"git {' '.join(args)} failed: {lines[-1]}")
+    return done.stdout
+
+
+def _params_changes(cwd: Path) -> str:
+    """The params whose workspace values differ from HEAD's: `train.lr: 0.1 (HEAD: 0.005), ...`."""
+    try:
+        workspace = params.read_yaml(cwd / params.PARAMS_FILE)
+        head = yaml.load(_git("show", f"HEAD:{params.PARAMS_FILE}", cwd=cwd), Loader=params.YamlLoader)
+    except (OSError, RuntimeError, yaml.YAMLError):
+        return ""  # deleted, new or not YAML: the file name says enough
+    if not (isinstance(workspace, dict) and isinstance(head, dict)):
+        return ""
+    now, before = experiments.changes(workspace, head), experiments.changes(head, workspace)
+    keys = [*now, *(key for key in before if key not in now)]
+    shown = [
+        f"{key}: {studies.format_value(now.get(key, 'missing'))} "
+        f"(HEAD: {studies.format_value(before.get(key, 'missing'))})"
+        for key in keys
+    ]
+    return ", ".join(shown)
+
+
+def check_workspace(cwd: Path = Path()) -> None:
+    """Refuse a workspace whose study inputs differ from HEAD; untracked files do not count.
+
+    Raises:
+        StudyError: names the changed files (and, for params.yaml, the changed
+            params with their HEAD values) and the two ways out.
+    """
+    changed = _git("diff", "--name-only", "HEAD", "--", *INPUTS, cwd=cwd).splitlines()
+    if not changed:
+        return
+    keys = _params_changes(cwd) if str(params.PARAMS_FILE) in changed else ""
+    described = [f"{path} ({keys})" if keys and path == str(params.PARAMS_FILE) else path for path in changed]
+    raise studies.StudyError(
+        f"the workspace differs from HEAD in {', '.join(described)}, and queued experiments would "
+        "inherit it; commit it as the new baseline (git commit -am '<message>') or restore HEAD "
+        f"(git checkout -- {' '.join(changed)}); nothing was queued"
+    )
+
+
+def head_params(cwd: Path = Path()) -> dict[str, Any]:
+    """HEAD's params.yaml, validated: what every experiment of a study starts from.
+
+    Raises:
+        ParamError: it is not valid YAML or breaks a param rule.
+    """
+    text = _git("show", f"HEAD:{params.PARAMS_FILE}", cwd=cwd)
+    try:
+        return params.validate(yaml.load(text, Loader=params.YamlLoader))
+    except yaml.YAMLError as err:
+        raise params.ParamError(f"HEAD:{params.PARAMS_FILE}: not valid YAML ({err})") from None
+    except params.ParamError as err:
+        raise params.ParamError(f"HEAD:{params.PARAMS_FILE}: {err}") from None
+
+
+def _auto_threads(tree: dict[str, Any]) -> str | None:
+    """The dotted key of the first `threads: auto` of a params tree, or None."""
+    groups = {"train": tree["train"]} | {f"{d}.train": tree[d]["train"] or {} for d in params.DATASETS}
+    return next((f"{key}.threads" for key, group in groups.items() if group.get("threads") == "auto"), None)
+
+
+def check_threads(baseline: dict[str, Any], planned: list[studies.Experiment]) -> None:
+    """Refuse `threads: auto` at HEAD or in an experiment: runs of a study must share known thread counts.
+
+    A study may vary `train.threads` on purpose; `auto` is refused because it
+    resolves differently on each machine and with each `OMP_NUM_THREADS`.
+
+    Raises:
+        StudyError: names the key that is auto and what to do.
+    """
+    why = "runs of a study must share one thread count"
+    key = _auto_threads(baseline)
+    if key:
+        raise studies.StudyError(
+            f"HEAD:{params.PARAMS_FILE}: {key} is auto; {why}: set an integer ({key}: 1) and commit it"
+        )
+    for experiment in planned:
+        key = _auto_threads(experiment.applied_to(baseline))
+        if key:
+            raise studies.StudyError(
+                f"{studies.STUDIES_FILE}: experiment {experiment.name} sets {key} to auto; {why}: "
+                "use integers"
+            )
 
 
 def queue_missing(planned: list[studies.Experiment], cwd: Path = Path()) -> tuple[int, int]:
@@ -46,20 +162,113 @@ def queue_missing(planned: list[studies.Experiment], cwd: Path = Path()) -> tupl
 
 
 def start_workers(jobs: int, cwd: Path = Path()) -> None:
-    """Start `jobs` DVC queue workers, each using its share of the CPU cores.
+    """Start `jobs` DVC queue workers; DVC stops them once the queue is empty.
 
-    Workers get `OMP_NUM_THREADS` (unless it is set already) so that parallel
-    runs do not fight over cores; DVC stops them once the queue is empty.
+    Their environment is this one: each experiment's thread count is its
+    `train.threads` param, not a share of the cores.
     """
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    env = {"OMP_NUM_THREADS": str(threads), **os.environ}
-    experiments.dvc("queue", "start", "-j", str(jobs), cwd=cwd, env=env)
+    experiments.dvc("queue", "start", "-j", str(jobs), cwd=cwd)
 
 
-def states(
-    names: set[str], cwd: Path = Path(), tries: int = SHOW_TRIES, pause: float = POLL_SECONDS
-) -> Counter:
-    """How many of the named experiments are queued, running, succeeded or failed.
+def _alive(pid: int) -> psutil.Process | None:
+    """The process `pid` while it runs; None once it has ended (a zombie has ended)."""
+    with suppress(psutil.Error):
+        process = psutil.Process(pid)
+        if process.status() != psutil.STATUS_ZOMBIE:
+            return process
+    return None
+
+
+def _recorded(path: Path) -> psutil.Process | None:
+    """The live process of a DVC process record (`{"pid": ..., "returncode": ...}`), if it still runs."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return _alive(record["pid"]) if record.get("returncode") is None else None
+
+
+def workers(cwd: Path = Path()) -> list[psutil.Process]:
+    """The live DVC queue worker processes of the repository at `cwd`."""
+    found = (_recorded(path) for path in sorted((cwd / QUEUE_DIR / "celery").glob("dvc-exp-worker-*.json")))
+    return [process for process in found if process is not None]
+
+
+def _executor(rev: str, cwd: Path) -> psutil.Process | None:
+    """The live `dvc exp exec-run` process of the queue task `rev`, if it has one."""
+    return _recorded(cwd / QUEUE_DIR / "run" / rev / f"{rev}.json")
+
+
+def _task_name(rev: str, cwd: Path) -> str | None:
+    """The experiment name in a started task's executor info (`run/<rev>/<rev>.run`)."""
+    try:
+        return json.loads((cwd / QUEUE_DIR / "run" / rev / f"{rev}.run").read_text())["name"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _queue_running(records: list[dict[str, Any]], cwd: Path) -> dict[str, str]:
+    """Name -> rev of the experiments DVC shows running on its queue, not a `dvc exp run` in the workspace."""
+    workspace = _task_name("workspace", cwd) if _executor("workspace", cwd) else None
+    return {r["name"]: r["rev"] for r in records if r["state"] == "running" and r["name"] != workspace}
+
+
+def orphans(records: list[dict[str, Any]], cwd: Path = Path()) -> set[str]:
+    """The experiments DVC shows running that no live queue worker runs any more.
+
+    A worker runs one experiment at a time, through a `dvc exp exec-run`
+    child process. When fewer workers are alive than experiments run, the
+    surplus are orphans: DVC would show them running forever. They are the
+    running experiments without a live executor whose parent is a live worker,
+    when that picks out no more than the surplus; otherwise a live worker is
+    between executors (setting an experiment up or collecting it) and the
+    answer waits for a later look.
+    """
+    running = _queue_running(records, cwd)
+    alive = {worker.pid for worker in workers(cwd)}
+    surplus = len(running) - len(alive)
+    unattended = set()
+    for name, rev in running.items():
+        executor = _executor(rev, cwd)
+        with suppress(psutil.Error):
+            if executor is not None and executor.ppid() in alive:
+                continue
+        unattended.add(name)
+    return unattended if 0 < len(unattended) <= surplus else set()
+
+
+def _kill(processes: Iterable[psutil.Process], timeout: float = 5.0) -> None:
+    """SIGKILL the processes and wait up to `timeout` seconds for them to end."""
+    processes = list(processes)
+    for process in processes:
+        with suppress(psutil.Error):
+            process.kill()
+    deadline = time.monotonic() + timeout
+    while any(_alive(p.pid) for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _end_orphan(record: dict[str, Any], cwd: Path) -> bool:
+    """Kill an orphaned experiment's leftover processes and have DVC mark it failed; say so in one line."""
+    name = record["name"]
+    executor = _executor(record["rev"], cwd)
+    if executor is not None:
+        with suppress(psutil.Error):
+            _kill([*executor.children(recursive=True), executor])
+    try:
+        experiments.dvc("queue", "kill", name, cwd=cwd)  # its process is gone: DVC marks it failed
+    except RuntimeError as err:
+        tqdm.write(f"experiment {name}: its queue worker died; marking it failed did not work yet ({err})")
+        return False
+    tqdm.write(
+        f"experiment {name}: its queue worker died; marked failed "
+        f"(to run it again: dvc queue remove {name}, then study run again)"
+    )
+    return True
+
+
+def look(cwd: Path = Path(), tries: int = SHOW_TRIES, pause: float = POLL_SECONDS) -> list[dict[str, Any]]:
+    """The experiments of the baseline commit, as `experiments.read` gives them.
 
     `dvc exp show` is unreliable while queue workers create and remove their
     temporary workspaces: it can block indefinitely, or fail on a directory
@@ -77,47 +286,161 @@ def states(
             error = failure
             time.sleep(pause)
             continue
-        return Counter(record["state"] for record in records if record["name"] in names)
+        return records
     raise RuntimeError(f"dvc exp show failed {tries} times in a row; last: {error}")
+
+
+def _counts(records: list[dict[str, Any]], names: set[str]) -> Counter:
+    return Counter(record["state"] for record in records if record["name"] in names)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C while a study is followed; `pending`: what the last look found queued or running."""
+
+    def __init__(self, pending: set[str]) -> None:
+        super().__init__()
+        self.pending = pending
 
 
 def wait(names: set[str], jobs: int, cwd: Path = Path(), poll: float = POLL_SECONDS) -> Counter:
     """Follow the named experiments until none is queued or running; show a progress bar with ETA.
 
-    Workers that stopped while experiments are still queued are started again.
+    Workers are started whenever experiments are queued while none runs and no
+    worker is alive (a resumed study, or workers that stopped). An experiment
+    found orphaned by a dead worker (`orphans`) on two looks in a row is
+    stopped and marked failed, with one line saying so.
+
+    Raises:
+        Interrupted: on Ctrl-C.
     """
-    counts = states(names, cwd, pause=poll)
-    stalled = 0
-    finished = sum(counts[s] for s in FINISHED)
-    with tqdm(total=len(names), initial=finished, desc="experiments", unit="exp") as bar:
-        while counts["queued"] + counts["running"]:
-            time.sleep(poll)
-            counts = states(names, cwd, pause=poll)
-            finished = sum(counts[s] for s in FINISHED)
-            bar.update(finished - bar.n)
-            bar.set_postfix(
-                done=counts["success"],
-                failed=counts["failed"],
-                running=counts["running"],
-                remaining=counts["queued"],
-            )
-            stalled = stalled + 1 if counts["running"] == 0 else 0
-            if stalled >= 2 and counts["queued"]:
-                start_workers(jobs, cwd)
-                stalled = 0
-    return counts
+    pending: set[str] = set()
+    try:
+        records = look(cwd, pause=poll)
+        counts = _counts(records, names)
+        suspects: set[str] = set()
+        finished = sum(counts[s] for s in FINISHED)
+        with tqdm(total=len(names), initial=finished, desc="experiments", unit="exp") as bar:
+            while True:
+                pending = {record["name"] for record in records if record["state"] in ("queued", "running")}
+                found = orphans(records, cwd)
+                for record in records:
+                    if record["name"] in found & suspects and _end_orphan(record, cwd):
+                        record["state"] = "failed"
+                        found.discard(record["name"])
+                suspects = found
+                counts = _counts(records, names)
+                bar.update(sum(counts[s] for s in FINISHED) - bar.n)
+                bar.set_postfix(
+                    done=counts["success"],
+                    failed=counts["failed"],
+                    running=counts["running"],
+                    remaining=counts["queued"],
+                )
+                if not counts["queued"] + counts["running"]:
+                    return counts
+                if counts["queued"] and not counts["running"] and not workers(cwd):
+                    start_workers(jobs, cwd)
+                time.sleep(poll)
+                records = look(cwd, pause=poll)
+    except KeyboardInterrupt:
+        raise Interrupted(pending) from None
+
+
+def _group_members(groups: set[int]) -> list[psutil.Process]:
+    """The live processes of the given process groups."""
+    members = []
+    for process in psutil.process_iter():
+        with suppress(psutil.Error, OSError):
+            if os.getpgid(process.pid) in groups and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process)
+    return members
+
+
+def _stop_workers(cwd: Path) -> int:
+    """End every queue worker with everything it started; returns how many there were.
+
+    Each worker's process group (the worker, its executor, the stage
+    commands) gets SIGTERM, again every half second so that an experiment the
+    worker starts meanwhile ends too: the worker marks its experiment failed
+    and exits. What still runs after `STOP_SECONDS` gets SIGKILL.
+    """
+    groups: set[int] = set()
+    for sig, seconds in ((signal.SIGTERM, STOP_SECONDS), (signal.SIGKILL, 5.0)):
+        deadline = time.monotonic() + seconds
+        while True:
+            for worker in workers(cwd):
+                with suppress(OSError):
+                    groups.add(os.getpgid(worker.pid))
+            groups.discard(os.getpgrp())
+            if not _group_members(groups) or time.monotonic() > deadline:
+                break
+            for group in groups:
+                with suppress(OSError):
+                    os.killpg(group, sig)
+            time.sleep(0.5)
+    return len(groups)
+
+
+def stop(study: str, names: set[str], pending: set[str], cwd: Path = Path()) -> str:
+    """Stop every queue worker and the experiments they run; returns one line saying what and how to resume.
+
+    Args:
+        study: the study's name, for the command that resumes it.
+        names: the study's experiments. Those stopped are removed from the
+            queue, so that running the study again runs them again; other
+            stopped experiments stay, marked failed.
+        pending: the experiments queued or running before the interrupt.
+        cwd: the repository.
+    """
+    count = _stop_workers(cwd)
+    records = look(cwd, tries=2, pause=1.0)
+    failed = {record["name"] for record in records if record["state"] == "failed"}
+    stuck = _queue_running(records, cwd)  # their worker was killed: DVC marks them failed
+    for name in stuck:
+        with suppress(RuntimeError):
+            experiments.dvc("queue", "kill", name, cwd=cwd)
+            failed.add(name)
+    stopped = sorted(failed & (pending | set(stuck)))
+    ours = [name for name in stopped if name in names]
+    if ours:
+        experiments.dvc("queue", "remove", *ours, cwd=cwd)
+    others = [name for name in stopped if name not in names]
+    queued = _counts(records, names)["queued"]
+    return (
+        f"interrupted: stopped {count} queue worker(s)"
+        + (f"; stopped and taken off the queue to run again: {', '.join(ours)}" if ours else "")
+        + (f"; stopped and marked failed: {', '.join(others)}" if others else "")
+        + f"; {queued} experiment(s) of the study still queued; "
+        f"resume with `python -m tuninglab study run {study}`"
+    )
 
 
 def run(name: str, jobs: int, cwd: Path = Path()) -> Counter:
     """Queue the study's missing experiments, run them with `jobs` workers and wait for all.
 
+    On Ctrl-C the workers and their experiments are stopped (`stop`), one line
+    says what was stopped and how to resume, and KeyboardInterrupt is raised
+    again.
+
     Raises:
-        StudyError: the study is malformed or refused by the param rules;
-            nothing has been queued then.
+        StudyError: the workspace differs from HEAD, or the study is malformed
+            or refused by the param rules; nothing has been queued then.
+        ParamError: HEAD's params.yaml is not valid.
     """
-    planned = studies.plan(name, cwd / studies.STUDIES_FILE, cwd / "params.yaml")
-    already, queued = queue_missing(planned, cwd)
-    print(f"study {name}: {len(planned)} experiments, {already} already on this commit, {queued} queued")
-    if queued:
-        start_workers(jobs, cwd)
-    return wait({experiment.name for experiment in planned}, jobs, cwd)
+    check_workspace(cwd)
+    baseline = head_params(cwd)
+    planned = studies.plan(name, cwd / studies.STUDIES_FILE, baseline)
+    check_threads(baseline, planned)
+    names = {experiment.name for experiment in planned}
+    try:
+        already, queued = queue_missing(planned, cwd)
+        print(f"study {name}: {len(planned)} experiments, {already} already on this commit, {queued} queued")
+        return wait(names, jobs, cwd, poll=POLL_SECONDS)  # looked up now: a test may shorten it
+    except KeyboardInterrupt as interrupt:
+        pending = interrupt.pending if isinstance(interrupt, Interrupted) else set()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
+        try:
+            print(stop(name, names, pending, cwd), file=sys.stderr)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        raise

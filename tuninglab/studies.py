@@ -48,15 +48,15 @@ class Experiment:
 
     def set_args(self) -> list[str]:
         """The `-S key=value` arguments of `dvc exp run`."""
-        return [arg for key, value in self.settings.items() for arg in ("-S", f"{key}={_hydra(value)}")]
+        return [arg for key, value in self.settings.items() for arg in ("-S", f"{key}={format_value(value)}")]
 
 
-def _hydra(value: Any) -> str:
-    """A value as DVC's `-S` override grammar reads it back unchanged."""
+def format_value(value: Any) -> str:
+    """A param value as DVC's `-S` override grammar reads it back unchanged (`true`, `[64,32]`, `0.1`)."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, list):
-        return "[" + ",".join(_hydra(v) for v in value) + "]"
+        return "[" + ",".join(format_value(v) for v in value) + "]"
     return str(value)
 
 
@@ -64,7 +64,7 @@ def _label(value: Any) -> str:
     """A value as it appears in an experiment name (a valid git ref component)."""
     if isinstance(value, list):
         return "-".join(_label(v) for v in value) if value else "none"
-    return re.sub(r"[^A-Za-z0-9_.]+", "_", _hydra(value))
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", format_value(value))
 
 
 def _short(hyperparameter: str) -> str:
@@ -216,9 +216,16 @@ def load(path: Path = STUDIES_FILE) -> dict[str, Any]:
     return studies
 
 
-def plan(name: str, path: Path = STUDIES_FILE, params_path: Path = params.PARAMS_FILE) -> list[Experiment]:
-    """The checked experiments of the study `name`, against the current params.yaml."""
+def plan(name: str, path: Path = STUDIES_FILE, baseline: dict[str, Any] | None = None) -> list[Experiment]:
+    """The checked experiments of the study `name`.
+
+    Args:
+        name: a study of the studies file.
+        path: the studies file.
+        baseline: the validated params the experiments start from; by default
+            the workspace's params.yaml.
+    """
     studies = load(path)
     if name not in studies:
         raise StudyError(f"{path}: no study named {name!r}; studies: {', '.join(studies)}")
-    return expand(name, studies[name], params.load(params_path))
+    return expand(name, studies[name], params.load() if baseline is None else baseline)
