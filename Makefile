@@ -37,10 +37,10 @@ lint: install
 	ruff format --check .
 
 bench: install
-	python benchmarks/pipeline.py
+	python -m benchmarks.pipeline
 
 bench-study: install
-	python benchmarks/study.py ofat
+	python -m benchmarks.study ofat
 
 # Execute the experiment notebooks on results/ (TUNINGLAB_RESULTS=DIR reads another folder) into
 # notebooks/executed/, leaving the committed ones without outputs.

@@ -20,7 +20,10 @@ from pathlib import Path
 
 import yaml
 
+from tuninglab import schema
+
 ROOT = Path(__file__).resolve().parents[1]
+
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
@@ -32,7 +35,7 @@ def timed(repo: Path, *args: str) -> float:
 
 
 def test_accuracy(repo: Path, dataset: str) -> float:
-    return json.loads((repo / "metrics" / dataset / "test.json").read_text())["test_accuracy"]
+    return json.loads((repo / schema.metrics_path(dataset, "test")).read_text())[dataset]["test_accuracy"]
 
 
 def main() -> None:

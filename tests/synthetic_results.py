@@ -1,16 +1,25 @@
 """A small, hand-shaped study result: the report's input without running a study.
 
 `write_results` writes `experiments.csv` and `curves.csv` as `study collect`
-does (the table is built by the collector's own `rows`), for a baseline, a
-one-at-a-time study, seed re-runs, a 2 x 2 grid and one crashed experiment.
-Every run's curve has a known shape, so the report's observations on it are
-known too:
+does (the table is built by the collector's own `rows`, from records shaped
+like `dvc exp show --json` and the runs' `details.json`), for a baseline, a
+one-at-a-time study, seed re-runs, a 2 x 2 grid, runs by hand and one crashed
+experiment. Every run's curve has a known shape, so the report's observations
+on it are known too:
 
 - ofat-lr-0.001: still improving at the end on every dataset (underfitting, "train longer")
-- ofat-lr-0.1: diverged at epoch 3 on image; unstable validation loss on tabular
+- ofat-lr-0.1: diverged at epoch 3 on image; unstable validation loss on tabular; at chance on
+  text (0.580 vs 0.578) and image (0.100 vs 0.112)
 - ofat-dropout-0.0: overfits from epoch 8 on every dataset
 - ofat-optimizer-sgd: best epoch 2 of 30 on text ("fewer epochs would do")
+- ofat-weight_decay-*: weight decay 0 (the baseline, the lowest allowed) is best everywhere
+- optimizer_lr-optimizer-adam-lr-0.01 / -0.1: the same settings as ofat-lr-0.01 / ofat-lr-0.1
+- noise-seed-3: trained with 2 CPU threads (the baseline with 1): not compared
+- hidden-by-hand: a manual run; text-source-local: a manual run on another text source
 - ofat-batch_size-16: crashed (status failed)
+
+`hostile=True` adds runs whose names, data source and error line hold HTML (and a name with
+matplotlib's math signs).
 """
 
 from __future__ import annotations
@@ -23,9 +32,13 @@ import pandas as pd
 
 from tuninglab import experiments
 from tuninglab.params import DATASETS
+from tuninglab.schema import DETAILS, TEST_METRICS, TRAIN_METRICS, metrics_path
 from tuninglab.studies import Experiment
 
 BASELINE_ACCURACY = {"tabular": 0.93, "image": 0.97, "text": 0.75}
+CHANCE = {"tabular": 0.333, "image": 0.112, "text": 0.578}
+LOCAL_SOURCE = "data/local/text/x.csv"
+HOSTILE_SOURCE = "/x/<img src=x onerror=alert(1)><b>b</b>.csv"
 
 # experiment -> (settings, {dataset: (test accuracy, curve shape)}); "good" unless named
 RUNS: dict[str, tuple[dict[str, Any], dict[str, tuple[float, str]]]] = {
@@ -33,9 +46,13 @@ RUNS: dict[str, tuple[dict[str, Any], dict[str, tuple[float, str]]]] = {
         {"train.lr": 0.001},
         {"tabular": (0.80, "improving"), "image": (0.90, "improving"), "text": (0.70, "improving")},
     ),
+    "ofat-lr-0.01": (
+        {"train.lr": 0.01},
+        {"tabular": (0.93, "good"), "image": (0.95, "good"), "text": (0.70, "good")},
+    ),
     "ofat-lr-0.1": (
         {"train.lr": 0.1},
-        {"tabular": (0.90, "unstable"), "image": (0.10, "diverged"), "text": (0.60, "good")},
+        {"tabular": (0.90, "unstable"), "image": (0.10, "diverged"), "text": (0.58, "good")},
     ),
     "ofat-dropout-0.0": (
         {"train.dropout": 0.0},
@@ -57,6 +74,14 @@ RUNS: dict[str, tuple[dict[str, Any], dict[str, tuple[float, str]]]] = {
         {"train.hidden": [128, 128]},
         {"tabular": (0.933, "good"), "image": (0.975, "good"), "text": (0.74, "good")},
     ),
+    "ofat-weight_decay-0.001": (
+        {"train.weight_decay": 0.001},
+        {"tabular": (0.90, "good"), "image": (0.96, "good"), "text": (0.74, "good")},
+    ),
+    "ofat-weight_decay-0.01": (
+        {"train.weight_decay": 0.01},
+        {"tabular": (0.85, "good"), "image": (0.95, "good"), "text": (0.72, "good")},
+    ),
     "noise-seed-1": (
         {"train.seed": 1},
         {"tabular": (0.92, "good"), "image": (0.968, "good"), "text": (0.752, "good")},
@@ -65,25 +90,49 @@ RUNS: dict[str, tuple[dict[str, Any], dict[str, tuple[float, str]]]] = {
         {"train.seed": 2},
         {"tabular": (0.94, "good"), "image": (0.972, "good"), "text": (0.747, "good")},
     ),
-    "optimizer_lr-sgd-0.01": (
+    "noise-seed-3": (
+        {"train.seed": 3},
+        {"tabular": (0.99, "good"), "image": (0.90, "good"), "text": (0.60, "good")},
+    ),
+    "optimizer_lr-optimizer-sgd-lr-0.01": (
         {"train.optimizer": "sgd", "train.lr": 0.01},
         {"tabular": (0.85, "good"), "image": (0.95, "good"), "text": (0.72, "good")},
     ),
-    "optimizer_lr-sgd-0.1": (
+    "optimizer_lr-optimizer-sgd-lr-0.1": (
         {"train.optimizer": "sgd", "train.lr": 0.1},
         {"tabular": (0.93, "good"), "image": (0.97, "good"), "text": (0.74, "good")},
     ),
-    "optimizer_lr-adam-0.01": (
+    "optimizer_lr-optimizer-adam-lr-0.01": (
         {"train.optimizer": "adam", "train.lr": 0.01},
         {"tabular": (0.93, "good"), "image": (0.95, "good"), "text": (0.70, "good")},
     ),
-    "optimizer_lr-adam-0.1": (
+    "optimizer_lr-optimizer-adam-lr-0.1": (
         {"train.optimizer": "adam", "train.lr": 0.1},
-        {"tabular": (0.60, "unstable"), "image": (0.10, "diverged"), "text": (0.55, "unstable")},
+        {"tabular": (0.90, "unstable"), "image": (0.10, "diverged"), "text": (0.58, "good")},
+    ),
+    "hidden-by-hand": (
+        {"train.hidden": [64]},
+        {"tabular": (0.92, "good"), "image": (0.96, "good"), "text": (0.745, "good")},
+    ),
+    "text-source-local": (
+        {"text.data.source": LOCAL_SOURCE},
+        {"tabular": (0.93, "good"), "image": (0.97, "good"), "text": (0.81, "good")},
     ),
 }
+# what differs from the defaults in a run's details.json, per experiment (all datasets)
+OTHER_DETAILS = {"noise-seed-3": {"used_threads": 2}}
+# a run's chance rate where its data differs from the baseline's: experiment -> dataset -> rate
+OTHER_CHANCE = {"text-source-local": {"text": 0.5}}
 FAILED = ("ofat-batch_size-16", {"train.batch_size": 16})
-STUDIES = ["ofat", "noise", "optimizer_lr"]
+HOSTILE = {
+    "x<svg>": ({"train.lr": 0.02}, {d: (0.9, "good") for d in DATASETS}),
+    "<!--<script>": ({"train.lr": 0.04}, {d: (0.85, "good") for d in DATASETS}),
+    "x${$": RUNS["ofat-lr-0.1"],  # a repeat: its name goes into the lr figure's legend
+    "img-source": ({"text.data.source": HOSTILE_SOURCE}, {d: (0.8, "good") for d in DATASETS}),
+}
+HOSTILE_FAILED = ("<script>alert(1)<", {"train.lr": 0.3})
+HOSTILE_ERROR = "error: train.lr: <img src=x onerror=alert(1)> is not allowed"
+STUDIES = {"ofat": "ofat", "noise": "ofat", "optimizer_lr": "grid"}
 
 
 def curve(shape: str, accuracy: float, epochs: int = 30) -> pd.DataFrame:
@@ -124,59 +173,98 @@ def curve(shape: str, accuracy: float, epochs: int = 30) -> pd.DataFrame:
     return history.iloc[:last]
 
 
-def _metrics(dataset: str, accuracy: float, history: pd.DataFrame, shape: str) -> dict[str, Any]:
-    best = int(history.loc[history["val_loss"].idxmin(), "epoch"])
+def _metrics(
+    dataset: str, accuracy: float, history: pd.DataFrame, shape: str, chance: float, details: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One dataset's DVC metrics (by file, nested under the dataset) and its details.json.
+
+    Each value goes where `tuninglab.schema` puts it, as the train stage does.
+    """
     diverged = shape == "diverged"
-    train = {
+    values = {
+        "test_accuracy": accuracy,
+        "macro_f1": accuracy - 0.01,
+        "chance_accuracy": chance,
+        "test_loss": 1 - accuracy,
+        "best_epoch": int(history.loc[history["val_loss"].idxmin(), "epoch"]),
+        "epochs_run": 3 if diverged else len(history),
         "diverged": diverged,
+        "train_time_s": round(0.1 * len(history), 3),
+        "stopped_early": shape in ("good", "overfit", "early"),
         "diverged_epoch": 3 if diverged else None,
         "diverged_loss": float("inf") if diverged else None,
-        "stopped_early": shape in ("good", "overfit", "early"),
-        "best_epoch": best,
         "best_val_loss": float(history["val_loss"].min()),
         "best_val_accuracy": float(history["val_accuracy"].max()),
-        "epochs_run": 3 if diverged else len(history),
-        "train_time_s": round(0.1 * len(history), 3),
-        "device": "cpu",
-        "threads": 1,
+        "cpu_time_s": round(0.15 * len(history), 3),
+        "used_threads": 1,
+        "used_device": "cpu",
         "n_params": 1000,
+    } | details
+    assert set(values) == {*TEST_METRICS, *TRAIN_METRICS, *DETAILS}, "the synthetic study lags the schema"
+    metrics = {
+        metrics_path(dataset, "test").as_posix(): {dataset: {k: values[k] for k in TEST_METRICS}},
+        metrics_path(dataset, "train").as_posix(): {dataset: {k: values[k] for k in TRAIN_METRICS}},
     }
-    test = {"test_accuracy": accuracy, "test_loss": 1 - accuracy, "macro_f1": accuracy - 0.01}
-    return {f"metrics/{dataset}/train.json": train, f"metrics/{dataset}/test.json": test}
+    return metrics, {k: values[k] for k in DETAILS}
 
 
-def _record(name: str, params: dict[str, Any], state: str, shapes: dict[str, tuple[float, str]]) -> dict:
+def _record(
+    name: str,
+    params: dict[str, Any],
+    state: str,
+    shapes: dict[str, tuple[float, str]],
+    log: str | None = None,
+) -> dict:
     metrics: dict[str, Any] = {}
+    details: dict[str, Any] = {}
     for dataset, (accuracy, shape) in shapes.items():
-        metrics |= _metrics(dataset, accuracy, curve(shape, accuracy), shape)
+        chance = OTHER_CHANCE.get(name, {}).get(dataset, CHANCE[dataset])
+        found, details[dataset] = _metrics(
+            dataset, accuracy, curve(shape, accuracy), shape, chance, OTHER_DETAILS.get(name, {})
+        )
+        metrics |= found
     return {
         "name": name,
         "rev": f"{name}-rev",
         "state": state,
-        "log": None,
+        "log": log,
         "params": params,
         "metrics": metrics,
+        "details": details,
     }
 
 
-def write_results(directory: Path, baseline_params: dict[str, Any]) -> tuple[Path, Path]:
-    """Write `experiments.csv` and `curves.csv` of the synthetic study into `directory`."""
+def write_results(
+    directory: Path, baseline_params: dict[str, Any], hostile: bool = False
+) -> tuple[Path, Path]:
+    """Write `experiments.csv` and `curves.csv` of the synthetic study into `directory`.
+
+    With `hostile`, add the runs whose names, data source and error line hold HTML.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
     good = {d: (BASELINE_ACCURACY[d], "good") for d in DATASETS}
     baseline = _record("main", baseline_params, "success", good)
+    runs = RUNS | (HOSTILE if hostile else {})
     records = [
         _record(name, Experiment(name, settings).applied_to(baseline_params), "success", shapes)
-        for name, (settings, shapes) in RUNS.items()
+        for name, (settings, shapes) in runs.items()
     ]
-    name, settings = FAILED
-    records.append(_record(name, Experiment(name, settings).applied_to(baseline_params), "failed", {}))
+    failed = [FAILED]
+    if hostile:
+        (directory / "hostile.log").write_text(f"> python -m stages.train text\n{HOSTILE_ERROR}\n")
+        failed.append(HOSTILE_FAILED)
+    for name, settings in failed:
+        log = str(directory / "hostile.log") if name == HOSTILE_FAILED[0] else None
+        records.append(
+            _record(name, Experiment(name, settings).applied_to(baseline_params), "failed", {}, log)
+        )
     table = experiments.rows(baseline, records, STUDIES)
-    shapes = {"baseline": good, **{name: shapes for name, (_, shapes) in RUNS.items()}}
+    shapes = {"baseline": good, **{name: shapes for name, (_, shapes) in runs.items()}}
     curves = [
         curve(shape, accuracy).assign(experiment=name, dataset=dataset)
         for name, by_dataset in shapes.items()
         for dataset, (accuracy, shape) in by_dataset.items()
     ]
-    directory.mkdir(parents=True, exist_ok=True)
     table.to_csv(directory / "experiments.csv", index=False)
     frame = pd.concat(curves, ignore_index=True)
     frame[["experiment", "dataset", *[c for c in frame if c not in ("experiment", "dataset")]]].to_csv(

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from plotly.offline import get_plotlyjs
 
-from tests.synthetic_results import write_results
-from tuninglab import explorer, params, results
+from tests.synthetic_results import HOSTILE_SOURCE, LOCAL_SOURCE, write_results
+from tuninglab import explorer, params, report, results
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -75,33 +75,52 @@ def test_page_is_self_contained(study: tuple[Path, pd.DataFrame, pd.DataFrame]) 
 def test_embedded_data_is_the_csvs(study: tuple[Path, pd.DataFrame, pd.DataFrame]) -> None:
     page, runs, curves = study
     data = embedded(page)
-    assert list(data) == ["tabular", "image", "text"]
-    for dataset, shown in data.items():
-        finished = runs[(runs["dataset"] == dataset) & runs["status"].isin(["ok", "diverged"])]
+    other = f"text (source: {LOCAL_SOURCE})"  # another data source is another dataset
+    assert list(data) == ["tabular", "image", "text", other]
+    for name, shown in data.items():
+        dataset, on_other_source = name.split(" ")[0], name == other
+        mine = runs[(runs["dataset"] == dataset) & ((runs["data.source"] == LOCAL_SOURCE) == on_other_source)]
+        finished = mine[mine["status"].isin(["ok", "diverged"])]
         assert sorted(run["experiment"] for run in shown["runs"]) == sorted(finished["experiment"])
-        assert shown["runs"][shown["baseline"]]["experiment"] == "baseline"
         for run in shown["runs"]:
             row = csv_row(runs, run["experiment"], dataset)
             assert run["test_accuracy"] == row["test_accuracy"]
             assert run["shown"]["test_accuracy"][0] == f"{row['test_accuracy']:.3f}"
+            assert run["shown"]["chance_accuracy"][0] == f"{row['chance_accuracy']:.3f}"
+            assert run["shown"]["cpu_time_s"][0] == f"{row['cpu_time_s']:.1f}"
             assert run["shown"]["train_time_s"][0] == f"{row['train_time_s']:.1f}"
             curve = curves[(curves["experiment"] == run["experiment"]) & (curves["dataset"] == dataset)]
             assert run["curve"]["epoch"] == curve["epoch"].tolist()
             assert run["curve"]["val_loss"] == curve["val_loss"].tolist()
+    assert data["image"]["runs"][data["image"]["baseline"]]["experiment"] == "baseline"
+    assert (data[other]["baseline"], data[other]["chance"]) == (None, 0.5)
+    assert data["text"]["chance"] == 0.578
     diverged = next(run for run in data["image"]["runs"] if run["experiment"] == "ofat-lr-0.1")
-    assert diverged["status"] == "diverged at epoch 3"
+    assert diverged["status"] == "diverged at epoch 3, no better than chance"
     assert diverged["shown"]["test_accuracy"] == ["0.100", "-0.870"]
+    at_chance = next(run for run in data["text"]["runs"] if run["experiment"] == "ofat-lr-0.1")
+    assert at_chance["status"] == "ok, no better than chance"  # never a plain ok
+    seed_3 = next(run for run in data["tabular"]["runs"] if run["experiment"] == "noise-seed-3")
+    assert seed_3["status"] == "ok, not compared: 2 threads vs baseline's 1"
+    assert seed_3["shown"]["test_accuracy"] == ["0.990", ""]  # no difference to a baseline of 1 thread
     assert data["image"]["unfinished"] == ["ofat-batch_size-16 (failed: failed (no log))"]
 
 
 def test_controls_are_the_params_that_vary(study: tuple[Path, pd.DataFrame, pd.DataFrame]) -> None:
     data = embedded(study[0])
     # batch_size only changed in a failed run; seed (the noise reference) comes last
-    assert [p["name"] for p in data["text"]["params"]] == ["lr", "optimizer", "hidden", "dropout", "seed"]
+    assert [p["name"] for p in data["text"]["params"]] == [
+        "lr",
+        "optimizer",
+        "hidden",
+        "dropout",
+        "weight_decay",
+        "seed",
+    ]
     lr, optimizer, hidden = data["text"]["params"][:3]
     assert lr == {"name": "lr", "id": "param-lr", "values": ["0.001", "0.005", "0.01", "0.1"]}
     assert optimizer["values"] == ["adam", "rmsprop", "sgd"]
-    assert hidden["values"] == ["[128, 128]", "[128]"]
+    assert hidden["values"] == ["[128, 128]", "[128]", "[64]"]
 
 
 def test_nan_and_infinity_are_null(tmp_path: Path, default_params: dict) -> None:
@@ -145,19 +164,22 @@ def test_browser_drives_the_page(study: tuple[Path, pd.DataFrame, pd.DataFrame])
             page.select_option("#param-lr", "0.1")
             run, base = csv_row(runs, "ofat-lr-0.1", "image"), csv_row(runs, "baseline", "image")
             assert text(page, "#run-name") == "ofat-lr-0.1"
-            assert text(page, "#run-status") == "diverged at epoch 3"
+            assert text(page, "#run-status") == "diverged at epoch 3, no better than chance"
+            assert text(page, "#metric-chance_accuracy") == f"{run['chance_accuracy']:.3f}"
             assert text(page, "#metric-test_accuracy") == f"{run['test_accuracy']:.3f}"
             assert text(page, "#baseline-test_accuracy") == f"{base['test_accuracy']:.3f}"
             assert text(page, "#diff-test_accuracy") == f"{run['test_accuracy'] - base['test_accuracy']:+.3f}"
             assert text(page, "#metric-diverged") == "at epoch 3"
-            assert "optimizer_lr-adam-0.1" in text(page, "#run-same")  # the same settings, run again
+            assert "optimizer_lr-optimizer-adam-lr-0.1" in text(
+                page, "#run-same"
+            )  # the same settings, run again
             # two epochs of this run, under the baseline's two curves of twenty
             loss = page.evaluate("document.getElementById('chart-loss').data.map(t => t.x.length)")
             assert loss == [20, 20, 2, 2]
 
             # sgd at lr 0.1 exists: lr stays; dropout 0.0 exists only at lr 0.005 with adam: both move
             page.select_option("#param-optimizer", "sgd")
-            assert text(page, "#run-name") == "optimizer_lr-sgd-0.1"
+            assert text(page, "#run-name") == "optimizer_lr-optimizer-sgd-lr-0.1"
             assert page.input_value("#param-lr") == "0.1"
             page.select_option("#param-dropout", "0")
             assert text(page, "#run-name") == "ofat-dropout-0.0"
@@ -169,7 +191,8 @@ def test_browser_drives_the_page(study: tuple[Path, pd.DataFrame, pd.DataFrame])
 
             # failed runs cannot be picked; every chart drew its traces
             options = page.locator("#run option").all_inner_texts()
-            assert "ofat-batch_size-16" not in options and len(options) == 14
+            finished = runs[(runs["dataset"] == "image") & runs["status"].isin(["ok", "diverged"])]
+            assert "ofat-batch_size-16" not in options and len(options) == len(finished) == 20
             assert page.locator("#param-batch_size").count() == 0
             traces = page.evaluate(
                 "[...document.querySelectorAll('.js-plotly-plot')].map(c => [c.id, c.data.length])"
@@ -185,3 +208,52 @@ def test_browser_drives_the_page(study: tuple[Path, pd.DataFrame, pd.DataFrame])
             browser.close()
     assert errors == []
     assert [url for url in requests if not url.startswith("file://")] == []
+
+
+def test_browser_runs_no_markup_from_names_values_paths_or_errors(
+    tmp_path: Path, default_params: dict
+) -> None:
+    """Both HTML pages of a report on hostile results: no dialog, no element made from a name or value."""
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} not found: apt-get install chromium"
+        if os.environ.get("TUNINGLAB_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    write_results(tmp_path / "results", default_params, hostile=True)
+    report.write(tmp_path / "results", tmp_path / "reports")
+    dialogs: list[str] = []
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto((tmp_path / "reports" / "summary.html").as_uri())
+            assert page.locator("svg, script, iframe, object").count() == 0
+            sources = page.evaluate("[...document.images].map(i => i.src.slice(0, 22))")
+            assert sources and set(sources) == {"data:image/png;base64,"}  # the report's own figures only
+            assert page.get_by_text("x<svg>", exact=True).count() >= 1  # shown as text
+            assert HOSTILE_SOURCE in page.locator("body").inner_text()
+
+            page.goto((tmp_path / "reports" / "explorer.html").as_uri())
+            assert page.locator("script").count() == 3  # Plotly, the data, the page's own
+            assert page.locator("img, iframe, object").count() == 0
+            labels = page.locator("#dataset option").all_inner_texts()
+            assert f"text (source: {HOSTILE_SOURCE})" in labels
+            page.select_option("#dataset", index=labels.index(f"text (source: {HOSTILE_SOURCE})"))
+            assert text(page, "#run-name") == "img-source"
+            for chart in ("chart-parcoords", "chart-scatter"):  # Plotly shows it as text, not a tag
+                shown = page.evaluate(f"document.getElementById('{chart}').textContent")
+                assert HOSTILE_SOURCE in shown, chart
+            page.select_option("#dataset", "text")
+            page.select_option("#run", label="x<svg>")
+            assert text(page, "#run-name") == "x<svg>"
+            assert "<script>alert(1)< (failed: error: train.lr: <img" in text(page, "#unfinished")
+            assert page.locator("img, iframe, object").count() == 0
+            assert page.locator("svg script, svg image, svg foreignObject").count() == 0
+        finally:
+            browser.close()
+    assert dialogs == [] and errors == []

@@ -40,6 +40,9 @@ def make_run(**overrides) -> pd.Series:
         "stopped_early": False,
         "best_epoch": 10,
         "test_accuracy": 0.9,
+        "chance_accuracy": 0.578,
+        "status": "ok",
+        "not_compared": "",
     }
     return pd.Series(run | overrides)
 
@@ -131,16 +134,47 @@ def test_diverged_quotes_epoch_and_loss_even_when_the_loss_is_missing():
     assert observations.diverged(make_run()) is None
 
 
-def test_versus_baseline_gives_points_settings_noise_and_the_headline():
+def test_versus_baseline_gives_points_chance_settings_noise_and_the_headline():
     run = make_run(test_accuracy=0.812, changed="lr,optimizer")
     baseline = pd.Series({"test_accuracy": 0.935})
     diverged = observations.Observation("diverged", "the loss diverged at epoch 3", "...")
     sentence = observations.versus_baseline(run, baseline, 0.01, [diverged]).text
     assert sentence == (
-        "with lr=0.1, optimizer=sgd: test accuracy -12.3 points vs baseline (0.812 vs 0.935); "
+        "with lr=0.1, optimizer=sgd: test accuracy -12.3 points vs baseline (0.812 vs 0.935; chance 0.578); "
         "the loss diverged at epoch 3"
     )
     close = observations.versus_baseline(make_run(test_accuracy=0.93), baseline, 0.01, []).text
-    assert close.endswith("-0.5 points vs baseline (0.930 vs 0.935), within seed noise (1.0 points)")
+    assert close.endswith(
+        "-0.5 points vs baseline (0.930 vs 0.935; chance 0.578), within seed noise (1.0 points)"
+    )
     unknown = observations.versus_baseline(make_run(test_accuracy=0.93), baseline, None, []).text
     assert "noise" not in unknown
+
+
+@pytest.mark.parametrize(("accuracy", "fires"), [(0.5, True), (0.578, True), (0.583, True), (0.584, False)])
+def test_no_better_than_chance_within_half_a_point_of_the_majority_class(accuracy, fires):
+    run = make_run(test_accuracy=accuracy)
+    found = observations.no_better_than_chance(run)
+    assert (found is not None) == fires
+    assert ("no better than chance" in kinds(make_history(SMOOTH), run)) == fires
+    if fires:
+        assert found.headline == "no better than chance (majority class 0.578)"
+        assert found.text.startswith(f"no better than chance: test accuracy {accuracy:.3f}")
+        assert observations.versus_baseline(
+            run, pd.Series({"test_accuracy": 0.75}), None, [found]
+        ).text.endswith("; no better than chance (majority class 0.578)")
+
+
+def test_status_is_never_a_plain_ok_at_chance_or_when_not_compared():
+    assert observations.status_text(make_run(test_accuracy=0.9)) == "ok"
+    assert observations.status_text(make_run(test_accuracy=0.58)) == "ok, no better than chance"
+    diverged = make_run(status="diverged", diverged_epoch=3.0, test_accuracy=0.1)
+    assert observations.status_text(diverged) == "diverged at epoch 3, no better than chance"
+    other = make_run(not_compared="2 threads vs baseline's 1")
+    assert observations.status_text(other) == "ok, not compared: 2 threads vs baseline's 1"
+    assert observations.not_compared(other).text.startswith(
+        "not compared with the baseline: 2 threads vs baseline's 1"
+    )
+    assert observations.not_compared(make_run()) is None
+    failed = make_run(status="failed", test_accuracy=np.nan)
+    assert observations.status_text(failed) == "failed"

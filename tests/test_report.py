@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.synthetic_results import write_results
-from tuninglab import params, report, results, sensitivity
+from tests.synthetic_results import LOCAL_SOURCE, write_results
+from tuninglab import figures, files, owned, params, report, results, sensitivity
 from tuninglab.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,39 +38,63 @@ def row(table: pd.DataFrame, dataset: str, hyperparameter: str) -> pd.Series:
     return chosen.iloc[0]
 
 
-def test_noise_is_the_range_of_the_baseline_across_seeds(study):
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_noise_is_the_range_of_the_baseline_across_seeds_at_the_baselines_thread_count(study):
     runs, _ = results.load(study)
     noise = sensitivity.noise(runs).set_index("dataset")
+    # noise-seed-3 (0.99 on tabular, 0.90 on image) used 2 threads, the baseline 1: left out
     assert noise.at["tabular", "runs"] == 3
     assert noise.at["tabular", "range"] == pytest.approx(0.02)
     assert noise.at["image", "range"] == pytest.approx(0.004)
 
 
-def test_one_at_a_time_orders_values_averages_repeats_and_flags_divergence(study):
+def test_one_at_a_time_orders_values_merges_repeats_and_flags_divergence(study):
     runs, _ = results.load(study)
     table = sensitivity.one_at_a_time(runs)
     lr = row(table, "image", "lr")
     assert json.loads(lr["values"]) == ["0.001", "0.005", "0.01", "0.1"]
-    assert json.loads(lr["accuracies"]) == [0.9, 0.97, 0.95, 0.1]  # 0.1: two runs of lr=0.1, both 0.1
+    assert json.loads(lr["accuracies"]) == [0.9, 0.97, 0.95, 0.1]
     assert (lr["best_value"], lr["worst_value"], lr["baseline_value"]) == ("0.005", "0.1", "0.005")
     assert lr["spread"] == pytest.approx(0.87)
     assert json.loads(lr["diverged_values"]) == ["0.1"]
     assert not lr["at_edge"] and not lr["within_noise"]
-    assert set(table["hyperparameter"]) == {
-        "lr",
-        "dropout",
-        "optimizer",
-        "hidden",
-    }  # not seed, not failed batch
+    # not seed, not the failed batch size, not the manual hidden=[64], not the other text source
+    assert set(table["hyperparameter"]) == {"lr", "dropout", "optimizer", "hidden", "weight_decay"}
+    assert json.loads(row(table, "text", "hidden")["values"]) == ["[128]", "[128, 128]"]
 
 
-def test_edge_and_noise_flags(study):
+def test_only_one_at_a_time_studies_feed_the_sections_and_repeats_are_merged(study):
+    runs, _ = results.load(study)
+    groups = sensitivity.varied_alone(runs)
+    lr = groups["image", "lr"]
+    # the grid's adam runs repeat ofat-lr-0.01 and ofat-lr-0.1: in, as repeats of those
+    assert set(lr["experiment"]) == {
+        "baseline",
+        "ofat-lr-0.001",
+        "ofat-lr-0.01",
+        "ofat-lr-0.1",
+        "optimizer_lr-optimizer-adam-lr-0.01",
+        "optimizer_lr-optimizer-adam-lr-0.1",
+    }
+    assert lr.set_index("experiment").at["optimizer_lr-optimizer-adam-lr-0.1", "same_as"] == "ofat-lr-0.1"
+    assert "hidden-by-hand" not in set(groups["image", "hidden"]["experiment"])  # a manual run
+    assert ("text", "data.source") not in groups  # another data source is another dataset
+
+
+def test_edge_rule_extends_only_where_the_allowed_range_goes_further(study):
     runs, _ = results.load(study)
     table = sensitivity.one_at_a_time(runs)
-    assert row(table, "text", "dropout")["at_edge"]  # 0.5 best of 0 / 0.2 / 0.5, 5 points > 0.5 noise
+    dropout = row(table, "text", "dropout")  # 0.5 best of 0 / 0.2 / 0.5; dropout < 1 allowed
+    assert (dropout["at_edge"], dropout["extend"]) == ("highest", "higher")
     assert not row(table, "tabular", "dropout")["at_edge"]  # 0 and 0.2 tie for best
+    decay = row(table, "tabular", "weight_decay")  # 0 best of 0 / 0.001 / 0.01; 0 is the lowest allowed
+    assert (decay["at_edge"], decay["extend"]) == ("lowest", "")
     assert row(table, "tabular", "hidden")["within_noise"]  # 0.3 points < 2.0 noise
     assert not row(table, "image", "hidden")["within_noise"]  # 0.5 points > 0.4 noise
+    assert sensitivity.extension("lr", "image", 0.001, "lowest") == "lower"  # lr > 0: no lower bound reached
 
 
 def test_importance_needs_runs_that_changed_several_hyperparameters(study):
@@ -92,22 +116,83 @@ def test_report_writes_every_file_with_numbers_from_the_csv(written):
         assert (out / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG"), name
     text = (out / "summary.md").read_text()
     assert (
-        "`ofat-lr-0.1` on image: with lr=0.1: test accuracy -87.0 points vs baseline (0.100 vs 0.970); "
-        "the loss diverged at epoch 3" in text
+        "`ofat-lr-0.1` (also run as `optimizer_lr-optimizer-adam-lr-0.1`) on image: with lr=0.1: test "
+        "accuracy -87.0 points vs baseline (0.100 vs 0.970; chance 0.112); the loss diverged at epoch 3"
+        in text
     )
-    assert "| 0.1 | 0.750 (-18.0) | 0.100 (-87.0) diverged | 0.575 (-17.5) |" in text
-    assert "- **image**: lr 87.0, optimizer 5.0, dropout 1.5, hidden 0.5" in text
-    assert "**lr** matters more for image than for text" in text
     assert (
-        "**image vs tabular** (spread in points, image first): matter more for image: lr (87.0 vs 18.0); "
-        "more for tabular: optimizer (5.0 vs 23.0); about the same (gap within seed noise, 2.0 points): "
-        "dropout (1.5 vs 3.0), hidden (0.5 vs 0.3)" in text
+        "| lr | tabular (chance 0.333) | image (chance 0.112) | text (chance 0.578) | also run as |" in text
     )
-    assert "Extend the range of dropout on text: its best value 0.5 is at the edge" in text
+    assert (
+        "| 0.1 | 0.900 (-3.0) | 0.100 (-87.0) diverged no better than chance | "
+        "0.580 (-17.0) no better than chance | optimizer\\_lr-optimizer-adam-lr-0.1 |" in text
+    )
+    assert "- **image**: lr 87.0, optimizer 5.0, weight\\_decay 2.0, dropout 1.5, hidden 0.5" in text
+    assert "**lr** matters more for image than for tabular" in text
+    assert (
+        "Extend the range of dropout on text to higher values: its best value 0.5 is the highest tried"
+        in text
+    )
+    assert (
+        "weight\\_decay on tabular: its best value 0 is the lowest allowed, so there is no range to extend"
+        in text
+    )
     assert "- `ofat-batch_size-16` failed" in text
     observed = pd.read_csv(out / "observations.csv")
     overfit = observed[(observed["experiment"] == "ofat-dropout-0.0") & (observed["kind"] == "overfitting")]
     assert set(overfit["dataset"]) == {"tabular", "image", "text"}
+    assert "optimizer_lr-optimizer-adam-lr-0.1" not in set(observed["experiment"])  # merged into ofat-lr-0.1
+
+
+def test_chance_is_beside_every_accuracy_and_flags_runs_at_chance(written):
+    text = (written / "summary.md").read_text()
+    baselines = text[text.index("## Baselines") : text.index("## Hyperparameters")]
+    assert "| text | 0.750 | 0.578 |" in baselines  # test accuracy, then chance (majority class)
+    assert "- Best run on text: `ofat-dropout-0.5` (0.760, chance 0.578;" in text
+    assert (
+        "- No better than chance (always predicting the majority class): `ofat-lr-0.1` on image, text."
+        in text
+    )
+    observed = pd.read_csv(written / "observations.csv").set_index(["experiment", "dataset", "kind"])
+    assert observed.at[("ofat-lr-0.1", "text", "no better than chance"), "headline"] == (
+        "no better than chance (majority class 0.578)"
+    )
+    assert (
+        "no better than chance (majority class 0.578)"
+        in observed.at[("ofat-lr-0.1", "text", "vs baseline"), "text"]
+    )
+    assert ("ofat-lr-0.1", "tabular", "no better than chance") not in observed.index  # 0.900 vs 0.333
+
+
+def test_manual_runs_other_data_and_thread_counts_are_reported_apart(written):
+    text = (written / "summary.md").read_text()
+    manual = text[text.index("## Manual runs") : text.index("## Other runs")]
+    assert "| hidden-by-hand | manual | hidden=\\[64\\] | 0.920 | 0.960 | 0.745 | ok |" in manual
+    assert "hidden-by-hand" not in text[: text.index("## Manual runs")]
+    other_data = text[text.index("## Other data") :]
+    assert (
+        f"| text (source: {LOCAL_SOURCE}) | text-source-local | manual |  | 0.810 | 0.500 | ok |"
+        in other_data
+    )
+    assert "text-source-local" not in text[: text.index("## Other data")]  # 0.810 is not the best text run
+    assert (
+        "Runs compared here trained with 1 CPU thread(s), as the baseline did" in text
+        and "Not compared: `noise-seed-3` on tabular, image, text (2 threads vs baseline's 1)." in text
+    )
+    seed_3 = "| noise-seed-3 | noise | seed=3 | 0.990 | 0.900 | 0.600 |"
+    assert f"{seed_3} ok, not compared: 2 threads vs baseline's 1 |" in text
+
+
+def test_time_charts_show_cpu_time_of_training(study):
+    runs, _ = results.load(study)
+    groups = report.by_hyperparameter(runs)["lr"]
+    figure = figures.cpu_time("lr", groups)
+    axis = figure.axes[0]
+    assert axis.get_ylabel() == "CPU seconds (training)" and "CPU time" in axis.get_title()
+    tabular = groups["tabular"]
+    expected = [rows["cpu_time_s"].mean() for rows in sensitivity.in_order(tabular, "lr")]
+    assert list(axis.lines[0].get_ydata()) == pytest.approx(expected)
+    assert expected != [rows["train_time_s"].mean() for rows in sensitivity.in_order(tabular, "lr")]
 
 
 def test_summary_html_is_self_contained(study, tmp_path):
@@ -118,6 +203,25 @@ def test_summary_html_is_self_contained(study, tmp_path):
     )
     assert not re.search(r'(src|href)="(https?:)?//', page)
     assert "<table>" in page
+
+
+def test_summary_escapes_names_values_paths_and_errors(tmp_path, default_params):
+    write_results(tmp_path / "results", default_params, hostile=True)
+    report.write(tmp_path / "results", tmp_path / "reports")
+    page = (tmp_path / "reports" / "summary.html").read_text()
+    tags = re.findall(r"<(\w+)[^>]*>", page)
+    assert "svg" not in tags and tags.count("script") == 0
+    assert all(
+        src.startswith("data:image/png;base64,") for src in re.findall(r'<img [^>]*src="([^"]*)"', page)
+    )
+    assert "<code>x&lt;svg&gt;</code>" in page
+    assert "<td>&lt;script&gt;alert(1)&lt;</td>" in page
+    assert "failed: error: train.lr: &lt;img src=x onerror=alert(1)&gt; is not allowed" in page
+    assert "<td>text (source: /x/&lt;img src=x onerror=alert(1)&gt;&lt;b&gt;b&lt;/b&gt;.csv)</td>" in page
+    markdown = (tmp_path / "reports" / "summary.md").read_text()
+    assert "| x&lt;svg&gt; | manual | lr=0.02 |" in markdown  # tables: every cell escaped
+    outside_code = re.sub(r"(`+).*?\1", "", markdown)  # a code span shows its text as it is
+    assert "<img" not in outside_code and "<svg" not in outside_code and "<script" not in outside_code
 
 
 def test_missing_results_say_what_to_run(tmp_path):
@@ -137,15 +241,107 @@ def test_results_from_an_older_version_name_the_missing_columns(study, tmp_path)
     old.to_csv(study / "curves.csv", index=False)
     with pytest.raises(results.ReportError, match=r"lacks the columns val_accuracy, lr .* study collect"):
         report.write(study, tmp_path / "reports")
+    old = pd.read_csv(study / "experiments.csv").drop(columns=["chance_accuracy", "cpu_time_s"])
+    old.to_csv(study / "experiments.csv", index=False)
+    with pytest.raises(results.ReportError, match=r"lacks the columns chance_accuracy, cpu_time_s "):
+        report.write(study, tmp_path / "reports")
 
 
 def test_a_failed_report_leaves_the_previous_one_alone(written, tmp_path):
-    before = {p.name: p.read_bytes() for p in written.iterdir() if p.is_file()}
+    before = snapshot(written)
     (tmp_path / "experiments.csv").write_text("experiment,dataset\n")
     with pytest.raises(results.ReportError):
         report.write(tmp_path, written)
-    assert {p.name: p.read_bytes() for p in written.iterdir() if p.is_file()} == before
+    assert snapshot(written) == before
     assert [p.name for p in written.parent.iterdir() if p.name.startswith(".reports")] == []
+
+
+def test_the_report_refuses_a_folder_holding_what_it_did_not_write(study, tmp_path):
+    out = tmp_path / "mine"
+    (out / "figures").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    (out / "figures" / "drawing.png").write_bytes(b"mine")
+    with pytest.raises(results.ReportError) as refused:
+        report.write(study, out)
+    assert str(refused.value).startswith(
+        f"{out} holds figures/, notes.txt and no manifest.json of what the lab"
+    )
+    assert snapshot(out) == {"notes.txt": b"mine", "figures/drawing.png": b"mine"}
+    with pytest.raises(results.ReportError, match=r"notes.txt is a file, not a folder"):
+        report.write(study, out / "notes.txt")
+
+
+def test_report_out_a_repository_is_refused_with_one_line(study, tmp_path, capsys):
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (repo / "README.md").write_text("# mine\n")
+    code = main(["report", "--results", str(study), "--out", str(repo)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith(
+        f"error: {repo} holds .git/, README.md and no manifest.json of what the lab wrote"
+    )
+    assert snapshot(repo) == {".git/HEAD": b"ref: refs/heads/main\n", "README.md": b"# mine\n"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo", "results"]  # no temporary folder left
+
+
+def quick_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, folder: Path) -> None:
+    """Two of the report's files, for the tests of what a report replaces (the real ones take seconds)."""
+    (folder / "figures").mkdir()
+    (folder / "figures" / "curves-lr.png").write_bytes(b"png")
+    (folder / "summary.md").write_text(f"{runs['experiment'].nunique()} experiments\n")
+
+
+def test_the_report_replaces_only_its_own_files(study, tmp_path, monkeypatch):
+    out = tmp_path / "reports"
+    out.mkdir()  # empty: fine
+    report.write(study, out)
+    manifest = owned.read_manifest(out)
+    assert set(manifest["files"]) == set(snapshot(out)) - {owned.MANIFEST}
+    monkeypatch.setattr(report, "_write_files", quick_files)
+    (out / "figures" / "curves-old.png").write_bytes(b"from an earlier report")
+    files.write_json(
+        out / owned.MANIFEST, manifest | {"files": [*manifest["files"], "figures/curves-old.png"]}
+    )
+    report.write(study, out)
+    assert not (out / "figures" / "curves-old.png").exists()  # listed by the earlier report: its own
+    (out / "figures" / "mine.png").write_bytes(b"mine")
+    with pytest.raises(
+        results.ReportError, match=r"holds what the lab did not write there \(figures/mine.png\)"
+    ):
+        report.write(study, out)
+    (out / "figures" / "mine.png").unlink()
+    # a manifest cannot make the report delete outside its folder
+    (tmp_path / "victim.txt").write_text("mine")
+    manifest = owned.read_manifest(out)
+    files.write_json(out / owned.MANIFEST, manifest | {"files": [*manifest["files"], "../victim.txt"]})
+    report.write(study, out)
+    assert (tmp_path / "victim.txt").read_text() == "mine"
+
+
+def test_a_report_of_more_experiments_is_replaced_only_with_force(study, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(report, "_write_files", quick_files)
+    out = tmp_path / "reports"
+    report.write(study, out)
+    fewer = pd.read_csv(study / "experiments.csv")
+    fewer = fewer[~fewer["experiment"].isin(["noise-seed-1", "hidden-by-hand"])]
+    fewer.to_csv(study / "experiments.csv", index=False)
+    before = snapshot(out)
+    args = ["report", "--results", str(study), "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0] == (
+        f"error: {out} was written from 20 experiments; the new one has 18 and would lose 2: "
+        "hidden-by-hand, noise-seed-1; pass --force to replace it"
+    )
+    assert snapshot(out) == before
+    assert main([*args, "--force"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{out}: replaced 20 experiments with 18 (2 dropped: hidden-by-hand, noise-seed-1)" in printed
+    assert len(owned.read_manifest(out)["experiments"]) == 18
+    assert main(args) == 0  # the same experiments again: nothing lost
+    assert f"{out}: replaced 18 experiments with 18" in capsys.readouterr().out
 
 
 def test_report_command_exits_2_with_one_line(tmp_path, capsys):

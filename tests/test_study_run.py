@@ -31,60 +31,6 @@ def record(name, state="success", params=None, metrics=None, log=None):
     }
 
 
-def lab_params(lr=0.005):
-    return {
-        "split": {"seed": 1, "val_size": 0.1, "test_size": 0.2},
-        "train": {"lr": lr, "optimizer": "adam", "hidden": [8]},
-        **{d: {"data": {"normalize": True}, "train": {}} for d in DATASETS},
-    }
-
-
-def lab_metrics(accuracy, diverged=False):
-    metrics = {}
-    for dataset in DATASETS:
-        metrics[f"metrics/{dataset}/test.json"] = {
-            "test_accuracy": accuracy,
-            "test_loss": 0.3,
-            "macro_f1": 0.8,
-        }
-        metrics[f"metrics/{dataset}/train.json"] = {
-            "diverged": diverged,
-            "best_epoch": 3,
-            "train_time_s": 1.5,
-        }
-    return metrics
-
-
-def test_rows_hold_every_experiment_and_dataset_with_status(tmp_path):
-    log = tmp_path / "run.out"
-    log.write_text(
-        "> python -m stages.download text\nerror: text.data.source: x.csv does not exist\n"
-        "ERROR: failed to reproduce 'download@text'\n"
-    )
-    baseline = record("main", params=lab_params(), metrics=lab_metrics(0.9))
-    runs = [
-        record("ofat-lr-0.1", params=lab_params(0.1), metrics=lab_metrics(0.3, diverged=True)),
-        record("ofat-lr-0.01", params=lab_params(0.01), metrics=lab_metrics(0.92)),
-        record("by-hand", state="failed", params=lab_params(0.2), metrics=lab_metrics(0.9), log=str(log)),
-    ]
-    table = experiments.rows(baseline, runs, studies=["ofat", "grid"])
-    assert len(table) == 4 * len(DATASETS)
-    by = table.set_index(["experiment", "dataset"])
-    assert by.loc[("baseline", "image"), "study"] == "baseline"
-    assert by.loc[("baseline", "image"), "test_accuracy"] == 0.9
-    assert by.loc[("ofat-lr-0.1", "text"), "status"] == "diverged"
-    assert by.loc[("ofat-lr-0.1", "text"), "hyperparameter"] == "train.lr"
-    assert by.loc[("ofat-lr-0.1", "text"), "value"] == "0.1"
-    assert by.loc[("ofat-lr-0.01", "tabular"), "status"] == "ok"
-    assert by.loc[("ofat-lr-0.01", "tabular"), "lr"] == 0.01
-    failed = by.loc[("by-hand", "tabular")]
-    assert failed["study"] == "manual" and failed["status"] == "failed"
-    assert failed["error"] == "error: text.data.source: x.csv does not exist"
-    assert pd.isna(failed["test_accuracy"])  # a failed run's files are not its results
-    assert table.columns[-len(experiments.TRAIN_METRICS) :].tolist() == experiments.TRAIN_METRICS
-    assert by.loc[("ofat-lr-0.01", "image"), "hidden"] == "[8]"
-
-
 def committed_lab(repo, params, studies):
     """A git repo holding only params.yaml and studies.yaml, committed."""
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

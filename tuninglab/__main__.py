@@ -19,8 +19,14 @@ from pathlib import Path
 from tuninglab import experiments, params, report, results, runner, show, studies
 
 
-def _collect() -> None:
-    frame = experiments.collect(list(studies.load()))
+def _collect(force: bool = False) -> None:
+    kinds = {
+        name: study.get("kind", "") if isinstance(study, dict) else ""
+        for name, study in studies.load().items()
+    }
+    frame, replaced = experiments.collect(kinds, force=force)
+    if replaced:
+        print(replaced)
     counts = frame.drop_duplicates("experiment")["study"].value_counts().to_dict()
     print(f"{experiments.RESULTS_FILE}: {len(frame)} rows; experiments per study {counts}")
     print(f"{experiments.CURVES_FILE}: per-epoch curves of the finished runs")
@@ -31,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m tuninglab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("show", help="this commit's experiments: what each changed, test accuracy vs baseline")
+    commands.add_parser("show", help="this commit's experiments: what each changed, test accuracy")
     study = commands.add_parser("study", help="hyperparameter studies").add_subparsers(
         dest="action", required=True
     )
@@ -40,17 +46,32 @@ def main(argv: list[str] | None = None) -> int:
     run = study.add_parser("run", help="run a study on DVC's queue, then collect")
     run.add_argument("name", help="a study of studies.yaml")
     run.add_argument("-j", "--jobs", type=int, default=1, help="parallel workers (default 1)")
-    study.add_parser("collect", help=f"write {experiments.RESULTS_FILE} and {experiments.CURVES_FILE}")
+    collect = study.add_parser(
+        "collect", help=f"write {experiments.RESULTS_FILE} and {experiments.CURVES_FILE}"
+    )
+    collect.add_argument(
+        "--force", action="store_true", help="replace results holding experiments the new ones lack"
+    )
     writer = commands.add_parser("report", help="write the study report from the collected results")
     writer.add_argument("--results", type=Path, default=results.RESULTS_DIR, help="default: %(default)s")
-    writer.add_argument("--out", type=Path, default=report.REPORTS_DIR, help="default: %(default)s")
+    writer.add_argument(
+        "--out",
+        type=Path,
+        default=report.REPORTS_DIR,
+        help="a new or empty folder, or an earlier report (default: %(default)s)",
+    )
+    writer.add_argument(
+        "--force", action="store_true", help="replace a report made from experiments these results lack"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "show":
             print(show.render())
         elif args.command == "report":
-            path = report.write(args.results, args.out)
-            print(f"{path}, {path.with_suffix('.html')}, {args.out / 'explorer.html'} written")
+            replaced = report.write(args.results, args.out, force=args.force)
+            if replaced:
+                print(replaced)
+            print(f"{args.out}: summary.md, summary.html, explorer.html and the tables written")
         elif args.action == "plan":
             for experiment in studies.plan(args.name):
                 command = ["dvc", "exp", "run", "--queue", "-n", experiment.name, *experiment.set_args()]
@@ -65,8 +86,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"study {args.name}: {counts['success']} succeeded, {counts['failed']} failed")
             _collect()
         else:
-            _collect()
-    except (studies.StudyError, params.ParamError, results.ReportError, RuntimeError) as err:
+            _collect(force=args.force)
+    except (
+        studies.StudyError,
+        params.ParamError,
+        results.ReportError,
+        experiments.OverwriteError,
+        RuntimeError,
+    ) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

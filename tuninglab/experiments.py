@@ -1,11 +1,13 @@
 """Read the repository's DVC experiments and turn them into one results table.
 
-Everything comes from `dvc exp show --json`: the baseline commit, and every
-experiment on it (run by hand, queued by hand, or queued by a study), with its
-params, metrics and queue state. `collect` writes one row per experiment and
-dataset, the baseline included, to `results/experiments.csv`, and each of
-those runs' per-epoch history (`plots/<dataset>/history.csv`, committed with
-every experiment) to `results/curves.csv`.
+`dvc exp show --json` gives the baseline commit and every experiment on it
+(run by hand, queued by hand, or queued by a study), with its params, metrics
+and queue state. What is not a DVC metric is read from each finished run's
+commit with `git show`: its diagnostics (`metrics/<dataset>/details.json`) and
+its per-epoch history (`plots/<dataset>/history.csv`). `collect` writes one
+row per experiment and dataset, the baseline included, to
+`results/experiments.csv`, and the histories to `results/curves.csv`; it never
+replaces a results file holding experiments the new one lacks unless forced.
 """
 
 from __future__ import annotations
@@ -15,29 +17,71 @@ import json
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
 from tuninglab.files import write_text
 from tuninglab.params import DATASETS, train_config
+from tuninglab.schema import DETAILS, TEST_METRICS, TRAIN_METRICS, metrics_path, plots_path
 
 RESULTS_FILE = Path("results/experiments.csv")
 CURVES_FILE = Path("results/curves.csv")
-TEST_METRICS = ["test_accuracy", "test_loss", "macro_f1"]
-TRAIN_METRICS = [
-    "best_val_accuracy",
-    "best_val_loss",
-    "best_epoch",
-    "epochs_run",
-    "stopped_early",
-    "train_time_s",
-    "diverged",
-    "diverged_epoch",
-    "diverged_loss",
-    "n_params",
-    "threads",
-]
+# The results table's metric columns, after the params: DVC's metrics, then the details.
+METRIC_COLUMNS = [*TEST_METRICS, *TRAIN_METRICS, *DETAILS]
+SHOWN_NAMES = 5  # experiments named in a message before "and N more"
+
+
+class OverwriteError(ValueError):
+    """Writing would drop experiments that an earlier results file or report holds; `--force` allows it."""
+
+
+class Holding(NamedTuple):
+    """What a results file or a report was written from: the baseline commit and its experiments."""
+
+    commit: str
+    experiments: frozenset[str]
+
+
+def holding(frame: pd.DataFrame) -> Holding:
+    """The baseline commit and the experiment names (the baseline left out) of a results table."""
+    names = frozenset(str(name) for name in frame["experiment"] if name != "baseline")
+    return Holding(str(frame["baseline_commit"].iloc[0]), names)
+
+
+def _names(names: set[str] | frozenset[str]) -> str:
+    shown = sorted(names)[:SHOWN_NAMES]
+    more = len(names) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more else "")
+
+
+def replacing(target: Path, old: Holding | None, new: Holding, force: bool) -> str:
+    """Check that writing `new` over `target`, written from `old`, loses no experiment; say what it replaces.
+
+    Experiments of another baseline commit count as lost: they are other runs
+    even where the names match. Returns "" when there was nothing to replace,
+    else one sentence with the old and new experiment counts.
+
+    Raises:
+        OverwriteError: experiments of `old` are missing from `new` and not `force`.
+    """
+    if old is None:
+        return ""
+    same_commit = old.commit == new.commit
+    lost = old.experiments - new.experiments if same_commit else old.experiments
+    commits = "" if same_commit else f" of commit {old.commit[:7]}"
+    if lost and not force:
+        new_commit = "" if same_commit else f" of commit {new.commit[:7]}"
+        raise OverwriteError(
+            f"{target} was written from {len(old.experiments)} experiments{commits}; the new one has "
+            f"{len(new.experiments)}{new_commit} and would lose {len(lost)}: {_names(lost)}; "
+            "pass --force to replace it"
+        )
+    return (
+        f"{target}: replaced {len(old.experiments)} experiments{commits} with {len(new.experiments)}"
+        + (f" of commit {new.commit[:7]}" if not same_commit else "")
+        + (f" ({len(lost)} dropped: {_names(lost)})" if lost and same_commit else "")
+    )
 
 
 def dvc(
@@ -116,7 +160,7 @@ def changes(params: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in _flatten(params).items() if base.get(key) != value}
 
 
-def study_of(name: str, studies: list[str]) -> str:
+def study_of(name: str, studies: dict[str, str]) -> str:
     """`ofat-lr-0.1` belongs to study `ofat`; an experiment outside every study is `manual`."""
     prefix = name.split("-", 1)[0]
     return prefix if prefix in studies else "manual"
@@ -133,25 +177,39 @@ def _dataset_params(params: dict[str, Any], dataset: str) -> dict[str, Any]:
     )
 
 
-def _dataset_metrics(metrics: dict[str, Any], dataset: str) -> dict[str, Any]:
-    test = metrics.get(f"metrics/{dataset}/test.json", {})
-    train = metrics.get(f"metrics/{dataset}/train.json", {})
-    return {k: test.get(k) for k in TEST_METRICS} | {k: train.get(k) for k in TRAIN_METRICS}
+def _dataset_metrics(record: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """One dataset's metrics (nested under its name in each metrics file) and its details."""
+    metrics = record["metrics"]
+    test = metrics.get(metrics_path(dataset, "test").as_posix(), {}).get(dataset, {})
+    train = metrics.get(metrics_path(dataset, "train").as_posix(), {}).get(dataset, {})
+    details = (record.get("details") or {}).get(dataset, {})
+    return (
+        {k: test.get(k) for k in TEST_METRICS}
+        | {k: train.get(k) for k in TRAIN_METRICS}
+        | {k: details.get(k) for k in DETAILS}
+    )
 
 
-def rows(baseline: dict[str, Any], experiments: list[dict[str, Any]], studies: list[str]) -> pd.DataFrame:
+def rows(
+    baseline: dict[str, Any], experiments: list[dict[str, Any]], studies: dict[str, str]
+) -> pd.DataFrame:
     """One row per experiment and dataset, the baseline first: who, status, every param, every metric.
 
-    A failed, queued or running experiment has no metrics of its own (its
-    metric files are still the baseline's), so its metric cells stay empty.
+    `studies` maps each study of `studies.yaml` to its kind (`ofat`, `grid`,
+    `random`): the column `study_kind`, empty for the baseline and manual runs.
+    A record's `details` (dataset -> its `details.json`, added by
+    `with_details`) fill the diagnostic columns. A failed, queued or running
+    experiment has no metrics of its own (its metric files are still the
+    baseline's), so its metric cells stay empty.
     """
     table = []
     for record in [baseline, *experiments]:
         is_baseline = record is baseline
+        study = "baseline" if is_baseline else study_of(record["name"], studies)
         changed = {} if is_baseline else changes(record["params"], baseline["params"])
         error = last_error(record["log"]) if record["state"] == "failed" else ""
         for dataset in DATASETS:
-            metrics = _dataset_metrics(record["metrics"], dataset)
+            metrics = _dataset_metrics(record, dataset)
             if record["state"] != "success":
                 status, metrics = record["state"], dict.fromkeys(metrics)
             else:
@@ -159,7 +217,8 @@ def rows(baseline: dict[str, Any], experiments: list[dict[str, Any]], studies: l
             table.append(
                 {
                     "experiment": "baseline" if is_baseline else record["name"],
-                    "study": "baseline" if is_baseline else study_of(record["name"], studies),
+                    "study": study,
+                    "study_kind": studies.get(study, ""),
                     "hyperparameter": ",".join(changed),
                     "value": ",".join(
                         json.dumps(v) if isinstance(v, list) else str(v) for v in changed.values()
@@ -174,12 +233,43 @@ def rows(baseline: dict[str, Any], experiments: list[dict[str, Any]], studies: l
                 }
             )
     frame = pd.DataFrame(table)
-    metric_columns = TEST_METRICS + TRAIN_METRICS
-    frame = frame[[c for c in frame if c not in metric_columns] + metric_columns]  # params, then metrics
+    frame = frame[[c for c in frame if c not in METRIC_COLUMNS] + METRIC_COLUMNS]  # params, then metrics
     for column in frame:
         if frame[column].map(lambda v: isinstance(v, list)).any():
             frame[column] = frame[column].map(lambda v: json.dumps(v) if isinstance(v, list) else v)
     return frame
+
+
+def _show(record_name: str, rev: str, path: Path, cwd: Path) -> str:
+    """A file of a run's commit (`git show <rev>:<path>`); raise with one line when it is not there."""
+    shown = subprocess.run(
+        ["git", "show", f"{rev}:{path.as_posix()}"], cwd=cwd, capture_output=True, text=True
+    )
+    if shown.returncode != 0:
+        raise RuntimeError(
+            f"{record_name} (commit {rev[:7]}) has no {path.as_posix()}: it was run by an older version "
+            f"of the lab; run it again, or remove it (dvc exp remove {record_name})"
+        )
+    return shown.stdout
+
+
+def with_details(records: list[dict[str, Any]], cwd: Path = Path()) -> list[dict[str, Any]]:
+    """The records, each finished one with `details`: dataset -> its `details.json`, from its commit.
+
+    `details.json` is not a DVC metric, so `dvc exp show` does not carry it.
+
+    Raises:
+        RuntimeError: a finished run's commit lacks a details file.
+    """
+
+    def details(record: dict[str, Any]) -> dict[str, Any]:
+        shown = {d: _show(record["name"], record["rev"], metrics_path(d, "details"), cwd) for d in DATASETS}
+        return {dataset: json.loads(text) for dataset, text in shown.items()}
+
+    return [
+        record | {"details": details(record)} if record["state"] == "success" else record
+        for record in records
+    ]
 
 
 def curves(frame: pd.DataFrame, cwd: Path = Path()) -> pd.DataFrame:
@@ -187,18 +277,15 @@ def curves(frame: pd.DataFrame, cwd: Path = Path()) -> pd.DataFrame:
 
     One row per experiment, dataset and epoch, with the columns of the
     trainer's history (train/val loss and accuracy, learning rate, epoch time).
+
+    Raises:
+        RuntimeError: a finished run's commit lacks a history file.
     """
     finished = frame[frame["status"].isin(["ok", "diverged"])]
     tables = []
     for run in finished.itertuples():
-        shown = subprocess.run(
-            ["git", "show", f"{run.rev}:plots/{run.dataset}/history.csv"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        history = pd.read_csv(io.StringIO(shown.stdout))
+        shown = _show(run.experiment, run.rev, plots_path(run.dataset, "history"), cwd)
+        history = pd.read_csv(io.StringIO(shown))
         tables.append(history.assign(experiment=run.experiment, dataset=run.dataset))
     columns = ["experiment", "dataset"]
     if not tables:
@@ -207,15 +294,52 @@ def curves(frame: pd.DataFrame, cwd: Path = Path()) -> pd.DataFrame:
     return joined[columns + [c for c in joined if c not in columns]]
 
 
+def _holding_of(path: Path, force: bool) -> Holding | None:
+    """What the results file at `path` holds; None when there is none, it is empty, or (forced) unreadable.
+
+    Raises:
+        OverwriteError: the file cannot be read and not `force`.
+    """
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_csv(path, usecols=["experiment", "baseline_commit"])
+    except pd.errors.EmptyDataError:
+        return None
+    except (ValueError, pd.errors.ParserError) as err:
+        if force:
+            return None
+        raise OverwriteError(
+            f"{path} cannot be read ({str(err).splitlines()[0]}), so what it holds is unknown; "
+            "pass --force to replace it"
+        ) from None
+    return holding(frame) if not frame.empty else None
+
+
 def collect(
-    studies: list[str], out: Path = RESULTS_FILE, curves_out: Path = CURVES_FILE, cwd: Path = Path()
-) -> pd.DataFrame:
+    studies: dict[str, str],
+    out: Path = RESULTS_FILE,
+    curves_out: Path = CURVES_FILE,
+    cwd: Path = Path(),
+    force: bool = False,
+) -> tuple[pd.DataFrame, str]:
     """Write every experiment of the current baseline commit to `out` and their curves to `curves_out`.
 
-    Returns the experiments table.
+    `studies` maps each study to its kind. An existing `out` is replaced only
+    when the new table keeps all of its experiments (those of another baseline
+    commit count as lost), or with `force`.
+
+    Returns:
+        The experiments table, and what it replaced ("" when `out` did not exist).
+
+    Raises:
+        OverwriteError: experiments of the existing `out` would be lost; nothing is written then.
+        RuntimeError: dvc failed, or a finished run's commit lacks one of its files.
     """
     baseline, experiments = read(cwd)
+    baseline, *experiments = with_details([baseline, *experiments], cwd)
     frame = rows(baseline, experiments, studies)
+    note = replacing(out, _holding_of(cwd / out, force), holding(frame), force)
     write_text(cwd / curves_out, curves(frame, cwd).to_csv(index=False))
     write_text(cwd / out, frame.to_csv(index=False))
-    return frame
+    return frame, note

@@ -2,18 +2,24 @@
 
 "One run" has a dataset selector and one menu per hyperparameter that varies
 among that dataset's finished runs; together they pick a run, whose metrics
-(beside the baseline's) and curves (over the baseline's, drawn faintly) are
-shown. "All runs" draws every finished run of the dataset at once: a parallel
-coordinates chart of the varying hyperparameters and test accuracy, and a
-scatter of one chosen hyperparameter against test accuracy.
+(beside the baseline's, with the chance rate) and curves (over the
+baseline's, drawn faintly) are shown. "All runs" draws every finished run of
+the dataset at once: a parallel coordinates chart of the varying
+hyperparameters and test accuracy, and a scatter of one chosen hyperparameter
+against test accuracy, with the chance rate as a dashed line.
 
-The page needs no network: Plotly's JavaScript is inlined, the data is
-embedded as JSON (NaN and infinity as null), and every number is formatted
-here, in Python, so the page shows exactly what the CSV holds.
+Runs on another data source are another dataset (`text (source: my.csv)`),
+with no baseline; a run on another thread count than the baseline shows no
+difference to it. The page needs no network: Plotly's JavaScript is inlined,
+the data is embedded as JSON (NaN and infinity as null; `<`, `>` and `&` as
+JSON escapes), and every number is formatted here, in Python, so the page
+shows exactly what the CSV holds. Names and values reach the page only as
+text (`textContent`, options, escaped Plotly labels), never as markup.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import numbers
@@ -25,7 +31,7 @@ import numpy as np
 import pandas as pd
 from plotly.offline import get_plotlyjs
 
-from tuninglab import results
+from tuninglab import observations, results
 from tuninglab.files import write_text
 from tuninglab.params import DATASETS
 from tuninglab.sensitivity import label
@@ -33,12 +39,15 @@ from tuninglab.sensitivity import label
 # column, label in the metrics table, decimals shown
 METRICS = [
     ("test_accuracy", "Test accuracy", 3),
+    ("chance_accuracy", "Chance (majority class)", 3),
     ("test_loss", "Test loss", 4),
     ("macro_f1", "Macro F1", 3),
     ("best_val_accuracy", "Best validation accuracy", 3),
     ("best_epoch", "Best epoch", 0),
     ("epochs_run", "Epochs run", 0),
-    ("train_time_s", "Training time (s)", 1),
+    ("cpu_time_s", "CPU time of training (s)", 1),
+    ("train_time_s", "Wall time of training (s)", 1),
+    ("used_threads", "CPU threads", 0),
 ]
 CURVES = ["train_loss", "val_loss", "val_accuracy"]
 MISSING = "n/a"
@@ -78,6 +87,8 @@ BODY = """
 SCRIPT = """
 const DATA = JSON.parse(document.getElementById("explorer-data").textContent);
 const $ = (id) => document.getElementById(id);
+// Plotly reads a few HTML tags in its SVG text (not in parcoords): names and values go in as plain text
+const plain = (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 let ds, current; // the chosen dataset's data, and the index of the run shown
 
 function fill(select, values, labels) {
@@ -156,16 +167,19 @@ function drawParcoords() {
 function drawScatter() {
   const p = ds.params.find((q) => q.name === $("scatter-param").value);
   const trace = {
-    type: "scatter", mode: "markers", x: ds.runs.map((run) => run.settings[p.name]),
-    y: ds.runs.map((run) => run.test_accuracy), text: ds.runs.map((run) => run.experiment),
+    type: "scatter", mode: "markers", x: ds.runs.map((run) => plain(run.settings[p.name])),
+    y: ds.runs.map((run) => run.test_accuracy), text: ds.runs.map((run) => plain(run.experiment)),
     customdata: ds.runs.map((run, i) => i), hovertemplate: "%{text}: %{y:.3f}<extra></extra>",
     marker: {size: ds.runs.map((run, i) => (i === current ? 15 : 9)),
              color: ds.runs.map((run) => (run.status === "ok" ? "#1f77b4" : "#d62728"))},
   };
+  const chance = ds.chance === null ? [] : [{type: "line", xref: "paper", x0: 0, x1: 1,
+    y0: ds.chance, y1: ds.chance, line: {dash: "dash", color: "grey"}}];
   Plotly.react("chart-scatter", [trace], {
-    title: {text: "Test accuracy by " + p.name + " (click a point to show its run)"},
-    xaxis: {title: {text: p.name}, type: "category", categoryorder: "array", categoryarray: p.values},
-    yaxis: {title: {text: "test accuracy"}}, margin: {t: 40},
+    title: {text: "Test accuracy by " + plain(p.name) + " (click a point to show its run)"},
+    xaxis: {title: {text: plain(p.name)}, type: "category", categoryorder: "array",
+            categoryarray: p.values.map(plain)},
+    yaxis: {title: {text: "test accuracy (dashed: chance)"}}, margin: {t: 40}, shapes: chance,
   });
 }
 
@@ -214,22 +228,25 @@ def _difference(value: Any, base: Any, decimals: int) -> str:
 def _run(
     row: pd.Series, baseline: pd.Series | None, names: list[str], curves: pd.DataFrame
 ) -> dict[str, Any]:
-    """One finished run as the page uses it: settings as labels, numbers already formatted, its curve."""
+    """One finished run as the page uses it: settings as labels, numbers already formatted, its curve.
+
+    No differences when `baseline` is None or the run is not compared with it (another thread count).
+    """
     epoch = _number(row["diverged_epoch"])
-    at = f"at epoch {epoch:.0f}" if epoch is not None else ""
-    diverged = row["status"] == "diverged"
+    against = None if row["not_compared"] else baseline
     shown = {
         key: [
             _text(row[key], decimals),
-            "" if baseline is None else _difference(row[key], baseline[key], decimals),
+            "" if against is None else _difference(row[key], against[key], decimals),
         ]
         for key, _, decimals in METRICS
     }
-    shown["diverged"] = [(at or "yes") if diverged else "no", ""]
+    at = f"at epoch {epoch:.0f}" if epoch is not None else "yes"
+    shown["diverged"] = [at if row["status"] == "diverged" else "no", ""]
     curve = results.history(curves, row["experiment"], row["dataset"])
     return {
         "experiment": row["experiment"],
-        "status": f"diverged {at}".strip() if diverged else row["status"],
+        "status": observations.status_text(row),
         "settings": {name: _label(row[name]) for name in names},
         "test_accuracy": _number(row["test_accuracy"]),
         "shown": shown,
@@ -239,7 +256,7 @@ def _run(
 
 
 def _dataset(runs: pd.DataFrame, names: list[str], curves: pd.DataFrame) -> dict[str, Any]:
-    """The page's data for one dataset's rows, given baseline first: its controls, finished runs, the rest."""
+    """The page's data for one dataset's rows, baseline first if any: controls, finished runs, the rest."""
     done = results.finished(runs)
     changed = {name for text in done["changed"] for name in text.split(",") if name}
     varying = sorted((name for name in names if name in changed), key=lambda name: name == "seed")
@@ -258,6 +275,7 @@ def _dataset(runs: pd.DataFrame, names: list[str], curves: pd.DataFrame) -> dict
         ],
         "runs": [_run(row, baseline, varying, curves) for _, row in done.iterrows()],
         "baseline": 0 if baseline is not None else None,
+        "chance": _number((done if baseline is None else done[is_baseline])["chance_accuracy"].iloc[0]),
         "unfinished": [
             f"{row.experiment} ({row.status}{': ' + row.error if row.error else ''})"
             for row in unfinished.itertuples()
@@ -268,25 +286,33 @@ def _dataset(runs: pd.DataFrame, names: list[str], curves: pd.DataFrame) -> dict
 def write(runs: pd.DataFrame, curves: pd.DataFrame, path: Path) -> None:
     """Write the explorer page of a study to `path`, atomically: one HTML file that needs no network.
 
+    One entry of the dataset selector per dataset, and one per other data
+    source a run used (`text (source: my.csv)`), each with a finished run.
+
     Args:
-        runs: the runs table from `tuninglab.results.load` (with its `changed` column).
+        runs: the runs table from `tuninglab.results.load` (with its derived columns).
         curves: the per-epoch curves from `tuninglab.results.load`.
         path: the HTML file to write; its folder is made if missing.
     """
     names = results.param_columns(runs)
     ordered = runs.sort_values("experiment", key=lambda e: e != "baseline", kind="stable")
+    shown = ordered.apply(results.dataset_name, axis=1)
+    labels = [d for d in DATASETS if d in set(shown)] + sorted(set(shown) - set(DATASETS))
     data = {
-        dataset: _dataset(ordered[ordered["dataset"] == dataset], names, curves)
-        for dataset in DATASETS
-        if not results.finished(ordered[ordered["dataset"] == dataset]).empty
+        label: _dataset(ordered[shown == label], names, curves)
+        for label in labels
+        if not results.finished(ordered[shown == label]).empty
     }
     rows = "\n".join(
         f'<tr><td>{label}</td><td id="metric-{key}"></td><td id="baseline-{key}"></td>'
         f'<td id="diff-{key}"></td></tr>'
         for key, label, _ in [*METRICS, ("diverged", "Diverged", 0)]
     )
-    body = BODY.format(datasets="".join(f"<option>{dataset}</option>" for dataset in data), rows=rows)
-    embedded = json.dumps(data, allow_nan=False).replace("</", "<\\/")
+    options = "".join(f'<option value="{html.escape(label)}">{html.escape(label)}</option>' for label in data)
+    body = BODY.format(datasets=options, rows=rows)
+    embedded = json.dumps(data, allow_nan=False)
+    for character, escape in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):
+        embedded = embedded.replace(character, escape)  # nothing in the data can end or open a tag
     page = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>Tuning Lab: explorer</title>\n<style>{STYLE}</style>\n<script>{get_plotlyjs()}</script>\n"

@@ -1,4 +1,4 @@
-"""The report's static figures (matplotlib): curves per hyperparameter, training time, the heatmap.
+"""The report's static figures (matplotlib): curves per hyperparameter, CPU time, the heatmap.
 
 Each function returns a figure; `save` writes it as PNG and closes it.
 """
@@ -27,25 +27,27 @@ def hyperparameter_curves(name: str, groups: dict[str, pd.DataFrame], curves: pd
     """Validation loss and accuracy per epoch for every value of one hyperparameter, one row per dataset.
 
     `groups` maps each dataset to its baseline row and the runs that changed
-    only `name`. The baseline is drawn dashed; a diverged run ends in a cross.
+    only `name`. One line per value: runs with the same settings (`same_as`)
+    are one legend entry, "also run as" the others. The baseline is drawn
+    dashed; a diverged run ends in a cross.
     """
     figure, axes = plt.subplots(len(groups), 2, figsize=(11, 3.2 * len(groups)), squeeze=False)
     for row, (dataset, group) in enumerate(groups.items()):
         loss_axis, accuracy_axis = axes[row]
         for rows in in_order(group, name):
-            for _, run in rows.iterrows():  # several runs of one value are told apart by name
-                value = label(run[name])
-                text = value if len(rows) == 1 else f"{value} ({run['experiment']})"
-                curve = history(curves, run["experiment"], dataset)
-                if run["experiment"] == "baseline":
-                    style, text = {"linestyle": "--", "color": "black"}, f"{value} (baseline)"
-                else:
-                    style = {}
-                marker = (
-                    {"marker": "x", "markevery": [len(curve) - 1]} if run["diverged"] and len(curve) else {}
-                )
-                loss_axis.plot(curve["epoch"], curve["val_loss"], label=text, **style, **marker)
-                accuracy_axis.plot(curve["epoch"], curve["val_accuracy"], label=text, **style, **marker)
+            run = rows[rows["same_as"] == ""].iloc[0]
+            text = label(run[name])
+            style: dict = {}
+            if run["experiment"] == "baseline":
+                style, text = {"linestyle": "--", "color": "black"}, f"{text} (baseline)"
+            repeats = rows[rows["same_as"] != ""]["experiment"]
+            if not repeats.empty:
+                text += f" (also run as {', '.join(repeats)})"
+            text = text.replace("$", r"\$")  # a name or value as text, never matplotlib's math
+            curve = history(curves, run["experiment"], dataset)
+            marker = {"marker": "x", "markevery": [len(curve) - 1]} if run["diverged"] and len(curve) else {}
+            loss_axis.plot(curve["epoch"], curve["val_loss"], label=text, **style, **marker)
+            accuracy_axis.plot(curve["epoch"], curve["val_accuracy"], label=text, **style, **marker)
         loss_axis.set(title=f"{dataset}: validation loss", xlabel="epoch", ylabel="loss")
         accuracy_axis.set(title=f"{dataset}: validation accuracy", xlabel="epoch", ylabel="accuracy")
         accuracy_axis.legend(title=name, fontsize="small")
@@ -53,17 +55,19 @@ def hyperparameter_curves(name: str, groups: dict[str, pd.DataFrame], curves: pd
     return figure
 
 
-def training_time(name: str, groups: dict[str, pd.DataFrame]) -> Figure:
-    """Training time (seconds) against the values of one hyperparameter, one panel per dataset.
+def cpu_time(name: str, groups: dict[str, pd.DataFrame]) -> Figure:
+    """CPU time of training (seconds) against the values of one hyperparameter, one panel per dataset.
 
-    Each panel has its own scale: the datasets train in tenths of a second to tens of seconds.
+    CPU time, not wall time: it does not depend on what else the machine was
+    running. Each panel has its own scale: the datasets train in tenths of a
+    second to tens of seconds.
     """
     figure, axes = plt.subplots(1, len(groups), figsize=(3.6 * len(groups), 3.2), squeeze=False)
     for axis, (dataset, group) in zip(axes[0], groups.items(), strict=True):
         parts = in_order(group, name)
         values = [label(rows[name].iloc[0]) for rows in parts]
-        axis.plot(values, [rows["train_time_s"].mean() for rows in parts], marker="o")
-        axis.set(title=f"{dataset}: training time", xlabel=name, ylabel="seconds")
+        axis.plot(values, [rows["cpu_time_s"].mean() for rows in parts], marker="o")
+        axis.set(title=f"{dataset}: CPU time of training", xlabel=name, ylabel="CPU seconds (training)")
         axis.set_ylim(bottom=0)
         axis.tick_params(axis="x", labelrotation=30)
     figure.tight_layout()

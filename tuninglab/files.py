@@ -1,4 +1,10 @@
-"""Small helpers for writing stage outputs so that none is ever left half-written."""
+"""Small helpers for writing stage outputs so that none is ever left half-written.
+
+`atomic_dir` replaces a whole folder: only for a DVC stage's own output
+folder, which DVC deletes before the stage runs anyway. A folder a user names
+(the report's `--out`) goes through `tuninglab.owned.owned_dir`, which
+replaces only what the lab wrote there.
+"""
 
 from __future__ import annotations
 
@@ -26,10 +32,6 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-# The per-epoch history the trainer records and `plots/<dataset>/history.csv` holds.
-HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_time_s"]
-
-
 def write_text(path: Path, text: str) -> None:
     """Write `text` to `path` atomically (a temporary file, then a rename), making its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,7 +52,11 @@ def read_json(path: Path) -> Any:
 
 @contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
-    """Yield a fresh temporary folder that replaces `path` only if the block succeeds."""
+    """Yield a fresh temporary folder that replaces `path`, all of it, only if the block succeeds.
+
+    For a DVC stage's declared output folder only (`data/raw/<d>`, `models/<d>`):
+    whatever `path` held is deleted. A folder a user names goes through `owned_dir`.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     tmp.chmod(0o755)

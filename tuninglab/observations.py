@@ -17,10 +17,15 @@ The rules, applied to each finished run (thresholds are the constants below):
   configured epochs: fewer epochs would do.
 - **unstable**: the validation loss peaked for a single epoch at least
   `SWING_RISE` above both neighbours, at least `SWINGS` times.
+- **no better than chance**: test accuracy at most `CHANCE_MARGIN` above the
+  chance rate (`chance_accuracy`: always predicting the training split's
+  majority class, scored on the test split).
 
 `versus_baseline` adds one sentence per run comparing its test accuracy with
 the baseline's, calls a difference within the seed noise what it is, and
-names the settings that changed.
+names the settings that changed; `not_compared` says instead why a run is not
+set against the baseline. `status_text` is a run's status as the report shows
+it: never a plain `ok` for a run at chance or one not compared.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from tuninglab.schema import CHANCE_MARGIN
 from tuninglab.sensitivity import label
 
 OVERFIT_EPOCHS = 3
@@ -40,7 +46,14 @@ UNDERFIT_POINTS = 5.0
 EARLY_FRACTION = 0.2
 SWING_RISE = 0.25
 SWINGS = 2
-HEADLINE_KINDS = ("diverged", "overfitting", "still improving", "underfitting", "unstable")
+HEADLINE_KINDS = (
+    "diverged",
+    "no better than chance",
+    "overfitting",
+    "still improving",
+    "underfitting",
+    "unstable",
+)
 
 
 class Observation(NamedTuple):
@@ -66,6 +79,36 @@ def diverged(run: pd.Series) -> Observation | None:
         "diverged",
         f"the loss diverged at epoch {epoch}",
         f"diverged at epoch {epoch} (loss {shown}); the weights of epoch {int(run['best_epoch'])} were kept",
+    )
+
+
+def at_chance(run: pd.Series) -> bool:
+    """The finished run's test accuracy is at most `CHANCE_MARGIN` above its chance rate."""
+    accuracy, chance = run["test_accuracy"], run["chance_accuracy"]
+    return bool(pd.notna(accuracy) and pd.notna(chance) and accuracy <= chance + CHANCE_MARGIN)
+
+
+def no_better_than_chance(run: pd.Series) -> Observation | None:
+    """The run's test accuracy is no better than always predicting the majority class."""
+    if not at_chance(run):
+        return None
+    chance = run["chance_accuracy"]
+    return Observation(
+        "no better than chance",
+        f"no better than chance (majority class {chance:.3f})",
+        f"no better than chance: test accuracy {run['test_accuracy']:.3f}, while always predicting "
+        f"the training split's majority class scores {chance:.3f} on the test split",
+    )
+
+
+def not_compared(run: pd.Series) -> Observation | None:
+    """The run used another number of CPU threads than the baseline, so it is not set against it."""
+    if not run["not_compared"]:
+        return None
+    return Observation(
+        "not compared",
+        f"not compared: {run['not_compared']}",
+        f"not compared with the baseline: {run['not_compared']} (results repeat only for the same count)",
     )
 
 
@@ -160,9 +203,13 @@ def unstable(history: pd.DataFrame) -> Observation | None:
 
 
 def observe(history: pd.DataFrame, run: pd.Series, baseline_history: pd.DataFrame) -> list[Observation]:
-    """Every rule that holds for one finished run (`run` is its row of the runs table)."""
+    """Every rule that holds for one finished run (`run` is its row of the runs table).
+
+    `baseline_history` is empty for a run not compared with the baseline: no underfitting rule then.
+    """
     found = [
         diverged(run),
+        no_better_than_chance(run),
         overfitting(history),
         still_improving(history, run),
         underfitting(history, run, baseline_history),
@@ -187,9 +234,10 @@ def versus_baseline(
     """
     changed = settings(run) or "the baseline's settings"
     delta = _points(run["test_accuracy"] - baseline["test_accuracy"])
+    chance = f"; chance {run['chance_accuracy']:.3f}" if pd.notna(run["chance_accuracy"]) else ""
     text = (
         f"with {changed}: test accuracy {delta:+.1f} points vs baseline "
-        f"({run['test_accuracy']:.3f} vs {baseline['test_accuracy']:.3f})"
+        f"({run['test_accuracy']:.3f} vs {baseline['test_accuracy']:.3f}{chance})"
     )
     if noise is not None and abs(delta) <= _points(noise):
         text += f", within seed noise ({_points(noise):.1f} points)"
@@ -197,3 +245,17 @@ def versus_baseline(
     if headlines:
         text += "; " + headlines[0]
     return Observation("vs baseline", f"{delta:+.1f} points vs baseline", text)
+
+
+def status_text(run: pd.Series) -> str:
+    """A run's status as the report shows it: `ok`, `diverged at epoch 3`, `failed`, ...
+
+    Flagged `no better than chance` at chance, and `not compared: ...` when it
+    used another thread count than the baseline.
+    """
+    status = str(run["status"])
+    if status == "diverged" and pd.notna(run["diverged_epoch"]):
+        status += f" at epoch {int(run['diverged_epoch'])}"
+    flags = ["no better than chance"] if at_chance(run) else []
+    flags += [f"not compared: {run['not_compared']}"] if run["not_compared"] else []
+    return ", ".join([status, *flags])

@@ -9,7 +9,12 @@ collect`) and writes, all at once or not at all:
     reports/sensitivity.csv    per dataset and hyperparameter: spread, best value, edge, noise
     reports/importance.csv     random-forest importance, where grid or random studies ran
     reports/noise.csv          the baseline's test accuracy across seeds
-    reports/figures/*.png      curves and training time per hyperparameter, the heatmap
+    reports/figures/*.png      curves and CPU time per hyperparameter, the heatmap
+    reports/manifest.json      the files above and the experiments they were made from
+
+The report replaces only what its manifest lists: it refuses a folder that
+holds anything else, and one written from experiments these results lack
+(unless forced).
 """
 
 from __future__ import annotations
@@ -19,34 +24,39 @@ from pathlib import Path
 
 import pandas as pd
 
-from tuninglab import explorer, figures, observations, results, sensitivity, summary
-from tuninglab.files import atomic_dir
+from tuninglab import experiments, explorer, figures, observations, owned, results, sensitivity, summary
 
 REPORTS_DIR = Path("reports")
 TITLE = "Tuning Lab: what each hyperparameter did"
 
 
 def observe_all(runs: pd.DataFrame, curves: pd.DataFrame, noise: dict[str, float]) -> pd.DataFrame:
-    """Every observation on every finished run, plus one line per run against the baseline.
+    """Every observation on every finished run, plus one line per run against the baseline (or why not).
 
-    Runs whose settings do not apply to a dataset (e.g. image augmentation on
-    text) are copies of the baseline there and are left out.
+    A run with exactly the settings of an earlier one (`same_as`: e.g. image
+    augmentation on text is the baseline's run again) is left out: it is
+    merged into that run. A run on another data source or thread count gets
+    no line against the baseline and no underfitting rule (it compares with
+    the baseline's curve); one on another thread count says so.
 
     Columns: experiment, dataset, kind, headline, text.
     """
     baseline = results.baselines(runs)
     table = []
     for _, run in results.finished(runs).iterrows():
-        if run["experiment"] != "baseline" and not run["changed"]:
-            continue  # its settings do not apply to this dataset: a copy of the baseline's run
+        if run["same_as"]:
+            continue
         dataset = run["dataset"]
+        is_compared = not run["other_source"] and not run["not_compared"]
         found = observations.observe(
             results.history(curves, run["experiment"], dataset),
             run,
-            results.history(curves, "baseline", dataset),
+            results.history(curves, "baseline", dataset) if is_compared else pd.DataFrame(),
         )
-        if run["experiment"] != "baseline":
+        if run["experiment"] != "baseline" and is_compared:
             found.append(observations.versus_baseline(run, baseline.loc[dataset], noise.get(dataset), found))
+        elif run["not_compared"]:
+            found.insert(0, observations.not_compared(run))
         table += [{"experiment": run["experiment"], "dataset": dataset, **o._asdict()} for o in found]
     return pd.DataFrame(table, columns=["experiment", "dataset", *observations.Observation._fields])
 
@@ -72,53 +82,88 @@ def _file_name(name: str) -> str:
     return name.replace(".", "_")
 
 
-def write(results_dir: Path = results.RESULTS_DIR, out: Path = REPORTS_DIR) -> Path:
-    """Write the whole report to `out` from the results in `results_dir`; returns the summary's path.
+def _previous(out: Path) -> experiments.Holding | None:
+    """What the report in `out` was written from, as its manifest says; None when unknown."""
+    manifest = owned.read_manifest(out)
+    if not isinstance(manifest.get("experiments"), list):
+        return None
+    return experiments.Holding(str(manifest.get("baseline_commit")), frozenset(manifest["experiments"]))
+
+
+def write(results_dir: Path = results.RESULTS_DIR, out: Path = REPORTS_DIR, force: bool = False) -> str:
+    """Write the whole report to `out` from the results in `results_dir`; returns what it replaced.
+
+    `out` may be absent, empty, or an earlier report (only what its manifest
+    lists). An earlier report made from experiments these results lack (or
+    from another baseline commit) is replaced only with `force`.
+
+    Returns:
+        "" for a new report, else one sentence with the old and new experiment counts.
 
     Raises:
-        ReportError: the results are missing, empty or from an older version;
+        ReportError: the results are missing, empty or from an older version,
+            `out` holds anything the report did not write, or it holds a
+            report of experiments these results lack and not `force`;
             nothing is written then.
     """
     runs, curves = results.load(results_dir)
+    written_from = experiments.holding(runs)
+    record = {"baseline_commit": written_from.commit, "experiments": sorted(written_from.experiments)}
+    try:
+        owned.check_owned(out)
+        replaced = experiments.replacing(out, _previous(out), written_from, force)
+        with owned.owned_dir(out, record) as tmp:
+            _write_files(runs, curves, results_dir, tmp)
+    except (owned.ForeignEntriesError, experiments.OverwriteError) as err:
+        raise results.ReportError(str(err)) from None
+    return replaced
+
+
+def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, folder: Path) -> None:
+    """Every file of the report, from the loaded results, into `folder`."""
     noise = sensitivity.noise(runs)
     levels = sensitivity.noise_levels(runs)
     table = sensitivity.one_at_a_time(runs)
     importance = sensitivity.importance(runs)
     found = observe_all(runs, curves, levels)
     groups = by_hyperparameter(runs, table)
-    with atomic_dir(out) as tmp:
-        sections = [
-            f"# {TITLE}",
-            f"Written by `python -m tuninglab report` from `{results_dir}`. Accuracies are on each "
-            "dataset's held-out test split; a point is 0.01 of accuracy.",
-            summary.setup_section(runs),
-            summary.baselines_section(runs, noise, found),
-            "## Hyperparameters, one at a time",
-        ]
-        for name, by_dataset in groups.items():
-            curves_png, time_png = (f"figures/{kind}-{_file_name(name)}.png" for kind in ("curves", "time"))
-            figures.save(figures.hyperparameter_curves(name, by_dataset, curves), tmp / curves_png)
-            figures.save(figures.training_time(name, by_dataset), tmp / time_png)
-            pictures = {f"{name}: validation curves": curves_png, f"training time vs {name}": time_png}
-            sections.append(summary.hyperparameter_section(name, by_dataset, runs, table, found, pictures))
-        overview = {}
-        if not table.empty:
-            overview["sensitivity heatmap"] = "figures/sensitivity.png"
-            figures.save(figures.sensitivity_heatmap(table), tmp / overview["sensitivity heatmap"])
-        if not importance.empty:
-            overview["importance"] = "figures/importance.png"
-            figures.save(figures.importance_bars(importance), tmp / overview["importance"])
-        if not table.empty:
-            sections.append(summary.comparison_section(table, importance, levels, overview))
-            sections.append(summary.conclusions_section(runs, table, found, levels))
-        grouped = {e for by_dataset in groups.values() for g in by_dataset.values() for e in g["experiment"]}
-        sections += [summary.other_runs_section(runs, grouped), summary.rules_section()]
-        text = "\n\n".join(s for s in sections if s) + "\n"
-        (tmp / "summary.md").write_text(text)
-        (tmp / "summary.html").write_text(summary.to_html(text, tmp, TITLE))
-        explorer.write(runs, curves, tmp / "explorer.html")
-        found.to_csv(tmp / "observations.csv", index=False)
-        table.to_csv(tmp / "sensitivity.csv", index=False)
-        importance.to_csv(tmp / "importance.csv", index=False)
-        noise.to_csv(tmp / "noise.csv", index=False)
-    return out / "summary.md"
+    sections = [
+        f"# {TITLE}",
+        f"Written by `python -m tuninglab report` from {summary.code(results_dir)}. Accuracies are on each "
+        "dataset's held-out test split; a point is 0.01 of accuracy.",
+        summary.setup_section(runs),
+        summary.baselines_section(runs, noise, found),
+        "## Hyperparameters, one at a time",
+    ]
+    for name, by_dataset in groups.items():
+        curves_png, time_png = (f"figures/{kind}-{_file_name(name)}.png" for kind in ("curves", "time"))
+        figures.save(figures.hyperparameter_curves(name, by_dataset, curves), folder / curves_png)
+        figures.save(figures.cpu_time(name, by_dataset), folder / time_png)
+        pictures = {f"{name}: validation curves": curves_png, f"CPU time of training vs {name}": time_png}
+        sections.append(summary.hyperparameter_section(name, by_dataset, runs, table, found, pictures))
+    overview = {}
+    if not table.empty:
+        overview["sensitivity heatmap"] = "figures/sensitivity.png"
+        figures.save(figures.sensitivity_heatmap(table), folder / overview["sensitivity heatmap"])
+    if not importance.empty:
+        overview["importance"] = "figures/importance.png"
+        figures.save(figures.importance_bars(importance), folder / overview["importance"])
+    if not table.empty:
+        sections.append(summary.comparison_section(table, importance, levels, overview))
+        sections.append(summary.conclusions_section(runs, table, found, levels))
+    shown = {e for by_dataset in groups.values() for g in by_dataset.values() for e in g["experiment"]}
+    shown |= {e for again in summary.repeats(runs).values() for e in again}
+    sections += [
+        summary.manual_section(runs, shown, found),
+        summary.other_runs_section(runs, shown),
+        summary.other_data_section(runs, found),
+        summary.rules_section(),
+    ]
+    text = "\n\n".join(s for s in sections if s) + "\n"
+    (folder / "summary.md").write_text(text)
+    (folder / "summary.html").write_text(summary.to_html(text, folder, TITLE))
+    explorer.write(runs, curves, folder / "explorer.html")
+    found.to_csv(folder / "observations.csv", index=False)
+    table.to_csv(folder / "sensitivity.csv", index=False)
+    importance.to_csv(folder / "importance.csv", index=False)
+    noise.to_csv(folder / "noise.csv", index=False)

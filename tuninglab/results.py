@@ -2,7 +2,10 @@
 
 Both files are written by `python -m tuninglab study collect` (and at the end
 of `study run`). `load` checks them before any analysis starts and says what
-to run when one is missing, empty or from an older version.
+to run when one is missing, empty or from an older version. It also marks
+which runs can be set against the baseline: a run on another data source is
+another dataset, and a run that used another number of CPU threads than the
+baseline is not compared with it (results repeat only for the same count).
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from tuninglab.experiments import CURVES_FILE, RESULTS_FILE, TEST_METRICS, TRAIN_METRICS
-from tuninglab.files import HISTORY_COLUMNS
+from tuninglab.experiments import CURVES_FILE, METRIC_COLUMNS, RESULTS_FILE
+from tuninglab.schema import HISTORY_COLUMNS
 
 RESULTS_DIR = RESULTS_FILE.parent
-RUN_COLUMNS = ["experiment", "study", "hyperparameter", "value", "dataset", "status", "error"]
+RUN_COLUMNS = ["experiment", "study", "study_kind", "hyperparameter", "value", "dataset", "status", "error"]
 CURVE_COLUMNS = ["experiment", "dataset", *HISTORY_COLUMNS]
 FINISHED = ("ok", "diverged")
+SOURCE = "data.source"
 COLLECT = "python -m tuninglab study collect"
 RUN_STUDY = "python -m tuninglab study run ofat -j 2"
 
@@ -47,32 +51,44 @@ def _read(path: Path, required: list[str]) -> pd.DataFrame:
 def load(directory: Path = RESULTS_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The runs table (one row per experiment and dataset) and the per-epoch curves, checked.
 
-    The runs table gains a column `changed`: the params that differ from the
-    baseline's for that dataset, comma-separated (empty for the baseline, and
-    for an experiment whose settings do not apply to that dataset).
+    The runs table gains four columns:
+
+    - `changed`: the params that differ from the baseline's for that dataset,
+      comma-separated (empty for the baseline, and for an experiment whose
+      settings do not apply to that dataset);
+    - `other_source`: the run's data source where it is not the baseline's
+      (then it is another dataset), else empty;
+    - `not_compared`: for a finished run that used another number of CPU
+      threads than the baseline, `N threads vs baseline's M`, else empty;
+    - `same_as`: for a finished run with exactly the settings of an earlier
+      one on that dataset (the baseline first, then one-at-a-time studies),
+      that run's name, else empty.
 
     Raises:
         ReportError: a file is missing, empty, lacks columns, or has no baseline.
     """
-    runs = _read(directory / RESULTS_FILE.name, RUN_COLUMNS + TEST_METRICS + TRAIN_METRICS)
+    runs = _read(directory / RESULTS_FILE.name, [*RUN_COLUMNS, SOURCE, *METRIC_COLUMNS])
     curves = _read(directory / CURVES_FILE.name, CURVE_COLUMNS)
     if not (runs["experiment"] == "baseline").any():
         raise ReportError(
             f"{directory / RESULTS_FILE.name} has no baseline rows: run {COLLECT} to write it again"
         )
-    runs["error"] = runs["error"].fillna("")
+    runs[["error", "study_kind"]] = runs[["error", "study_kind"]].fillna("")
     runs["changed"] = changed_params(runs)
+    runs["other_source"] = other_sources(runs)
+    runs["not_compared"] = thread_mismatches(runs)
+    runs["same_as"] = same_settings(runs)
     return runs, curves
 
 
 def param_columns(runs: pd.DataFrame) -> list[str]:
     """The resolved param columns of the runs table (between `error` and the metrics)."""
     columns = list(runs.columns)
-    return columns[columns.index("error") + 1 : columns.index(TEST_METRICS[0])]
+    return columns[columns.index("error") + 1 : columns.index(METRIC_COLUMNS[0])]
 
 
 def _same(a: object, b: object) -> bool:
-    return (pd.isna(a) and pd.isna(b)) or a == b
+    return bool(pd.isna(a) and pd.isna(b)) or a == b
 
 
 def changed_params(runs: pd.DataFrame) -> pd.Series:
@@ -84,6 +100,50 @@ def changed_params(runs: pd.DataFrame) -> pd.Series:
     )
 
 
+def other_sources(runs: pd.DataFrame) -> pd.Series:
+    """Per row, its data source where it is not the baseline's for the dataset (another dataset), else ""."""
+    base = runs["dataset"].map(baselines(runs)[SOURCE])
+    differs = [not _same(a, b) for a, b in zip(runs[SOURCE], base, strict=True)]
+    return runs[SOURCE].astype(str).where(differs, "")
+
+
+def _threads(value: float) -> str:
+    return "unknown" if pd.isna(value) else f"{float(value):.0f}"
+
+
+def thread_mismatches(runs: pd.DataFrame) -> pd.Series:
+    """Per finished row: `N threads vs baseline's M` where it used another thread count than the baseline."""
+    base = runs["dataset"].map(baselines(runs)["used_threads"])
+    done = runs["status"].isin(FINISHED)
+    return pd.Series(
+        [
+            f"{_threads(mine)} threads vs baseline's {_threads(theirs)}"
+            if finished and not _same(mine, theirs)
+            else ""
+            for mine, theirs, finished in zip(runs["used_threads"], base, done, strict=True)
+        ],
+        index=runs.index,
+    )
+
+
+def same_settings(runs: pd.DataFrame) -> pd.Series:
+    """Per finished row: the first run with exactly its settings on its dataset (and thread count), else "".
+
+    "First" puts the baseline first, then runs of one-at-a-time studies, then
+    the rest in table order: `optimizer_lr-optimizer-adam-lr-0.01` is the same
+    as `ofat-lr-0.01`, not the other way round.
+    """
+    names = [*param_columns(runs), "used_threads"]
+    rank = (runs["experiment"] != "baseline").astype(int) * (1 + (runs["study_kind"] != "ofat").astype(int))
+    ordered = runs[runs["status"].isin(FINISHED)].assign(rank=rank).sort_values("rank", kind="stable")
+    first: dict[tuple[str, ...], str] = {}
+    same = pd.Series("", index=runs.index)
+    for index, row in ordered.iterrows():
+        key = (row["dataset"], *(str(row[name]) for name in names))
+        same.at[index] = first.setdefault(key, row["experiment"])
+    return same.where(same != runs["experiment"], "")
+
+
 def baselines(runs: pd.DataFrame) -> pd.DataFrame:
     """The baseline's rows, indexed by dataset."""
     return runs[runs["experiment"] == "baseline"].set_index("dataset")
@@ -92,6 +152,17 @@ def baselines(runs: pd.DataFrame) -> pd.DataFrame:
 def finished(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs that trained to the end or diverged (not failed, queued or running)."""
     return runs[runs["status"].isin(FINISHED)]
+
+
+def compared(runs: pd.DataFrame) -> pd.DataFrame:
+    """The finished runs that can be set against the baseline: its data source and its thread count."""
+    done = finished(runs)
+    return done[(done["other_source"] == "") & (done["not_compared"] == "")]
+
+
+def dataset_name(run: pd.Series) -> str:
+    """The dataset a run trained on: `text`, or `text (source: my.csv)` on another data source."""
+    return f"{run['dataset']} (source: {run['other_source']})" if run["other_source"] else run["dataset"]
 
 
 def history(curves: pd.DataFrame, experiment: str, dataset: str) -> pd.DataFrame:

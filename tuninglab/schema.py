@@ -36,6 +36,8 @@ DETAILS = (
     "used_device",
     "n_params",
 )
+# A test accuracy at most this far above the chance rate is "no better than chance".
+CHANCE_MARGIN = 0.005
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_time_s")
 CONFUSION_COLUMNS = ("actual", "predicted")
 

@@ -1,12 +1,16 @@
 """How much each hyperparameter moved test accuracy, per dataset, and how much is just seed noise.
 
+Only runs compared with the baseline count (`results.compared`: its data
+source, its number of CPU threads).
+
 - `noise`: the baseline re-run with other seeds (experiments that differ from
   it only in `seed`, e.g. the `noise` study). The range of their test
   accuracies is the noise level: a difference no larger than it is noise.
-- `one_at_a_time`: for each dataset and hyperparameter, the runs that change
-  only that hyperparameter, with the baseline as one more value: the spread
-  of test accuracy across values, the best value, and whether the best sits
-  at the edge of the tried range (then the range should be extended).
+- `one_at_a_time`: for each dataset and hyperparameter, the runs of
+  one-at-a-time studies that change only that hyperparameter, with the
+  baseline as one more value: the spread of test accuracy across values, the
+  best value, and whether the best sits at the edge of the tried range; the
+  range is worth extending only where the param's allowed range goes further.
 - `importance`: where grid or random studies changed several
   hyperparameters together, a random forest fitted to every run of a dataset
   splits the variance of test accuracy among the hyperparameters
@@ -23,7 +27,8 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestRegressor
 
-from tuninglab.results import finished
+from tuninglab.params import value_range
+from tuninglab.results import compared
 
 SEED = "seed"
 MIN_RUNS_FOR_IMPORTANCE = 8
@@ -75,7 +80,7 @@ def noise(runs: pd.DataFrame) -> pd.DataFrame:
 
     Only datasets with at least two such runs are listed.
     """
-    done = finished(runs)
+    done = compared(runs)
     seeds = done[(done["experiment"] == "baseline") | (done["changed"] == SEED)]
     table = seeds.groupby("dataset", sort=False)["test_accuracy"].agg(
         runs="count", mean="mean", low="min", high="max"
@@ -90,17 +95,50 @@ def noise_levels(runs: pd.DataFrame) -> dict[str, float]:
 
 
 def varied_alone(runs: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
-    """(dataset, hyperparameter) -> the baseline's row and the finished runs that changed only it.
+    """(dataset, hyperparameter) -> the baseline's row and the compared runs that changed only it.
 
-    The seed is left out: seed re-runs are the noise reference, not a hyperparameter.
+    Only runs of one-at-a-time studies (`study_kind` ofat), plus the runs of
+    any study with exactly their settings (`same_as` one of them: one value,
+    run twice). The seed is left out: seed re-runs are the noise reference,
+    not a hyperparameter.
     """
     groups = {}
-    for dataset, rows in finished(runs).groupby("dataset", sort=False):
+    for dataset, rows in compared(runs).groupby("dataset", sort=False):
         baseline = rows[rows["experiment"] == "baseline"]
-        alone = ~rows["changed"].str.contains(",") & ~rows["changed"].isin(["", SEED])
+        alone = (
+            (rows["study_kind"] == "ofat")
+            & (rows["same_as"] == "")
+            & ~rows["changed"].str.contains(",")
+            & ~rows["changed"].isin(["", SEED])
+        )
         for name, changed in rows[alone].groupby("changed", sort=False):
-            groups[dataset, name] = pd.concat([baseline, changed])
+            repeats = rows[rows["same_as"].isin(changed["experiment"])]
+            groups[dataset, name] = pd.concat([baseline, changed, repeats])
     return groups
+
+
+def param_key(name: str, dataset: str) -> str:
+    """The dotted params.yaml key of a runs-table column: `lr` on image -> `image.train.lr`.
+
+    The dataset's own key, which `params.value_range` resolves like the shared one.
+    """
+    if name.startswith("split."):
+        return name
+    if name.startswith("data."):
+        return f"{dataset}.{name}"
+    return f"{dataset}.train.{name}"
+
+
+def extension(name: str, dataset: str, best: Any, end: str) -> str:
+    """Where a best value at the `end` ("lowest" or "highest") of the tried values can go further.
+
+    "lower" or "higher" when the param's allowed range (`params.value_range`)
+    goes beyond `best` that way, "" when `best` is its allowed bound.
+    """
+    low, high = value_range(param_key(name, dataset)) or (None, None)
+    if end == "lowest":
+        return "lower" if low is None or best > low else ""
+    return "higher" if high is None or best < high else ""
 
 
 def one_at_a_time(runs: pd.DataFrame) -> pd.DataFrame:
@@ -109,10 +147,12 @@ def one_at_a_time(runs: pd.DataFrame) -> pd.DataFrame:
     Several runs of one value (e.g. from two studies) are averaged. Columns:
     dataset, hyperparameter, values and accuracies (JSON lists, in order),
     baseline_value, best_value, best_accuracy, worst_value, spread (a
-    fraction), diverged_values (JSON list), at_edge (the best value is the
-    lowest or highest of three or more numeric values, and the spread is
-    not noise), noise (the dataset's seed range; empty when not measured),
-    within_noise (the spread is no larger than that noise).
+    fraction), diverged_values (JSON list), at_edge ("lowest" or "highest"
+    when the best value is that end of three or more numeric values and the
+    spread is not noise, else ""), extend ("lower" or "higher" when the
+    param's allowed range goes beyond that end, "" when the best value is the
+    allowed bound), noise (the dataset's seed range; empty when not
+    measured), within_noise (the spread is no larger than that noise).
     """
     levels = noise_levels(runs)
     table = []
@@ -133,12 +173,9 @@ def one_at_a_time(runs: pd.DataFrame) -> pd.DataFrame:
         level = levels.get(dataset)
         within_noise = level is not None and bool(spread <= level)
         tops = [v for v in ordered if by_value.at[v, "accuracy"] == by_value["accuracy"].max()]
-        at_edge = (
-            _numeric(list(by_value["raw"]))
-            and len(ordered) >= 3
-            and not within_noise
-            and all(v in (ordered[0], ordered[-1]) for v in tops)
-        )
+        at_edge = ""
+        if _numeric(list(by_value["raw"])) and len(ordered) >= 3 and not within_noise:
+            at_edge = "lowest" if tops == [ordered[0]] else "highest" if tops == [ordered[-1]] else ""
         table.append(
             {
                 "dataset": dataset,
@@ -152,6 +189,7 @@ def one_at_a_time(runs: pd.DataFrame) -> pd.DataFrame:
                 "spread": spread,
                 "diverged_values": json.dumps([v for v in ordered if by_value.at[v, "diverged"]]),
                 "at_edge": at_edge,
+                "extend": extension(name, dataset, by_value.at[tops[0], "raw"], at_edge) if at_edge else "",
                 "noise": level,
                 "within_noise": within_noise,
             }
@@ -182,14 +220,15 @@ def _features(rows: pd.DataFrame, names: list[str]) -> pd.DataFrame:
 def importance(runs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Per dataset, each hyperparameter's share of the variance in test accuracy, from a random forest.
 
-    Fitted on every finished run of the dataset (seed re-runs count as
-    replicates of the baseline) when some run changed several
-    hyperparameters together and there are at least
+    Fitted on every compared run of the dataset, each setting once (seed
+    re-runs count as replicates of the baseline), when some run changed
+    several hyperparameters together and there are at least
     `MIN_RUNS_FOR_IMPORTANCE` runs. Columns: dataset, hyperparameter,
     importance (shares summing to 1 per dataset), runs, oob_r2 (the forest's
     out-of-bag R^2: how far to trust the shares).
     """
-    done = finished(runs)
+    done = compared(runs)
+    done = done[done["same_as"] == ""]
     if not done["changed"].str.contains(",").any():
         return pd.DataFrame(columns=["dataset", "hyperparameter", "importance", "runs", "oob_r2"])
     table = []

@@ -18,8 +18,7 @@ import dvc.api
 import pandas as pd
 
 from tuninglab.params import DATASETS, PARAMS_FILE, read_yaml
-
-CHANCE_MARGIN = 0.005  # within half a point of the chance rate counts as no better than chance
+from tuninglab.schema import CHANCE_MARGIN
 
 
 def param_keys(tree: dict[str, Any], prefix: str = "") -> set[str]:

@@ -1,12 +1,17 @@
 """The research-style summary: markdown written from the numbers, and the same as one HTML page.
 
 Every sentence is generated from the runs table and the analysis tables, so
-each claim can be traced to a number in `results/experiments.csv`.
+each claim can be traced to a number in `results/experiments.csv`. Every
+value that comes from params, names, paths or error lines goes in through
+`text` (escaped markdown and HTML) or `code` (an inline code span), and the
+HTML page is made with raw HTML turned off: a name such as `<script>` shows as
+text, never as markup.
 """
 
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 from pathlib import Path
@@ -14,10 +19,10 @@ from pathlib import Path
 import markdown
 import pandas as pd
 
-from tuninglab import observations, results, sensitivity
+from tuninglab import observations, results, schema, sensitivity
 from tuninglab.params import DATASETS
 
-MODEL_COLUMNS = ["data.source", "model", "hidden", "channels", "embedding_dim"]
+MODEL_COLUMNS = ["data.source", "model", "hidden", "channels", "embedding_dim", "n_params", "used_device"]
 TRUST_R2 = 0.5  # out-of-bag R^2 below which the forest's importances are only a rough guide
 TRAINING_COLUMNS = [
     "optimizer",
@@ -28,7 +33,28 @@ TRAINING_COLUMNS = [
     "dropout",
     "weight_decay",
     "activation",
+    "threads",
 ]
+_MARKDOWN_SYNTAX = re.compile(r"([\\`*_\[\]|])")
+_FIGURE = re.compile(r'(<img alt="[^"]*" src=")(figures/[\w.-]+\.png)(")')
+
+
+def text(value: object) -> str:
+    """Any value as markdown text that shows exactly its characters: HTML and markdown syntax escaped."""
+    escaped = html.escape(" ".join(str(value).splitlines()), quote=False).replace("~", "&#126;")
+    return _MARKDOWN_SYNTAX.sub(r"\\\1", escaped)
+
+
+def code(value: object) -> str:
+    """Any value as an inline code span (fenced with more backticks than it holds)."""
+    content = " ".join(str(value).splitlines())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", content)), default=0) + 1)
+    padding = " " if content.startswith("`") or content.endswith("`") else ""
+    return f"{fence}{padding}{content}{padding}{fence}"
+
+
+def _codes(names: list[str] | pd.Series) -> str:
+    return ", ".join(code(name) for name in names)
 
 
 def _pts(fraction: float) -> str:
@@ -36,16 +62,60 @@ def _pts(fraction: float) -> str:
 
 
 def _table(frame: pd.DataFrame) -> str:
-    """A markdown table; empty cells for missing values."""
+    """A markdown table of `frame` with every header and cell escaped; empty cells for missing values."""
     cells = frame.astype(object).where(frame.notna(), "")
-    header = "| " + " | ".join(str(c) for c in cells.columns) + " |"
+    header = "| " + " | ".join(text(c) for c in cells.columns) + " |"
     rule = "|" + "---|" * len(cells.columns)
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in cells.itertuples(index=False)]
+    body = ["| " + " | ".join(text(v) for v in row) + " |" for row in cells.itertuples(index=False)]
     return "\n".join([header, rule, *body])
 
 
+def _accuracy_header(dataset: str, baseline: pd.DataFrame) -> str:
+    """`image (chance 0.112)`: a dataset's accuracy column, with its chance rate beside it."""
+    chance = baseline.at[dataset, "chance_accuracy"] if dataset in baseline.index else float("nan")
+    return f"{dataset} (chance {chance:.3f})" if pd.notna(chance) else dataset
+
+
+def repeats(runs: pd.DataFrame) -> dict[str, list[str]]:
+    """Experiment -> the experiments that repeat it with exactly its settings on every dataset.
+
+    A repeat is merged into the run it repeats: one row, one line, one legend
+    entry, "also run as" the repeats.
+    """
+    found: dict[str, list[str]] = {}
+    for experiment, rows in runs[runs["experiment"] != "baseline"].groupby("experiment", sort=False):
+        targets = set(rows["same_as"])
+        if results.finished(rows).shape[0] == len(rows) and len(targets) == 1 and "" not in targets:
+            found.setdefault(targets.pop(), []).append(str(experiment))
+    return found
+
+
+def _threads_sentence(runs: pd.DataFrame) -> str:
+    """The thread counts of the compared runs, and which runs are not compared for their thread count."""
+    counts = results.compared(runs).groupby("dataset", sort=False)["used_threads"].unique()
+    shown = {
+        d: ", ".join(sorted({f"{t:.0f}" for t in c if pd.notna(t)})) or "unknown" for d, c in counts.items()
+    }
+    if len(set(shown.values())) == 1:
+        where = f"{next(iter(shown.values()))} CPU thread(s)"
+    else:
+        where = "; ".join(f"{text(d)}: {n} CPU thread(s)" for d, n in shown.items())
+    sentence = (
+        f"Runs compared here trained with {where}, as the baseline did: results repeat only for the "
+        "same thread count, so a run that used another count is not compared with the baseline."
+    )
+    others = runs[runs["not_compared"] != ""]
+    if not others.empty:
+        listed = "; ".join(
+            f"{code(e)} on {', '.join(rows['dataset'])} ({text(rows['not_compared'].iloc[0])})"
+            for e, rows in others.groupby("experiment", sort=False)
+        )
+        sentence += f" Not compared: {listed}."
+    return sentence
+
+
 def setup_section(runs: pd.DataFrame) -> str:
-    """Where the numbers come from: baseline commit, studies, datasets and baseline settings."""
+    """Where the numbers come from: commit, studies, datasets, thread counts and baseline settings."""
     baseline = results.baselines(runs)
     experiments = runs.drop_duplicates("experiment")
     studies = experiments[experiments["experiment"] != "baseline"]["study"].value_counts()
@@ -53,17 +123,15 @@ def setup_section(runs: pd.DataFrame) -> str:
     lines = [
         "## Set-up",
         "",
-        f"Baseline commit `{str(baseline['baseline_commit'].iloc[0])[:7]}`; "
+        f"Baseline commit {code(str(baseline['baseline_commit'].iloc[0])[:7])}; "
         f"{len(experiments) - 1} experiments on it ("
-        + ", ".join(f"{study}: {count}" for study, count in studies.items())
+        + ", ".join(f"{text(study)}: {count}" for study, count in studies.items())
         + f"), each trained on all {len(baseline)} datasets."
-        + (f" Failed (no metrics): {', '.join(failed)}." if failed else ""),
+        + (f" Failed (no metrics): {_codes(failed)}." if failed else ""),
         "",
-        _table(
-            baseline[[c for c in [*MODEL_COLUMNS, "n_params"] if c in baseline]]
-            .map(sensitivity.label)
-            .reset_index()
-        ),
+        _threads_sentence(runs),
+        "",
+        _table(baseline[[c for c in MODEL_COLUMNS if c in baseline]].map(sensitivity.label).reset_index()),
         "",
         "Baseline training settings (shared by all datasets unless a dataset overrides them):",
         "",
@@ -73,15 +141,17 @@ def setup_section(runs: pd.DataFrame) -> str:
 
 
 def baselines_section(runs: pd.DataFrame, noise: pd.DataFrame, found: pd.DataFrame) -> str:
-    """The baseline's test metrics per dataset, the seed noise, and what its curves show."""
+    """The baseline's test metrics per dataset beside its chance rate, the seed noise, its curves."""
     baseline = results.baselines(runs)
     table = pd.DataFrame(
         {
             "test accuracy": baseline["test_accuracy"].map("{:.3f}".format),
+            "chance (majority class)": baseline["chance_accuracy"].map("{:.3f}".format),
             "macro F1": baseline["macro_f1"].map("{:.3f}".format),
             "test loss": baseline["test_loss"].map("{:.3f}".format),
             "best epoch / run": [f"{int(r.best_epoch)} / {int(r.epochs_run)}" for r in baseline.itertuples()],
-            "training time (s)": baseline["train_time_s"].map("{:.1f}".format),
+            "CPU time of training (s)": baseline["cpu_time_s"].map("{:.1f}".format),
+            "wall time (s)": baseline["train_time_s"].map("{:.1f}".format),
         }
     )
     seeds = noise.set_index("dataset")
@@ -92,6 +162,9 @@ def baselines_section(runs: pd.DataFrame, noise: pd.DataFrame, found: pd.DataFra
         for d in table.index
     ]
     lines = ["## Baselines", "", _table(table.reset_index()), ""]
+    again = repeats(runs).get("baseline", [])
+    if again:
+        lines += [f"The baseline was also run as {_codes(again)} (the same settings).", ""]
     if noise.empty:
         lines += [
             "No seed re-runs: differences cannot be told from noise. "
@@ -99,26 +172,46 @@ def baselines_section(runs: pd.DataFrame, noise: pd.DataFrame, found: pd.DataFra
             "",
         ]
     mine = found[(found["experiment"] == "baseline") & (found["kind"] != "vs baseline")]
-    lines += [f"- **{row.dataset}**: {row.text}" for row in mine.itertuples()]
+    lines += [f"- **{text(row.dataset)}**: {text(row.text)}" for row in mine.itertuples()]
     return "\n".join(lines)
 
 
-def _value_table(name: str, group_by_dataset: dict[str, pd.DataFrame], baseline: pd.DataFrame) -> str:
-    """Value x dataset: test accuracy, its difference from the baseline, and divergence."""
+def _value_table(name: str, groups: dict[str, pd.DataFrame], baseline: pd.DataFrame) -> str:
+    """Value x dataset: test accuracy, its difference from the baseline, flags; and the repeats."""
     cells: dict[str, dict[str, str]] = {}
-    for dataset, group in group_by_dataset.items():
+    again: dict[str, set[str]] = {}
+    for dataset, group in groups.items():
         base = baseline.at[dataset, "test_accuracy"]
         for rows in sensitivity.in_order(group, name):
+            value = sensitivity.label(rows[name].iloc[0])
             accuracy = rows["test_accuracy"].mean()
-            text = f"{accuracy:.3f}"
+            shown = f"{accuracy:.3f}"
             if (rows["experiment"] != "baseline").all():
-                text += f" ({100 * (accuracy - base):+.1f})"
+                shown += f" ({100 * (accuracy - base):+.1f})"
             if rows["diverged"].astype(bool).any():
-                text += " diverged"
-            cells.setdefault(sensitivity.label(rows[name].iloc[0]), {})[dataset] = text
+                shown += " diverged"
+            if any(observations.at_chance(row) for _, row in rows.iterrows()):
+                shown += " no better than chance"
+            cells.setdefault(value, {})[_accuracy_header(dataset, baseline)] = shown
+            again.setdefault(value, set()).update(rows[rows["same_as"] != ""]["experiment"])
     frame = pd.DataFrame.from_dict(cells, orient="index")
+    if any(again.values()):
+        frame["also run as"] = [", ".join(sorted(again[value])) for value in frame.index]
     frame.index.name = name
     return _table(frame.reset_index())
+
+
+def _edge_sentence(name: str, row: pd.Series) -> str:
+    """What the edge rule says of one sensitivity row: extend the range, or the best is the allowed bound."""
+    if not row["at_edge"]:
+        return ""
+    if row["extend"]:
+        return (
+            f" - the best value is the {row['at_edge']} tried: extend the range of {text(name)} "
+            f"to {row['extend']} values"
+        )
+    bound = "lower" if row["at_edge"] == "lowest" else "upper"
+    return f" - the best value is the {row['at_edge']} allowed: {text(name)} is at its {bound} bound"
 
 
 def hyperparameter_section(
@@ -132,44 +225,58 @@ def hyperparameter_section(
     """One hyperparameter: its table, its sensitivity per dataset, its figures and observations."""
     baseline = results.baselines(runs)
     lines = [
-        f"### {name}",
+        f"### {text(name)}",
         "",
-        "Test accuracy per value (points vs baseline in brackets):",
+        "Test accuracy per value (points vs baseline in brackets; chance = always predicting the "
+        "majority class):",
         "",
         _value_table(name, groups, baseline),
         "",
     ]
-    for row in table[table["hyperparameter"] == name].itertuples():
-        if row.spread == 0:
-            lines.append(f"- **{row.dataset}**: no effect: every value gave {row.best_accuracy:.3f}")
+    for _, row in table[table["hyperparameter"] == name].iterrows():
+        head = f"- **{text(row['dataset'])}** (chance {baseline.at[row['dataset'], 'chance_accuracy']:.3f}): "
+        if row["spread"] == 0:
+            lines.append(f"{head}no effect: every value gave {row['best_accuracy']:.3f}")
             continue
         sentence = (
-            f"- **{row.dataset}**: spread {_pts(row.spread)} points; best {name}={row.best_value} "
-            f"({row.best_accuracy:.3f}), worst {row.worst_value}"
+            f"{head}spread {_pts(row['spread'])} points; best {text(name)}={text(row['best_value'])} "
+            f"({row['best_accuracy']:.3f}), worst {text(row['worst_value'])}"
         )
-        if row.within_noise:
+        if row["within_noise"]:
             sentence += " - within seed noise"
-        if row.at_edge:
-            sentence += f" - the best value is at the edge of the tried range: extend the range of {name}"
-        diverged = json.loads(row.diverged_values)
+        sentence += _edge_sentence(name, row)
+        diverged = json.loads(row["diverged_values"])
         if diverged:
-            sentence += f" - diverged at {name}={', '.join(diverged)}"
+            sentence += f" - diverged at {text(name)}={text(', '.join(diverged))}"
         lines.append(sentence)
-    lines += ["", *(f"![{caption}]({path})" for caption, path in figures.items()), "", "Observations:", ""]
+    lines += [
+        "",
+        *(f"![{text(caption)}]({path})" for caption, path in figures.items()),
+        "",
+        "Observations:",
+        "",
+    ]
     for dataset, group in groups.items():  # in value order, dataset by dataset
         for value_rows in sensitivity.in_order(group, name):
-            for experiment in value_rows["experiment"]:
-                rows = found[(found["experiment"] == experiment) & (found["dataset"] == dataset)]
-                if experiment != "baseline" and not rows.empty:
-                    lines.append(_run_line(experiment, dataset, rows))
+            first = value_rows[value_rows["same_as"] == ""]["experiment"].iloc[0]
+            rows = found[(found["experiment"] == first) & (found["dataset"] == dataset)]
+            if first != "baseline" and not rows.empty:
+                again = value_rows[value_rows["same_as"] != ""]["experiment"].tolist()
+                lines.append(_run_line(first, dataset, rows, again))
     return "\n".join(lines)
 
 
-def _run_line(experiment: str, dataset: str, rows: pd.DataFrame) -> str:
-    """One run's observations as a bullet: the line against the baseline, then the details."""
-    versus = rows[rows["kind"] == "vs baseline"]["text"].iloc[0]
-    details = "; ".join(rows[rows["kind"] != "vs baseline"]["text"])
-    return f"- `{experiment}` on {dataset}: {versus}" + (f". Details: {details}" if details else "")
+def _run_line(experiment: str, dataset: str, rows: pd.DataFrame, again: list[str] | None = None) -> str:
+    """One run's observations as a bullet: the line against the baseline (or why not), then the details."""
+    leading = rows[rows["kind"].isin(["vs baseline", "not compared"])]
+    main = (
+        leading["text"].iloc[0] if not leading.empty else "not compared with the baseline (another dataset)"
+    )
+    details = "; ".join(rows[~rows.index.isin(leading.index)]["text"])
+    also = f" (also run as {_codes(again)})" if again else ""
+    return f"- {code(experiment)}{also} on {text(dataset)}: {text(main)}" + (
+        f". Details: {text(details)}" if details else ""
+    )
 
 
 def comparison_section(
@@ -182,7 +289,8 @@ def comparison_section(
     for dataset in [d for d in DATASETS if d in set(table["dataset"])]:
         ranked = sensitivity.ranking(table, dataset)
         items = [
-            f"{r.hyperparameter} {'~' if r.within_noise else ''}{_pts(r.spread)}" for r in ranked.itertuples()
+            f"{text(r.hyperparameter)} {'~' if r.within_noise else ''}{_pts(r.spread)}"
+            for r in ranked.itertuples()
         ]
         lines.append(f"- **{dataset}**: " + ", ".join(items))
     lines += ["", "Does a hyperparameter matter more for one data type than another?", ""]
@@ -192,8 +300,8 @@ def comparison_section(
     if not importance.empty:
         lines += [
             "",
-            "Importance with interactions (random forest over every run of a dataset, grid and random "
-            "studies included; out-of-bag R^2 says how far to trust it):",
+            "Importance with interactions (random forest over every compared run of a dataset, grid and "
+            "random studies included; out-of-bag R^2 says how far to trust it):",
             "",
         ]
         shares = importance.pivot(index="hyperparameter", columns="dataset", values="importance")
@@ -223,7 +331,7 @@ def pair_sentence(table: pd.DataFrame, noise: dict[str, float], first: str, seco
     gap = spreads[first] - spreads[second]
 
     def listed(names: pd.Index) -> str:
-        items = [f"{n} ({_pts(spreads.at[n, first])} vs {_pts(spreads.at[n, second])})" for n in names]
+        items = [f"{text(n)} ({_pts(spreads.at[n, first])} vs {_pts(spreads.at[n, second])})" for n in names]
         return ", ".join(items) or "none"
 
     order = gap.abs().sort_values(ascending=False).index
@@ -232,13 +340,13 @@ def pair_sentence(table: pd.DataFrame, noise: dict[str, float], first: str, seco
         order[gap[order] < -margin],
         order[gap[order].abs() <= margin],
     )
-    text = (
+    sentence = (
         f"**{first} vs {second}** (spread in points, {first} first): matter more for {first}: "
         f"{listed(more)}; more for {second}: {listed(less)}"
     )
     if first not in noise or second not in noise:
-        return text + " (seed noise not measured: small gaps may be noise)"
-    return text + f"; about the same (gap within seed noise, {_pts(margin)} points): {listed(same)}"
+        return sentence + " (seed noise not measured: small gaps may be noise)"
+    return sentence + f"; about the same (gap within seed noise, {_pts(margin)} points): {listed(same)}"
 
 
 def cross_dataset_sentences(table: pd.DataFrame, noise: dict[str, float]) -> list[str]:
@@ -259,7 +367,7 @@ def cross_dataset_sentences(table: pd.DataFrame, noise: dict[str, float]) -> lis
         )
         if top["dataset"] not in noise or bottom["dataset"] not in noise:
             verdict += " (seed noise not measured)"
-        sentences.append(f"**{name}** {verdict}: spread {spreads} points")
+        sentences.append(f"**{text(name)}** {verdict}: spread {spreads} points")
     return sentences
 
 
@@ -273,39 +381,59 @@ def conclusions_section(
         top = ranked.iloc[0]
         quiet = ranked[ranked["within_noise"]]["hyperparameter"].tolist()
         sentence = (
-            f"- **{dataset}**: {top['hyperparameter']} mattered most (spread {_pts(top['spread'])} points; "
-            f"best {top['best_value']}, worst {top['worst_value']})"
+            f"- **{dataset}**: {text(top['hyperparameter'])} mattered most (spread {_pts(top['spread'])} "
+            f"points; best {text(top['best_value'])}, worst {text(top['worst_value'])})"
         )
         if quiet:
-            sentence += f"; within seed noise: {', '.join(quiet)}"
+            sentence += f"; within seed noise: {text(', '.join(quiet))}"
         lines.append(sentence + ".")
-    finished = runs[
-        runs["status"].isin(["ok", "diverged"])
-        & (runs["experiment"] != "baseline")
-        & (runs["changed"] != sensitivity.SEED)
+    done = results.compared(runs)
+    candidates = done[
+        (done["experiment"] != "baseline")
+        & ~done["changed"].isin(["", sensitivity.SEED])
+        & (done["same_as"] == "")
     ]
     baseline = results.baselines(runs)
-    if not finished.empty:
-        gains = finished.assign(
-            gain=finished["test_accuracy"] - finished["dataset"].map(baseline["test_accuracy"])
+    if not candidates.empty:
+        gains = candidates.assign(
+            gain=candidates["test_accuracy"] - candidates["dataset"].map(baseline["test_accuracy"])
         )
         for dataset, rows in gains.groupby("dataset", sort=False):
             best = rows.loc[rows["gain"].idxmax()]
             level = noise.get(dataset)
             verdict = "" if level is None or best["gain"] > level else ", within seed noise: no real gain"
             lines.append(
-                f"- Best run on {dataset}: `{best['experiment']}` ({best['test_accuracy']:.3f}, "
-                f"{100 * best['gain']:+.1f} points vs baseline{verdict})."
+                f"- Best run on {text(dataset)}: {code(best['experiment'])} ({best['test_accuracy']:.3f}, "
+                f"chance {best['chance_accuracy']:.3f}; {100 * best['gain']:+.1f} points vs baseline"
+                f"{verdict})."
             )
-    diverged = runs[runs["status"] == "diverged"]
+    finished = results.finished(runs)
+    finished = finished[finished["same_as"] == ""].assign(
+        shown=lambda f: f.apply(results.dataset_name, axis=1)
+    )
+    diverged = finished[finished["status"] == "diverged"]
     if not diverged.empty:
-        where = diverged.groupby("experiment", sort=False)["dataset"].agg(", ".join)
-        lines.append("- Diverged: " + "; ".join(f"`{e}` on {d}" for e, d in where.items()) + ".")
-    for row in table[table["at_edge"]].itertuples():
+        where = diverged.groupby("experiment", sort=False)["shown"].agg(", ".join)
+        lines.append("- Diverged: " + "; ".join(f"{code(e)} on {text(d)}" for e, d in where.items()) + ".")
+    chance = finished[finished.apply(observations.at_chance, axis=1)]
+    if not chance.empty:
+        where = chance.groupby("experiment", sort=False)["shown"].agg(", ".join)
         lines.append(
-            f"- Extend the range of {row.hyperparameter} on {row.dataset}: "
-            f"its best value {row.best_value} is at the edge of the tried values."
+            "- No better than chance (always predicting the majority class): "
+            + "; ".join(f"{code(e)} on {text(d)}" for e, d in where.items())
+            + "."
         )
+    for _, row in table[table["at_edge"] != ""].iterrows():
+        if row["extend"]:
+            lines.append(
+                f"- Extend the range of {text(row['hyperparameter'])} on {row['dataset']} to {row['extend']} "
+                f"values: its best value {text(row['best_value'])} is the {row['at_edge']} tried."
+            )
+        else:
+            lines.append(
+                f"- {text(row['hyperparameter'])} on {row['dataset']}: its best value "
+                f"{text(row['best_value'])} is the {row['at_edge']} allowed, so there is no range to extend."
+            )
     counts = found[found["kind"].isin((*observations.HEADLINE_KINDS, "early best"))]
     counts = counts.groupby("kind")["experiment"].count()
     total = len(found.drop_duplicates(["experiment", "dataset"]))
@@ -318,30 +446,132 @@ def conclusions_section(
     return "\n".join(lines)
 
 
-def other_runs_section(runs: pd.DataFrame, grouped: set[str]) -> str:
-    """Runs outside the one-at-a-time sections (grid and random studies, manual runs) and failed runs."""
-    others = runs[~runs["experiment"].isin(grouped | {"baseline"})]
+def _status(rows: pd.DataFrame) -> str:
+    """One experiment's status as shown: the same on every dataset, or dataset by dataset."""
+    shown = {row["dataset"]: observations.status_text(row) for _, row in rows.iterrows()}
+    if len(set(shown.values())) == 1:
+        return next(iter(shown.values()))
+    return "; ".join(f"{dataset}: {status}" for dataset, status in shown.items())
+
+
+def _runs_table(chosen: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """One row per experiment: study, changes, test accuracy per dataset (with chance), status, repeats."""
+    baseline = results.baselines(runs)
+    again = repeats(runs)
+    table = []
+    for experiment, rows in chosen.groupby("experiment", sort=False):
+        row: dict[str, str] = {
+            "experiment": str(experiment),
+            "study": rows["study"].iloc[0],
+            "changes": max(rows.apply(observations.settings, axis=1), key=len),
+        }
+        for dataset in DATASETS:
+            mine = rows[rows["dataset"] == dataset]
+            cell = (
+                "other data" if (mine["other_source"] != "").any() else _accuracy(mine["test_accuracy"].max())
+            )
+            row[_accuracy_header(dataset, baseline)] = cell
+        row["status"] = _status(rows)
+        if again.get(str(experiment)):
+            row["also run as"] = ", ".join(again[str(experiment)])
+        table.append(row)
+    return _table(pd.DataFrame(table))
+
+
+def _rest(runs: pd.DataFrame, shown: set[str]) -> pd.DataFrame:
+    """The rows of experiments no other section shows that changed something on the baseline's data.
+
+    An experiment that only changed a data source is in the other-data section alone.
+    """
+    rows = runs[~runs["experiment"].isin(shown | {"baseline"})]
+    own = (rows["other_source"] == "") & ((rows["changed"] != "") | (rows["not_compared"] != ""))
+    return rows[rows["experiment"].isin(rows[own]["experiment"])]
+
+
+def manual_section(runs: pd.DataFrame, shown: set[str], found: pd.DataFrame) -> str:
+    """Runs made by hand (study `manual`) that no other section shows: their table and observations."""
+    rest = _rest(runs, shown)
+    chosen = rest[rest["study"] == "manual"]
+    if chosen.empty:
+        return ""
+    lines = [
+        "## Manual runs",
+        "",
+        "Experiments run or queued by hand (not part of any study), against the baseline:",
+        "",
+        _runs_table(chosen, runs),
+        "",
+    ]
+    mine = found.merge(chosen[chosen["other_source"] == ""][["experiment", "dataset"]])
+    for (experiment, dataset), rows in mine.groupby(["experiment", "dataset"], sort=False):
+        lines.append(_run_line(str(experiment), str(dataset), rows))
+    failed = chosen[chosen["status"] == "failed"].drop_duplicates("experiment")
+    lines += [f"- {code(r.experiment)} failed: {text(r.error)}" for r in failed.itertuples()]
+    return "\n".join(lines)
+
+
+def other_runs_section(runs: pd.DataFrame, shown: set[str]) -> str:
+    """Runs of studies that no other section shows: several changes at once, seeds, failed, not compared."""
+    rest = _rest(runs, shown)
+    others = rest[rest["study"] != "manual"]
     if others.empty:
         return ""
-    order = list(dict.fromkeys(others["experiment"]))
-    wide = others.pivot(index="experiment", columns="dataset", values="test_accuracy").reindex(order)
-    wide = wide[[d for d in DATASETS if d in wide]].map(lambda v: f"{v:.3f}" if pd.notna(v) else "")
-    first = others.drop_duplicates("experiment").set_index("experiment").loc[order]
-    wide.insert(0, "study", first["study"])
-    changes = others.assign(text=others.apply(observations.settings, axis=1)).groupby("experiment")["text"]
-    wide.insert(1, "changes", changes.agg(lambda texts: max(texts, key=len)))
-    wide["status"] = others.groupby("experiment")["status"].agg(lambda s: ",".join(sorted(set(s))))
     lines = [
         "## Other runs",
         "",
-        "Test accuracy of the runs that changed several hyperparameters, the seed re-runs, and failed runs:",
+        "Test accuracy of the runs that changed several hyperparameters, the seed re-runs, runs not "
+        "compared with the baseline, and failed runs:",
         "",
+        _runs_table(others, runs),
     ]
-    lines.append(_table(wide.reset_index()))
     failed = others[others["status"] == "failed"].drop_duplicates("experiment")
     if not failed.empty:
-        lines += ["", *(f"- `{r.experiment}` failed: {r.error}" for r in failed.itertuples())]
+        lines += ["", *(f"- {code(r.experiment)} failed: {text(r.error)}" for r in failed.itertuples())]
     return "\n".join(lines)
+
+
+def other_data_section(runs: pd.DataFrame, found: pd.DataFrame) -> str:
+    """Runs on another data source than the baseline's: other datasets, never set against the baseline."""
+    chosen = runs[runs["other_source"] != ""]
+    if chosen.empty:
+        return ""
+    table = pd.DataFrame(
+        {
+            "dataset": chosen.apply(results.dataset_name, axis=1),
+            "experiment": chosen["experiment"],
+            "study": chosen["study"],
+            "other changes": chosen.assign(changed=chosen["changed"].map(_without_source)).apply(
+                observations.settings, axis=1
+            ),
+            "test accuracy": chosen["test_accuracy"].map(_accuracy),
+            "chance (majority class)": chosen["chance_accuracy"].map(_accuracy),
+            "status": chosen.apply(observations.status_text, axis=1),
+        }
+    )
+    lines = [
+        "## Other data",
+        "",
+        "Runs on another data source than the baseline's are other datasets: they are not compared with "
+        "the baseline, nor counted as a hyperparameter value or a best run.",
+        "",
+        _table(table),
+        "",
+    ]
+    for _, run in chosen.iterrows():
+        rows = found[(found["experiment"] == run["experiment"]) & (found["dataset"] == run["dataset"])]
+        if not rows.empty:
+            lines.append(_run_line(run["experiment"], results.dataset_name(run), rows))
+    failed = chosen[chosen["status"] == "failed"].drop_duplicates("experiment")
+    lines += [f"- {code(r.experiment)} failed: {text(r.error)}" for r in failed.itertuples()]
+    return "\n".join(lines)
+
+
+def _without_source(changed: str) -> str:
+    return ",".join(name for name in changed.split(",") if name != results.SOURCE)
+
+
+def _accuracy(value: float) -> str:
+    return f"{value:.3f}" if pd.notna(value) else ""
 
 
 def rules_section() -> str:
@@ -352,6 +582,9 @@ def rules_section() -> str:
             "## How the observations are made",
             "",
             "- diverged: the trainer stopped the run on a NaN, infinite or exploding loss.",
+            "- no better than chance: test accuracy at most "
+            f"{100 * schema.CHANCE_MARGIN:.1f} points above the chance rate, the accuracy of always "
+            "predicting the training split's majority class, measured on the test split.",
             f"- overfitting: validation loss at its minimum at least {o.OVERFIT_EPOCHS} epochs before "
             f"the end, at least {100 * o.OVERFIT_RISE:.0f}% higher at the end, while training loss fell "
             f"at least {100 * o.OVERFIT_TRAIN_DROP:.0f}% more.",
@@ -365,26 +598,36 @@ def rules_section() -> str:
             f"epochs, {o.SWINGS} times or more.",
             "- noise: the range of the baseline's test accuracy across seeds; a spread or difference "
             "no larger is called noise.",
-            "- edge: the best of three or more numeric values is the lowest or the highest tried.",
+            "- edge: the best of three or more numeric values is the lowest or the highest tried; the "
+            "range is worth extending only where the param's allowed values go further that way.",
+            "- one at a time: only runs of one-at-a-time studies; a run of any study with exactly the "
+            'settings of another is merged into it ("also run as").',
+            "- not compared: a run on another data source is another dataset; a run that used another "
+            "number of CPU threads than the baseline is not set against it, nor counted in sensitivity "
+            "or noise.",
+            "- time: CPU time of training (the process's CPU seconds), which does not depend on what "
+            "else the machine ran; wall time is in the results table.",
         ]
     )
 
 
-def to_html(text: str, base: Path, title: str) -> str:
-    """The markdown as one self-contained HTML page: images inlined, no network needed."""
+def to_html(markdown_text: str, base: Path, title: str) -> str:
+    """The markdown as one self-contained HTML page: figures inlined, raw HTML shown as text."""
 
     def inline(match: re.Match) -> str:
         data = base64.b64encode((base / match.group(2)).read_bytes()).decode()
         return f"{match.group(1)}data:image/png;base64,{data}{match.group(3)}"
 
-    body = markdown.markdown(text, extensions=["tables"])
-    body = re.sub(r'(<img alt="[^"]*" src=")([^"]+\.png)(")', inline, body)
+    converter = markdown.Markdown(extensions=["tables"])
+    converter.preprocessors.deregister("html_block")  # markup in the text is shown, never parsed
+    converter.inlinePatterns.deregister("html")
+    body = _FIGURE.sub(inline, converter.convert(markdown_text))
     style = (
         "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
         "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px}"
         "th{background:#f3f3f3}img{max-width:100%}code{background:#f6f6f6}"
     )
     return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{style}</style></head><body>\n{body}\n</body></html>\n"
     )

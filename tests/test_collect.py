@@ -1,0 +1,194 @@
+"""The collector: the results table from the nested metrics and details.json, and never a silent loss."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import commit_all
+from tuninglab import experiments
+from tuninglab.__main__ import main
+from tuninglab.params import DATASETS
+from tuninglab.schema import DETAILS, TEST_METRICS, TRAIN_METRICS, metrics_path
+
+STUDIES = {"ofat": "ofat", "grid": "grid"}
+
+
+VALUES = {
+    "test_accuracy": 0.9,
+    "macro_f1": 0.8,
+    "chance_accuracy": 0.4,
+    "test_loss": 0.3,
+    "best_epoch": 3,
+    "epochs_run": 8,
+    "diverged": False,
+    "train_time_s": 1.5,
+    "stopped_early": True,
+    "diverged_epoch": None,
+    "diverged_loss": None,
+    "best_val_loss": 0.2,
+    "best_val_accuracy": 0.91,
+    "cpu_time_s": 3.5,
+    "used_threads": 1,
+    "used_device": "cpu",
+    "n_params": 1000,
+}
+
+
+def details(threads: int = 1) -> dict[str, Any]:
+    """A details.json."""
+    return {k: VALUES[k] for k in DETAILS} | {"used_threads": threads}
+
+
+def record(name: str, lr: float, accuracy: float | None, state: str = "success", commit: str = "") -> dict:
+    """A record as `experiments.read` and `with_details` make it, metrics nested under each dataset."""
+    assert set(VALUES) == {*TEST_METRICS, *TRAIN_METRICS, *DETAILS}, "this test lags the schema"
+    values = VALUES | {"test_accuracy": accuracy}
+    metrics = {}
+    for dataset in DATASETS:
+        metrics[metrics_path(dataset, "test").as_posix()] = {dataset: {k: values[k] for k in TEST_METRICS}}
+        metrics[metrics_path(dataset, "train").as_posix()] = {dataset: {k: values[k] for k in TRAIN_METRICS}}
+    params = {
+        "split": {"seed": 1},
+        "train": {"lr": lr, "threads": 1, "hidden": [8]},
+        **{d: {"data": {"source": "x"}, "train": {}} for d in DATASETS},
+    }
+    found = {d: details() for d in DATASETS} if state == "success" else {}
+    return {
+        "name": name,
+        "rev": commit or f"{name}-rev",
+        "state": state,
+        "log": None,
+        "params": params,
+        "metrics": metrics,
+        "details": found,
+    }
+
+
+def test_rows_read_the_nested_metrics_the_details_and_the_study_kind():
+    baseline = record("main", 0.005, 0.9)
+    runs = [
+        record("ofat-lr-0.1", 0.1, 0.95),
+        record("grid-lr-0.2", 0.2, 0.85),
+        record("by-hand", 0.3, 0.9, "failed"),
+    ]
+    table = experiments.rows(baseline, runs, STUDIES)
+    by = table.set_index(["experiment", "dataset"])
+    assert by.loc[("ofat-lr-0.1", "image"), "test_accuracy"] == 0.95
+    assert by.loc[("ofat-lr-0.1", "image"), "chance_accuracy"] == 0.4
+    assert by.loc[("ofat-lr-0.1", "text"), "cpu_time_s"] == 3.5
+    assert by.loc[("ofat-lr-0.1", "text"), "used_threads"] == 1
+    assert by.loc[("ofat-lr-0.1", "text"), "threads"] == 1  # the setting, beside what ran
+    assert [
+        by.loc[(e, "tabular"), "study_kind"] for e in ["baseline", "ofat-lr-0.1", "grid-lr-0.2", "by-hand"]
+    ] == [
+        "",
+        "ofat",
+        "grid",
+        "",
+    ]
+    failed = by.loc[("by-hand", "text")]
+    assert failed["status"] == "failed" and failed[[*TEST_METRICS, *DETAILS]].isna().all()
+    assert list(table.columns[-len(experiments.METRIC_COLUMNS) :]) == [
+        *TEST_METRICS,
+        *TRAIN_METRICS,
+        *DETAILS,
+    ]
+
+
+def test_details_come_from_each_finished_runs_commit(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    for dataset in DATASETS:
+        path = repo / metrics_path(dataset, "details")
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(details(threads=2)))
+    commit_all(repo, "a run")
+    rev = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
+    done = record("ofat-lr-0.1", 0.1, 0.95, commit=rev) | {"details": None}
+    queued = record("ofat-lr-0.2", 0.2, None, state="queued") | {"details": None}
+    found, waiting = experiments.with_details([done, queued], cwd=repo)
+    assert found["details"]["text"]["used_threads"] == 2
+    assert waiting["details"] is None  # no results of its own: no git show
+    (repo / metrics_path("image", "details")).unlink()
+    commit_all(repo, "no details")
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
+    old = record("ofat-lr-0.3", 0.3, 0.9, commit=head)
+    with pytest.raises(RuntimeError) as missing:
+        experiments.with_details([old], cwd=repo)
+    assert str(missing.value) == (
+        f"ofat-lr-0.3 (commit {head[:7]}) has no metrics/image/details.json: it was run by an older version "
+        "of the lab; run it again, or remove it (dvc exp remove ofat-lr-0.3)"
+    )
+
+
+@pytest.fixture
+def lab(tmp_path, monkeypatch) -> list[dict]:
+    """A folder with studies.yaml where `study collect` sees the experiments of the returned list."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "studies.yaml").write_text(
+        yaml.safe_dump({"ofat": {"kind": "ofat", "params": {"train.lr": [1]}}})
+    )
+    found = [record("main", 0.005, 0.9, commit="c" * 40)]
+    found += [record(f"ofat-lr-{lr}", lr, 0.9) for lr in (0.1, 0.2, 0.3)]
+    monkeypatch.setattr(experiments, "read", lambda cwd: (found[0], found[1:]))
+    monkeypatch.setattr(experiments, "with_details", lambda records, cwd: records)
+    monkeypatch.setattr(experiments, "curves", lambda frame, cwd: pd.DataFrame(columns=["experiment"]))
+    return found
+
+
+def test_collect_refuses_to_lose_experiments_unless_forced(lab, capsys):
+    assert main(["study", "collect"]) == 0
+    assert "replaced" not in capsys.readouterr().out  # nothing was there
+    before = Path("results/experiments.csv").read_bytes()
+    del lab[2]  # ofat-lr-0.2 removed from DVC
+    assert main(["study", "collect"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: results/experiments.csv was written from 3 experiments; the new one has 2 and would lose 1: "
+        "ofat-lr-0.2; pass --force to replace it"
+    ]
+    assert Path("results/experiments.csv").read_bytes() == before
+    assert main(["study", "collect", "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "results/experiments.csv: replaced 3 experiments with 2 (1 dropped: ofat-lr-0.2)" in out
+    assert sorted(set(pd.read_csv("results/experiments.csv")["experiment"])) == [
+        "baseline",
+        "ofat-lr-0.1",
+        "ofat-lr-0.3",
+    ]
+    lab.append(record("ofat-lr-0.4", 0.4, 0.9))
+    assert main(["study", "collect"]) == 0  # nothing lost: one more
+    assert "results/experiments.csv: replaced 2 experiments with 3\n" in capsys.readouterr().out
+
+
+def test_collect_on_another_baseline_commit_counts_the_old_experiments_as_lost(lab, capsys):
+    assert main(["study", "collect"]) == 0
+    lab[0]["rev"] = "d" * 40  # a new commit: the same names are other runs
+    assert main(["study", "collect"]) == 2
+    err = capsys.readouterr().err
+    assert "was written from 3 experiments of commit ccccccc; the new one has 3 of commit ddddddd " in err
+    assert "would lose 3: ofat-lr-0.1, ofat-lr-0.2, ofat-lr-0.3" in err
+    assert main(["study", "collect", "--force"]) == 0
+    assert "replaced 3 experiments of commit ccccccc with 3 of commit ddddddd" in capsys.readouterr().out
+
+
+def test_collect_refuses_an_unreadable_results_file_unless_forced(lab, capsys):
+    Path("results").mkdir()
+    Path("results/experiments.csv").write_text("not,a\nresults,file\n")
+    assert main(["study", "collect"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "results/experiments.csv cannot be read" in err[0] and "--force" in err[0]
+    assert Path("results/experiments.csv").read_text() == "not,a\nresults,file\n"
+    assert main(["study", "collect", "--force"]) == 0
