@@ -225,6 +225,33 @@ def test_wait_survives_a_hung_or_failing_exp_show_and_follows_until_done(monkeyp
     assert next(answers, None) is None
 
 
+def test_wait_goes_on_when_a_look_misses_queued_experiments(monkeypatch, tmp_path, capsys):
+    """`dvc exp show` can list none of the queued experiments while a worker takes one."""
+    answers = iter(
+        [
+            [record("s-1", state="queued"), record("s-2", state="queued")],
+            [],
+            [record("s-1", state="running"), record("s-2", state="queued")],
+            [record("s-1", state="success"), record("s-2", state="success")],
+        ]
+    )
+    monkeypatch.setattr(experiments, "read", lambda cwd, timeout: (record("main"), next(answers)))
+    monkeypatch.setattr(experiments, "dvc", no_dvc)
+    monkeypatch.setattr(runner, "orphans", lambda records, cwd: set())
+    monkeypatch.setattr(runner, "workers", lambda cwd: ["a live worker"])
+    counts = runner.wait({"s-1", "s-2"}, jobs=1, cwd=tmp_path, poll=0)
+    assert counts["success"] == 2 and next(answers, None) is None
+
+
+def test_wait_ends_when_an_experiment_stays_gone(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(
+        experiments, "read", lambda cwd, timeout: (record("main"), [record("s-1", state="success")])
+    )
+    counts = runner.wait({"s-1", "s-2"}, jobs=1, cwd=tmp_path, poll=0)
+    assert counts["success"] == 1
+    assert "not in DVC's experiments any more: s-2" in capsys.readouterr().out
+
+
 def test_wait_gives_up_when_exp_show_keeps_failing(monkeypatch, tmp_path):
     looks = []
 

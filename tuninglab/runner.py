@@ -43,6 +43,7 @@ SHOW_TIMEOUT_SECONDS = 60.0
 SHOW_TRIES = 5  # looks in a row that may hang or fail before a study run gives up
 STOP_SECONDS = 15.0  # how long stopped workers get to end their experiments before they are killed
 FINISHED = ("success", "failed")
+UNSEEN_LOOKS = 3  # looks in a row that may miss a planned experiment before it counts as gone
 QUEUE_DIR = Path(".dvc/tmp/exps")  # DVC's queue: workers in celery/, started experiments in run/
 INPUTS = ("params.yaml", "studies.yaml", "dvc.yaml", "tuninglab", "stages")  # what a queued run snapshots
 
@@ -310,10 +311,16 @@ def wait(names: set[str], jobs: int, cwd: Path = Path(), poll: float = POLL_SECO
     found orphaned by a dead worker (`orphans`) on two looks in a row is
     stopped and marked failed, with one line saying so.
 
+    `dvc exp show` can miss queued experiments while a worker takes one from
+    the queue, so a planned experiment that is not seen does not end the wait
+    until it has been missing `UNSEEN_LOOKS` looks in a row (removed by hand,
+    say); those are then named in one line.
+
     Raises:
         Interrupted: on Ctrl-C.
     """
     pending: set[str] = set()
+    unseen_looks = 0
     try:
         records = look(cwd, pause=poll)
         counts = _counts(records, names)
@@ -336,7 +343,11 @@ def wait(names: set[str], jobs: int, cwd: Path = Path(), poll: float = POLL_SECO
                     running=counts["running"],
                     remaining=counts["queued"],
                 )
-                if not counts["queued"] + counts["running"]:
+                unseen = names - {record["name"] for record in records}
+                unseen_looks = unseen_looks + 1 if unseen else 0
+                if not counts["queued"] + counts["running"] and (not unseen or unseen_looks >= UNSEEN_LOOKS):
+                    if unseen:
+                        tqdm.write(f"not in DVC's experiments any more: {', '.join(sorted(unseen))}")
                     return counts
                 if counts["queued"] and not counts["running"] and not workers(cwd):
                     start_workers(jobs, cwd)

@@ -1,0 +1,61 @@
+"""`python -m tuninglab show`: what each experiment changed and its accuracy against the baseline."""
+
+from __future__ import annotations
+
+from tuninglab import show
+
+KEYS = {"train.lr", "train.optimizer", "image.train.model"}
+
+
+def record(rev, typ="branch_commit", name=None, state=None, lr=0.005, **metrics):
+    params = {
+        "train.lr": lr,
+        "train.optimizer": "adam",
+        "image.train.model": "cnn",
+        "data/raw/text": "abc.dir",
+    }
+    return {"Experiment": name, "rev": rev, "typ": typ, "State": state, **params, **metrics}
+
+
+def accuracies(tabular, image, text):
+    return {
+        "tabular.test_accuracy": tabular,
+        "tabular.chance_accuracy": 0.333,
+        "image.test_accuracy": image,
+        "image.chance_accuracy": 0.1,
+        "text.test_accuracy": text,
+        "text.chance_accuracy": 0.578,
+    }
+
+
+def test_rows_give_changes_differences_in_points_and_states():
+    records = [
+        record("workspace", typ="baseline", **accuracies(0.9, 0.97, 0.75)),
+        record("main", typ="baseline", **accuracies(0.9, 0.97, 0.75)),
+        record("a1", name="fast", lr=0.1, **accuracies(0.8, 0.1, 0.58), **{"image.diverged": True}),
+        record("b2", name="waiting", state="Queued", lr=0.01),
+    ]
+    frame = show.table(records, KEYS).set_index("experiment")
+    assert list(frame.index) == ["baseline (main)", "fast", "waiting"]  # the workspace equals main
+    assert list(frame.columns) == [
+        "tabular (chance 0.333)",
+        "image (chance 0.100)",
+        "text (chance 0.578)",
+        "state",
+        "changed",
+    ]
+    fast = frame.loc["fast"]
+    assert fast["tabular (chance 0.333)"] == "0.800 (-10.0)"
+    assert fast["changed"] == "train.lr=0.1"  # deps and metrics are not params
+    assert fast["state"] == "image diverged; text no better than chance"
+    assert frame.loc["waiting", "state"] == "queued" and frame.loc["waiting", "text (chance 0.578)"] == "-"
+
+
+def test_leftover_workspace_params_are_shown_and_unreadable_metrics_are_blank():
+    records = [
+        record("workspace", typ="baseline", lr=0.1, **{"image.test_accuracy": "!"}),
+        record("main", typ="baseline", **accuracies(0.9, 0.97, 0.75)),
+    ]
+    frame = show.table(records, KEYS).set_index("experiment")
+    workspace = frame.loc["workspace (not committed)"]
+    assert workspace["changed"] == "train.lr=0.1" and workspace["image (chance 0.100)"] == "-"
