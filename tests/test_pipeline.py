@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_lab_repo, sh
+from tests.conftest import commit_all, make_lab_repo, sh
 from tuninglab import schema
 from tuninglab.params import DATASETS
 
@@ -17,9 +17,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    """The project with tiny training settings in a fresh git repo, after `dvc repro`."""
+    """The project with tiny training settings in a fresh git repo, after `dvc repro`, committed."""
     repo = make_lab_repo(tmp_path_factory.mktemp("lab"))
     sh(repo, "dvc", "repro")
+    commit_all(repo, "baseline")
     return repo
 
 

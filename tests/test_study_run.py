@@ -169,7 +169,7 @@ def test_study_runs_on_the_queue_collects_and_resumes(tmp_path):
     assert list(by_hand["epoch"]) == [1, 2] and set(by_hand["lr"]) == {0.02}  # read from that run's commit
 
     written = sh(repo, sys.executable, "-m", "tuninglab", "report")
-    assert "reports/summary.md" in written.stdout
+    assert written.stdout.startswith("reports: summary.md, summary.html, explorer.html")
     summary = (repo / "reports" / "summary.md").read_text()
     assert "### lr" in summary and "`tiny-lr-0.05` on tabular: with lr=0.05: test accuracy" in summary
     assert "`tiny-source-data_local_text_missing.csv` failed" in summary
