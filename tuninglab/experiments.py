@@ -105,11 +105,12 @@ def dvc(
     return stdout
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested params tree as `{dotted key: value}`, the way `dvc exp show` names its columns."""
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, dict) and value:
-            flat |= _flatten(value, f"{prefix}{key}.")
+            flat |= flatten(value, f"{prefix}{key}.")
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -156,8 +157,8 @@ def last_error(log: str | None) -> str:
 
 def changes(params: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
     """The params whose values differ from the baseline's, by dotted key."""
-    base = _flatten(baseline)
-    return {key: value for key, value in _flatten(params).items() if base.get(key) != value}
+    base = flatten(baseline)
+    return {key: value for key, value in flatten(params).items() if base.get(key) != value}
 
 
 def study_of(name: str, studies: dict[str, str]) -> str:

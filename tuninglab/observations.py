@@ -17,7 +17,7 @@ The rules, applied to each finished run (thresholds are the constants below):
   configured epochs: fewer epochs would do.
 - **unstable**: the validation loss peaked for a single epoch at least
   `SWING_RISE` above both neighbours, at least `SWINGS` times.
-- **no better than chance**: test accuracy at most `CHANCE_MARGIN` above the
+- **no better than chance**: test accuracy at most `schema.CHANCE_MARGIN` above the
   chance rate (`chance_accuracy`: always predicting the training split's
   majority class, scored on the test split).
 
@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from tuninglab.schema import CHANCE_MARGIN
+from tuninglab import schema
 from tuninglab.sensitivity import label
 
 OVERFIT_EPOCHS = 3
@@ -82,10 +82,17 @@ def diverged(run: pd.Series) -> Observation | None:
     )
 
 
+def within_chance(accuracy: float | None, chance: float | None) -> bool:
+    """Test accuracy at most `schema.CHANCE_MARGIN` above the chance rate; False when either is missing.
+
+    The one rule behind the report's flag and `python -m tuninglab show`'s state.
+    """
+    return bool(pd.notna(accuracy) and pd.notna(chance) and accuracy <= chance + schema.CHANCE_MARGIN)
+
+
 def at_chance(run: pd.Series) -> bool:
-    """The finished run's test accuracy is at most `CHANCE_MARGIN` above its chance rate."""
-    accuracy, chance = run["test_accuracy"], run["chance_accuracy"]
-    return bool(pd.notna(accuracy) and pd.notna(chance) and accuracy <= chance + CHANCE_MARGIN)
+    """The finished run is no better than chance."""
+    return within_chance(run["test_accuracy"], run["chance_accuracy"])
 
 
 def no_better_than_chance(run: pd.Series) -> Observation | None:

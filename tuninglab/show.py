@@ -17,37 +17,25 @@ from typing import Any
 import dvc.api
 import pandas as pd
 
+from tuninglab.experiments import flatten
+from tuninglab.observations import within_chance
 from tuninglab.params import DATASETS, PARAMS_FILE, read_yaml
-from tuninglab.schema import CHANCE_MARGIN
+from tuninglab.sensitivity import label
 
 
-def param_keys(tree: dict[str, Any], prefix: str = "") -> set[str]:
+def param_keys(tree: dict[str, Any]) -> set[str]:
     """The dotted keys of a params tree, as `dvc exp show` names its param columns."""
-    keys: set[str] = set()
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            keys |= param_keys(value, f"{prefix}{key}.")
-        else:
-            keys.add(f"{prefix}{key}")
-    return keys
+    return set(flatten(tree))
 
 
 def _params(record: dict[str, Any], keys: set[str]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k in keys}
 
 
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def changed(record: dict[str, Any], baseline: dict[str, Any], keys: set[str]) -> str:
     """`key=value` for each param (of `keys`) that differs from the baseline's, or `-`."""
     base = _params(baseline, keys)
-    diff = [f"{k}={_value(v)}" for k, v in _params(record, keys).items() if base.get(k) != v]
+    diff = [f"{k}={label(v)}" for k, v in _params(record, keys).items() if base.get(k) != v]
     return ", ".join(diff) or "-"
 
 
@@ -77,7 +65,7 @@ def state(record: dict[str, Any]) -> str:
         chance = _number(record, f"{dataset}.chance_accuracy")
         if record.get(f"{dataset}.diverged") is True:
             notes.append(f"{dataset} diverged")
-        elif accuracy is not None and chance is not None and accuracy <= chance + CHANCE_MARGIN:
+        elif within_chance(accuracy, chance):
             notes.append(f"{dataset} no better than chance")
     return "; ".join(notes) or "ok"
 
