@@ -10,8 +10,8 @@ Usage: python -m stages.check_params OUT  (OUT: the marker file it writes when a
 import sys
 from pathlib import Path
 
-from tuninglab import params, resources
-from tuninglab.files import write_text
+from tuninglab.lab import params, resources
+from tuninglab.lab.files import write_text
 
 if __name__ == "__main__":
     try:

@@ -6,9 +6,9 @@ counts them (`dropped_empty_rows`) and the stage says how many.
 
 from pathlib import Path
 
-from tuninglab import params, sources
-from tuninglab.cli import run_stage
-from tuninglab.files import atomic_dir, write_json
+from tuninglab.lab import params, sources
+from tuninglab.lab.files import atomic_dir, write_json
+from tuninglab.lab.stage import run_stage
 
 
 def main(dataset: str) -> None:

@@ -8,9 +8,9 @@ too few rows for the split shares ends the stage before anything is written.
 
 from pathlib import Path
 
-from tuninglab import params, prepare
-from tuninglab.cli import run_stage
-from tuninglab.files import atomic_dir, save_arrays
+from tuninglab.lab import params, prepare
+from tuninglab.lab.files import atomic_dir, save_arrays
+from tuninglab.lab.stage import run_stage
 
 
 def main(dataset: str) -> None:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from tuninglab import evaluation, models, params, schema, training
-from tuninglab.cli import run_stage
-from tuninglab.files import atomic_dir, load_arrays, write_json, write_text
+from tuninglab import schema
+from tuninglab.lab import evaluation, models, params, training
+from tuninglab.lab.files import atomic_dir, load_arrays, write_json, write_text
+from tuninglab.lab.stage import run_stage
 
 
 def log_epoch(dataset: str, epochs: int):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tuninglab import params
+from tuninglab.lab import params
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tuninglab import experiments
-from tuninglab.params import DATASETS
+from tuninglab.lab.datasets import dataset_names
 from tuninglab.schema import DETAILS, TEST_METRICS, TRAIN_METRICS, metrics_path
-from tuninglab.studies import Experiment
+from tuninglab.studies import collect
+from tuninglab.studies.spec import Experiment
 
 BASELINE_ACCURACY = {"tabular": 0.93, "image": 0.97, "text": 0.75}
 CHANCE = {"tabular": 0.333, "image": 0.112, "text": 0.578}
@@ -125,10 +125,10 @@ OTHER_DETAILS = {"noise-seed-3": {"used_threads": 2}}
 OTHER_CHANCE = {"text-source-local": {"text": 0.5}}
 FAILED = ("ofat-batch_size-16", {"train.batch_size": 16})
 HOSTILE = {
-    "x<svg>": ({"train.lr": 0.02}, {d: (0.9, "good") for d in DATASETS}),
-    "<!--<script>": ({"train.lr": 0.04}, {d: (0.85, "good") for d in DATASETS}),
+    "x<svg>": ({"train.lr": 0.02}, {d: (0.9, "good") for d in dataset_names()}),
+    "<!--<script>": ({"train.lr": 0.04}, {d: (0.85, "good") for d in dataset_names()}),
     "x${$": RUNS["ofat-lr-0.1"],  # a repeat: its name goes into the lr figure's legend
-    "img-source": ({"text.data.source": HOSTILE_SOURCE}, {d: (0.8, "good") for d in DATASETS}),
+    "img-source": ({"text.data.source": HOSTILE_SOURCE}, {d: (0.8, "good") for d in dataset_names()}),
 }
 HOSTILE_FAILED = ("<script>alert(1)<", {"train.lr": 0.3})
 HOSTILE_ERROR = "error: train.lr: <img src=x onerror=alert(1)> is not allowed"
@@ -242,7 +242,7 @@ def write_results(
     With `hostile`, add the runs whose names, data source and error line hold HTML.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    good = {d: (BASELINE_ACCURACY[d], "good") for d in DATASETS}
+    good = {d: (BASELINE_ACCURACY[d], "good") for d in dataset_names()}
     baseline = _record("main", baseline_params, "success", good)
     runs = RUNS | (HOSTILE if hostile else {})
     records = [
@@ -258,7 +258,7 @@ def write_results(
         records.append(
             _record(name, Experiment(name, settings).applied_to(baseline_params), "failed", {}, log)
         )
-    table = experiments.rows(baseline, records, STUDIES)
+    table = collect.rows(baseline, records, STUDIES)
     shapes = {"baseline": good, **{name: shapes for name, (_, shapes) in runs.items()}}
     curves = [
         curve(shape, accuracy).assign(experiment=name, dataset=dataset)

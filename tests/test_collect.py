@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from tests.conftest import commit_all
-from tuninglab import experiments
 from tuninglab.__main__ import main
-from tuninglab.params import DATASETS
+from tuninglab.lab.datasets import dataset_names
 from tuninglab.schema import DETAILS, TEST_METRICS, TRAIN_METRICS, metrics_path
+from tuninglab.studies import collect
 
 STUDIES = {"ofat": "ofat", "grid": "grid"}
 
@@ -47,19 +47,19 @@ def details(threads: int = 1) -> dict[str, Any]:
 
 
 def record(name: str, lr: float, accuracy: float | None, state: str = "success", commit: str = "") -> dict:
-    """A record as `experiments.read` and `with_details` make it, metrics nested under each dataset."""
+    """A record as `collect.read` and `with_details` make it, metrics nested under each dataset."""
     assert set(VALUES) == {*TEST_METRICS, *TRAIN_METRICS, *DETAILS}, "this test lags the schema"
     values = VALUES | {"test_accuracy": accuracy}
     metrics = {}
-    for dataset in DATASETS:
+    for dataset in dataset_names():
         metrics[metrics_path(dataset, "test").as_posix()] = {dataset: {k: values[k] for k in TEST_METRICS}}
         metrics[metrics_path(dataset, "train").as_posix()] = {dataset: {k: values[k] for k in TRAIN_METRICS}}
     params = {
         "split": {"seed": 1},
         "train": {"lr": lr, "threads": 1, "hidden": [8]},
-        **{d: {"data": {"source": "x"}, "train": {}} for d in DATASETS},
+        **{d: {"data": {"source": "x"}, "train": {}} for d in dataset_names()},
     }
-    found = {d: details() for d in DATASETS} if state == "success" else {}
+    found = {d: details() for d in dataset_names()} if state == "success" else {}
     return {
         "name": name,
         "rev": commit or f"{name}-rev",
@@ -78,7 +78,7 @@ def test_rows_read_the_nested_metrics_the_details_and_the_study_kind():
         record("grid-lr-0.2", 0.2, 0.85),
         record("by-hand", 0.3, 0.9, "failed"),
     ]
-    table = experiments.rows(baseline, runs, STUDIES)
+    table = collect.rows(baseline, runs, STUDIES)
     by = table.set_index(["experiment", "dataset"])
     assert by.loc[("ofat-lr-0.1", "image"), "test_accuracy"] == 0.95
     assert by.loc[("ofat-lr-0.1", "image"), "chance_accuracy"] == 0.4
@@ -95,7 +95,7 @@ def test_rows_read_the_nested_metrics_the_details_and_the_study_kind():
     ]
     failed = by.loc[("by-hand", "text")]
     assert failed["status"] == "failed" and failed[[*TEST_METRICS, *DETAILS]].isna().all()
-    assert list(table.columns[-len(experiments.METRIC_COLUMNS) :]) == [
+    assert list(table.columns[-len(collect.METRIC_COLUMNS) :]) == [
         *TEST_METRICS,
         *TRAIN_METRICS,
         *DETAILS,
@@ -106,7 +106,7 @@ def test_details_come_from_each_finished_runs_commit(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
-    for dataset in DATASETS:
+    for dataset in dataset_names():
         path = repo / metrics_path(dataset, "details")
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(details(threads=2)))
@@ -116,7 +116,7 @@ def test_details_come_from_each_finished_runs_commit(tmp_path):
     ).stdout.strip()
     done = record("ofat-lr-0.1", 0.1, 0.95, commit=rev) | {"details": None}
     queued = record("ofat-lr-0.2", 0.2, None, state="queued") | {"details": None}
-    found, waiting = experiments.with_details([done, queued], cwd=repo)
+    found, waiting = collect.with_details([done, queued], cwd=repo)
     assert found["details"]["text"]["used_threads"] == 2
     assert waiting["details"] is None  # no results of its own: no git show
     (repo / metrics_path("image", "details")).unlink()
@@ -126,7 +126,7 @@ def test_details_come_from_each_finished_runs_commit(tmp_path):
     ).stdout.strip()
     old = record("ofat-lr-0.3", 0.3, 0.9, commit=head)
     with pytest.raises(RuntimeError) as missing:
-        experiments.with_details([old], cwd=repo)
+        collect.with_details([old], cwd=repo)
     assert str(missing.value) == (
         f"ofat-lr-0.3 (commit {head[:7]}) has no metrics/image/details.json: it was run by an older version "
         "of the lab; run it again, or remove it (dvc exp remove ofat-lr-0.3)"
@@ -142,9 +142,9 @@ def lab(tmp_path, monkeypatch) -> list[dict]:
     )
     found = [record("main", 0.005, 0.9, commit="c" * 40)]
     found += [record(f"ofat-lr-{lr}", lr, 0.9) for lr in (0.1, 0.2, 0.3)]
-    monkeypatch.setattr(experiments, "read", lambda cwd: (found[0], found[1:]))
-    monkeypatch.setattr(experiments, "with_details", lambda records, cwd: records)
-    monkeypatch.setattr(experiments, "curves", lambda frame, cwd: pd.DataFrame(columns=["experiment"]))
+    monkeypatch.setattr(collect, "read", lambda cwd: (found[0], found[1:]))
+    monkeypatch.setattr(collect, "with_details", lambda records, cwd: records)
+    monkeypatch.setattr(collect, "curves", lambda frame, cwd: pd.DataFrame(columns=["experiment"]))
     return found
 
 

@@ -13,7 +13,8 @@ import pytest
 from plotly.offline import get_plotlyjs
 
 from tests.synthetic_results import HOSTILE_SOURCE, LOCAL_SOURCE, write_results
-from tuninglab import explorer, params, report, results
+from tuninglab.lab import params
+from tuninglab.report import build, explorer, results
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -222,7 +223,7 @@ def test_browser_runs_no_markup_from_names_values_paths_or_errors(
     from playwright.sync_api import sync_playwright
 
     write_results(tmp_path / "results", default_params, hostile=True)
-    report.write(tmp_path / "results", tmp_path / "reports")
+    build.write(tmp_path / "results", tmp_path / "reports")
     dialogs: list[str] = []
     errors: list[str] = []
     with sync_playwright() as playwright:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from tuninglab import models
-from tuninglab.params import TRAIN_RULES
+from tuninglab.lab import models
+from tuninglab.lab.params import TRAIN_RULES
 
 
 def cfg(**changes):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tuninglab import observations
+from tuninglab.report import observations
 
 
 def make_history(val_loss: list[float], train_loss: list[float] | None = None, train_accuracy: float = 0.95):

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tuninglab import params
-from tuninglab.params import ParamError
+from tuninglab.lab import params
+from tuninglab.lab.params import ParamError
 
 
 def test_repository_params_are_valid(default_params):

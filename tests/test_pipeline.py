@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import commit_all, make_lab_repo, sh
 from tuninglab import schema
-from tuninglab.params import DATASETS
+from tuninglab.lab.datasets import dataset_names
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def read(repo: Path, dataset: str, name: str) -> dict:
 
 
 def test_repro_trains_evaluates_and_saves_every_dataset(repo):
-    for dataset in DATASETS:
+    for dataset in dataset_names():
         assert (repo / "models" / dataset / "model.pt").is_file()
         assert json.loads((repo / "models" / dataset / "model.json").read_text())["train"]["epochs"] == 2
         test, train = read(repo, dataset, "test")[dataset], read(repo, dataset, "train")[dataset]
@@ -42,7 +42,7 @@ def test_repro_trains_evaluates_and_saves_every_dataset(repo):
 
 
 def test_stages_write_exactly_the_schema(repo):
-    for dataset in DATASETS:
+    for dataset in dataset_names():
         assert list(read(repo, dataset, "test")) == [dataset]
         assert tuple(read(repo, dataset, "test")[dataset]) == schema.TEST_METRICS
         assert tuple(read(repo, dataset, "train")[dataset]) == schema.TRAIN_METRICS
@@ -55,7 +55,7 @@ def test_exp_show_puts_every_datasets_test_accuracy_first(repo, monkeypatch):
     """The default table: each dataset's test accuracy and F1 within the first 200 characters."""
     monkeypatch.setenv("COLUMNS", "400")
     header = sh(repo, "dvc", "exp", "show", "--no-pager").stdout.splitlines()[1]
-    for dataset in DATASETS:
+    for dataset in dataset_names():
         for metric in ("test_accuracy", "macro_f1"):
             column = f"{dataset}.{metric}"
             assert column in header and header.index(column) + len(column) <= 200, column
@@ -88,22 +88,22 @@ def exp_rows(repo: Path) -> list[dict]:
 
 def test_one_param_experiment_covers_all_three_datasets(repo):
     out = sh(repo, "dvc", "exp", "run", "-S", "train.lr=0.1").stdout
-    for dataset in DATASETS:
+    for dataset in dataset_names():
         assert f"Running stage 'train@{dataset}'" in out
     assert "Running stage 'prepare@" not in out
     experiment = next(r for r in exp_rows(repo) if r["params"].get("train", {}).get("lr") == 0.1)
-    for dataset in DATASETS:
+    for dataset in dataset_names():
         test = experiment["metrics"][f"metrics/{dataset}/test.json"][dataset]
         train = experiment["metrics"][f"metrics/{dataset}/train.json"][dataset]
         assert tuple(test) == schema.TEST_METRICS and tuple(train) == schema.TRAIN_METRICS
-    assert f"metrics/{DATASETS[0]}/details.json" not in experiment["metrics"]
+    assert f"metrics/{dataset_names()[0]}/details.json" not in experiment["metrics"]
 
 
 def test_show_lists_what_each_experiment_changed_and_its_accuracy(repo):
     out = sh(repo, "python", "-m", "tuninglab", "show").stdout
     rows = [line for line in out.splitlines() if "train.lr=0.1" in line and "workspace" not in line]
-    assert rows and len(re.findall(r"\b[01]\.\d{3}\b", rows[0])) == len(DATASETS)
-    assert all(f"{d} (chance" in out for d in DATASETS)
+    assert rows and len(re.findall(r"\b[01]\.\d{3}\b", rows[0])) == len(dataset_names())
+    assert all(f"{d} (chance" in out for d in dataset_names())
 
 
 def test_one_datasets_setting_retrains_only_that_dataset(repo):
@@ -117,7 +117,9 @@ def test_plots_diff_draws_curves_and_confusion_per_dataset(repo):
     assert len(names) >= 2
     plots = json.loads(sh(repo, "dvc", "plots", "diff", "--json", *names[:2]).stdout)
     assert "errors" not in plots
-    expected = {f"{d} {t}" for d in DATASETS for t in ("loss", "validation accuracy", "test confusion")}
+    expected = {
+        f"{d} {t}" for d in dataset_names() for t in ("loss", "validation accuracy", "test confusion")
+    }
     assert set(plots["data"]) == expected
     for title, renders in plots["data"].items():
         assert sorted(renders[0]["revisions"]) == sorted(names[:2]), title

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tuninglab import prepare
-from tuninglab.sources import DataSourceError
+from tuninglab.lab import prepare
+from tuninglab.lab.sources import DataSourceError
 
 SPLIT = {"seed": 42, "val_size": 0.15, "test_size": 0.2}
 TEXT_DATA = {"source": "data/local/text/reviews.csv", "vocab_size": 100, "max_len": 8, "ngrams": 1}
@@ -177,7 +177,7 @@ def test_a_single_row_class_gets_the_check_not_scikit_learns_error(tmp_path):
 
 def test_bundled_data_is_checked_against_the_split_too(tmp_path):
     """Iris has 50 rows a class: a 1 % test split (2 rows) cannot hold its 3 classes."""
-    from tuninglab import sources
+    from tuninglab.lab import sources
 
     sources.fetch("tabular", "iris", tmp_path)
     with pytest.raises(DataSourceError, match=r"tabular\.data\.source: class 'setosa' of iris has 50 rows"):

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from tests.synthetic_results import LOCAL_SOURCE, write_results
-from tuninglab import figures, files, owned, params, report, results, sensitivity
 from tuninglab.__main__ import main
+from tuninglab.lab import files, params
+from tuninglab.report import build, figures, owned, results, sensitivity
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +29,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The synthetic study's report folder, written once for the tests that only read it."""
     folder = tmp_path_factory.mktemp("study")
     write_results(folder / "results", params.load(ROOT / "params.yaml"))
-    report.write(folder / "results", folder / "reports")
+    build.write(folder / "results", folder / "reports")
     return folder / "reports"
 
 
@@ -185,7 +186,7 @@ def test_manual_runs_other_data_and_thread_counts_are_reported_apart(written):
 
 def test_time_charts_show_cpu_time_of_training(study):
     runs, _ = results.load(study)
-    groups = report.by_hyperparameter(runs)["lr"]
+    groups = build.by_hyperparameter(runs)["lr"]
     figure = figures.cpu_time("lr", groups)
     axis = figure.axes[0]
     assert axis.get_ylabel() == "CPU seconds (training)" and "CPU time" in axis.get_title()
@@ -196,7 +197,7 @@ def test_time_charts_show_cpu_time_of_training(study):
 
 
 def test_summary_html_is_self_contained(study, tmp_path):
-    report.write(study, tmp_path / "reports")
+    build.write(study, tmp_path / "reports")
     page = (tmp_path / "reports" / "summary.html").read_text()
     assert page.count('src="data:image/png;base64,') == len(
         list((tmp_path / "reports" / "figures").glob("*.png"))
@@ -207,7 +208,7 @@ def test_summary_html_is_self_contained(study, tmp_path):
 
 def test_summary_escapes_names_values_paths_and_errors(tmp_path, default_params):
     write_results(tmp_path / "results", default_params, hostile=True)
-    report.write(tmp_path / "results", tmp_path / "reports")
+    build.write(tmp_path / "results", tmp_path / "reports")
     page = (tmp_path / "reports" / "summary.html").read_text()
     tags = re.findall(r"<(\w+)[^>]*>", page)
     assert "svg" not in tags and tags.count("script") == 0
@@ -226,32 +227,32 @@ def test_summary_escapes_names_values_paths_and_errors(tmp_path, default_params)
 
 def test_missing_results_say_what_to_run(tmp_path):
     with pytest.raises(results.ReportError, match=r"experiments.csv not found: run a study first"):
-        report.write(tmp_path / "nowhere", tmp_path / "reports")
+        build.write(tmp_path / "nowhere", tmp_path / "reports")
     assert not (tmp_path / "reports").exists()
 
 
 def test_empty_results_say_what_to_run(study, tmp_path):
     (study / "experiments.csv").write_text("")
     with pytest.raises(results.ReportError, match=r"experiments.csv is empty: run a study first"):
-        report.write(study, tmp_path / "reports")
+        build.write(study, tmp_path / "reports")
 
 
 def test_results_from_an_older_version_name_the_missing_columns(study, tmp_path):
     old = pd.read_csv(study / "curves.csv").drop(columns=["val_accuracy", "lr"])
     old.to_csv(study / "curves.csv", index=False)
     with pytest.raises(results.ReportError, match=r"lacks the columns val_accuracy, lr .* study collect"):
-        report.write(study, tmp_path / "reports")
+        build.write(study, tmp_path / "reports")
     old = pd.read_csv(study / "experiments.csv").drop(columns=["chance_accuracy", "cpu_time_s"])
     old.to_csv(study / "experiments.csv", index=False)
     with pytest.raises(results.ReportError, match=r"lacks the columns chance_accuracy, cpu_time_s "):
-        report.write(study, tmp_path / "reports")
+        build.write(study, tmp_path / "reports")
 
 
 def test_a_failed_report_leaves_the_previous_one_alone(written, tmp_path):
     before = snapshot(written)
     (tmp_path / "experiments.csv").write_text("experiment,dataset\n")
     with pytest.raises(results.ReportError):
-        report.write(tmp_path, written)
+        build.write(tmp_path, written)
     assert snapshot(written) == before
     assert [p.name for p in written.parent.iterdir() if p.name.startswith(".reports")] == []
 
@@ -262,13 +263,13 @@ def test_the_report_refuses_a_folder_holding_what_it_did_not_write(study, tmp_pa
     (out / "notes.txt").write_text("mine")
     (out / "figures" / "drawing.png").write_bytes(b"mine")
     with pytest.raises(results.ReportError) as refused:
-        report.write(study, out)
+        build.write(study, out)
     assert str(refused.value).startswith(
         f"{out} holds figures/, notes.txt and no manifest.json of what the lab"
     )
     assert snapshot(out) == {"notes.txt": b"mine", "figures/drawing.png": b"mine"}
     with pytest.raises(results.ReportError, match=r"notes.txt is a file, not a folder"):
-        report.write(study, out / "notes.txt")
+        build.write(study, out / "notes.txt")
 
 
 def test_report_out_a_repository_is_refused_with_one_line(study, tmp_path, capsys):
@@ -296,34 +297,34 @@ def quick_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, fol
 def test_the_report_replaces_only_its_own_files(study, tmp_path, monkeypatch):
     out = tmp_path / "reports"
     out.mkdir()  # empty: fine
-    report.write(study, out)
+    build.write(study, out)
     manifest = owned.read_manifest(out)
     assert set(manifest["files"]) == set(snapshot(out)) - {owned.MANIFEST}
-    monkeypatch.setattr(report, "_write_files", quick_files)
+    monkeypatch.setattr(build, "_write_files", quick_files)
     (out / "figures" / "curves-old.png").write_bytes(b"from an earlier report")
     files.write_json(
         out / owned.MANIFEST, manifest | {"files": [*manifest["files"], "figures/curves-old.png"]}
     )
-    report.write(study, out)
+    build.write(study, out)
     assert not (out / "figures" / "curves-old.png").exists()  # listed by the earlier report: its own
     (out / "figures" / "mine.png").write_bytes(b"mine")
     with pytest.raises(
         results.ReportError, match=r"holds what the lab did not write there \(figures/mine.png\)"
     ):
-        report.write(study, out)
+        build.write(study, out)
     (out / "figures" / "mine.png").unlink()
     # a manifest cannot make the report delete outside its folder
     (tmp_path / "victim.txt").write_text("mine")
     manifest = owned.read_manifest(out)
     files.write_json(out / owned.MANIFEST, manifest | {"files": [*manifest["files"], "../victim.txt"]})
-    report.write(study, out)
+    build.write(study, out)
     assert (tmp_path / "victim.txt").read_text() == "mine"
 
 
 def test_a_report_of_more_experiments_is_replaced_only_with_force(study, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(report, "_write_files", quick_files)
+    monkeypatch.setattr(build, "_write_files", quick_files)
     out = tmp_path / "reports"
-    report.write(study, out)
+    build.write(study, out)
     fewer = pd.read_csv(study / "experiments.csv")
     fewer = fewer[~fewer["experiment"].isin(["noise-seed-1", "hidden-by-hand"])]
     fewer.to_csv(study / "experiments.csv", index=False)

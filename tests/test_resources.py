@@ -11,8 +11,8 @@ import torch
 import yaml
 
 from tests.conftest import ROOT
-from tuninglab import params, resources
-from tuninglab.params import ParamError
+from tuninglab.lab import params, resources
+from tuninglab.lab.params import ParamError
 
 
 def test_defaults_fit_in_a_small_machine(default_params):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tuninglab import show
+from tuninglab.studies import show
 
 KEYS = {"train.lr", "train.optimizer", "image.train.model"}
 

@@ -20,9 +20,9 @@ import yaml
 
 from stages import download
 from tests.conftest import ROOT, make_lab_repo, sh
-from tuninglab import params, sources
-from tuninglab.params import ParamError
-from tuninglab.sources import DataSourceError
+from tuninglab.lab import params, sources
+from tuninglab.lab.params import ParamError
+from tuninglab.lab.sources import DataSourceError
 
 CORPUS = pd.DataFrame(
     {

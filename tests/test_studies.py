@@ -8,16 +8,16 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tuninglab import studies
 from tuninglab.__main__ import main
-from tuninglab.studies import StudyError
+from tuninglab.studies import spec
+from tuninglab.studies.spec import StudyError
 
 
 def test_shipped_studies_expand_and_pass_the_param_rules(default_params):
-    shipped = studies.load(ROOT / "studies.yaml")
+    shipped = spec.load(ROOT / "studies.yaml")
     assert {study["kind"] for study in shipped.values()} == {"ofat", "grid", "random"}
     for name, study in shipped.items():
-        experiments = studies.expand(name, study, default_params)
+        experiments = spec.expand(name, study, default_params)
         names = [e.name for e in experiments]
         assert len(names) == len(set(names)) > 0
         assert all(n.startswith(f"{name}-") for n in names)
@@ -25,7 +25,7 @@ def test_shipped_studies_expand_and_pass_the_param_rules(default_params):
 
 def test_ofat_changes_one_hyperparameter_and_skips_the_baseline_value(default_params):
     study = {"kind": "ofat", "params": {"train.lr": [0.001, 0.005, 0.1], "train.optimizer": ["sgd", "adam"]}}
-    experiments = studies.expand("ofat", study, default_params)
+    experiments = spec.expand("ofat", study, default_params)
     assert [(e.name, e.settings) for e in experiments] == [
         ("ofat-lr-0.001", {"train.lr": 0.001}),
         ("ofat-lr-0.1", {"train.lr": 0.1}),
@@ -35,21 +35,21 @@ def test_ofat_changes_one_hyperparameter_and_skips_the_baseline_value(default_pa
 
 def test_a_key_naming_several_params_sets_them_together(default_params):
     study = {"kind": "ofat", "params": {"tabular.data.normalize,image.data.normalize": [False]}}
-    (experiment,) = studies.expand("s", study, default_params)
+    (experiment,) = spec.expand("s", study, default_params)
     assert experiment.name == "s-normalize-false"
     assert experiment.set_args() == ["-S", "tabular.data.normalize=false", "-S", "image.data.normalize=false"]
 
 
 def test_list_values_are_named_and_passed_to_dvc(default_params):
     study = {"kind": "ofat", "params": {"train.hidden": [[], [64, 32]]}}
-    experiments = studies.expand("ofat", study, default_params)
+    experiments = spec.expand("ofat", study, default_params)
     assert [e.name for e in experiments] == ["ofat-hidden-none", "ofat-hidden-64-32"]
     assert experiments[1].set_args() == ["-S", "train.hidden=[64,32]"]
 
 
 def test_grid_is_every_combination(default_params):
     study = {"kind": "grid", "params": {"train.optimizer": ["sgd", "adam"], "train.lr": [0.01, 0.1]}}
-    experiments = studies.expand("g", study, default_params)
+    experiments = spec.expand("g", study, default_params)
     assert [e.name for e in experiments] == [
         "g-optimizer-sgd-lr-0.01",
         "g-optimizer-sgd-lr-0.1",
@@ -70,9 +70,9 @@ def test_random_search_draws_the_same_configurations_from_the_same_seed(default_
             "train.optimizer": {"choice": ["sgd", "adam", "rmsprop"]},
         },
     }
-    first = studies.expand("r", study, default_params)
-    again = studies.expand("r", study, default_params)
-    other = studies.expand("r", {**study, "seed": 4}, default_params)
+    first = spec.expand("r", study, default_params)
+    again = spec.expand("r", study, default_params)
+    other = spec.expand("r", {**study, "seed": 4}, default_params)
     assert first == again and first != other
     assert [e.name for e in first][:2] == ["r-01", "r-02"]
     rates = [e.settings["train.lr"] for e in first]
@@ -108,7 +108,7 @@ def test_random_search_draws_the_same_configurations_from_the_same_seed(default_
 )
 def test_bad_study_is_refused_with_a_clear_message(default_params, study, words):
     with pytest.raises(StudyError) as err:
-        studies.expand("s", study, default_params)
+        spec.expand("s", study, default_params)
     assert words in str(err.value) and "study s" in str(err.value)
 
 
@@ -133,5 +133,5 @@ def test_plan_starts_from_the_given_baseline_not_the_workspace_params(tmp_path, 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(workspace))
     monkeypatch.chdir(tmp_path)
     default_params["train"]["lr"] = 0.005  # HEAD's, say
-    assert [e.name for e in studies.plan("lrs", baseline=default_params)] == ["lrs-lr-0.1"]
-    assert [e.name for e in studies.plan("lrs")] == ["lrs-lr-0.005"]  # study plan: the workspace's
+    assert [e.name for e in spec.plan("lrs", baseline=default_params)] == ["lrs-lr-0.1"]
+    assert [e.name for e in spec.plan("lrs")] == ["lrs-lr-0.005"]  # study plan: the workspace's

@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from tests.conftest import commit_all, make_lab_repo, sh
-from tuninglab import experiments, params, studies
+from tuninglab.lab import params
+from tuninglab.studies import collect, spec
 
 pytestmark = pytest.mark.slow
 
@@ -156,7 +157,7 @@ def test_a_changed_workspace_param_never_reaches_a_queued_study_run(lab):
 
     sh(lab, "git", "checkout", "params.yaml")
     sh(lab, *study_run("slow", 1))
-    _, ran = experiments.read(lab)
-    (experiment,) = studies.plan("slow", lab / "studies.yaml", head)
+    _, ran = collect.read(lab)
+    (experiment,) = spec.plan("slow", lab / "studies.yaml", head)
     assert [(r["name"], r["state"]) for r in ran] == [("slow-epochs-3", "success")]
     assert ran[0]["params"] == experiment.applied_to(head)  # HEAD's params and the study's change only

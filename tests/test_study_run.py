@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from tests.conftest import commit_all, make_lab_repo, sh
-from tuninglab import experiments, runner
 from tuninglab.__main__ import main
-from tuninglab.params import DATASETS
-from tuninglab.studies import StudyError
+from tuninglab.lab.datasets import dataset_names
+from tuninglab.studies import collect, runner
+from tuninglab.studies.spec import StudyError
 
 
 def record(name, state="success", params=None, metrics=None, log=None):
@@ -50,7 +50,7 @@ def dvc_reached(*args, **kwargs):
 
 def test_bad_study_is_refused_before_anything_is_queued(tmp_path, monkeypatch, default_params):
     repo = committed_lab(tmp_path, default_params, {"s": {"kind": "ofat", "params": {"train.lrr": [1]}}})
-    monkeypatch.setattr(experiments, "dvc", no_dvc)
+    monkeypatch.setattr(collect, "dvc", no_dvc)
     with pytest.raises(StudyError, match=r"train\.lrr: unknown parameter"):
         runner.run("s", jobs=2, cwd=repo)
 
@@ -68,7 +68,7 @@ def test_a_workspace_that_differs_from_head_is_refused_in_one_line(
     (repo / "tuninglab" / "train.py").write_text("EPOCHS = 2\n")
     (repo / "tuninglab" / "scratch.py").write_text("untracked\n")
     monkeypatch.chdir(repo)
-    monkeypatch.setattr(experiments, "dvc", no_dvc)
+    monkeypatch.setattr(collect, "dvc", no_dvc)
 
     assert main(["study", "run", "s"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
@@ -77,7 +77,7 @@ def test_a_workspace_that_differs_from_head_is_refused_in_one_line(
     assert "scratch.py" not in line  # untracked files are not part of a queued run
 
     sh(repo, "git", "checkout", "--", "params.yaml", "tuninglab/train.py")
-    monkeypatch.setattr(experiments, "dvc", dvc_reached)
+    monkeypatch.setattr(collect, "dvc", dvc_reached)
     assert main(["study", "run", "s"]) == 2
     assert capsys.readouterr().err == "error: dvc reached\n"  # the clean workspace passed every check
 
@@ -96,7 +96,7 @@ def test_threads_auto_is_refused(tmp_path, monkeypatch, default_params, auto_at,
     elif auto_at:
         default_params[auto_at]["train"]["threads"] = "auto"
     repo = committed_lab(tmp_path, default_params, {"s": {"kind": "ofat", "params": study}})
-    monkeypatch.setattr(experiments, "dvc", no_dvc)
+    monkeypatch.setattr(collect, "dvc", no_dvc)
     with pytest.raises(StudyError) as err:
         runner.run("s", jobs=1, cwd=repo)
     assert words in str(err.value)
@@ -105,7 +105,7 @@ def test_threads_auto_is_refused(tmp_path, monkeypatch, default_params, auto_at,
 def test_a_study_may_vary_the_thread_count(tmp_path, monkeypatch, default_params):
     study = {"s": {"kind": "ofat", "params": {"train.threads": [2, 4]}}}
     repo = committed_lab(tmp_path, default_params, study)
-    monkeypatch.setattr(experiments, "dvc", dvc_reached)
+    monkeypatch.setattr(collect, "dvc", dvc_reached)
     with pytest.raises(RuntimeError, match="dvc reached"):
         runner.run("s", jobs=1, cwd=repo)
 
@@ -137,7 +137,7 @@ def test_study_runs_on_the_queue_collects_and_resumes(tmp_path):
         "tiny-lr-0.05",
         "tiny-source-data_local_text_missing.csv",
     ]
-    assert len(table) == 4 * len(DATASETS)
+    assert len(table) == 4 * len(dataset_names())
     by = table.set_index(["experiment", "dataset"])
     assert by.loc[("tiny-lr-0.05", "image"), "lr"] == 0.05
     assert by.loc[("tiny-lr-0.05", "image"), "status"] in {"ok", "diverged"}
@@ -182,7 +182,7 @@ def test_study_runs_on_the_queue_collects_and_resumes(tmp_path):
 def test_workers_leave_the_thread_count_to_the_param(monkeypatch, tmp_path):
     calls = []
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(experiments, "dvc", lambda *args, **kw: calls.append((args, kw.get("env"))))
+    monkeypatch.setattr(collect, "dvc", lambda *args, **kw: calls.append((args, kw.get("env"))))
     runner.start_workers(2, tmp_path)
     ((args, env),) = calls
     assert args == ("queue", "start", "-j", "2")
@@ -196,8 +196,8 @@ def test_resume_refuses_an_experiment_whose_study_changed_since(monkeypatch, tmp
         {"r": {"kind": "random", "trials": 1, "seed": 0, "params": {"train.lr": {"choice": [0.5]}}}},
     )
     ran_before = record("r-1", params={**default_params, "train": {**default_params["train"], "lr": 0.2}})
-    monkeypatch.setattr(experiments, "read", lambda cwd: (record("main"), [ran_before]))
-    monkeypatch.setattr(experiments, "dvc", no_dvc)
+    monkeypatch.setattr(collect, "read", lambda cwd: (record("main"), [ran_before]))
+    monkeypatch.setattr(collect, "dvc", no_dvc)
     with pytest.raises(StudyError, match="experiment r-1 exists on this commit with other settings"):
         runner.run("r", jobs=1, cwd=repo)
 
@@ -218,8 +218,8 @@ def test_wait_survives_a_hung_or_failing_exp_show_and_follows_until_done(monkeyp
             raise answer
         return record("main"), answer
 
-    monkeypatch.setattr(experiments, "read", read)
-    monkeypatch.setattr(experiments, "dvc", no_dvc)
+    monkeypatch.setattr(collect, "read", read)
+    monkeypatch.setattr(collect, "dvc", no_dvc)
     counts = runner.wait({"s-1", "s-2"}, jobs=1, cwd=tmp_path, poll=0)
     assert counts["success"] == 1 and counts["failed"] == 1
     assert next(answers, None) is None
@@ -235,8 +235,8 @@ def test_wait_goes_on_when_a_look_misses_queued_experiments(monkeypatch, tmp_pat
             [record("s-1", state="success"), record("s-2", state="success")],
         ]
     )
-    monkeypatch.setattr(experiments, "read", lambda cwd, timeout: (record("main"), next(answers)))
-    monkeypatch.setattr(experiments, "dvc", no_dvc)
+    monkeypatch.setattr(collect, "read", lambda cwd, timeout: (record("main"), next(answers)))
+    monkeypatch.setattr(collect, "dvc", no_dvc)
     monkeypatch.setattr(runner, "orphans", lambda records, cwd: set())
     monkeypatch.setattr(runner, "workers", lambda cwd: ["a live worker"])
     counts = runner.wait({"s-1", "s-2"}, jobs=1, cwd=tmp_path, poll=0)
@@ -245,7 +245,7 @@ def test_wait_goes_on_when_a_look_misses_queued_experiments(monkeypatch, tmp_pat
 
 def test_wait_ends_when_an_experiment_stays_gone(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(
-        experiments, "read", lambda cwd, timeout: (record("main"), [record("s-1", state="success")])
+        collect, "read", lambda cwd, timeout: (record("main"), [record("s-1", state="success")])
     )
     counts = runner.wait({"s-1", "s-2"}, jobs=1, cwd=tmp_path, poll=0)
     assert counts["success"] == 1
@@ -259,7 +259,7 @@ def test_wait_gives_up_when_exp_show_keeps_failing(monkeypatch, tmp_path):
         looks.append(timeout)
         raise RuntimeError("dvc exp show --json failed: ERROR: not a git repository")
 
-    monkeypatch.setattr(experiments, "read", read)
+    monkeypatch.setattr(collect, "read", read)
     with pytest.raises(RuntimeError, match=r"failed 5 times in a row; last: .*not a git repository"):
         runner.wait({"s-1"}, jobs=1, cwd=tmp_path, poll=0)
     assert len(looks) == runner.SHOW_TRIES
@@ -313,9 +313,9 @@ def test_wait_marks_failed_an_experiment_whose_worker_died(monkeypatch, tmp_path
         [record("s-a"), record("s-b", state="failed")],
     ]
     answers = (copy.deepcopy(look) for look in looks)
-    monkeypatch.setattr(experiments, "read", lambda cwd, timeout: (record("main"), next(answers)))
+    monkeypatch.setattr(collect, "read", lambda cwd, timeout: (record("main"), next(answers)))
     calls = []
-    monkeypatch.setattr(experiments, "dvc", lambda *args, **kw: calls.append(args))
+    monkeypatch.setattr(collect, "dvc", lambda *args, **kw: calls.append(args))
 
     counts = runner.wait({"s-a", "s-b"}, jobs=2, cwd=tmp_path, poll=0)
     assert calls == [("queue", "kill", "s-b")]  # on the second look in a row that found it orphaned

@@ -11,7 +11,8 @@ import torch
 import yaml
 
 from tests.conftest import blobs, split_arrays
-from tuninglab import schema, training
+from tuninglab import schema
+from tuninglab.lab import training
 
 META = {"classes": ["a", "b", "c"], "input_shape": [4], "preprocessing": {}}
 
@@ -163,7 +164,7 @@ def test_cuda_refused_without_a_gpu(monkeypatch):
 
 
 def test_evaluation_on_trained_model(tmp_path):
-    from tuninglab import evaluation
+    from tuninglab.lab import evaluation
 
     arrays = split_arrays(*blobs())
     model, _, _ = run(arrays)
@@ -195,7 +196,7 @@ def test_train_stage_says_when_the_batch_is_larger_than_the_training_split(
     tmp_path, monkeypatch, capsys, default_params
 ):
     from stages import train as stage
-    from tuninglab.files import save_arrays
+    from tuninglab.lab.files import save_arrays
 
     arrays = split_arrays(*blobs())
     prepared = tmp_path / "data" / "prepared" / "tabular"

@@ -16,20 +16,21 @@ import shlex
 import sys
 from pathlib import Path
 
-from tuninglab import experiments, params, report, results, runner, show, studies
+from tuninglab.lab import params
+from tuninglab.report import build, results
+from tuninglab.studies import collect, runner, show, spec
 
 
 def _collect(force: bool = False) -> None:
     kinds = {
-        name: study.get("kind", "") if isinstance(study, dict) else ""
-        for name, study in studies.load().items()
+        name: study.get("kind", "") if isinstance(study, dict) else "" for name, study in spec.load().items()
     }
-    frame, replaced = experiments.collect(kinds, force=force)
+    frame, replaced = collect.collect(kinds, force=force)
     if replaced:
         print(replaced)
     counts = frame.drop_duplicates("experiment")["study"].value_counts().to_dict()
-    print(f"{experiments.RESULTS_FILE}: {len(frame)} rows; experiments per study {counts}")
-    print(f"{experiments.CURVES_FILE}: per-epoch curves of the finished runs")
+    print(f"{collect.RESULTS_FILE}: {len(frame)} rows; experiments per study {counts}")
+    print(f"{collect.CURVES_FILE}: per-epoch curves of the finished runs")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,10 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     run = study.add_parser("run", help="run a study on DVC's queue, then collect")
     run.add_argument("name", help="a study of studies.yaml")
     run.add_argument("-j", "--jobs", type=int, default=1, help="parallel workers (default 1)")
-    collect = study.add_parser(
-        "collect", help=f"write {experiments.RESULTS_FILE} and {experiments.CURVES_FILE}"
-    )
-    collect.add_argument(
+    gather = study.add_parser("collect", help=f"write {collect.RESULTS_FILE} and {collect.CURVES_FILE}")
+    gather.add_argument(
         "--force", action="store_true", help="replace results holding experiments the new ones lack"
     )
     writer = commands.add_parser("report", help="write the study report from the collected results")
@@ -57,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     writer.add_argument(
         "--out",
         type=Path,
-        default=report.REPORTS_DIR,
+        default=build.REPORTS_DIR,
         help="a new or empty folder, or an earlier report (default: %(default)s)",
     )
     writer.add_argument(
@@ -68,17 +67,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "show":
             print(show.render())
         elif args.command == "report":
-            replaced = report.write(args.results, args.out, force=args.force)
+            replaced = build.write(args.results, args.out, force=args.force)
             if replaced:
                 print(replaced)
             print(f"{args.out}: summary.md, summary.html, explorer.html and the tables written")
         elif args.action == "plan":
-            for experiment in studies.plan(args.name):
+            for experiment in spec.plan(args.name):
                 command = ["dvc", "exp", "run", "--queue", "-n", experiment.name, *experiment.set_args()]
                 print(shlex.join(command))
         elif args.action == "run":
             if args.jobs < 1:
-                raise studies.StudyError(f"--jobs: {args.jobs} is not allowed; expected an integer >= 1")
+                raise spec.StudyError(f"--jobs: {args.jobs} is not allowed; expected an integer >= 1")
             try:
                 counts = runner.run(args.name, args.jobs)
             except KeyboardInterrupt:  # the runner stopped its workers and said how to resume
@@ -88,10 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             _collect(force=args.force)
     except (
-        studies.StudyError,
+        spec.StudyError,
         params.ParamError,
         results.ReportError,
-        experiments.OverwriteError,
+        collect.OverwriteError,
         RuntimeError,
     ) as err:
         print(f"error: {err}", file=sys.stderr)

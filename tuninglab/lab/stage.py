@@ -6,8 +6,9 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from tuninglab.params import DATASETS, ParamError
-from tuninglab.sources import DataSourceError
+from tuninglab.lab.datasets import dataset_names
+from tuninglab.lab.params import ParamError
+from tuninglab.lab.sources import DataSourceError
 
 
 def run_stage(main: Callable[[str], None], description: str) -> None:
@@ -17,7 +18,7 @@ def run_stage(main: Callable[[str], None], description: str) -> None:
     on stderr and exit code 2, instead of a traceback.
     """
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("dataset", choices=DATASETS)
+    parser.add_argument("dataset", choices=dataset_names())
     args = parser.parse_args()
     try:
         main(args.dataset)

@@ -35,7 +35,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from tuninglab import schema
-from tuninglab.sensitivity import label
+from tuninglab.report.sensitivity import label
 
 OVERFIT_EPOCHS = 3
 OVERFIT_RISE = 0.10

@@ -31,10 +31,10 @@ import numpy as np
 import pandas as pd
 from plotly.offline import get_plotlyjs
 
-from tuninglab import observations, results
-from tuninglab.files import write_text
-from tuninglab.params import DATASETS
-from tuninglab.sensitivity import label
+from tuninglab.lab.datasets import dataset_names
+from tuninglab.lab.files import write_text
+from tuninglab.report import observations, results
+from tuninglab.report.sensitivity import label
 
 # column, label in the metrics table, decimals shown
 METRICS = [
@@ -297,7 +297,7 @@ def write(runs: pd.DataFrame, curves: pd.DataFrame, path: Path) -> None:
     names = results.param_columns(runs)
     ordered = runs.sort_values("experiment", key=lambda e: e != "baseline", kind="stable")
     shown = ordered.apply(results.dataset_name, axis=1)
-    labels = [d for d in DATASETS if d in set(shown)] + sorted(set(shown) - set(DATASETS))
+    labels = [d for d in dataset_names() if d in set(shown)] + sorted(set(shown) - set(dataset_names()))
     data = {
         label: _dataset(ordered[shown == label], names, curves)
         for label in labels

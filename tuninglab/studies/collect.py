@@ -21,8 +21,9 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from tuninglab.files import write_text
-from tuninglab.params import DATASETS, train_config
+from tuninglab.lab.datasets import dataset_names
+from tuninglab.lab.files import write_text
+from tuninglab.lab.params import train_config
 from tuninglab.schema import DETAILS, TEST_METRICS, TRAIN_METRICS, metrics_path, plots_path
 
 RESULTS_FILE = Path("results/experiments.csv")
@@ -209,7 +210,7 @@ def rows(
         study = "baseline" if is_baseline else study_of(record["name"], studies)
         changed = {} if is_baseline else changes(record["params"], baseline["params"])
         error = last_error(record["log"]) if record["state"] == "failed" else ""
-        for dataset in DATASETS:
+        for dataset in dataset_names():
             metrics = _dataset_metrics(record, dataset)
             if record["state"] != "success":
                 status, metrics = record["state"], dict.fromkeys(metrics)
@@ -264,7 +265,9 @@ def with_details(records: list[dict[str, Any]], cwd: Path = Path()) -> list[dict
     """
 
     def details(record: dict[str, Any]) -> dict[str, Any]:
-        shown = {d: _show(record["name"], record["rev"], metrics_path(d, "details"), cwd) for d in DATASETS}
+        shown = {
+            d: _show(record["name"], record["rev"], metrics_path(d, "details"), cwd) for d in dataset_names()
+        }
         return {dataset: json.loads(text) for dataset, text in shown.items()}
 
     return [

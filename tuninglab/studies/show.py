@@ -17,10 +17,11 @@ from typing import Any
 import dvc.api
 import pandas as pd
 
-from tuninglab.experiments import flatten
-from tuninglab.observations import within_chance
-from tuninglab.params import DATASETS, PARAMS_FILE, read_yaml
-from tuninglab.sensitivity import label
+from tuninglab.lab.datasets import dataset_names
+from tuninglab.lab.params import PARAMS_FILE, read_yaml
+from tuninglab.report.observations import within_chance
+from tuninglab.report.sensitivity import label
+from tuninglab.studies.collect import flatten
 
 
 def param_keys(tree: dict[str, Any]) -> set[str]:
@@ -60,7 +61,7 @@ def state(record: dict[str, Any]) -> str:
     if record.get("State") and record["State"].lower() != "success":
         return record["State"].lower()
     notes = []
-    for dataset in DATASETS:
+    for dataset in dataset_names():
         accuracy = _number(record, f"{dataset}.test_accuracy")
         chance = _number(record, f"{dataset}.chance_accuracy")
         if record.get(f"{dataset}.diverged") is True:
@@ -84,14 +85,14 @@ def table(records: list[dict[str, Any]], keys: set[str]) -> pd.DataFrame:
         rows.append(("workspace (not committed)", workspace))
     rows += [(r["Experiment"] or r["rev"], r) for r in records if r["typ"] != "baseline"]
     headers = {}
-    for dataset in DATASETS:
+    for dataset in dataset_names():
         chance = _number(baseline, f"{dataset}.chance_accuracy")
         headers[dataset] = f"{dataset} (chance {chance:.3f})" if chance is not None else dataset
     return pd.DataFrame(
         [
             {
                 "experiment": name,
-                **{headers[d]: _accuracy(record, baseline, d) for d in DATASETS},
+                **{headers[d]: _accuracy(record, baseline, d) for d in dataset_names()},
                 "state": state(record),
                 "changed": "-" if record is baseline else changed(record, baseline, keys),
             }

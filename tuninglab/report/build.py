@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tuninglab import experiments, explorer, figures, observations, owned, results, sensitivity, summary
+from tuninglab.report import explorer, figures, observations, owned, results, sensitivity, summary
+from tuninglab.studies import collect
 
 REPORTS_DIR = Path("reports")
 TITLE = "Tuning Lab: what each hyperparameter did"
@@ -82,12 +83,12 @@ def _file_name(name: str) -> str:
     return name.replace(".", "_")
 
 
-def _previous(out: Path) -> experiments.Holding | None:
+def _previous(out: Path) -> collect.Holding | None:
     """What the report in `out` was written from, as its manifest says; None when unknown."""
     manifest = owned.read_manifest(out)
     if not isinstance(manifest.get("experiments"), list):
         return None
-    return experiments.Holding(str(manifest.get("baseline_commit")), frozenset(manifest["experiments"]))
+    return collect.Holding(str(manifest.get("baseline_commit")), frozenset(manifest["experiments"]))
 
 
 def write(results_dir: Path = results.RESULTS_DIR, out: Path = REPORTS_DIR, force: bool = False) -> str:
@@ -107,14 +108,14 @@ def write(results_dir: Path = results.RESULTS_DIR, out: Path = REPORTS_DIR, forc
             nothing is written then.
     """
     runs, curves = results.load(results_dir)
-    written_from = experiments.holding(runs)
+    written_from = collect.holding(runs)
     record = {"baseline_commit": written_from.commit, "experiments": sorted(written_from.experiments)}
     try:
         owned.check_owned(out)
-        replaced = experiments.replacing(out, _previous(out), written_from, force)
+        replaced = collect.replacing(out, _previous(out), written_from, force)
         with owned.owned_dir(out, record) as tmp:
             _write_files(runs, curves, results_dir, tmp)
-    except (owned.ForeignEntriesError, experiments.OverwriteError) as err:
+    except (owned.ForeignEntriesError, collect.OverwriteError) as err:
         raise results.ReportError(str(err)) from None
     return replaced
 

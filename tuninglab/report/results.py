@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tuninglab.experiments import CURVES_FILE, METRIC_COLUMNS, RESULTS_FILE
 from tuninglab.schema import HISTORY_COLUMNS
+from tuninglab.studies.collect import CURVES_FILE, METRIC_COLUMNS, RESULTS_FILE
 
 RESULTS_DIR = RESULTS_FILE.parent
 RUN_COLUMNS = ["experiment", "study", "study_kind", "hyperparameter", "value", "dataset", "status", "error"]

@@ -19,8 +19,9 @@ from pathlib import Path
 import markdown
 import pandas as pd
 
-from tuninglab import observations, results, schema, sensitivity
-from tuninglab.params import DATASETS
+from tuninglab import schema
+from tuninglab.lab.datasets import dataset_names
+from tuninglab.report import observations, results, sensitivity
 
 MODEL_COLUMNS = ["data.source", "model", "hidden", "channels", "embedding_dim", "n_params", "used_device"]
 TRUST_R2 = 0.5  # out-of-bag R^2 below which the forest's importances are only a rough guide
@@ -286,7 +287,7 @@ def comparison_section(
     lines = ["## Across datasets", ""]
     lines += [f"![{caption}]({path})" for caption, path in figures.items() if "importance" not in caption]
     lines += ["", "Ranking per dataset (spread of test accuracy in points; `~` = within seed noise):", ""]
-    for dataset in [d for d in DATASETS if d in set(table["dataset"])]:
+    for dataset in [d for d in dataset_names() if d in set(table["dataset"])]:
         ranked = sensitivity.ranking(table, dataset)
         items = [
             f"{text(r.hyperparameter)} {'~' if r.within_noise else ''}{_pts(r.spread)}"
@@ -305,7 +306,9 @@ def comparison_section(
             "",
         ]
         shares = importance.pivot(index="hyperparameter", columns="dataset", values="importance")
-        shares = shares[[d for d in DATASETS if d in shares]].map(lambda v: f"{v:.2f}" if pd.notna(v) else "")
+        shares = shares[[d for d in dataset_names() if d in shares]].map(
+            lambda v: f"{v:.2f}" if pd.notna(v) else ""
+        )
         lines += [_table(shares.reset_index()), ""]
         fit = importance.drop_duplicates("dataset")
         lines.append(
@@ -376,7 +379,7 @@ def conclusions_section(
 ) -> str:
     """Conclusions, each from a number above: what mattered most, what was noise, what to try next."""
     lines = ["## Conclusions", ""]
-    for dataset in [d for d in DATASETS if d in set(table["dataset"])]:
+    for dataset in [d for d in dataset_names() if d in set(table["dataset"])]:
         ranked = sensitivity.ranking(table, dataset)
         top = ranked.iloc[0]
         quiet = ranked[ranked["within_noise"]]["hyperparameter"].tolist()
@@ -465,7 +468,7 @@ def _runs_table(chosen: pd.DataFrame, runs: pd.DataFrame) -> str:
             "study": rows["study"].iloc[0],
             "changes": max(rows.apply(observations.settings, axis=1), key=len),
         }
-        for dataset in DATASETS:
+        for dataset in dataset_names():
             mine = rows[rows["dataset"] == dataset]
             cell = (
                 "other data" if (mine["other_source"] != "").any() else _accuracy(mine["test_accuracy"].max())

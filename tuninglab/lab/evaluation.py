@@ -10,7 +10,7 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 from torch import nn
 
-from tuninglab.training import loss_function, predict
+from tuninglab.lab.training import loss_function, predict
 
 
 def test_metrics(

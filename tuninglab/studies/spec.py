@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tuninglab import params
+from tuninglab.lab import params
 
 STUDIES_FILE = Path("studies.yaml")
 KINDS = ("ofat", "grid", "random")

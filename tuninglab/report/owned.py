@@ -17,7 +17,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from tuninglab.files import read_json, write_json
+from tuninglab.lab.files import read_json, write_json
 
 MANIFEST = "manifest.json"  # what `owned_dir` wrote in a folder, and what from
 

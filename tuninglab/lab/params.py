@@ -16,7 +16,8 @@ from typing import Any, NamedTuple
 
 import yaml
 
-DATASETS = ("tabular", "image", "text")
+from tuninglab.lab.datasets import dataset_names
+
 PARAMS_FILE = Path("params.yaml")
 
 
@@ -215,7 +216,7 @@ def validate(params: Any) -> dict[str, Any]:
         ParamError: on the first problem, naming the parameter, its value and
             what is allowed.
     """
-    groups = {"split": SPLIT_RULES, "train": TRAIN_RULES, **{d: {} for d in DATASETS}}
+    groups = {"split": SPLIT_RULES, "train": TRAIN_RULES, **{d: {} for d in dataset_names()}}
     _check_keys(params, "params.yaml", groups, required=True)
     _check_keys(params["split"], "split", SPLIT_RULES, required=True)
     _check_values(params["split"], "split", SPLIT_RULES)
@@ -227,7 +228,7 @@ def validate(params: Any) -> dict[str, Any]:
         )
     _check_keys(params["train"], "train", TRAIN_RULES, required=True)
     _check_values(params["train"], "train", TRAIN_RULES)
-    for dataset in DATASETS:
+    for dataset in dataset_names():
         group = params[dataset]
         _check_keys(group, dataset, {"data": None, "train": None}, required=True)
         data_rules = DATA_RULES[dataset]
@@ -272,9 +273,9 @@ def value_range(key: str) -> tuple[float | None, float | None] | None:
         rule = SPLIT_RULES.get(parts[1])
     elif parts[0] == "train" and len(parts) == 2:
         rule = TRAIN_RULES.get(parts[1])
-    elif parts[0] in DATASETS and len(parts) == 3 and parts[1] == "train":
+    elif parts[0] in dataset_names() and len(parts) == 3 and parts[1] == "train":
         rule = {**TRAIN_RULES, **MODEL_RULES[parts[0]]}.get(parts[2])
-    elif parts[0] in DATASETS and len(parts) == 3 and parts[1] == "data":
+    elif parts[0] in dataset_names() and len(parts) == 3 and parts[1] == "data":
         rule = DATA_RULES[parts[0]].get(parts[2])
     else:
         rule = None

@@ -20,7 +20,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tuninglab.params import DATASETS, ParamError, no_cuda, train_config
+from tuninglab.lab.datasets import dataset_names
+from tuninglab.lab.params import ParamError, no_cuda, train_config
 
 # Rows and input size of the shipped sources (known before they are downloaded).
 SOURCE_SHAPES: dict[str, tuple[int, int]] = {
@@ -109,7 +110,7 @@ def check_memory(params: dict[str, Any], available: int | None = None) -> None:
             params that size it, and the machine's memory.
     """
     available = machine_memory() if available is None else available
-    for dataset in DATASETS:
+    for dataset in dataset_names():
         terms = memory_estimate(params, dataset)
         total = sum(n_bytes for n_bytes, _ in terms.values())
         if total > MEMORY_SHARE * available:
@@ -127,7 +128,7 @@ def check_device(params: dict[str, Any]) -> None:
     Raises:
         ParamError: names the parameter and what is allowed here.
     """
-    for dataset in DATASETS:
+    for dataset in dataset_names():
         overrides = params[dataset]["train"] or {}
         where = f"{dataset}.train.device" if "device" in overrides else "train.device"
         if train_config(params, dataset)["device"] == "cuda":

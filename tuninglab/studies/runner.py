@@ -36,7 +36,9 @@ import psutil
 import yaml
 from tqdm import tqdm
 
-from tuninglab import experiments, params, studies
+from tuninglab.lab import params
+from tuninglab.lab.datasets import dataset_names
+from tuninglab.studies import collect, spec
 
 POLL_SECONDS = 20.0  # each look is a `dvc exp show`, which costs CPU the workers need
 SHOW_TIMEOUT_SECONDS = 60.0
@@ -66,11 +68,11 @@ def _params_changes(cwd: Path) -> str:
         return ""  # deleted, new or not YAML: the file name says enough
     if not (isinstance(workspace, dict) and isinstance(head, dict)):
         return ""
-    now, before = experiments.changes(workspace, head), experiments.changes(head, workspace)
+    now, before = collect.changes(workspace, head), collect.changes(head, workspace)
     keys = [*now, *(key for key in before if key not in now)]
     shown = [
-        f"{key}: {studies.format_value(now.get(key, 'missing'))} "
-        f"(HEAD: {studies.format_value(before.get(key, 'missing'))})"
+        f"{key}: {spec.format_value(now.get(key, 'missing'))} "
+        f"(HEAD: {spec.format_value(before.get(key, 'missing'))})"
         for key in keys
     ]
     return ", ".join(shown)
@@ -88,7 +90,7 @@ def check_workspace(cwd: Path = Path()) -> None:
         return
     keys = _params_changes(cwd) if str(params.PARAMS_FILE) in changed else ""
     described = [f"{path} ({keys})" if keys and path == str(params.PARAMS_FILE) else path for path in changed]
-    raise studies.StudyError(
+    raise spec.StudyError(
         f"the workspace differs from HEAD in {', '.join(described)}, and queued experiments would "
         "inherit it; commit it as the new baseline (git commit -am '<message>') or restore HEAD "
         f"(git checkout -- {' '.join(changed)}); nothing was queued"
@@ -112,11 +114,11 @@ def head_params(cwd: Path = Path()) -> dict[str, Any]:
 
 def _auto_threads(tree: dict[str, Any]) -> str | None:
     """The dotted key of the first `threads: auto` of a params tree, or None."""
-    groups = {"train": tree["train"]} | {f"{d}.train": tree[d]["train"] or {} for d in params.DATASETS}
+    groups = {"train": tree["train"]} | {f"{d}.train": tree[d]["train"] or {} for d in dataset_names()}
     return next((f"{key}.threads" for key, group in groups.items() if group.get("threads") == "auto"), None)
 
 
-def check_threads(baseline: dict[str, Any], planned: list[studies.Experiment]) -> None:
+def check_threads(baseline: dict[str, Any], planned: list[spec.Experiment]) -> None:
     """Refuse `threads: auto` at HEAD or in an experiment: runs of a study must share known thread counts.
 
     A study may vary `train.threads` on purpose; `auto` is refused because it
@@ -128,37 +130,36 @@ def check_threads(baseline: dict[str, Any], planned: list[studies.Experiment]) -
     why = "runs of a study must share one thread count"
     key = _auto_threads(baseline)
     if key:
-        raise studies.StudyError(
+        raise spec.StudyError(
             f"HEAD:{params.PARAMS_FILE}: {key} is auto; {why}: set an integer ({key}: 1) and commit it"
         )
     for experiment in planned:
         key = _auto_threads(experiment.applied_to(baseline))
         if key:
-            raise studies.StudyError(
-                f"{studies.STUDIES_FILE}: experiment {experiment.name} sets {key} to auto; {why}: "
-                "use integers"
+            raise spec.StudyError(
+                f"{spec.STUDIES_FILE}: experiment {experiment.name} sets {key} to auto; {why}: use integers"
             )
 
 
-def queue_missing(planned: list[studies.Experiment], cwd: Path = Path()) -> tuple[int, int]:
+def queue_missing(planned: list[spec.Experiment], cwd: Path = Path()) -> tuple[int, int]:
     """Queue the planned experiments not yet on the baseline commit; returns (already there, queued).
 
     Raises:
         StudyError: an experiment of the same name exists with other settings
             (a study edited after it ran); nothing has been queued then.
     """
-    _, existing = experiments.read(cwd)
+    _, existing = collect.read(cwd)
     known = {record["name"]: record["params"] for record in existing}
     for experiment in planned:
         done = known.get(experiment.name)
         if done is not None and not experiment.matches(done):
-            raise studies.StudyError(
+            raise spec.StudyError(
                 f"experiment {experiment.name} exists on this commit with other settings; "
                 f"remove it (dvc exp remove {experiment.name}) or rename the study"
             )
     missing = [experiment for experiment in planned if experiment.name not in known]
     for experiment in tqdm(missing, desc="queuing", unit="exp", disable=not missing):
-        experiments.dvc("exp", "run", "--queue", "-q", "-n", experiment.name, *experiment.set_args(), cwd=cwd)
+        collect.dvc("exp", "run", "--queue", "-q", "-n", experiment.name, *experiment.set_args(), cwd=cwd)
     return len(planned) - len(missing), len(missing)
 
 
@@ -168,7 +169,7 @@ def start_workers(jobs: int, cwd: Path = Path()) -> None:
     Their environment is this one: each experiment's thread count is its
     `train.threads` param, not a share of the cores.
     """
-    experiments.dvc("queue", "start", "-j", str(jobs), cwd=cwd)
+    collect.dvc("queue", "start", "-j", str(jobs), cwd=cwd)
 
 
 def _alive(pid: int) -> psutil.Process | None:
@@ -257,7 +258,7 @@ def _end_orphan(record: dict[str, Any], cwd: Path) -> bool:
         with suppress(psutil.Error):
             _kill([*executor.children(recursive=True), executor])
     try:
-        experiments.dvc("queue", "kill", name, cwd=cwd)  # its process is gone: DVC marks it failed
+        collect.dvc("queue", "kill", name, cwd=cwd)  # its process is gone: DVC marks it failed
     except RuntimeError as err:
         tqdm.write(f"experiment {name}: its queue worker died; marking it failed did not work yet ({err})")
         return False
@@ -269,7 +270,7 @@ def _end_orphan(record: dict[str, Any], cwd: Path) -> bool:
 
 
 def look(cwd: Path = Path(), tries: int = SHOW_TRIES, pause: float = POLL_SECONDS) -> list[dict[str, Any]]:
-    """The experiments of the baseline commit, as `experiments.read` gives them.
+    """The experiments of the baseline commit, as `collect.read` gives them.
 
     `dvc exp show` is unreliable while queue workers create and remove their
     temporary workspaces: it can block indefinitely, or fail on a directory
@@ -282,7 +283,7 @@ def look(cwd: Path = Path(), tries: int = SHOW_TRIES, pause: float = POLL_SECOND
     error: Exception | None = None
     for _ in range(tries):
         try:
-            _, records = experiments.read(cwd, timeout=SHOW_TIMEOUT_SECONDS)
+            _, records = collect.read(cwd, timeout=SHOW_TIMEOUT_SECONDS)
         except (subprocess.TimeoutExpired, RuntimeError) as failure:
             error = failure
             time.sleep(pause)
@@ -409,12 +410,12 @@ def stop(study: str, names: set[str], pending: set[str], cwd: Path = Path()) -> 
     stuck = _queue_running(records, cwd)  # their worker was killed: DVC marks them failed
     for name in stuck:
         with suppress(RuntimeError):
-            experiments.dvc("queue", "kill", name, cwd=cwd)
+            collect.dvc("queue", "kill", name, cwd=cwd)
             failed.add(name)
     stopped = sorted(failed & (pending | set(stuck)))
     ours = [name for name in stopped if name in names]
     if ours:
-        experiments.dvc("queue", "remove", *ours, cwd=cwd)
+        collect.dvc("queue", "remove", *ours, cwd=cwd)
     others = [name for name in stopped if name not in names]
     queued = _counts(records, names)["queued"]
     return (
@@ -440,7 +441,7 @@ def run(name: str, jobs: int, cwd: Path = Path()) -> Counter:
     """
     check_workspace(cwd)
     baseline = head_params(cwd)
-    planned = studies.plan(name, cwd / studies.STUDIES_FILE, baseline)
+    planned = spec.plan(name, cwd / spec.STUDIES_FILE, baseline)
     check_threads(baseline, planned)
     names = {experiment.name for experiment in planned}
     try:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tuninglab.files import read_json, write_json
+from tuninglab.lab.files import read_json, write_json
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,

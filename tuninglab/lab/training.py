@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tuninglab import models
-from tuninglab.params import no_cuda
+from tuninglab.lab import models
+from tuninglab.lab.params import no_cuda
 from tuninglab.schema import HISTORY_COLUMNS
 
 DIVERGENCE_FACTOR = 100.0

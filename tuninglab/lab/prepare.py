@@ -17,7 +17,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from tuninglab.sources import RAW_FILES, DataSourceError
+from tuninglab.lab.sources import RAW_FILES, DataSourceError
 
 SPLITS = ("train", "val", "test")
 PAD_ID, UNKNOWN_ID = 0, 1  # token ids reserved before the vocabulary's own

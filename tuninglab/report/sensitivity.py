@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestRegressor
 
-from tuninglab.params import value_range
-from tuninglab.results import compared
+from tuninglab.lab.params import value_range
+from tuninglab.report.results import compared
 
 SEED = "seed"
 MIN_RUNS_FOR_IMPORTANCE = 8

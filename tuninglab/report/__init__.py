@@ -1,0 +1,1 @@
+"""The report: read collected results, find what mattered, write `reports/` (torch-free)."""
