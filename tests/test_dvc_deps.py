@@ -82,7 +82,7 @@ def test_no_stage_depends_on_the_studies_or_the_report(name, cmd, deps):
 
 
 def test_a_stage_whose_deps_lack_an_import_is_caught():
-    name, cmd, deps = next(stage for stage in stages() if stage[0] == "train")
+    _, cmd, deps = next(stage for stage in stages() if stage[0] == "train")
     assert "tuninglab/lab/training.py" in uncovered(cmd, [d for d in deps if d != "tuninglab/lab"])
     assert uncovered(cmd, [d for d in deps if d != "tuninglab/schema.py"]) == ["tuninglab/schema.py"]
 

@@ -256,9 +256,17 @@ def load(path: Path = PARAMS_FILE) -> dict[str, Any]:
     return validate(params)
 
 
+def train_settings(params: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """The training settings of one dataset as a dict: shared `train` updated by `<dataset>.train`.
+
+    The results table's `train.*` columns; training itself reads `train_config`.
+    """
+    return {**params["train"], **(params[dataset]["train"] or {})}
+
+
 def train_config(params: dict[str, Any], dataset: str) -> dict[str, Any]:
     """The training settings of one dataset: shared `train` updated by `<dataset>.train`."""
-    return {**params["train"], **(params[dataset]["train"] or {})}
+    return train_settings(params, dataset)
 
 
 def value_range(key: str) -> tuple[float | None, float | None] | None:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from tuninglab.lab.datasets import dataset_names
 from tuninglab.lab.files import write_text
-from tuninglab.lab.params import train_config
+from tuninglab.lab.params import train_settings
 from tuninglab.schema import DETAILS, TEST_METRICS, TRAIN_METRICS, metrics_path, plots_path
 
 RESULTS_FILE = Path("results/experiments.csv")
@@ -175,7 +175,7 @@ def _dataset_params(params: dict[str, Any], dataset: str) -> dict[str, Any]:
     return (
         {f"split.{k}": v for k, v in params["split"].items()}
         | {f"data.{k}": v for k, v in params[dataset]["data"].items()}
-        | train_config(params, dataset)
+        | train_settings(params, dataset)
     )
 
 
