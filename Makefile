@@ -8,9 +8,12 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install run test test-fast lint bench bench-study notebooks report
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+# The pinned packages, then the lab itself as an editable package (`import tuninglab` works from
+# anywhere: notebooks, scripts); DVC's stage commands still run the checkout's own code.
+$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps -e .
 	touch $@
 
 # The page `dvc plots show/diff` fills (plots.html_template in .dvc/config): vega, vega-lite and

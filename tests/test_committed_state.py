@@ -1,4 +1,4 @@
-"""The committed dvc.lock (and so the committed metrics) comes from the committed code and params."""
+"""What is committed (dvc.lock, so the metrics, and reports/) comes from the committed code and results."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from tests.conftest import ROOT, sh
+from tuninglab.report import build
 
 
 def tracked_changes() -> list[str]:
@@ -37,3 +38,30 @@ def test_no_stage_is_stale_against_the_committed_code_or_params():
             if code or change.get("changed params"):
                 stale[stage] = code + list(change.get("changed params", {}))
     assert not stale, f"dvc.lock is older than the code or params of {stale}: run `dvc repro` and commit"
+
+
+def committed_report_files() -> list[str]:
+    """The report's files committed under reports/, relative to it."""
+    out = sh(ROOT, "git", "ls-files", "reports").stdout.split()
+    return sorted(path.removeprefix("reports/") for path in out)
+
+
+@pytest.mark.slow
+def test_the_committed_report_is_what_the_report_code_writes_from_the_committed_results(tmp_path):
+    """Regenerating reports/ from the committed results/ with this code changes no committed file.
+
+    The report is deterministic (figures included), so a change to the report
+    code that is not followed by `python -m tuninglab report` and a commit fails here.
+    """
+    if tracked_changes():
+        pytest.skip("the checkout has uncommitted changes; this checks committed states")
+    build.write(ROOT / "results", tmp_path / "reports")
+    committed = committed_report_files()
+    assert committed, "no report is committed"
+    differ = [
+        name
+        for name in committed
+        if not (tmp_path / "reports" / name).is_file()
+        or (tmp_path / "reports" / name).read_bytes() != (ROOT / "reports" / name).read_bytes()
+    ]
+    assert not differ, f"reports/ is older than the report code: {differ}; run `python -m tuninglab report`"
