@@ -1,20 +1,23 @@
-"""Stage download: fetch one dataset's raw file and its provenance into data/raw/<dataset>/.
+"""Stage download: fetch one dataset's raw file and its provenance into its raw folder (data/raw/<dataset>/).
 
 A text source's rows with empty text or label are dropped; provenance.json
 counts them (`dropped_empty_rows`) and the stage says how many.
+
+Usage: python -m stages.download DATASET RAW_DIR
 """
 
 from pathlib import Path
 
-from tuninglab.lab import params, sources
+from tuninglab.lab import datasets, params, sources
 from tuninglab.lab.files import atomic_dir, write_json
 from tuninglab.lab.stage import run_stage
 
 
-def main(dataset: str) -> None:
+def main(dataset: str, raw_dir: Path) -> None:
+    """Replace `raw_dir` with the raw file fetched from `<dataset>.data.source` and its provenance.json."""
     source = params.load()[dataset]["data"]["source"]
-    with atomic_dir(Path("data/raw") / dataset) as out:
-        record = sources.fetch(dataset, source, out)
+    with atomic_dir(raw_dir) as out:
+        record = sources.fetch(datasets.get(dataset), source, out)
         write_json(out / "provenance.json", record)
     dropped = record.get("dropped_empty_rows")
     note = f"; dropped {dropped} rows with empty text or label" if dropped else ""
@@ -22,4 +25,4 @@ def main(dataset: str) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main, __doc__)
+    run_stage(main, __doc__, {"raw_dir": "the folder to write (replaced as a whole)"})

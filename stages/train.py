@@ -1,24 +1,29 @@
 """Stage train: fit one dataset's model, score it on the test split, save both.
 
-Outputs (names in `tuninglab.schema`): models/<dataset>/ (weights and the
-settings that made them); metrics/<dataset>/test.json, train.json (DVC
-metrics) and details.json (diagnostics); plots/<dataset>/history.csv and
+Outputs: the model folder (weights and the settings that made them); and, at
+the paths `tuninglab.schema` names, metrics/<dataset>/test.json, train.json
+(DVC metrics) and details.json (diagnostics), plots/<dataset>/history.csv and
 confusion.csv. Evaluation runs in the same process as training: one start-up
 per dataset instead of two.
+
+Usage: python -m stages.train DATASET PREPARED_DIR MODEL_DIR
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
 from tuninglab import schema
 from tuninglab.lab import evaluation, models, params, training
-from tuninglab.lab.files import atomic_dir, load_arrays, write_json, write_text
+from tuninglab.lab.files import atomic_dir, load_arrays, write_csv, write_json
 from tuninglab.lab.stage import run_stage
 
 
-def log_epoch(dataset: str, epochs: int):
-    def log(row: dict) -> None:
+def log_epoch(dataset: str, epochs: int) -> Callable[[dict[str, float]], None]:
+    """A callback printing one line per epoch of a run of `epochs` epochs."""
+
+    def log(row: dict[str, float]) -> None:
         print(
             f"{dataset} epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} "
             f"acc {row['train_accuracy']:.3f}  val loss {row['val_loss']:.4f} "
@@ -29,24 +34,21 @@ def log_epoch(dataset: str, epochs: int):
     return log
 
 
-def write_csv(path: Path, frame: pd.DataFrame) -> None:
-    write_text(path, frame.to_csv(index=False))
-
-
-def main(dataset: str) -> None:
+def main(dataset: str, prepared_dir: Path, model_dir: Path) -> None:
+    """Train on the arrays in `prepared_dir`, replace `model_dir` with the model, write metrics and plots."""
     cfg = params.train_config(params.load(), dataset)
-    device = training.resolve_device(cfg["device"])
-    arrays, meta = load_arrays(Path("data/prepared") / dataset)
+    device = training.resolve_device(cfg.device)
+    arrays, meta = load_arrays(prepared_dir)
     rows = len(arrays["y_train"])
-    if cfg["batch_size"] > rows:
+    if cfg.batch_size > rows:
         print(
-            f"{dataset}: train.batch_size {cfg['batch_size']} is larger than the training split "
+            f"{dataset}: train.batch_size {cfg.batch_size} is larger than the training split "
             f"({rows} rows); each step uses all {rows} rows"
         )
     model, history, summary = training.train(
-        dataset, arrays, meta, cfg, device, on_epoch=log_epoch(dataset, cfg["epochs"])
+        dataset, arrays, meta, cfg, device, on_epoch=log_epoch(dataset, cfg.epochs)
     )
-    with atomic_dir(Path("models") / dataset) as out:
+    with atomic_dir(model_dir) as out:
         models.save(out, model, dataset, cfg, meta)
     test, predicted = evaluation.test_metrics(
         model, arrays["x_test"], arrays["y_test"], cfg, meta["chance_accuracy"]
@@ -69,4 +71,11 @@ def main(dataset: str) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main, __doc__)
+    run_stage(
+        main,
+        __doc__,
+        {
+            "prepared_dir": "the prepare stage's folder",
+            "model_dir": "the folder to write (replaced as a whole)",
+        },
+    )

@@ -19,6 +19,32 @@ from tuninglab.lab import params
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def train_config(**changes: Any) -> params.TrainConfig:
+    """Small, fast training settings for the synthetic data, with `changes` applied."""
+    base = {
+        "seed": 0,
+        "device": "cpu",
+        "threads": 1,
+        "epochs": 15,
+        "patience": 0,
+        "batch_size": 16,
+        "lr": 0.01,
+        "optimizer": "adam",
+        "momentum": 0.9,
+        "nesterov": False,
+        "scheduler": "none",
+        "step_size": 5,
+        "gamma": 0.5,
+        "loss": "cross_entropy",
+        "hidden": [16],
+        "activation": "relu",
+        "dropout": 0.0,
+        "weight_decay": 0.0,
+        "l1": 0.0,
+    }
+    return params.TrainConfig(**{**base, **changes})
+
+
 @pytest.fixture
 def default_params() -> dict[str, Any]:
     """A fresh copy of the repository's params.yaml."""

@@ -1,4 +1,9 @@
-"""Every module a stage imports is one of its `dvc.yaml` deps, so no stage can stay stale."""
+"""Every module a stage imports is one of its `dvc.yaml` deps, so no stage can stay stale.
+
+And the paths in dvc.yaml are the ones the code reads: every stage gets its
+folders as arguments, and the train stage's metrics and plots files are the
+paths `tuninglab.schema` names for the studies to read.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tuninglab import schema
+from tuninglab.lab.datasets import dataset_names
 
 LOCAL_PACKAGES = ("tuninglab", "stages")
 
@@ -90,3 +97,45 @@ def test_a_stage_whose_deps_lack_an_import_is_caught():
 def test_the_walk_finds_imports_inside_functions():
     files = {p.relative_to(ROOT).as_posix() for p in imported_files(ROOT / "stages" / "train.py")}
     assert {"tuninglab/lab/training.py", "tuninglab/lab/models.py", "tuninglab/schema.py"} <= files
+
+
+def dvc_spec() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())
+
+
+def resolved(stage: str, dataset: str) -> dict:
+    """One foreach stage of dvc.yaml for one dataset: `${item}` replaced by its name."""
+    body = dvc_spec()["stages"][stage]["do"]
+    return yaml.safe_load(yaml.safe_dump(body).replace("${item}", dataset))
+
+
+def out_paths(body: dict) -> list[str]:
+    return [next(iter(out)) if isinstance(out, dict) else out for out in body["outs"]]
+
+
+def test_the_dvc_datasets_list_is_the_registry():
+    assert dvc_spec()["vars"][0]["datasets"] == list(dataset_names())
+
+
+@pytest.mark.parametrize("dataset", dataset_names())
+def test_train_outs_are_the_model_folder_and_exactly_the_schemas_files(dataset):
+    body = resolved("train", dataset)
+    model_dir = body["cmd"].split()[-1]
+    schema_files = [schema.metrics_path(dataset, name) for name in ("test", "train", "details")] + [
+        schema.plots_path(dataset, name) for name in ("history", "confusion")
+    ]
+    outs = out_paths(body)
+    assert outs[0] == model_dir
+    assert sorted(outs[1:]) == sorted(path.as_posix() for path in schema_files)
+
+
+@pytest.mark.parametrize("dataset", dataset_names())
+@pytest.mark.parametrize("stage", ["download", "prepare", "train"])
+def test_each_stage_reads_its_deps_and_writes_its_outs(stage, dataset):
+    """A command's folder arguments: the deps it reads, then its first out, the folder it writes."""
+    body = resolved(stage, dataset)
+    _, _, _, name, *folders = body["cmd"].split()
+    assert name == dataset
+    *inputs, output = folders
+    assert set(inputs) <= {str(dep) for dep in body["deps"]}
+    assert output == out_paths(body)[0]

@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
 
-from tuninglab.lab import models
-from tuninglab.lab.params import TRAIN_RULES
+from tests.conftest import train_config
+from tuninglab.lab import datasets, models
+from tuninglab.lab.params import TRAIN_RULES, TrainConfig
 
 
-def cfg(**changes):
-    base = {
-        "hidden": [16],
-        "activation": "relu",
-        "dropout": 0.0,
-        "model": "mlp",
-        "channels": [4, 8],
-        "batch_norm": True,
-        "embedding_dim": 8,
-        "pooling": "mean",
-    }
-    return {**base, **changes}
+def cfg(**changes) -> TrainConfig:
+    family_settings = {"channels": [4, 8], "batch_norm": True, "embedding_dim": 8, "pooling": "mean"}
+    return train_config(**{"hidden": [16], "model": "mlp", **family_settings, **changes})
+
+
+def build(dataset: str, meta: dict, settings: TrainConfig):
+    """The model the trainer builds for `dataset`: the family its spec and `settings.model` pick."""
+    return models.build(datasets.family(datasets.get(dataset), settings.model), meta, settings)
 
 
 TABULAR = {"classes": ["a", "b", "c"], "input_shape": [4], "preprocessing": {}}
@@ -32,7 +31,7 @@ TEXT = {"classes": ["fresh", "rotten"], "input_shape": [12], "preprocessing": {"
 @pytest.mark.parametrize("hidden", [[], [8], [32, 16, 8]])
 @pytest.mark.parametrize("activation", list(models.ACTIVATIONS))
 def test_mlp_depth_width_and_activation(hidden, activation):
-    model = models.build("tabular", TABULAR, cfg(hidden=hidden, activation=activation))
+    model = build("tabular", TABULAR, cfg(hidden=hidden, activation=activation))
     assert model(torch.randn(5, 4)).shape == (5, 3)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     assert [m.out_features for m in linears] == [*hidden, 3]
@@ -40,13 +39,26 @@ def test_mlp_depth_width_and_activation(hidden, activation):
     assert n_activations == len(hidden)
 
 
-def test_activation_choices_match_the_allowed_params():
-    assert all(TRAIN_RULES["activation"].check(name) for name in models.ACTIVATIONS)
+def test_activation_table_has_exactly_the_allowed_choices():
+    assert set(models.ACTIVATIONS) == set(TRAIN_RULES["activation"].choices)
+
+
+def test_family_table_builds_exactly_the_registered_families():
+    assert set(models.FAMILIES) == {f for d in datasets.dataset_names() for f in datasets.get(d).families}
+
+
+def test_an_unknown_family_or_activation_is_an_error_not_a_default():
+    with pytest.raises(KeyError):
+        models.build("transformer", TABULAR, cfg())
+    with pytest.raises(KeyError):
+        models.build("mlp", TABULAR, cfg(activation="gelu"))
+    with pytest.raises(KeyError):
+        datasets.family(datasets.get("image"), "resnet")
 
 
 def test_dropout_layers_only_when_asked():
-    with_dropout = models.build("tabular", TABULAR, cfg(hidden=[8, 8], dropout=0.3))
-    without = models.build("tabular", TABULAR, cfg(hidden=[8, 8], dropout=0.0))
+    with_dropout = build("tabular", TABULAR, cfg(hidden=[8, 8], dropout=0.3))
+    without = build("tabular", TABULAR, cfg(hidden=[8, 8], dropout=0.0))
     assert [m.p for m in with_dropout.modules() if isinstance(m, nn.Dropout)] == [0.3, 0.3]
     assert not any(isinstance(m, nn.Dropout) for m in without.modules())
 
@@ -54,7 +66,7 @@ def test_dropout_layers_only_when_asked():
 @pytest.mark.parametrize("channels", [[4], [4, 8], [4, 8, 8, 8]])
 @pytest.mark.parametrize("batch_norm", [True, False])
 def test_cnn_channels_and_batch_norm(channels, batch_norm):
-    model = models.build("image", IMAGE, cfg(model="cnn", channels=channels, batch_norm=batch_norm))
+    model = build("image", IMAGE, cfg(model="cnn", channels=channels, batch_norm=batch_norm))
     assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
     convs = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
@@ -63,7 +75,7 @@ def test_cnn_channels_and_batch_norm(channels, batch_norm):
 
 
 def test_image_mlp_flattens_pixels():
-    model = models.build("image", IMAGE, cfg(model="mlp", hidden=[32]))
+    model = build("image", IMAGE, cfg(model="mlp", hidden=[32]))
     assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
     assert not any(isinstance(m, nn.Conv2d) for m in model.modules())
     assert next(m for m in model.modules() if isinstance(m, nn.Linear)).in_features == 784
@@ -71,7 +83,7 @@ def test_image_mlp_flattens_pixels():
 
 @pytest.mark.parametrize("pooling", ["mean", "max", "sum"])
 def test_text_embedding_bag_pooling_ignores_padding(pooling):
-    model = models.build("text", TEXT, cfg(pooling=pooling, embedding_dim=6, hidden=[]))
+    model = build("text", TEXT, cfg(pooling=pooling, embedding_dim=6, hidden=[]))
     model.eval()
     tokens = torch.tensor([[5, 7, 0, 0], [5, 7, 0, 0]])
     padded_more = torch.tensor([[5, 7, 0, 0, 0, 0, 0, 0]])
@@ -82,10 +94,13 @@ def test_text_embedding_bag_pooling_ignores_padding(pooling):
 
 def test_save_and_load_give_the_same_outputs(tmp_path):
     torch.manual_seed(0)
-    settings = cfg(model="cnn", channels=[4], hidden=[8])
-    model = models.build("image", IMAGE, settings).eval()
+    settings = train_config(model="cnn", channels=[4], batch_norm=True, hidden=[8])
+    model = build("image", IMAGE, settings).eval()
     models.save(tmp_path, model, "image", settings, IMAGE)
     loaded, loaded_cfg = models.load(tmp_path)
     x = torch.randn(2, 1, 28, 28)
     torch.testing.assert_close(model(x), loaded.eval()(x))
     assert loaded_cfg == settings
+    spec = json.loads((tmp_path / "model.json").read_text())
+    assert spec["family"] == "cnn" and spec["train"]["channels"] == [4]
+    assert "embedding_dim" not in spec["train"]  # another family's setting, unset

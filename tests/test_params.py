@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,8 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tuninglab.lab import params
+from tuninglab.lab import datasets, params
+from tuninglab.lab.datasets import dataset_names
 from tuninglab.lab.params import ParamError
 
 
@@ -109,9 +111,25 @@ def test_nesterov_needs_sgd_with_momentum(default_params):
 
 def test_dataset_override_wins_over_shared_value(default_params):
     default_params["text"]["train"]["lr"] = 0.05
-    assert params.train_config(default_params, "text")["lr"] == 0.05
-    assert params.train_config(default_params, "tabular")["lr"] == default_params["train"]["lr"]
-    assert params.train_config(default_params, "image")["channels"] == [16, 32]
+    assert params.train_config(default_params, "text").lr == 0.05
+    assert params.train_config(default_params, "tabular").lr == default_params["train"]["lr"]
+    assert params.train_config(default_params, "image").channels == [16, 32]
+
+
+def test_train_config_is_the_merged_settings_with_the_other_families_unset(default_params):
+    for dataset in ("tabular", "image", "text"):
+        config = dataclasses.asdict(params.train_config(default_params, dataset))
+        settings = params.train_settings(default_params, dataset)
+        assert {k: v for k, v in config.items() if v is not None} == settings
+    assert params.train_config(default_params, "tabular").channels is None
+    assert params.train_config(default_params, "text").model is None
+
+
+def test_train_config_has_a_field_per_training_setting_of_every_dataset():
+    fields = [f.name for f in dataclasses.fields(params.TrainConfig)]
+    family_settings = {key for d in dataset_names() for key in datasets.model_rules(datasets.get(d))}
+    assert fields[: len(params.TRAIN_RULES)] == list(params.TRAIN_RULES)
+    assert set(fields[len(params.TRAIN_RULES) :]) == family_settings
 
 
 def test_invalid_yaml_is_reported(tmp_path):
@@ -121,12 +139,19 @@ def test_invalid_yaml_is_reported(tmp_path):
         params.load(bad)
 
 
-@pytest.mark.parametrize("stage", ["download", "prepare", "train"])
+STAGE_FOLDERS = {
+    "download": ["data/raw/tabular"],
+    "prepare": ["data/raw/tabular", "data/prepared/tabular"],
+    "train": ["data/prepared/tabular", "models/tabular"],
+}
+
+
+@pytest.mark.parametrize("stage", list(STAGE_FOLDERS))
 def test_stage_exits_with_one_line_and_writes_nothing(tmp_path: Path, default_params, stage):
     default_params["train"]["batch_size"] = 0
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params))
     result = subprocess.run(
-        [sys.executable, "-m", f"stages.{stage}", "tabular"],
+        [sys.executable, "-m", f"stages.{stage}", "tabular", *STAGE_FOLDERS[stage]],
         cwd=tmp_path,
         capture_output=True,
         text=True,

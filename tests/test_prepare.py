@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tuninglab.lab import prepare
+from tuninglab.lab import datasets, prepare
 from tuninglab.lab.sources import DataSourceError
 
 SPLIT = {"seed": 42, "val_size": 0.15, "test_size": 0.2}
+TEXT = datasets.get("text")
 TEXT_DATA = {"source": "data/local/text/reviews.csv", "vocab_size": 100, "max_len": 8, "ngrams": 1}
 
 
@@ -54,13 +55,13 @@ def iris_like(n: int = 90) -> pd.DataFrame:
 def test_tabular_scaling_uses_training_rows_only():
     frame = iris_like()
     splits = prepare.split_indices(np.arange(90) % 3, 0.2, 0.2, seed=0)
-    features, info = prepare.prepare_tabular(frame, splits, normalize=True)
+    features, info = prepare.prepare_tabular(frame, splits, {"normalize": True})
     np.testing.assert_allclose(features[splits["train"]].mean(axis=0), 0, atol=1e-5)
     np.testing.assert_allclose(features[splits["train"]].std(axis=0), 1, atol=1e-4)
     # Changing every test row changes nothing about how the training rows are scaled.
     shifted = frame.copy()
     shifted.loc[splits["test"], ["a", "b"]] += 1000
-    features2, info2 = prepare.prepare_tabular(shifted, splits, normalize=True)
+    features2, info2 = prepare.prepare_tabular(shifted, splits, {"normalize": True})
     np.testing.assert_array_equal(features[splits["train"]], features2[splits["train"]])
     assert info == info2
 
@@ -68,9 +69,9 @@ def test_tabular_scaling_uses_training_rows_only():
 def test_tabular_without_normalize_keeps_raw_values():
     frame = iris_like()
     splits = prepare.split_indices(np.arange(90) % 3, 0.2, 0.2, seed=0)
-    features, info = prepare.prepare_tabular(frame, splits, normalize=False)
+    features, info = prepare.prepare_tabular(frame, splits, {"normalize": False})
     np.testing.assert_allclose(features, frame[["a", "b"]].to_numpy(np.float32))
-    assert "scaling" not in info
+    assert info == {"preprocessing": {"features": ["a", "b"], "normalize": False}}
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -80,7 +81,8 @@ def test_image_pixels_scaled_with_training_statistics(normalize):
     splits = prepare.split_indices(np.arange(60) % 2, 0.2, 0.2, seed=0)
     images_with_bright_test = images.copy()
     images_with_bright_test[splits["test"]] = 255
-    pixels, info = prepare.prepare_images(images_with_bright_test, splits, normalize)
+    pixels, entries = prepare.prepare_images(images_with_bright_test, splits, {"normalize": normalize})
+    info = entries["preprocessing"]
     assert pixels.shape == (60, 1, 8, 8) and pixels.dtype == np.float32
     if normalize:
         train = pixels[splits["train"]]
@@ -104,7 +106,8 @@ def test_text_vocabulary_comes_from_training_texts_only():
         ]
     )
     splits = {"train": np.arange(6), "val": np.array([6]), "test": np.array([7])}
-    tokens, info, vocabulary = prepare.prepare_texts(texts, splits, vocab_size=100, max_len=5, ngrams=2)
+    tokens, entries = prepare.prepare_texts(texts, splits, {"vocab_size": 100, "max_len": 5, "ngrams": 2})
+    info, vocabulary = entries["preprocessing"], entries["vocabulary"]
     assert "zebra" not in vocabulary and "stripes" not in vocabulary
     assert vocabulary[:2] == ["<pad>", "<unk>"]
     # Test text: two unseen words and one unseen pair, all the unknown id, then padding.
@@ -118,7 +121,8 @@ def test_text_vocabulary_comes_from_training_texts_only():
 def test_text_vocabulary_size_and_length_limits():
     texts = pd.Series([" ".join(f"w{i}" for i in range(k, k + 30)) for k in range(20)])
     splits = {"train": np.arange(16), "val": np.array([16, 17]), "test": np.array([18, 19])}
-    tokens, info, vocabulary = prepare.prepare_texts(texts, splits, vocab_size=10, max_len=12, ngrams=1)
+    tokens, entries = prepare.prepare_texts(texts, splits, {"vocab_size": 10, "max_len": 12, "ngrams": 1})
+    info, vocabulary = entries["preprocessing"], entries["vocabulary"]
     assert len(vocabulary) == 12 and tokens.shape == (20, 12)
     assert info["truncated_share"] == 1.0
     assert tokens.max() < len(vocabulary)
@@ -140,7 +144,7 @@ def test_chance_rate_is_the_training_majority_scored_on_test():
 
 def test_prepare_records_the_chance_rate_of_an_imbalanced_dataset(tmp_path):
     write_reviews(tmp_path, {"fresh": 45, "rotten": 15, "meh": 10})
-    arrays, meta = prepare.prepare("text", tmp_path, SPLIT, TEXT_DATA)
+    arrays, meta = prepare.prepare(TEXT, tmp_path, SPLIT, TEXT_DATA)
     fresh = meta["classes"].index("fresh")
     assert np.bincount(arrays["y_train"]).argmax() == fresh
     expected = (arrays["y_test"] == fresh).sum() / len(arrays["y_test"])
@@ -149,7 +153,7 @@ def test_prepare_records_the_chance_rate_of_an_imbalanced_dataset(tmp_path):
 
 def test_text_labels_and_reviews_that_read_like_missing_values_stay_text(tmp_path):
     write_reviews(tmp_path, {"NA": 10, "None": 10})
-    _, meta = prepare.prepare("text", tmp_path, SPLIT, TEXT_DATA)
+    _, meta = prepare.prepare(TEXT, tmp_path, SPLIT, TEXT_DATA)
     assert meta["classes"] == ["NA", "None"]
     assert "na" in meta["vocabulary"]
 
@@ -157,7 +161,7 @@ def test_text_labels_and_reviews_that_read_like_missing_values_stay_text(tmp_pat
 def test_a_class_too_small_for_the_split_is_refused_before_splitting(tmp_path):
     write_reviews(tmp_path, {"fresh": 100, "rotten": 100, "meh": 7})
     with pytest.raises(DataSourceError) as err:
-        prepare.prepare("text", tmp_path, SPLIT, TEXT_DATA)
+        prepare.prepare(TEXT, tmp_path, SPLIT, TEXT_DATA)
     assert str(err.value) == (
         "text.data.source: class 'meh' of data/local/text/reviews.csv has 7 rows, too few for "
         "split.val_size 0.15 and split.test_size 0.2: a class needs at least 8 rows so that train, "
@@ -165,24 +169,27 @@ def test_a_class_too_small_for_the_split_is_refused_before_splitting(tmp_path):
         "or change the split shares)"
     )
     write_reviews(tmp_path, {"fresh": 100, "rotten": 100, "meh": 8})
-    _, meta = prepare.prepare("text", tmp_path, SPLIT, TEXT_DATA)
+    _, meta = prepare.prepare(TEXT, tmp_path, SPLIT, TEXT_DATA)
     assert all(min(part["classes"]) >= 1 for part in meta["splits"].values())
 
 
 def test_a_single_row_class_gets_the_check_not_scikit_learns_error(tmp_path):
     write_reviews(tmp_path, {"fresh": 30, "rotten": 1})
     with pytest.raises(DataSourceError, match=r"class 'rotten' of .* has 1 rows, .* at least \d+ rows"):
-        prepare.prepare("text", tmp_path, SPLIT, TEXT_DATA)
+        prepare.prepare(TEXT, tmp_path, SPLIT, TEXT_DATA)
 
 
 def test_bundled_data_is_checked_against_the_split_too(tmp_path):
     """Iris has 50 rows a class: a 1 % test split (2 rows) cannot hold its 3 classes."""
     from tuninglab.lab import sources
 
-    sources.fetch("tabular", "iris", tmp_path)
+    sources.fetch(datasets.get("tabular"), "iris", tmp_path)
     with pytest.raises(DataSourceError, match=r"tabular\.data\.source: class 'setosa' of iris has 50 rows"):
         prepare.prepare(
-            "tabular", tmp_path, {**SPLIT, "test_size": 0.01}, {"source": "iris", "normalize": True}
+            datasets.get("tabular"),
+            tmp_path,
+            {**SPLIT, "test_size": 0.01},
+            {"source": "iris", "normalize": True},
         )
 
 

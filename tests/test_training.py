@@ -11,34 +11,12 @@ import torch
 import yaml
 
 from tests.conftest import blobs, split_arrays
+from tests.conftest import train_config as config
 from tuninglab import schema
 from tuninglab.lab import training
+from tuninglab.lab.params import TRAIN_RULES
 
 META = {"classes": ["a", "b", "c"], "input_shape": [4], "preprocessing": {}}
-
-
-def config(**changes):
-    base = {
-        "seed": 0,
-        "epochs": 15,
-        "patience": 0,
-        "batch_size": 16,
-        "lr": 0.01,
-        "optimizer": "adam",
-        "momentum": 0.9,
-        "nesterov": False,
-        "scheduler": "none",
-        "step_size": 5,
-        "gamma": 0.5,
-        "loss": "cross_entropy",
-        "hidden": [16],
-        "activation": "relu",
-        "dropout": 0.0,
-        "weight_decay": 0.0,
-        "l1": 0.0,
-        "threads": 1,
-    }
-    return {**base, **changes}
 
 
 def run(arrays=None, **changes):
@@ -53,6 +31,21 @@ def test_loss_falls_and_the_problem_is_learned(optimizer, loss):
     assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
     assert summary["best_val_accuracy"] > 0.9
     assert not summary["diverged"]
+
+
+@pytest.mark.parametrize(
+    ("table", "param"),
+    [(training.OPTIMIZERS, "optimizer"), (training.SCHEDULERS, "scheduler"), (training.LOSSES, "loss")],
+    ids=["optimizer", "scheduler", "loss"],
+)
+def test_each_dispatch_table_has_exactly_the_allowed_choices(table, param):
+    assert set(table) == set(TRAIN_RULES[param].choices)
+
+
+@pytest.mark.parametrize("change", [{"optimizer": "adamw"}, {"scheduler": "linear"}, {"loss": "hinge"}])
+def test_an_unknown_name_is_an_error_not_a_default(change):
+    with pytest.raises(KeyError):
+        run(epochs=1, **change)
 
 
 def test_history_has_one_row_per_epoch_with_every_column():
@@ -102,7 +95,7 @@ def test_early_stopping_restores_the_best_weights():
         model,
         torch.from_numpy(arrays["x_val"]),
         torch.from_numpy(arrays["y_val"]),
-        training.loss_function("cross_entropy"),
+        training.LOSSES["cross_entropy"],
         64,
     )
     assert loss == pytest.approx(best["val_loss"], rel=1e-5)
@@ -205,7 +198,7 @@ def test_train_stage_says_when_the_batch_is_larger_than_the_training_split(
     default_params["train"].update(batch_size=1_000_000_000, epochs=2)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params))
     monkeypatch.chdir(tmp_path)
-    stage.main("tabular")
+    stage.main("tabular", prepared, tmp_path / "models" / "tabular")
     rows = len(arrays["y_train"])
     assert (
         f"tabular: train.batch_size 1000000000 is larger than the training split ({rows} rows); "

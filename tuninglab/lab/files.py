@@ -16,9 +16,12 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -43,6 +46,11 @@ def write_text(path: Path, text: str) -> None:
 def write_json(path: Path, data: Any) -> None:
     """Write `data` as indented JSON, atomically, with non-finite floats as null."""
     write_text(path, json.dumps(_finite_or_none(data), indent=2) + "\n")
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    """Write a table as CSV without its index, atomically."""
+    write_text(path, frame.to_csv(index=False))
 
 
 def read_json(path: Path) -> Any:

@@ -11,14 +11,18 @@ Every family ends in a linear layer with one logit per class.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from tuninglab.lab import datasets
 from tuninglab.lab.files import read_json, write_json
+from tuninglab.lab.params import TrainConfig
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -26,11 +30,6 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "leaky_relu": nn.LeakyReLU,
     "sigmoid": nn.Sigmoid,
 }
-
-
-def family(dataset: str, cfg: dict[str, Any]) -> str:
-    """The model family a dataset trains with."""
-    return {"tabular": "mlp", "image": cfg.get("model"), "text": "embedding_bag"}[dataset]
 
 
 def mlp(
@@ -60,40 +59,65 @@ def cnn(input_shape: list[int], channels: list[int], batch_norm: bool, head: dic
     return nn.Sequential(*layers, nn.Flatten(), mlp(in_channels * height * width, **head))
 
 
-def build(dataset: str, meta: dict[str, Any], cfg: dict[str, Any]) -> nn.Sequential:
-    """The model for one dataset, from its prepared-data metadata and training settings."""
-    n_classes = len(meta["classes"])
-    head = {
-        "hidden": cfg["hidden"],
-        "n_classes": n_classes,
-        "activation": cfg["activation"],
-        "dropout": cfg["dropout"],
+def _head(meta: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
+    """The fully connected head's arguments of `mlp`, less its input width."""
+    return {
+        "hidden": cfg.hidden,
+        "n_classes": len(meta["classes"]),
+        "activation": cfg.activation,
+        "dropout": cfg.dropout,
     }
-    name = family(dataset, cfg)
-    if name == "cnn":
-        return cnn(meta["input_shape"], cfg["channels"], cfg["batch_norm"], head)
-    if name == "embedding_bag":
-        vocab_size = meta["preprocessing"]["vocab_size"]
-        embedding = nn.EmbeddingBag(vocab_size, cfg["embedding_dim"], mode=cfg["pooling"], padding_idx=0)
-        return nn.Sequential(embedding, mlp(cfg["embedding_dim"], **head))
-    return nn.Sequential(nn.Flatten(), mlp(math.prod(meta["input_shape"]), **head))
 
 
-def save(model_dir: Path, model: nn.Module, dataset: str, cfg: dict[str, Any], meta: dict[str, Any]) -> None:
-    """Write the state dict and everything needed to rebuild the model (`model.json`)."""
+def _flat_mlp(meta: dict[str, Any], cfg: TrainConfig) -> nn.Sequential:
+    """mlp: the input flattened (a tabular row, an image's pixels), then the fully connected layers."""
+    return nn.Sequential(nn.Flatten(), mlp(math.prod(meta["input_shape"]), **_head(meta, cfg)))
+
+
+def _cnn(meta: dict[str, Any], cfg: TrainConfig) -> nn.Sequential:
+    """cnn: `channels` convolution blocks on (C, H, W) inputs, then the fully connected head."""
+    return cnn(meta["input_shape"], cfg.channels, cfg.batch_norm, _head(meta, cfg))
+
+
+def _embedding_bag(meta: dict[str, Any], cfg: TrainConfig) -> nn.Sequential:
+    """embedding_bag: token ids (0 is padding) embedded and pooled per row, then the fully connected head."""
+    vocab_size = meta["preprocessing"]["vocab_size"]
+    embedding = nn.EmbeddingBag(vocab_size, cfg.embedding_dim, mode=cfg.pooling, padding_idx=0)
+    return nn.Sequential(embedding, mlp(cfg.embedding_dim, **_head(meta, cfg)))
+
+
+# A dataset spec names its families; each builds from the prepared data's metadata and the settings.
+FAMILIES: dict[str, Callable[[dict[str, Any], TrainConfig], nn.Sequential]] = {
+    "mlp": _flat_mlp,
+    "cnn": _cnn,
+    "embedding_bag": _embedding_bag,
+}
+
+
+def build(family: str, meta: dict[str, Any], cfg: TrainConfig) -> nn.Sequential:
+    """The model of one family, from the prepared data's metadata and the training settings."""
+    return FAMILIES[family](meta, cfg)
+
+
+def save(model_dir: Path, model: nn.Module, dataset: str, cfg: TrainConfig, meta: dict[str, Any]) -> None:
+    """Write the state dict and everything needed to rebuild the model (`model.json`).
+
+    The settings of the other model families (None) are left out.
+    """
     torch.save(model.state_dict(), model_dir / "model.pt")
     spec = {
         "dataset": dataset,
-        "family": family(dataset, cfg),
-        "train": cfg,
+        "family": datasets.family(datasets.get(dataset), cfg.model),
+        "train": {k: v for k, v in dataclasses.asdict(cfg).items() if v is not None},
         "data": {k: meta[k] for k in ("classes", "input_shape", "preprocessing")},
     }
     write_json(model_dir / "model.json", spec)
 
 
-def load(model_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
+def load(model_dir: Path) -> tuple[nn.Module, TrainConfig]:
     """Rebuild a saved model with its weights; also returns the settings that trained it."""
     spec = read_json(model_dir / "model.json")
-    model = build(spec["dataset"], spec["data"], spec["train"])
+    cfg = TrainConfig(**spec["train"])
+    model = build(spec["family"], spec["data"], cfg)
     model.load_state_dict(torch.load(model_dir / "model.pt", weights_only=True))
-    return model, spec["train"]
+    return model, cfg

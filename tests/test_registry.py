@@ -1,0 +1,150 @@
+"""The dataset registry: every spec agrees with params.yaml, and a new dataset needs no other module.
+
+A toy fourth dataset, registered for one test, goes through the download,
+prepare and train stages as dvc.yaml would run them, in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from stages import download as download_stage
+from stages import prepare as prepare_stage
+from stages import train as train_stage
+from tests.conftest import ROOT, blobs
+from tuninglab import schema
+from tuninglab.lab import datasets, models, params, prepare, resources
+from tuninglab.lab.datasets import DatasetSpec, dataset_names
+from tuninglab.lab.files import write_csv
+from tuninglab.lab.rules import BOOL
+
+TOY_ROWS, TOY_FEATURES = 120, 5
+
+
+def fetch_blobs(path: Path) -> dict[str, Any]:
+    """Three well separated Gaussian blobs as a CSV of features and a label."""
+    x, y = blobs(n_per_class=TOY_ROWS // 3, n_features=TOY_FEATURES, seed=1)
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(TOY_FEATURES)])
+    frame["label"] = np.array(["a", "b", "c"])[y]
+    write_csv(path, frame)
+    return {"source": "blobs", "rows": len(frame), "classes": frame["label"].value_counts().to_dict()}
+
+
+TOY = DatasetSpec(
+    name="toy",
+    sources={"blobs": fetch_blobs},
+    raw_file="blobs.csv",
+    read_raw=prepare.read_table,
+    featurize=prepare.prepare_tabular,
+    families=("mlp",),
+    input_size=lambda data: (TOY_ROWS, TOY_FEATURES),
+    classes=3,
+    data_settings={"normalize": BOOL},
+)
+
+
+@pytest.fixture
+def toy(monkeypatch) -> DatasetSpec:
+    """The toy dataset, registered for one test only (the registry is restored afterwards)."""
+    monkeypatch.setattr(datasets, "REGISTRY", dict(datasets.REGISTRY))
+    return datasets.register(TOY)
+
+
+def stage_args(stage: str, dataset: str) -> list[Any]:
+    """The dataset and folder arguments dvc.yaml gives a stage for `dataset`."""
+    cmd = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["do"]["cmd"]
+    _, _, _, name, *folders = cmd.replace("${item}", dataset).split()
+    return [name, *map(Path, folders)]
+
+
+def test_a_new_dataset_needs_its_spec_and_params_group_only(toy, tmp_path, monkeypatch):
+    settings = params.read_yaml(ROOT / "params.yaml")
+    settings["toy"] = {"data": {"source": "blobs", "normalize": True}, "train": {"epochs": 20, "lr": 0.05}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+
+    resources.check(params.load())  # the check_params stage
+    download_stage.main(*stage_args("download", "toy"))
+    prepare_stage.main(*stage_args("prepare", "toy"))
+    train_stage.main(*stage_args("train", "toy"))
+
+    provenance = json.loads(Path("data/raw/toy/provenance.json").read_text())
+    assert provenance["dataset"] == "toy" and provenance["file"] == "blobs.csv"
+    test = json.loads(schema.metrics_path("toy", "test").read_text())
+    trained = json.loads(schema.metrics_path("toy", "train").read_text())
+    assert list(test) == list(trained) == ["toy"]
+    assert tuple(test["toy"]) == schema.TEST_METRICS and tuple(trained["toy"]) == schema.TRAIN_METRICS
+    assert tuple(json.loads(schema.metrics_path("toy", "details").read_text())) == schema.DETAILS
+    history = pd.read_csv(schema.plots_path("toy", "history"))
+    assert tuple(history.columns) == schema.HISTORY_COLUMNS and len(history) == trained["toy"]["epochs_run"]
+    confusion = pd.read_csv(schema.plots_path("toy", "confusion"))
+    assert tuple(confusion.columns) == schema.CONFUSION_COLUMNS
+    assert test["toy"]["test_accuracy"] > test["toy"]["chance_accuracy"] + 0.3
+    model, cfg = models.load(Path("models/toy"))
+    assert cfg.epochs == 20 and cfg.lr == 0.05
+    assert model[1][0].in_features == TOY_FEATURES
+
+
+def test_the_toy_is_known_to_the_checks_while_registered(toy):
+    with pytest.raises(params.ParamError, match=r"params\.yaml\.toy: missing"):
+        params.validate(params.read_yaml(ROOT / "params.yaml"))
+    assert params.value_range("toy.train.lr") == (0.0, None)
+    assert params.value_range("toy.data.normalize") is None
+
+
+@pytest.mark.parametrize("name", dataset_names())
+def test_each_spec_agrees_with_its_params_group(name):
+    spec = datasets.get(name)
+    group = params.read_yaml(ROOT / "params.yaml")[name]
+    data_rules, model_rules = datasets.data_rules(spec), datasets.model_rules(spec)
+    assert list(group["data"]) == list(data_rules)
+    overrides = group["train"] or {}
+    assert set(model_rules) <= set(overrides)
+    assert set(overrides) - set(model_rules) <= set(params.TRAIN_RULES)
+    assert data_rules["source"].choices == tuple(spec.sources)
+    assert group["data"]["source"] in spec.sources
+    assert spec.size_param in data_rules
+    assert set(spec.families) <= set(models.FAMILIES)
+    if len(spec.families) > 1:
+        assert model_rules["model"].choices == spec.families
+    else:
+        assert "model" not in model_rules
+    assert ("augment" in model_rules and "augment_strength" in model_rules) == spec.augments
+    assert set(model_rules) <= {field.name for field in dataclasses.fields(params.TrainConfig)}
+    assert (ROOT / datasets.LOCAL_DATA / name).is_dir()  # a dependency of its download stage
+
+
+def test_the_family_is_the_only_one_or_the_one_the_model_setting_picks():
+    assert datasets.family(datasets.get("tabular"), None) == "mlp"
+    assert datasets.family(datasets.get("image"), "cnn") == "cnn"
+    assert datasets.family(datasets.get("image"), "mlp") == "mlp"
+    assert datasets.family(datasets.get("text"), None) == "embedding_bag"
+
+
+def test_the_registry_and_the_checks_load_without_torch_or_scikit_learn():
+    """The report and the check_params stage read the registry: it names model families, builds none."""
+    code = (
+        "import sys; import tuninglab.lab.datasets, tuninglab.lab.resources; "
+        "print(sorted({'torch', 'sklearn'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_no_lab_module_or_stage_branches_on_a_dataset_name():
+    files = [*(ROOT / "tuninglab" / "lab").glob("*.py"), *(ROOT / "stages").glob("*.py")]
+    branching = [f.name for f in files if re.search(r"\bdataset\s*[!=]=", f.read_text())]
+    assert not branching
