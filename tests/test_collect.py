@@ -14,7 +14,7 @@ import yaml
 from tests.conftest import commit_all
 from tuninglab.__main__ import main
 from tuninglab.lab.datasets import dataset_names
-from tuninglab.schema import DETAILS, TEST_METRICS, TRAIN_METRICS, metrics_path
+from tuninglab.schema import DETAILS, RESULT_METRICS, TEST_METRICS, TRAIN_METRICS, metrics_path
 from tuninglab.studies import collect
 
 STUDIES = {"ofat": "ofat", "grid": "grid"}
@@ -46,8 +46,18 @@ def details(threads: int = 1) -> dict[str, Any]:
     return {k: VALUES[k] for k in DETAILS} | {"used_threads": threads}
 
 
-def record(name: str, lr: float, accuracy: float | None, state: str = "success", commit: str = "") -> dict:
-    """A record as `collect.read` and `with_details` make it, metrics nested under each dataset."""
+def record(
+    name: str,
+    lr: float,
+    accuracy: float | None,
+    state: str = "success",
+    commit: str = "",
+    image_train: dict | None = None,
+) -> dict:
+    """A record as `collect.read` and `with_details` make it, metrics nested under each dataset.
+
+    `image_train` is the image dataset's own training group (`image.train`), empty by default.
+    """
     assert set(VALUES) == {*TEST_METRICS, *TRAIN_METRICS, *DETAILS}, "this test lags the schema"
     values = VALUES | {"test_accuracy": accuracy}
     metrics = {}
@@ -56,9 +66,10 @@ def record(name: str, lr: float, accuracy: float | None, state: str = "success",
         metrics[metrics_path(dataset, "train").as_posix()] = {dataset: {k: values[k] for k in TRAIN_METRICS}}
     params = {
         "split": {"seed": 1},
-        "train": {"lr": lr, "threads": 1, "hidden": [8]},
+        "train": {"lr": lr, "threads": 1, "hidden": [8], "device": "auto"},
         **{d: {"data": {"source": "x"}, "train": {}} for d in dataset_names()},
     }
+    params["image"]["train"] = image_train or {}
     found = {d: details() for d in dataset_names()} if state == "success" else {}
     return {
         "name": name,
@@ -84,7 +95,9 @@ def test_rows_read_the_nested_metrics_the_details_and_the_study_kind():
     assert by.loc[("ofat-lr-0.1", "image"), "chance_accuracy"] == 0.4
     assert by.loc[("ofat-lr-0.1", "text"), "cpu_time_s"] == 3.5
     assert by.loc[("ofat-lr-0.1", "text"), "used_threads"] == 1
-    assert by.loc[("ofat-lr-0.1", "text"), "threads"] == 1  # the setting, beside what ran
+    assert by.loc[("ofat-lr-0.1", "text"), "train.threads"] == 1  # the setting, beside what ran
+    assert by.loc[("ofat-lr-0.1", "text"), "train.device"] == "auto"
+    assert by.loc[("ofat-lr-0.1", "text"), "used_device"] == "cpu"
     assert [
         by.loc[(e, "tabular"), "study_kind"] for e in ["baseline", "ofat-lr-0.1", "grid-lr-0.2", "by-hand"]
     ] == [
@@ -95,11 +108,30 @@ def test_rows_read_the_nested_metrics_the_details_and_the_study_kind():
     ]
     failed = by.loc[("by-hand", "text")]
     assert failed["status"] == "failed" and failed[[*TEST_METRICS, *DETAILS]].isna().all()
-    assert list(table.columns[-len(collect.METRIC_COLUMNS) :]) == [
-        *TEST_METRICS,
-        *TRAIN_METRICS,
-        *DETAILS,
+    assert list(table.columns[-len(RESULT_METRICS) :]) == [*TEST_METRICS, *TRAIN_METRICS, *DETAILS]
+
+
+def test_params_are_the_datasets_effective_settings_with_their_group_prefix():
+    image = {"lr": 0.05, "model": "cnn"}
+    baseline = record("main", 0.005, 0.9, image_train=image)
+    table = collect.rows(baseline, [record("ofat-lr-0.1", 0.1, 0.95, image_train=image)], STUDIES)
+    params = list(table.columns[table.columns.get_loc("error") + 1 : table.columns.get_loc("test_accuracy")])
+    assert params == [
+        "split.seed",
+        "train.lr",
+        "train.threads",
+        "train.hidden",
+        "train.device",
+        "train.model",
+        "data.source",
     ]
+    by = table.set_index(["experiment", "dataset"])
+    assert by.loc[("baseline", "image"), "train.lr"] == 0.05  # `image.train` wins over the shared `train`
+    assert by.loc[("baseline", "tabular"), "train.lr"] == 0.005
+    assert by.loc[("ofat-lr-0.1", "image"), "train.lr"] == 0.05  # so `-S train.lr=0.1` leaves image alone
+    assert by.loc[("ofat-lr-0.1", "tabular"), "train.hidden"] == "[8]"
+    assert pd.isna(by.loc[("baseline", "text"), "train.model"])  # image's own setting only
+    assert by.loc[("ofat-lr-0.1", "tabular"), "hyperparameter"] == "train.lr"  # the same dotted id
 
 
 def test_details_come_from_each_finished_runs_commit(tmp_path):
@@ -133,6 +165,10 @@ def test_details_come_from_each_finished_runs_commit(tmp_path):
     )
 
 
+def dvc_fails() -> None:
+    raise RuntimeError("dvc exp show --rev: no such revision")
+
+
 @pytest.fixture
 def lab(tmp_path, monkeypatch) -> list[dict]:
     """A folder with studies.yaml where `study collect` sees the experiments of the returned list."""
@@ -142,7 +178,9 @@ def lab(tmp_path, monkeypatch) -> list[dict]:
     )
     found = [record("main", 0.005, 0.9, commit="c" * 40)]
     found += [record(f"ofat-lr-{lr}", lr, 0.9) for lr in (0.1, 0.2, 0.3)]
-    monkeypatch.setattr(collect, "read", lambda cwd: (found[0], found[1:]))
+    monkeypatch.setattr(
+        collect, "read", lambda cwd, rev: (found[0], found[1:]) if rev == "HEAD" else dvc_fails()
+    )
     monkeypatch.setattr(collect, "with_details", lambda records, cwd: records)
     monkeypatch.setattr(collect, "curves", lambda frame, cwd: pd.DataFrame(columns=["experiment"]))
     return found
@@ -182,6 +220,38 @@ def test_collect_on_another_baseline_commit_counts_the_old_experiments_as_lost(l
     assert "would lose 3: ofat-lr-0.1, ofat-lr-0.2, ofat-lr-0.3" in err
     assert main(["study", "collect", "--force"]) == 0
     assert "replaced 3 experiments of commit ccccccc with 3 of commit ddddddd" in capsys.readouterr().out
+
+
+def test_collect_rev_reads_the_experiments_of_another_baseline_commit(lab, monkeypatch, capsys):
+    older = [record("main", 0.005, 0.9, commit="e" * 40), record("ofat-lr-0.5", 0.5, 0.9)]
+    asked = []
+
+    def read(cwd, rev):
+        asked.append(rev)
+        return (older[0], older[1:]) if rev == "e" * 7 else (lab[0], lab[1:])
+
+    monkeypatch.setattr(collect, "read", read)
+    assert main(["study", "collect", "--rev", "e" * 7]) == 0
+    table = pd.read_csv("results/experiments.csv")
+    assert asked == ["e" * 7]
+    assert set(table["experiment"]) == {"baseline", "ofat-lr-0.5"} and set(table["baseline_commit"]) == {
+        "e" * 40
+    }
+    assert main(["study", "collect"]) == 2  # HEAD's experiments would lose those of the other commit
+    assert "of commit eeeeeee" in capsys.readouterr().err and asked[-1] == "HEAD"
+
+
+def test_collect_reads_dvc_exp_show_of_the_given_revision(monkeypatch):
+    called = []
+
+    def dvc(*args, **kwargs):
+        called.append(args)
+        return json.dumps([{"rev": "workspace"}, {"rev": "f" * 40, "name": "main", "data": {}}])
+
+    monkeypatch.setattr(collect, "dvc", dvc)
+    baseline, experiments = collect.read(rev="5f83345")
+    assert called == [("exp", "show", "--json", "--rev", "5f83345")]
+    assert (baseline["rev"], experiments) == ("f" * 40, [])
 
 
 def test_collect_refuses_an_unreadable_results_file_unless_forced(lab, capsys):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +17,8 @@ from plotly.offline import get_plotlyjs
 
 from tests.synthetic_results import HOSTILE_SOURCE, LOCAL_SOURCE, write_results
 from tuninglab.lab import params
-from tuninglab.report import build, explorer, results
+from tuninglab.report import build, explorer, results, sensitivity
+from tuninglab.schema import TRAINED_STATUSES
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -40,17 +44,64 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame,
     write_results(directory, params.load(ROOT / "params.yaml"))
     runs, curves = results.load(directory)
     page = directory / "report" / "explorer.html"
-    explorer.write(runs, curves, page)
+    explorer.write(runs, curves, sensitivity.effects(runs), page)
     return page, pd.read_csv(directory / "experiments.csv"), pd.read_csv(directory / "curves.csv")
 
 
 def embedded(page: Path) -> dict:
-    """The JSON data the page carries."""
+    """The JSON data the page carries, dataset by dataset."""
     found = re.search(
         r'<script type="application/json" id="explorer-data">(.*?)</script>', page.read_text(), re.S
     )
     assert found, "no embedded data"
-    return json.loads(found.group(1))
+    return json.loads(found.group(1))["datasets"]
+
+
+class Balance(HTMLParser):
+    """Every element of a page, checked to close in order: `problems` lists what does not."""
+
+    VOID = frozenset({"meta", "link", "br", "hr", "img", "input"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[str] = []
+        self.problems: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag not in self.VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.open or self.open.pop() != tag:
+            self.problems.append(f"</{tag}> at line {self.getpos()[0]}")
+
+
+def test_the_page_template_is_balanced_html() -> None:
+    balance = Balance()
+    balance.feed(explorer.asset("explorer.html"))
+    balance.close()
+    assert balance.problems == [] and balance.open == []
+    for name in ("style", "plotly", "data", "script"):  # what `explorer.write` fills in
+        assert "${" + name + "}" in explorer.asset("explorer.html")
+
+
+def test_the_page_script_parses(tmp_path: Path) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip(
+            "node not found: the explorer's script is checked with `node --check` (apt-get install nodejs)"
+        )
+    script = tmp_path / "explorer.js"
+    script.write_text(explorer.asset("explorer.js"))
+    checked = subprocess.run([node, "--check", str(script)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_the_page_inlines_its_style_and_script(study: tuple[Path, pd.DataFrame, pd.DataFrame]) -> None:
+    html = study[0].read_text()
+    assert f"<style>{explorer.asset('explorer.css')}</style>" in html
+    assert f"<script>{explorer.asset('explorer.js')}</script>" in html
+    assert "${" not in html.replace(get_plotlyjs(), "")  # every placeholder filled
 
 
 def csv_row(runs: pd.DataFrame, experiment: str, dataset: str) -> pd.Series:
@@ -78,10 +129,13 @@ def test_embedded_data_is_the_csvs(study: tuple[Path, pd.DataFrame, pd.DataFrame
     data = embedded(page)
     other = f"text (source: {LOCAL_SOURCE})"  # another data source is another dataset
     assert list(data) == ["tabular", "image", "text", other]
+    assert json.loads(re.search(r'id="explorer-data">(.*?)</script>', page.read_text(), re.S).group(1))[
+        "metrics"
+    ][0] == ["test_accuracy", "test accuracy"]
     for name, shown in data.items():
         dataset, on_other_source = name.split(" ")[0], name == other
         mine = runs[(runs["dataset"] == dataset) & ((runs["data.source"] == LOCAL_SOURCE) == on_other_source)]
-        finished = mine[mine["status"].isin(["ok", "diverged"])]
+        finished = mine[mine["status"].isin(TRAINED_STATUSES)]
         assert sorted(run["experiment"] for run in shown["runs"]) == sorted(finished["experiment"])
         for run in shown["runs"]:
             row = csv_row(runs, run["experiment"], dataset)
@@ -111,17 +165,33 @@ def test_controls_are_the_params_that_vary(study: tuple[Path, pd.DataFrame, pd.D
     data = embedded(study[0])
     # batch_size only changed in a failed run; seed (the noise reference) comes last
     assert [p["name"] for p in data["text"]["params"]] == [
-        "lr",
-        "optimizer",
-        "hidden",
-        "dropout",
-        "weight_decay",
-        "seed",
+        "train.lr",
+        "train.optimizer",
+        "train.hidden",
+        "train.dropout",
+        "train.weight_decay",
+        "train.seed",
     ]
     lr, optimizer, hidden = data["text"]["params"][:3]
-    assert lr == {"name": "lr", "id": "param-lr", "values": ["0.001", "0.005", "0.01", "0.1"]}
-    assert optimizer["values"] == ["adam", "rmsprop", "sgd"]
-    assert hidden["values"] == ["[128, 128]", "[128]", "[64]"]
+    assert (lr["id"], lr["values"]) == ("param-train-lr", ["0.001", "0.005", "0.01", "0.1"])
+    assert optimizer["values"] == ["adam", "sgd", "rmsprop"]  # as they come, the baseline's first
+    assert hidden["values"] == ["[64]", "[128]", "[128, 128]"]  # layer lists by depth, then width
+
+
+def test_each_hyperparameter_changed_alone_carries_its_effect(
+    study: tuple[Path, pd.DataFrame, pd.DataFrame],
+) -> None:
+    data = embedded(study[0])
+    lr = next(p for p in data["image"]["params"] if p["name"] == "train.lr")
+    assert lr["alone"]["values"] == ["0.001", "0.005", "0.01", "0.1"]
+    assert lr["alone"]["accuracies"] == pytest.approx([0.9, 0.97, 0.95, 0.1])
+    assert lr["alone"]["sentence"].startswith(
+        "Changed alone (one-at-a-time studies): spread 87.0 points; best train.lr=0.005 (0.970), worst 0.1"
+    )
+    seed = next(p for p in data["image"]["params"] if p["name"] == "train.seed")
+    assert seed["alone"] is None  # the noise reference, not a hyperparameter
+    other = data[f"text (source: {LOCAL_SOURCE})"]
+    assert all(p["alone"] is None for p in other["params"])  # another dataset: no effects
 
 
 def test_nan_and_infinity_are_null(tmp_path: Path, default_params: dict) -> None:
@@ -129,7 +199,7 @@ def test_nan_and_infinity_are_null(tmp_path: Path, default_params: dict) -> None
     runs, curves = results.load(tmp_path)
     runs.loc[runs["experiment"] == "ofat-lr-0.1", "test_loss"] = float("inf")
     curves.loc[curves["experiment"] == "ofat-lr-0.1", "val_loss"] = float("nan")
-    explorer.write(runs, curves, tmp_path / "explorer.html")
+    explorer.write(runs, curves, sensitivity.effects(runs), tmp_path / "explorer.html")
     run = next(
         r for r in embedded(tmp_path / "explorer.html")["image"]["runs"] if r["experiment"] == "ofat-lr-0.1"
     )
@@ -162,7 +232,7 @@ def test_browser_drives_the_page(study: tuple[Path, pd.DataFrame, pd.DataFrame])
             assert text(page, "#run-name") == "baseline"
 
             page.select_option("#dataset", "image")
-            page.select_option("#param-lr", "0.1")
+            page.select_option("#param-train-lr", "0.1")
             run, base = csv_row(runs, "ofat-lr-0.1", "image"), csv_row(runs, "baseline", "image")
             assert text(page, "#run-name") == "ofat-lr-0.1"
             assert text(page, "#run-status") == "diverged at epoch 3, no better than chance"
@@ -179,12 +249,13 @@ def test_browser_drives_the_page(study: tuple[Path, pd.DataFrame, pd.DataFrame])
             assert loss == [20, 20, 2, 2]
 
             # sgd at lr 0.1 exists: lr stays; dropout 0.0 exists only at lr 0.005 with adam: both move
-            page.select_option("#param-optimizer", "sgd")
+            page.select_option("#param-train-optimizer", "sgd")
             assert text(page, "#run-name") == "optimizer_lr-optimizer-sgd-lr-0.1"
-            assert page.input_value("#param-lr") == "0.1"
-            page.select_option("#param-dropout", "0")
+            assert page.input_value("#param-train-lr") == "0.1"
+            page.select_option("#param-train-dropout", "0")
             assert text(page, "#run-name") == "ofat-dropout-0.0"
-            assert (page.input_value("#param-lr"), page.input_value("#param-optimizer")) == ("0.005", "adam")
+            selected = (page.input_value("#param-train-lr"), page.input_value("#param-train-optimizer"))
+            assert selected == ("0.005", "adam")
             assert (
                 text(page, "#metric-best_epoch")
                 == f"{csv_row(runs, 'ofat-dropout-0.0', 'image')['best_epoch']:.0f}"
@@ -192,9 +263,9 @@ def test_browser_drives_the_page(study: tuple[Path, pd.DataFrame, pd.DataFrame])
 
             # failed runs cannot be picked; every chart drew its traces
             options = page.locator("#run option").all_inner_texts()
-            finished = runs[(runs["dataset"] == "image") & runs["status"].isin(["ok", "diverged"])]
+            finished = runs[(runs["dataset"] == "image") & runs["status"].isin(TRAINED_STATUSES)]
             assert "ofat-batch_size-16" not in options and len(options) == len(finished) == 20
-            assert page.locator("#param-batch_size").count() == 0
+            assert page.locator("#param-train-batch_size").count() == 0
             traces = page.evaluate(
                 "[...document.querySelectorAll('.js-plotly-plot')].map(c => [c.id, c.data.length])"
             )
@@ -202,9 +273,15 @@ def test_browser_drives_the_page(study: tuple[Path, pd.DataFrame, pd.DataFrame])
                 "chart-loss": 4,
                 "chart-accuracy": 2,
                 "chart-parcoords": 1,
-                "chart-scatter": 1,
+                "chart-scatter": 2,  # every run, and the mean per value of the runs that changed only lr
             }
             assert page.locator("#chart-parcoords .parcoords").count() == 1
+            assert text(page, "#scatter-note").startswith(
+                "Changed alone (one-at-a-time studies): spread 87.0 points; best train.lr=0.005"
+            )
+            page.select_option("#scatter-param", "train.seed")
+            assert text(page, "#scatter-note") == ""
+            assert page.evaluate("document.getElementById('chart-scatter').data.length") == 1
         finally:
             browser.close()
     assert errors == []

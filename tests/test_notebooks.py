@@ -66,7 +66,7 @@ def test_committed_without_outputs(name: str) -> None:
         f"{name}.ipynb has outputs: clear them before committing"
     )
     assert "TUNINGLAB_RESULTS" in code[0].source, "the first code cell finds the results folder"
-    assert "results.load(RESULTS)" in code[1].source
+    assert "notebook.load(RESULTS)" in code[1].source
 
 
 def check_baselines(outputs: list[str], nb: Any) -> None:
@@ -82,13 +82,13 @@ def check_baselines(outputs: list[str], nb: Any) -> None:
 
 
 def check_learning_rate_and_optimizer(outputs: list[str], nb: Any) -> None:
-    sensitivity = after(outputs, "lr: sensitivity per dataset")
+    sensitivity = after(outputs, "train.lr: sensitivity per dataset")
     # lr on image: 0.1 diverged (mean of two diverged runs: 0.100), the spread is 0.97 - 0.10
     assert re.search(r'^image\s.*\[0\.9, 0\.97, 0\.95, 0\.1\]\s.*0\.870\s+\["0\.1"\]', sensitivity, re.M)
-    observations = after(outputs, "lr: observations on its runs")
+    observations = after(outputs, "train.lr: observations on its runs")
     assert re.search(r"ofat-lr-0\.1\s+image\s+diverged\s+diverged at epoch 3", observations), observations
     assert re.search(r"ofat-lr-0\.001\s+tabular\s+still improving", observations)
-    assert "ofat-optimizer-sgd" in after(outputs, "optimizer: observations on its runs")
+    assert "ofat-optimizer-sgd" in after(outputs, "train.optimizer: observations on its runs")
     # the grid on tabular: sgd from the one-at-a-time run (0.005) and the grid (0.01, 0.1);
     # adam at 0.01 and 0.1: ofat-lr-0.01 / -0.1 and the grid's runs of the same settings
     grid = after(outputs, "**tabular**: test accuracy, optimizer x lr")
@@ -100,27 +100,29 @@ def check_learning_rate_and_optimizer(outputs: list[str], nb: Any) -> None:
 
 def check_architecture_and_regularization(outputs: list[str], nb: Any) -> None:
     everything = "\n".join(outputs)
-    assert "varied on their own: weight_decay, dropout, hidden" in everything  # the largest spread first
+    # the largest spread first
+    assert "varied on their own: train.weight_decay, train.dropout, train.hidden" in everything
     assert re.search(r"ofat-dropout-0\.0\s+tabular\s+overfitting\s+overfitting from epoch 8", everything)
-    assert "ofat-hidden-128-128" in after(outputs, "hidden: observations on its runs")
-    assert "activation: no finished run changed only activation" in everything
-    assert "batch_size: no finished run changed only batch_size in these results" in everything
+    assert "ofat-hidden-128-128" in after(outputs, "train.hidden: observations on its runs")
+    assert "train.activation: no finished run changed only train.activation" in everything
+    assert "train.batch_size: no finished run changed only train.batch_size in these results" in everything
     assert "(ofat-batch_size-16 failed)" in everything
-    assert "lr: sensitivity" not in everything  # notebook 02's
+    assert "train.lr: sensitivity" not in everything  # notebook 02's
     assert images(nb) == 6  # curves and CPU time for hidden, dropout and weight_decay
 
 
 def check_summary_and_analysis(outputs: list[str], nb: Any) -> None:
-    assert re.search(r"^1\s+lr\s+0\.870\s", after(outputs, "Ranking on image"), re.M)
-    assert re.search(r"^1\s+optimizer\s+0\.230\s", after(outputs, "Ranking on tabular"), re.M)
+    assert re.search(r"^1\s+train\.lr\s+0\.870\s", after(outputs, "Ranking on image"), re.M)
+    assert re.search(r"^1\s+train\.optimizer\s+0\.230\s", after(outputs, "Ranking on tabular"), re.M)
     everything = "\n".join(outputs)
-    assert "**lr** matters more for image than for tabular" in everything
-    assert "**image vs tabular** (spread in points, image first): matter more for image: lr" in everything
-    assert "**hidden** matters about as much everywhere" in everything
+    assert "**train.lr** matters more for image than for tabular" in everything
+    pair = "**image vs tabular** (spread in points, image first): matter more for image: train.lr"
+    assert pair in everything
+    assert "**train.hidden** matters about as much everywhere" in everything
     shares = next(text for text in outputs if text.startswith("dataset") and "optimizer" in text)
-    assert re.search(r"^lr\s+0\.\d{3}\s+0\.\d{3}\s+0\.\d{3}$", shares, re.M), shares
+    assert re.search(r"^train\.lr\s+0\.\d{3}\s+0\.\d{3}\s+0\.\d{3}$", shares, re.M), shares
     assert "## Conclusions" in everything
-    assert "- **image**: lr mattered most (spread 87.0 points" in everything
+    assert "- **image**: train.lr mattered most (spread 87.0 points" in everything
     assert images(nb) == 2  # the sensitivity heatmap and the importance bars
 
 

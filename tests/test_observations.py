@@ -30,10 +30,10 @@ def make_run(**overrides) -> pd.Series:
     run = {
         "experiment": "ofat-lr-0.1",
         "dataset": "image",
-        "changed": "lr",
-        "lr": 0.1,
-        "optimizer": "sgd",
-        "epochs": 30,
+        "changed": "train.lr",
+        "train.lr": 0.1,
+        "train.optimizer": "sgd",
+        "train.epochs": 30,
         "diverged": False,
         "diverged_epoch": np.nan,
         "diverged_loss": np.nan,
@@ -56,7 +56,8 @@ def kinds(history, run, baseline_history=None) -> list[str]:
 
 
 def test_a_smooth_converged_run_has_nothing_to_report():
-    assert kinds(make_history(SMOOTH), make_run(best_epoch=10, epochs=10, stopped_early=False)) == []
+    run = make_run(best_epoch=10, stopped_early=False, **{"train.epochs": 10})
+    assert kinds(make_history(SMOOTH), run) == []
 
 
 def test_overfitting_names_the_epoch_the_rise_and_the_gap():
@@ -112,9 +113,10 @@ def test_underfitting_compares_final_training_accuracy_with_the_baseline():
 
 
 def test_early_best_fires_within_the_first_fifth_of_the_epochs():
-    assert observations.early_best(make_run(best_epoch=6, epochs=30)).text.startswith("best epoch 6 of 30")
-    assert observations.early_best(make_run(best_epoch=7, epochs=30)) is None
-    assert observations.early_best(make_run(best_epoch=1, epochs=30, diverged=True)) is None
+    assert observations.early_best(make_run(best_epoch=6)).text.startswith("best epoch 6 of 30")
+    assert observations.early_best(make_run(best_epoch=7)) is None
+    assert observations.early_best(make_run(best_epoch=1, diverged=True)) is None
+    assert observations.early_best(make_run(best_epoch=2, **{"train.epochs": 5})) is None  # 2 > 20% of 5
 
 
 def test_unstable_counts_single_epoch_peaks():
@@ -135,12 +137,13 @@ def test_diverged_quotes_epoch_and_loss_even_when_the_loss_is_missing():
 
 
 def test_versus_baseline_gives_points_chance_settings_noise_and_the_headline():
-    run = make_run(test_accuracy=0.812, changed="lr,optimizer")
+    run = make_run(test_accuracy=0.812, changed="train.lr,train.optimizer")
     baseline = pd.Series({"test_accuracy": 0.935})
     diverged = observations.Observation("diverged", "the loss diverged at epoch 3", "...")
     sentence = observations.versus_baseline(run, baseline, 0.01, [diverged]).text
     assert sentence == (
-        "with lr=0.1, optimizer=sgd: test accuracy -12.3 points vs baseline (0.812 vs 0.935; chance 0.578); "
+        "with train.lr=0.1, train.optimizer=sgd: test accuracy -12.3 points vs baseline "
+        "(0.812 vs 0.935; chance 0.578); "
         "the loss diverged at epoch 3"
     )
     close = observations.versus_baseline(make_run(test_accuracy=0.93), baseline, 0.01, []).text

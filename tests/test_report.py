@@ -55,7 +55,7 @@ def test_noise_is_the_range_of_the_baseline_across_seeds_at_the_baselines_thread
 def test_one_at_a_time_orders_values_merges_repeats_and_flags_divergence(study):
     runs, _ = results.load(study)
     table = sensitivity.one_at_a_time(runs)
-    lr = row(table, "image", "lr")
+    lr = row(table, "image", "train.lr")
     assert json.loads(lr["values"]) == ["0.001", "0.005", "0.01", "0.1"]
     assert json.loads(lr["accuracies"]) == [0.9, 0.97, 0.95, 0.1]
     assert (lr["best_value"], lr["worst_value"], lr["baseline_value"]) == ("0.005", "0.1", "0.005")
@@ -63,14 +63,37 @@ def test_one_at_a_time_orders_values_merges_repeats_and_flags_divergence(study):
     assert json.loads(lr["diverged_values"]) == ["0.1"]
     assert not lr["at_edge"] and not lr["within_noise"]
     # not seed, not the failed batch size, not the manual hidden=[64], not the other text source
-    assert set(table["hyperparameter"]) == {"lr", "dropout", "optimizer", "hidden", "weight_decay"}
-    assert json.loads(row(table, "text", "hidden")["values"]) == ["[128]", "[128, 128]"]
+    assert set(table["hyperparameter"]) == {
+        "train.lr",
+        "train.dropout",
+        "train.optimizer",
+        "train.hidden",
+        "train.weight_decay",
+    }
+    assert json.loads(row(table, "text", "train.hidden")["values"]) == ["[128]", "[128, 128]"]
+
+
+def test_one_effect_per_hyperparameter_and_dataset_feeds_the_table_and_the_sections(study):
+    runs, _ = results.load(study)
+    effects = sensitivity.effects(runs)
+    assert sensitivity.table(effects).equals(sensitivity.one_at_a_time(runs))
+    grouped = build.by_hyperparameter(runs, effects)
+    assert next(iter(grouped)) == "train.lr"  # the largest spread first
+    lr = grouped["train.lr"]["image"]
+    assert lr in effects and lr.row() == row(sensitivity.table(effects), "image", "train.lr").to_dict()
+    by_value = {value.label: value for value in lr.values}
+    assert [value.label for value in lr.values] == ["0.001", "0.005", "0.01", "0.1"]
+    assert by_value["0.005"].is_baseline and by_value["0.005"].experiment == "baseline"
+    assert by_value["0.01"].experiment == "ofat-lr-0.01"
+    assert by_value["0.01"].repeats == ("optimizer_lr-optimizer-adam-lr-0.01",)
+    assert by_value["0.1"].diverged and by_value["0.1"].at_chance
+    assert (lr.best.label, lr.worst.label, lr.spread) == ("0.005", "0.1", pytest.approx(0.87))
 
 
 def test_only_one_at_a_time_studies_feed_the_sections_and_repeats_are_merged(study):
     runs, _ = results.load(study)
     groups = sensitivity.varied_alone(runs)
-    lr = groups["image", "lr"]
+    lr = groups["image", "train.lr"]
     # the grid's adam runs repeat ofat-lr-0.01 and ofat-lr-0.1: in, as repeats of those
     assert set(lr["experiment"]) == {
         "baseline",
@@ -81,21 +104,23 @@ def test_only_one_at_a_time_studies_feed_the_sections_and_repeats_are_merged(stu
         "optimizer_lr-optimizer-adam-lr-0.1",
     }
     assert lr.set_index("experiment").at["optimizer_lr-optimizer-adam-lr-0.1", "same_as"] == "ofat-lr-0.1"
-    assert "hidden-by-hand" not in set(groups["image", "hidden"]["experiment"])  # a manual run
+    assert "hidden-by-hand" not in set(groups["image", "train.hidden"]["experiment"])  # a manual run
     assert ("text", "data.source") not in groups  # another data source is another dataset
 
 
 def test_edge_rule_extends_only_where_the_allowed_range_goes_further(study):
     runs, _ = results.load(study)
     table = sensitivity.one_at_a_time(runs)
-    dropout = row(table, "text", "dropout")  # 0.5 best of 0 / 0.2 / 0.5; dropout < 1 allowed
+    dropout = row(table, "text", "train.dropout")  # 0.5 best of 0 / 0.2 / 0.5; dropout < 1 allowed
     assert (dropout["at_edge"], dropout["extend"]) == ("highest", "higher")
-    assert not row(table, "tabular", "dropout")["at_edge"]  # 0 and 0.2 tie for best
-    decay = row(table, "tabular", "weight_decay")  # 0 best of 0 / 0.001 / 0.01; 0 is the lowest allowed
+    assert not row(table, "tabular", "train.dropout")["at_edge"]  # 0 and 0.2 tie for best
+    decay = row(table, "tabular", "train.weight_decay")  # 0 best of 0 / 0.001 / 0.01; 0 is the lowest allowed
     assert (decay["at_edge"], decay["extend"]) == ("lowest", "")
-    assert row(table, "tabular", "hidden")["within_noise"]  # 0.3 points < 2.0 noise
-    assert not row(table, "image", "hidden")["within_noise"]  # 0.5 points > 0.4 noise
-    assert sensitivity.extension("lr", "image", 0.001, "lowest") == "lower"  # lr > 0: no lower bound reached
+    assert row(table, "tabular", "train.hidden")["within_noise"]  # 0.3 points < 2.0 noise
+    assert not row(table, "image", "train.hidden")["within_noise"]  # 0.5 points > 0.4 noise
+    assert sensitivity.extension("train.lr", "image", 0.001, "lowest") == "lower"  # lr > 0: no lower bound
+    assert sensitivity.param_key("train.lr", "image") == "image.train.lr"
+    assert sensitivity.param_key("data.normalize", "image") == "image.data.normalize"
 
 
 def test_importance_needs_runs_that_changed_several_hyperparameters(study):
@@ -104,7 +129,7 @@ def test_importance_needs_runs_that_changed_several_hyperparameters(study):
     assert set(shares["dataset"]) == {"tabular", "image", "text"}
     assert shares.groupby("dataset")["importance"].sum().to_numpy() == pytest.approx([1, 1, 1])
     image = shares[shares["dataset"] == "image"].set_index("hyperparameter")["importance"]
-    assert image.idxmax() == "lr"
+    assert image.idxmax() == "train.lr"
     single = runs[~runs["changed"].str.contains(",")]
     assert sensitivity.importance(single).empty
 
@@ -113,31 +138,37 @@ def test_report_writes_every_file_with_numbers_from_the_csv(written):
     out = written
     for name in ["summary.md", "summary.html", "explorer.html", "observations.csv", "sensitivity.csv"]:
         assert (out / name).stat().st_size > 0, name
-    for name in ["curves-lr", "time-lr", "curves-dropout", "sensitivity", "importance"]:
+    for name in ["curves-train_lr", "time-train_lr", "curves-train_dropout", "sensitivity", "importance"]:
         assert (out / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG"), name
     text = (out / "summary.md").read_text()
     assert (
-        "`ofat-lr-0.1` (also run as `optimizer_lr-optimizer-adam-lr-0.1`) on image: with lr=0.1: test "
-        "accuracy -87.0 points vs baseline (0.100 vs 0.970; chance 0.112); the loss diverged at epoch 3"
+        "`ofat-lr-0.1` (also run as `optimizer_lr-optimizer-adam-lr-0.1`) on image: with train.lr=0.1: "
+        "test accuracy -87.0 points vs baseline (0.100 vs 0.970; chance 0.112); the loss diverged at epoch 3"
         in text
     )
     assert (
-        "| lr | tabular (chance 0.333) | image (chance 0.112) | text (chance 0.578) | also run as |" in text
+        "| train.lr | tabular (chance 0.333) | image (chance 0.112) | text (chance 0.578) | also run as |"
+        in text
     )
     assert (
         "| 0.1 | 0.900 (-3.0) | 0.100 (-87.0) diverged no better than chance | "
         "0.580 (-17.0) no better than chance | optimizer\\_lr-optimizer-adam-lr-0.1 |" in text
     )
-    assert "- **image**: lr 87.0, optimizer 5.0, weight\\_decay 2.0, dropout 1.5, hidden 0.5" in text
-    assert "**lr** matters more for image than for tabular" in text
     assert (
-        "Extend the range of dropout on text to higher values: its best value 0.5 is the highest tried"
+        "- **image**: train.lr 87.0, train.optimizer 5.0, train.weight\\_decay 2.0, train.dropout 1.5, "
+        "train.hidden 0.5" in text
+    )
+    assert "- **image** (chance 0.112): spread 87.0 points; best train.lr=0.005 (0.970), worst 0.1" in text
+    assert "**train.lr** matters more for image than for tabular" in text
+    assert (
+        "Extend the range of train.dropout on text to higher values: its best value 0.5 is the highest tried"
         in text
     )
     assert (
-        "weight\\_decay on tabular: its best value 0 is the lowest allowed, so there is no range to extend"
-        in text
+        "train.weight\\_decay on tabular: its best value 0 is the lowest allowed, so there is no range to "
+        "extend" in text
     )
+    assert "![train.lr: validation curves](figures/curves-train_lr.png)" in text
     assert "- `ofat-batch_size-16` failed" in text
     observed = pd.read_csv(out / "observations.csv")
     overfit = observed[(observed["experiment"] == "ofat-dropout-0.0") & (observed["kind"] == "overfitting")]
@@ -168,7 +199,7 @@ def test_chance_is_beside_every_accuracy_and_flags_runs_at_chance(written):
 def test_manual_runs_other_data_and_thread_counts_are_reported_apart(written):
     text = (written / "summary.md").read_text()
     manual = text[text.index("## Manual runs") : text.index("## Other runs")]
-    assert "| hidden-by-hand | manual | hidden=\\[64\\] | 0.920 | 0.960 | 0.745 | ok |" in manual
+    assert "| hidden-by-hand | manual | train.hidden=\\[64\\] | 0.920 | 0.960 | 0.745 | ok |" in manual
     assert "hidden-by-hand" not in text[: text.index("## Manual runs")]
     other_data = text[text.index("## Other data") :]
     assert (
@@ -180,20 +211,21 @@ def test_manual_runs_other_data_and_thread_counts_are_reported_apart(written):
         "Runs compared here trained with 1 CPU thread(s), as the baseline did" in text
         and "Not compared: `noise-seed-3` on tabular, image, text (2 threads vs baseline's 1)." in text
     )
-    seed_3 = "| noise-seed-3 | noise | seed=3 | 0.990 | 0.900 | 0.600 |"
+    seed_3 = "| noise-seed-3 | noise | train.seed=3 | 0.990 | 0.900 | 0.600 |"
     assert f"{seed_3} ok, not compared: 2 threads vs baseline's 1 |" in text
 
 
 def test_time_charts_show_cpu_time_of_training(study):
     runs, _ = results.load(study)
-    groups = build.by_hyperparameter(runs)["lr"]
-    figure = figures.cpu_time("lr", groups)
+    effects = build.by_hyperparameter(runs)["train.lr"]
+    figure = figures.cpu_time("train.lr", effects)
     axis = figure.axes[0]
     assert axis.get_ylabel() == "CPU seconds (training)" and "CPU time" in axis.get_title()
-    tabular = groups["tabular"]
-    expected = [rows["cpu_time_s"].mean() for rows in sensitivity.in_order(tabular, "lr")]
-    assert list(axis.lines[0].get_ydata()) == pytest.approx(expected)
-    assert expected != [rows["train_time_s"].mean() for rows in sensitivity.in_order(tabular, "lr")]
+    tabular = effects["tabular"].runs
+    by_value = tabular.groupby("train.lr")
+    assert list(axis.lines[0].get_xdata()) == ["0.001", "0.005", "0.01", "0.1"]
+    assert list(axis.lines[0].get_ydata()) == pytest.approx(list(by_value["cpu_time_s"].mean()))
+    assert list(by_value["cpu_time_s"].mean()) != list(by_value["train_time_s"].mean())
 
 
 def test_summary_html_is_self_contained(study, tmp_path):
@@ -220,7 +252,7 @@ def test_summary_escapes_names_values_paths_and_errors(tmp_path, default_params)
     assert "failed: error: train.lr: &lt;img src=x onerror=alert(1)&gt; is not allowed" in page
     assert "<td>text (source: /x/&lt;img src=x onerror=alert(1)&gt;&lt;b&gt;b&lt;/b&gt;.csv)</td>" in page
     markdown = (tmp_path / "reports" / "summary.md").read_text()
-    assert "| x&lt;svg&gt; | manual | lr=0.02 |" in markdown  # tables: every cell escaped
+    assert "| x&lt;svg&gt; | manual | train.lr=0.02 |" in markdown  # tables: every cell escaped
     outside_code = re.sub(r"(`+).*?\1", "", markdown)  # a code span shows its text as it is
     assert "<img" not in outside_code and "<svg" not in outside_code and "<script" not in outside_code
 
@@ -245,6 +277,11 @@ def test_results_from_an_older_version_name_the_missing_columns(study, tmp_path)
     old = pd.read_csv(study / "experiments.csv").drop(columns=["chance_accuracy", "cpu_time_s"])
     old.to_csv(study / "experiments.csv", index=False)
     with pytest.raises(results.ReportError, match=r"lacks the columns chance_accuracy, cpu_time_s "):
+        build.write(study, tmp_path / "reports")
+    unprefixed = pd.read_csv(study / "experiments.csv")  # training params named `lr`, not `train.lr`
+    unprefixed.columns = [c.removeprefix("train.") for c in unprefixed.columns]
+    unprefixed.to_csv(study / "experiments.csv", index=False)
+    with pytest.raises(results.ReportError, match=r"lacks the columns train.seed, chance_accuracy"):
         build.write(study, tmp_path / "reports")
 
 
@@ -290,7 +327,7 @@ def test_report_out_a_repository_is_refused_with_one_line(study, tmp_path, capsy
 def quick_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, folder: Path) -> None:
     """Two of the report's files, for the tests of what a report replaces (the real ones take seconds)."""
     (folder / "figures").mkdir()
-    (folder / "figures" / "curves-lr.png").write_bytes(b"png")
+    (folder / "figures" / "curves-train_lr.png").write_bytes(b"png")
     (folder / "summary.md").write_text(f"{runs['experiment'].nunique()} experiments\n")
 
 

@@ -31,7 +31,7 @@ ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.envi
 def study_run(name: str, jobs: int) -> list[str]:
     """`python -m tuninglab study run NAME -j JOBS`, looking every POLL seconds."""
     code = (
-        "import sys; from tuninglab import runner; from tuninglab.__main__ import main; "
+        "import sys; from tuninglab.studies import runner; from tuninglab.__main__ import main; "
         f"runner.POLL_SECONDS = {POLL}; sys.exit(main(['study', 'run', {name!r}, '-j', '{jobs}']))"
     )
     return [sys.executable, "-c", code]

@@ -139,7 +139,7 @@ def test_study_runs_on_the_queue_collects_and_resumes(tmp_path):
     ]
     assert len(table) == 4 * len(dataset_names())
     by = table.set_index(["experiment", "dataset"])
-    assert by.loc[("tiny-lr-0.05", "image"), "lr"] == 0.05
+    assert by.loc[("tiny-lr-0.05", "image"), "train.lr"] == 0.05
     assert by.loc[("tiny-lr-0.05", "image"), "status"] in {"ok", "diverged"}
     assert by.loc[("tiny-lr-0.05", "image"), "hyperparameter"] == "train.lr"
     assert by.loc[("by-hand", "tabular"), "study"] == "manual"  # queued by hand, run by the study's workers
@@ -148,9 +148,10 @@ def test_study_runs_on_the_queue_collects_and_resumes(tmp_path):
     assert crashed["status"] == "failed" and "missing.csv does not exist" in crashed["error"]
     for column in [
         "baseline_commit",
-        "epochs",
-        "batch_size",
-        "optimizer",
+        "train.epochs",
+        "train.batch_size",
+        "train.optimizer",
+        "data.source",
         "test_accuracy",
         "macro_f1",
         "best_val_accuracy",
@@ -171,7 +172,10 @@ def test_study_runs_on_the_queue_collects_and_resumes(tmp_path):
     written = sh(repo, sys.executable, "-m", "tuninglab", "report")
     assert written.stdout.startswith("reports: summary.md, summary.html, explorer.html")
     summary = (repo / "reports" / "summary.md").read_text()
-    assert "### lr" in summary and "`tiny-lr-0.05` on tabular: with lr=0.05: test accuracy" in summary
+    assert (
+        "### train.lr" in summary
+        and "`tiny-lr-0.05` on tabular: with train.lr=0.05: test accuracy" in summary
+    )
     assert "`tiny-source-data_local_text_missing.csv` failed" in summary
 
     again = sh(repo, *study)

@@ -4,6 +4,7 @@
     python -m tuninglab study plan NAME        list a study's experiments as dvc commands
     python -m tuninglab study run NAME -j 2    queue what is missing, run it, collect
     python -m tuninglab study collect          write results/experiments.csv and results/curves.csv
+    python -m tuninglab study collect --rev C  ... from the experiments of baseline commit C instead of HEAD
     python -m tuninglab report                 write reports/ from the collected results
 
 Studies are declared in studies.yaml.
@@ -18,14 +19,15 @@ from pathlib import Path
 
 from tuninglab.lab import params
 from tuninglab.report import build, results
+from tuninglab.schema import FAILED, SUCCESS
 from tuninglab.studies import collect, runner, show, spec
 
 
-def _collect(force: bool = False) -> None:
+def _collect(force: bool = False, rev: str = "HEAD") -> None:
     kinds = {
         name: study.get("kind", "") if isinstance(study, dict) else "" for name, study in spec.load().items()
     }
-    frame, replaced = collect.collect(kinds, force=force)
+    frame, replaced = collect.collect(kinds, force=force, rev=rev)
     if replaced:
         print(replaced)
     counts = frame.drop_duplicates("experiment")["study"].value_counts().to_dict()
@@ -50,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     gather = study.add_parser("collect", help=f"write {collect.RESULTS_FILE} and {collect.CURVES_FILE}")
     gather.add_argument(
         "--force", action="store_true", help="replace results holding experiments the new ones lack"
+    )
+    gather.add_argument(
+        "--rev",
+        default="HEAD",
+        help="the baseline commit whose experiments to collect (default: %(default)s)",
     )
     writer = commands.add_parser("report", help="write the study report from the collected results")
     writer.add_argument("--results", type=Path, default=results.RESULTS_DIR, help="default: %(default)s")
@@ -82,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
                 counts = runner.run(args.name, args.jobs)
             except KeyboardInterrupt:  # the runner stopped its workers and said how to resume
                 return 130
-            print(f"study {args.name}: {counts['success']} succeeded, {counts['failed']} failed")
+            print(f"study {args.name}: {counts[SUCCESS]} succeeded, {counts[FAILED]} failed")
             _collect()
         else:
-            _collect(force=args.force)
+            _collect(force=args.force, rev=args.rev)
     except (
         spec.StudyError,
         params.ParamError,

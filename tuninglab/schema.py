@@ -41,6 +41,32 @@ CHANCE_MARGIN = 0.005
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_time_s")
 CONFUSION_COLUMNS = ("actual", "predicted")
 
+# `study collect` writes results/experiments.csv: one row per experiment and dataset. Its params
+# are the dataset's effective settings, one column per `<group>.<key>`: `split.*`, `train.*` (the
+# shared `train` updated by `<dataset>.train`) and `data.*` (`<dataset>.data`). Its metric columns
+# follow, in this order.
+PARAM_GROUPS = ("split", "train", "data")
+RESULT_METRICS = (*TEST_METRICS, *TRAIN_METRICS, *DETAILS)
+
+# An experiment's state in DVC's queue (`dvc exp show`): waiting, training, ended with its
+# outputs, ended by an error.
+QUEUED = "queued"
+RUNNING = "running"
+SUCCESS = "success"
+FAILED = "failed"
+ENDED_STATES = (SUCCESS, FAILED)  # an experiment in these states changes no more
+# A run's `status` in the results table (one experiment on one dataset): the runs of an experiment
+# that succeeded trained to the end (`ok`) or diverged; any other run has its experiment's state.
+OK = "ok"
+DIVERGED = "diverged"
+TRAINED_STATUSES = (OK, DIVERGED)  # a run with metrics and a per-epoch curve of its own
+
+
+def is_param_column(column: str) -> bool:
+    """Whether a column of the results table is a param (`train.lr`, `data.normalize`), by its group."""
+    group, dot, _ = column.partition(".")
+    return bool(dot) and group in PARAM_GROUPS
+
 
 def metrics_path(dataset: str, name: str) -> Path:
     """`metrics/<dataset>/<name>.json`, for `name` in test, train, details."""

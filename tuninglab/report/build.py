@@ -24,21 +24,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from tuninglab.report import explorer, figures, observations, owned, results, sensitivity, summary
+from tuninglab.report import explorer, figures, format, observations, owned, results, sensitivity, summary
+from tuninglab.report.sensitivity import Effect
 from tuninglab.studies import collect
 
 REPORTS_DIR = Path("reports")
 TITLE = "Tuning Lab: what each hyperparameter did"
 
 
-def observe_all(runs: pd.DataFrame, curves: pd.DataFrame, noise: dict[str, float]) -> pd.DataFrame:
+def observe_all(runs: pd.DataFrame, curves: pd.DataFrame, levels: dict[str, float]) -> pd.DataFrame:
     """Every observation on every finished run, plus one line per run against the baseline (or why not).
 
     A run with exactly the settings of an earlier one (`same_as`: e.g. image
     augmentation on text is the baseline's run again) is left out: it is
     merged into that run. A run on another data source or thread count gets
     no line against the baseline and no underfitting rule (it compares with
-    the baseline's curve); one on another thread count says so.
+    the baseline's curve); one on another thread count says so. `levels` is
+    the seed noise per dataset (`sensitivity.noise_levels`).
 
     Columns: experiment, dataset, kind, headline, text.
     """
@@ -55,7 +57,7 @@ def observe_all(runs: pd.DataFrame, curves: pd.DataFrame, noise: dict[str, float
             results.history(curves, "baseline", dataset) if is_compared else pd.DataFrame(),
         )
         if run["experiment"] != "baseline" and is_compared:
-            found.append(observations.versus_baseline(run, baseline.loc[dataset], noise.get(dataset), found))
+            found.append(observations.versus_baseline(run, baseline.loc[dataset], levels.get(dataset), found))
         elif run["not_compared"]:
             found.insert(0, observations.not_compared(run))
         table += [{"experiment": run["experiment"], "dataset": dataset, **o._asdict()} for o in found]
@@ -63,20 +65,19 @@ def observe_all(runs: pd.DataFrame, curves: pd.DataFrame, noise: dict[str, float
 
 
 def by_hyperparameter(
-    runs: pd.DataFrame, table: pd.DataFrame | None = None
-) -> dict[str, dict[str, pd.DataFrame]]:
-    """Hyperparameter -> dataset -> the baseline's row and the runs that changed only it.
+    runs: pd.DataFrame, effects: list[Effect] | None = None
+) -> dict[str, dict[str, Effect]]:
+    """Hyperparameter -> dataset -> its effect there (the runs that changed only it, and what they did).
 
     Hyperparameters come in order of the largest spread of test accuracy they
-    caused on any dataset: what mattered most first. `table` is
-    `sensitivity.one_at_a_time(runs)`, computed here when not given.
+    caused on any dataset: what mattered most first. `effects` is
+    `sensitivity.effects(runs)`, computed here when not given.
     """
-    grouped: dict[str, dict[str, pd.DataFrame]] = defaultdict(dict)
-    for (dataset, name), group in sensitivity.varied_alone(runs).items():
-        grouped[name][dataset] = group
-    table = sensitivity.one_at_a_time(runs) if table is None else table
-    largest = table.groupby("hyperparameter")["spread"].max() if not table.empty else pd.Series()
-    return dict(sorted(grouped.items(), key=lambda item: -largest.get(item[0], 0.0)))
+    grouped: dict[str, dict[str, Effect]] = defaultdict(dict)
+    for effect in sensitivity.effects(runs) if effects is None else effects:
+        grouped[effect.hyperparameter][effect.dataset] = effect
+    largest = {name: max(e.spread for e in by_dataset.values()) for name, by_dataset in grouped.items()}
+    return dict(sorted(grouped.items(), key=lambda item: -largest[item[0]]))
 
 
 def _file_name(name: str) -> str:
@@ -121,19 +122,24 @@ def write(results_dir: Path = results.RESULTS_DIR, out: Path = REPORTS_DIR, forc
 
 
 def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, folder: Path) -> None:
-    """Every file of the report, from the loaded results, into `folder`."""
-    noise = sensitivity.noise(runs)
+    """Every file of the report, from the loaded results, into `folder`.
+
+    The effects of the hyperparameters are computed once; the summary, the
+    figures, the explorer and sensitivity.csv draw from them.
+    """
+    noise_table = sensitivity.noise(runs)
     levels = sensitivity.noise_levels(runs)
-    table = sensitivity.one_at_a_time(runs)
+    effects = sensitivity.effects(runs)
+    table = sensitivity.table(effects)
     importance = sensitivity.importance(runs)
     found = observe_all(runs, curves, levels)
-    groups = by_hyperparameter(runs, table)
+    groups = by_hyperparameter(runs, effects)
     sections = [
         f"# {TITLE}",
-        f"Written by `python -m tuninglab report` from {summary.code(results_dir)}. Accuracies are on each "
+        f"Written by `python -m tuninglab report` from {format.code(results_dir)}. Accuracies are on each "
         "dataset's held-out test split; a point is 0.01 of accuracy.",
         summary.setup_section(runs),
-        summary.baselines_section(runs, noise, found),
+        summary.baselines_section(runs, noise_table, found),
         "## Hyperparameters, one at a time",
     ]
     for name, by_dataset in groups.items():
@@ -141,7 +147,7 @@ def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, fo
         figures.save(figures.hyperparameter_curves(name, by_dataset, curves), folder / curves_png)
         figures.save(figures.cpu_time(name, by_dataset), folder / time_png)
         pictures = {f"{name}: validation curves": curves_png, f"CPU time of training vs {name}": time_png}
-        sections.append(summary.hyperparameter_section(name, by_dataset, runs, table, found, pictures))
+        sections.append(summary.hyperparameter_section(name, by_dataset, runs, found, pictures))
     overview = {}
     if not table.empty:
         overview["sensitivity heatmap"] = "figures/sensitivity.png"
@@ -152,7 +158,7 @@ def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, fo
     if not table.empty:
         sections.append(summary.comparison_section(table, importance, levels, overview))
         sections.append(summary.conclusions_section(runs, table, found, levels))
-    shown = {e for by_dataset in groups.values() for g in by_dataset.values() for e in g["experiment"]}
+    shown = {e for effect in effects for e in effect.runs["experiment"]}
     shown |= {e for again in summary.repeats(runs).values() for e in again}
     sections += [
         summary.manual_section(runs, shown, found),
@@ -163,8 +169,8 @@ def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, fo
     text = "\n\n".join(s for s in sections if s) + "\n"
     (folder / "summary.md").write_text(text)
     (folder / "summary.html").write_text(summary.to_html(text, folder, TITLE))
-    explorer.write(runs, curves, folder / "explorer.html")
+    explorer.write(runs, curves, effects, folder / "explorer.html")
     found.to_csv(folder / "observations.csv", index=False)
     table.to_csv(folder / "sensitivity.csv", index=False)
     importance.to_csv(folder / "importance.csv", index=False)
-    noise.to_csv(folder / "noise.csv", index=False)
+    noise_table.to_csv(folder / "noise.csv", index=False)

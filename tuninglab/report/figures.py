@@ -1,6 +1,7 @@
 """The report's static figures (matplotlib): curves per hyperparameter, CPU time, the heatmap.
 
-Each function returns a figure; `save` writes it as PNG and closes it.
+Each function returns a figure; `save` writes it as PNG and closes it. The
+figures of one hyperparameter draw its `sensitivity.Effect` on each dataset.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from matplotlib.figure import Figure
 
 from tuninglab.lab.datasets import dataset_names
 from tuninglab.report.results import history
-from tuninglab.report.sensitivity import in_order, label
+from tuninglab.report.sensitivity import Effect
 
 
 def save(figure: Figure, path: Path) -> None:
@@ -23,29 +24,27 @@ def save(figure: Figure, path: Path) -> None:
     plt.close(figure)
 
 
-def hyperparameter_curves(name: str, groups: dict[str, pd.DataFrame], curves: pd.DataFrame) -> Figure:
+def hyperparameter_curves(name: str, effects: dict[str, Effect], curves: pd.DataFrame) -> Figure:
     """Validation loss and accuracy per epoch for every value of one hyperparameter, one row per dataset.
 
-    `groups` maps each dataset to its baseline row and the runs that changed
-    only `name`. One line per value: runs with the same settings (`same_as`)
-    are one legend entry, "also run as" the others. The baseline is drawn
-    dashed; a diverged run ends in a cross.
+    `effects` maps each dataset to the effect of `name` on it. One line per
+    value, its shown run's: runs with the same settings are one legend entry,
+    "also run as" the others. The baseline is drawn dashed; a diverged run
+    ends in a cross.
     """
-    figure, axes = plt.subplots(len(groups), 2, figsize=(11, 3.2 * len(groups)), squeeze=False)
-    for row, (dataset, group) in enumerate(groups.items()):
+    figure, axes = plt.subplots(len(effects), 2, figsize=(11, 3.2 * len(effects)), squeeze=False)
+    for row, (dataset, effect) in enumerate(effects.items()):
         loss_axis, accuracy_axis = axes[row]
-        for rows in in_order(group, name):
-            run = rows[rows["same_as"] == ""].iloc[0]
-            text = label(run[name])
+        for value in effect.values:
+            text = value.label
             style: dict = {}
-            if run["experiment"] == "baseline":
+            if value.experiment == "baseline":
                 style, text = {"linestyle": "--", "color": "black"}, f"{text} (baseline)"
-            repeats = rows[rows["same_as"] != ""]["experiment"]
-            if not repeats.empty:
-                text += f" (also run as {', '.join(repeats)})"
+            if value.repeats:
+                text += f" (also run as {', '.join(value.repeats)})"
             text = text.replace("$", r"\$")  # a name or value as text, never matplotlib's math
-            curve = history(curves, run["experiment"], dataset)
-            marker = {"marker": "x", "markevery": [len(curve) - 1]} if run["diverged"] and len(curve) else {}
+            curve = history(curves, value.experiment, dataset)
+            marker = {"marker": "x", "markevery": [len(curve) - 1]} if value.diverged and len(curve) else {}
             loss_axis.plot(curve["epoch"], curve["val_loss"], label=text, **style, **marker)
             accuracy_axis.plot(curve["epoch"], curve["val_accuracy"], label=text, **style, **marker)
         loss_axis.set(title=f"{dataset}: validation loss", xlabel="epoch", ylabel="loss")
@@ -55,18 +54,17 @@ def hyperparameter_curves(name: str, groups: dict[str, pd.DataFrame], curves: pd
     return figure
 
 
-def cpu_time(name: str, groups: dict[str, pd.DataFrame]) -> Figure:
-    """CPU time of training (seconds) against the values of one hyperparameter, one panel per dataset.
+def cpu_time(name: str, effects: dict[str, Effect]) -> Figure:
+    """Mean CPU time of training (seconds) per value of one hyperparameter, one panel per dataset.
 
-    CPU time, not wall time: it does not depend on what else the machine was
-    running. Each panel has its own scale: the datasets train in tenths of a
-    second to tens of seconds.
+    `effects` maps each dataset to the effect of `name` on it. CPU time, not
+    wall time: it does not depend on what else the machine was running. Each
+    panel has its own scale: the datasets train in tenths of a second to tens
+    of seconds.
     """
-    figure, axes = plt.subplots(1, len(groups), figsize=(3.6 * len(groups), 3.2), squeeze=False)
-    for axis, (dataset, group) in zip(axes[0], groups.items(), strict=True):
-        parts = in_order(group, name)
-        values = [label(rows[name].iloc[0]) for rows in parts]
-        axis.plot(values, [rows["cpu_time_s"].mean() for rows in parts], marker="o")
+    figure, axes = plt.subplots(1, len(effects), figsize=(3.6 * len(effects), 3.2), squeeze=False)
+    for axis, (dataset, effect) in zip(axes[0], effects.items(), strict=True):
+        axis.plot([v.label for v in effect.values], [v.cpu_time for v in effect.values], marker="o")
         axis.set(title=f"{dataset}: CPU time of training", xlabel=name, ylabel="CPU seconds (training)")
         axis.set_ylim(bottom=0)
         axis.tick_params(axis="x", labelrotation=30)

@@ -35,7 +35,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from tuninglab import schema
-from tuninglab.report.sensitivity import label
+from tuninglab.report import format
 
 OVERFIT_EPOCHS = 3
 OVERFIT_RISE = 0.10
@@ -179,7 +179,7 @@ def early_best(run: pd.Series) -> Observation | None:
     """The best epoch came so early that most of the configured epochs were not needed."""
     if bool(run["diverged"]) or pd.isna(run["best_epoch"]):
         return None
-    best, configured = int(run["best_epoch"]), int(run["epochs"])
+    best, configured = int(run["best_epoch"]), int(run["train.epochs"])
     if configured > 1 and best <= EARLY_FRACTION * configured:
         return Observation(
             "early best",
@@ -227,8 +227,8 @@ def observe(history: pd.DataFrame, run: pd.Series, baseline_history: pd.DataFram
 
 
 def settings(run: pd.Series) -> str:
-    """The params a run changed from the baseline, as `lr=0.1, optimizer=sgd` (empty when none)."""
-    return ", ".join(f"{name}={label(run[name])}" for name in str(run["changed"]).split(",") if name)
+    """The params a run changed from the baseline, as `train.lr=0.1, train.optimizer=sgd` (or empty)."""
+    return ", ".join(format.setting(name, run[name]) for name in str(run["changed"]).split(",") if name)
 
 
 def versus_baseline(

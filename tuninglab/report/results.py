@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from tuninglab.schema import HISTORY_COLUMNS
-from tuninglab.studies.collect import CURVES_FILE, METRIC_COLUMNS, RESULTS_FILE
+from tuninglab.schema import HISTORY_COLUMNS, RESULT_METRICS, TRAINED_STATUSES, is_param_column
+from tuninglab.studies.collect import CURVES_FILE, RESULTS_FILE
 
 RESULTS_DIR = RESULTS_FILE.parent
 RUN_COLUMNS = ["experiment", "study", "study_kind", "hyperparameter", "value", "dataset", "status", "error"]
 CURVE_COLUMNS = ["experiment", "dataset", *HISTORY_COLUMNS]
-FINISHED = ("ok", "diverged")
-SOURCE = "data.source"
+SOURCE = "data.source"  # a run on another data source is another dataset
+SEED = "train.seed"  # runs that change only the seed are the noise reference, not a hyperparameter
 COLLECT = "python -m tuninglab study collect"
 RUN_STUDY = "python -m tuninglab study run ofat -j 2"
 
@@ -53,9 +53,10 @@ def load(directory: Path = RESULTS_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     The runs table gains four columns:
 
-    - `changed`: the params that differ from the baseline's for that dataset,
-      comma-separated (empty for the baseline, and for an experiment whose
-      settings do not apply to that dataset);
+    - `changed`: the param columns (`train.lr`, `data.normalize`) that differ
+      from the baseline's for that dataset, comma-separated (empty for the
+      baseline, and for an experiment whose settings do not apply to that
+      dataset);
     - `other_source`: the run's data source where it is not the baseline's
       (then it is another dataset), else empty;
     - `not_compared`: for a finished run that used another number of CPU
@@ -65,9 +66,10 @@ def load(directory: Path = RESULTS_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
       that run's name, else empty.
 
     Raises:
-        ReportError: a file is missing, empty, lacks columns, or has no baseline.
+        ReportError: a file is missing, empty, lacks columns (one written before the params
+            kept their group prefix lacks `train.seed`), or has no baseline.
     """
-    runs = _read(directory / RESULTS_FILE.name, [*RUN_COLUMNS, SOURCE, *METRIC_COLUMNS])
+    runs = _read(directory / RESULTS_FILE.name, [*RUN_COLUMNS, SOURCE, SEED, *RESULT_METRICS])
     curves = _read(directory / CURVES_FILE.name, CURVE_COLUMNS)
     if not (runs["experiment"] == "baseline").any():
         raise ReportError(
@@ -82,9 +84,8 @@ def load(directory: Path = RESULTS_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def param_columns(runs: pd.DataFrame) -> list[str]:
-    """The resolved param columns of the runs table (between `error` and the metrics)."""
-    columns = list(runs.columns)
-    return columns[columns.index("error") + 1 : columns.index(METRIC_COLUMNS[0])]
+    """The param columns of the runs table (`split.*`, `train.*`, `data.*`: `schema.PARAM_GROUPS`)."""
+    return [column for column in runs.columns if is_param_column(column)]
 
 
 def _same(a: object, b: object) -> bool:
@@ -114,7 +115,7 @@ def _threads(value: float) -> str:
 def thread_mismatches(runs: pd.DataFrame) -> pd.Series:
     """Per finished row: `N threads vs baseline's M` where it used another thread count than the baseline."""
     base = runs["dataset"].map(baselines(runs)["used_threads"])
-    done = runs["status"].isin(FINISHED)
+    done = runs["status"].isin(TRAINED_STATUSES)
     return pd.Series(
         [
             f"{_threads(mine)} threads vs baseline's {_threads(theirs)}"
@@ -135,7 +136,7 @@ def same_settings(runs: pd.DataFrame) -> pd.Series:
     """
     names = [*param_columns(runs), "used_threads"]
     rank = (runs["experiment"] != "baseline").astype(int) * (1 + (runs["study_kind"] != "ofat").astype(int))
-    ordered = runs[runs["status"].isin(FINISHED)].assign(rank=rank).sort_values("rank", kind="stable")
+    ordered = runs[runs["status"].isin(TRAINED_STATUSES)].assign(rank=rank).sort_values("rank", kind="stable")
     first: dict[tuple[str, ...], str] = {}
     same = pd.Series("", index=runs.index)
     for index, row in ordered.iterrows():
@@ -151,7 +152,7 @@ def baselines(runs: pd.DataFrame) -> pd.DataFrame:
 
 def finished(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs that trained to the end or diverged (not failed, queued or running)."""
-    return runs[runs["status"].isin(FINISHED)]
+    return runs[runs["status"].isin(TRAINED_STATUSES)]
 
 
 def compared(runs: pd.DataFrame) -> pd.DataFrame:

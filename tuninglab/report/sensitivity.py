@@ -1,16 +1,20 @@
 """How much each hyperparameter moved test accuracy, per dataset, and how much is just seed noise.
 
 Only runs compared with the baseline count (`results.compared`: its data
-source, its number of CPU threads).
+source, its number of CPU threads). A hyperparameter is named by its column
+of the runs table, the dotted key of the dataset's effective setting
+(`train.lr`, `train.augment`, `data.normalize`).
 
 - `noise`: the baseline re-run with other seeds (experiments that differ from
-  it only in `seed`, e.g. the `noise` study). The range of their test
+  it only in `train.seed`, e.g. the `noise` study). The range of their test
   accuracies is the noise level: a difference no larger than it is noise.
-- `one_at_a_time`: for each dataset and hyperparameter, the runs of
-  one-at-a-time studies that change only that hyperparameter, with the
-  baseline as one more value: the spread of test accuracy across values, the
-  best value, and whether the best sits at the edge of the tried range; the
-  range is worth extending only where the param's allowed range goes further.
+- `effects`: for each dataset and hyperparameter changed on its own by a
+  one-at-a-time study, one `Effect`, computed once: each value's runs and
+  mean test accuracy in reading order (the baseline's value included), the
+  spread, the best value, and whether the best sits at the edge of the tried
+  range (worth extending only where the param's allowed range goes further).
+  The summary, the figures and the explorer draw from it; `table` is one row
+  per effect (`reports/sensitivity.csv`).
 - `importance`: where grid or random studies changed several
   hyperparameters together, a random forest fitted to every run of a dataset
   splits the variance of test accuracy among the hyperparameters
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,22 +34,80 @@ import pandas as pd
 from sklearn.ensemble import RandomForestRegressor
 
 from tuninglab.lab.params import value_range
-from tuninglab.report.results import compared
+from tuninglab.report import format
+from tuninglab.report.observations import at_chance
+from tuninglab.report.results import SEED, compared
 
-SEED = "seed"
 MIN_RUNS_FOR_IMPORTANCE = 8
 FOREST_TREES = 300
+TABLE_COLUMNS = [
+    "dataset",
+    "hyperparameter",
+    "values",
+    "accuracies",
+    "baseline_value",
+    "best_value",
+    "best_accuracy",
+    "worst_value",
+    "spread",
+    "diverged_values",
+    "at_edge",
+    "extend",
+    "noise",
+    "within_noise",
+]
 
 
-def label(value: Any) -> str:
-    """A param value as the report prints it: `0.001`, `sgd`, `[128, 128]`, `true`; empty when missing."""
-    if isinstance(value, bool | np.bool_):
-        return str(bool(value)).lower()
-    if isinstance(value, float | np.floating):
-        if math.isnan(value):
-            return ""
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-    return str(value)
+@dataclass(frozen=True, eq=False)
+class Value:
+    """One value of a hyperparameter on one dataset: its runs and what they scored."""
+
+    raw: Any  # as in the runs table
+    label: str  # as the report prints it (`format.value`)
+    experiment: str  # the run shown for it: the first that repeats no other (`same_as` empty)
+    repeats: tuple[str, ...]  # runs of other studies with exactly its settings, merged into it
+    is_baseline: bool  # the baseline's value: the baseline is one of its runs
+    accuracy: float  # mean test accuracy of its runs
+    cpu_time: float  # mean CPU seconds of training of its runs
+    diverged: bool  # one of its runs diverged
+    at_chance: bool  # one of its runs is no better than chance
+
+
+@dataclass(frozen=True, eq=False)
+class Effect:
+    """What changing one hyperparameter on its own did on one dataset."""
+
+    dataset: str
+    hyperparameter: str
+    runs: pd.DataFrame  # the baseline's row and the runs that changed only this, repeats included
+    values: tuple[Value, ...]  # in reading order (`reading_order`)
+    baseline_value: str
+    best: Value  # the first value with the highest mean test accuracy
+    worst: Value  # the first value with the lowest
+    spread: float  # best minus worst mean test accuracy, a fraction
+    at_edge: str  # "lowest" or "highest": the best is that end of 3+ numeric values, beyond noise
+    extend: str  # "lower" or "higher" where the allowed range goes beyond that end, else ""
+    noise: float | None  # the dataset's seed range, where measured
+    within_noise: bool  # the spread is no larger than that noise
+
+    def row(self) -> dict[str, Any]:
+        """The effect as one row of `table`: value lists as JSON, in reading order."""
+        return {
+            "dataset": self.dataset,
+            "hyperparameter": self.hyperparameter,
+            "values": json.dumps([v.label for v in self.values]),
+            "accuracies": json.dumps([round(v.accuracy, 4) for v in self.values]),
+            "baseline_value": self.baseline_value,
+            "best_value": self.best.label,
+            "best_accuracy": self.best.accuracy,
+            "worst_value": self.worst.label,
+            "spread": self.spread,
+            "diverged_values": json.dumps([v.label for v in self.values if v.diverged]),
+            "at_edge": self.at_edge,
+            "extend": self.extend,
+            "noise": self.noise,
+            "within_noise": self.within_noise,
+        }
 
 
 def _numeric(values: list[Any]) -> bool:
@@ -61,18 +125,20 @@ def _list_key(value: Any) -> tuple[int, list[float]] | None:
     return (len(parsed), parsed) if isinstance(parsed, list) else None
 
 
-def in_order(group: pd.DataFrame, name: str) -> list[pd.DataFrame]:
-    """The rows of `group` split by their value of `name`, in a reading order.
+def reading_order(values: Iterable[Any]) -> list[Any]:
+    """The distinct values (told apart by `format.value`) in reading order.
 
-    Numbers ascending, layer lists by depth then width, anything else as it comes.
+    Numbers ascending, layer lists by depth then width, anything else as it first comes.
     """
-    parts = [rows for _, rows in group.groupby(group[name].map(label), sort=False)]
-    firsts = [rows[name].iloc[0] for rows in parts]
-    if _numeric(firsts):
-        parts.sort(key=lambda rows: rows[name].iloc[0])
-    elif all(_list_key(v) is not None for v in firsts):
-        parts.sort(key=lambda rows: _list_key(rows[name].iloc[0]))
-    return parts
+    firsts: dict[str, Any] = {}
+    for value in values:
+        firsts.setdefault(format.value(value), value)
+    ordered = list(firsts.values())
+    if _numeric(ordered):
+        return sorted(ordered)
+    if all(_list_key(value) is not None for value in ordered):
+        return sorted(ordered, key=_list_key)
+    return ordered
 
 
 def noise(runs: pd.DataFrame) -> pd.DataFrame:
@@ -82,11 +148,11 @@ def noise(runs: pd.DataFrame) -> pd.DataFrame:
     """
     done = compared(runs)
     seeds = done[(done["experiment"] == "baseline") | (done["changed"] == SEED)]
-    table = seeds.groupby("dataset", sort=False)["test_accuracy"].agg(
+    seed_runs = seeds.groupby("dataset", sort=False)["test_accuracy"].agg(
         runs="count", mean="mean", low="min", high="max"
     )
-    table["range"] = table["high"] - table["low"]
-    return table[table["runs"] >= 2].reset_index()
+    seed_runs["range"] = seed_runs["high"] - seed_runs["low"]
+    return seed_runs[seed_runs["runs"] >= 2].reset_index()
 
 
 def noise_levels(runs: pd.DataFrame) -> dict[str, float]:
@@ -118,15 +184,11 @@ def varied_alone(runs: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
 
 
 def param_key(name: str, dataset: str) -> str:
-    """The dotted params.yaml key of a runs-table column: `lr` on image -> `image.train.lr`.
+    """The params.yaml key of a dataset's param column: `train.lr` on image -> `image.train.lr`.
 
     The dataset's own key, which `params.value_range` resolves like the shared one.
     """
-    if name.startswith("split."):
-        return name
-    if name.startswith("data."):
-        return f"{dataset}.{name}"
-    return f"{dataset}.train.{name}"
+    return name if name.startswith("split.") else f"{dataset}.{name}"
 
 
 def extension(name: str, dataset: str, best: Any, end: str) -> str:
@@ -141,60 +203,83 @@ def extension(name: str, dataset: str, best: Any, end: str) -> str:
     return "higher" if high is None or best < high else ""
 
 
+def _values(group: pd.DataFrame, name: str) -> tuple[Value, ...]:
+    """Each value of `name` among the rows of `group`, in reading order; several runs of one averaged."""
+    labels = group[name].map(format.value)
+    found = []
+    for raw in reading_order(group[name]):
+        rows = group[labels == format.value(raw)]
+        repeats = rows["same_as"] != ""
+        found.append(
+            Value(
+                raw=raw,
+                label=format.value(raw),
+                experiment=rows[~repeats]["experiment"].iloc[0],
+                repeats=tuple(rows[repeats]["experiment"]),
+                is_baseline=bool((rows["experiment"] == "baseline").any()),
+                accuracy=rows["test_accuracy"].mean(),
+                cpu_time=rows["cpu_time_s"].mean(),
+                diverged=bool(rows["diverged"].astype(bool).any()),
+                at_chance=any(at_chance(row) for _, row in rows.iterrows()),
+            )
+        )
+    return tuple(found)
+
+
+def _effect(dataset: str, name: str, group: pd.DataFrame, level: float | None) -> Effect:
+    """The effect of `name` on `dataset` from its rows (`varied_alone`) and the dataset's seed noise."""
+    values = _values(group, name)
+    accuracies = [value.accuracy for value in values]
+    high, low = max(accuracies), min(accuracies)
+    spread = high - low
+    within_noise = level is not None and bool(spread <= level)
+    tops = [value for value in values if value.accuracy == high]
+    at_edge = ""
+    if _numeric([value.raw for value in values]) and len(values) >= 3 and not within_noise:
+        at_edge = "lowest" if tops == [values[0]] else "highest" if tops == [values[-1]] else ""
+    baseline = group[group["experiment"] == "baseline"]
+    return Effect(
+        dataset=dataset,
+        hyperparameter=name,
+        runs=group,
+        values=values,
+        baseline_value=format.value(baseline[name].iloc[0]),
+        best=values[accuracies.index(high)],
+        worst=values[accuracies.index(low)],
+        spread=spread,
+        at_edge=at_edge,
+        extend=extension(name, dataset, tops[0].raw, at_edge) if at_edge else "",
+        noise=level,
+        within_noise=within_noise,
+    )
+
+
+def effects(runs: pd.DataFrame) -> list[Effect]:
+    """One `Effect` per dataset and hyperparameter changed on its own (`varied_alone`), in that order."""
+    levels = noise_levels(runs)
+    return [
+        _effect(dataset, name, group, levels.get(dataset))
+        for (dataset, name), group in varied_alone(runs).items()
+    ]
+
+
+def table(found: list[Effect]) -> pd.DataFrame:
+    """The effects as a table, one row each (`Effect.row`): `reports/sensitivity.csv`.
+
+    Columns: dataset, hyperparameter, values and accuracies (JSON lists, in
+    order), baseline_value, best_value, best_accuracy, worst_value, spread (a
+    fraction), diverged_values (JSON list), at_edge, extend, noise (empty
+    when not measured), within_noise.
+    """
+    return pd.DataFrame([effect.row() for effect in found], columns=TABLE_COLUMNS)
+
+
 def one_at_a_time(runs: pd.DataFrame) -> pd.DataFrame:
     """Per dataset and hyperparameter changed on its own: the spread of test accuracy across its values.
 
-    Several runs of one value (e.g. from two studies) are averaged. Columns:
-    dataset, hyperparameter, values and accuracies (JSON lists, in order),
-    baseline_value, best_value, best_accuracy, worst_value, spread (a
-    fraction), diverged_values (JSON list), at_edge ("lowest" or "highest"
-    when the best value is that end of three or more numeric values and the
-    spread is not noise, else ""), extend ("lower" or "higher" when the
-    param's allowed range goes beyond that end, "" when the best value is the
-    allowed bound), noise (the dataset's seed range; empty when not
-    measured), within_noise (the spread is no larger than that noise).
+    `table(effects(runs))`.
     """
-    levels = noise_levels(runs)
-    table = []
-    for (dataset, name), group in varied_alone(runs).items():
-        baseline = group[group["experiment"] == "baseline"]
-        parts = in_order(group, name)
-        by_value = pd.DataFrame(
-            {
-                "raw": [rows[name].iloc[0] for rows in parts],
-                "accuracy": [rows["test_accuracy"].mean() for rows in parts],
-                "diverged": [rows["diverged"].astype(bool).any() for rows in parts],
-            },
-            index=[label(rows[name].iloc[0]) for rows in parts],
-        )
-        best, worst = by_value["accuracy"].idxmax(), by_value["accuracy"].idxmin()
-        spread = by_value["accuracy"].max() - by_value["accuracy"].min()
-        ordered = list(by_value.index)
-        level = levels.get(dataset)
-        within_noise = level is not None and bool(spread <= level)
-        tops = [v for v in ordered if by_value.at[v, "accuracy"] == by_value["accuracy"].max()]
-        at_edge = ""
-        if _numeric(list(by_value["raw"])) and len(ordered) >= 3 and not within_noise:
-            at_edge = "lowest" if tops == [ordered[0]] else "highest" if tops == [ordered[-1]] else ""
-        table.append(
-            {
-                "dataset": dataset,
-                "hyperparameter": name,
-                "values": json.dumps(ordered),
-                "accuracies": json.dumps([round(a, 4) for a in by_value["accuracy"]]),
-                "baseline_value": label(baseline[name].iloc[0]),
-                "best_value": best,
-                "best_accuracy": by_value.at[best, "accuracy"],
-                "worst_value": worst,
-                "spread": spread,
-                "diverged_values": json.dumps([v for v in ordered if by_value.at[v, "diverged"]]),
-                "at_edge": at_edge,
-                "extend": extension(name, dataset, by_value.at[tops[0], "raw"], at_edge) if at_edge else "",
-                "noise": level,
-                "within_noise": within_noise,
-            }
-        )
-    return pd.DataFrame(table)
+    return table(effects(runs))
 
 
 def ranking(sensitivity: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -213,7 +298,7 @@ def _features(rows: pd.DataFrame, names: list[str]) -> pd.DataFrame:
             wide = (numbers > 0).all() and numbers.max() >= 100 * numbers.min()
             columns[name] = np.log10(numbers) if wide else numbers
         else:
-            columns[name] = values.map(label).astype("category").cat.codes
+            columns[name] = values.map(format.value).astype("category").cat.codes
     return pd.DataFrame(columns, index=rows.index)
 
 
@@ -225,13 +310,15 @@ def importance(runs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     several hyperparameters together and there are at least
     `MIN_RUNS_FOR_IMPORTANCE` runs. Columns: dataset, hyperparameter,
     importance (shares summing to 1 per dataset), runs, oob_r2 (the forest's
-    out-of-bag R^2: how far to trust the shares).
+    out-of-bag R^2: how far to trust the shares). The forest's features are
+    the hyperparameters in the order of their names; with another order it
+    draws other random splits, and the shares move within their noise.
     """
     done = compared(runs)
     done = done[done["same_as"] == ""]
     if not done["changed"].str.contains(",").any():
         return pd.DataFrame(columns=["dataset", "hyperparameter", "importance", "runs", "oob_r2"])
-    table = []
+    shares = []
     for dataset, rows in done.groupby("dataset", sort=False):
         names = sorted({n for changed in rows["changed"] for n in changed.split(",") if n and n != SEED})
         if len(rows) < MIN_RUNS_FOR_IMPORTANCE or len(names) < 2:
@@ -240,7 +327,7 @@ def importance(runs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
         forest.fit(_features(rows, names), rows["test_accuracy"])
         oob = float(forest.oob_score_)
         for name, share in zip(names, forest.feature_importances_, strict=True):
-            table.append(
+            shares.append(
                 {
                     "dataset": dataset,
                     "hyperparameter": name,
@@ -249,4 +336,4 @@ def importance(runs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
                     "oob_r2": oob if math.isfinite(oob) else None,
                 }
             )
-    return pd.DataFrame(table, columns=["dataset", "hyperparameter", "importance", "runs", "oob_r2"])
+    return pd.DataFrame(shares, columns=["dataset", "hyperparameter", "importance", "runs", "oob_r2"])

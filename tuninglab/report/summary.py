@@ -1,19 +1,20 @@
 """The research-style summary: markdown written from the numbers, and the same as one HTML page.
 
-Every sentence is generated from the runs table and the analysis tables, so
-each claim can be traced to a number in `results/experiments.csv`. Every
-value that comes from params, names, paths or error lines goes in through
-`text` (escaped markdown and HTML) or `code` (an inline code span), and the
-HTML page is made with raw HTML turned off: a name such as `<script>` shows as
-text, never as markup.
+Every sentence is generated from the runs table and the analysis (one
+`sensitivity.Effect` per hyperparameter and dataset), so each claim can be
+traced to a number in `results/experiments.csv`. Every value that comes from
+params, names, paths or error lines goes in through `format.text` (escaped
+markdown and HTML) or `format.code` (an inline code span), and the HTML page
+is made with raw HTML turned off: a name such as `<script>` shows as text,
+never as markup.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import markdown
@@ -21,45 +22,38 @@ import pandas as pd
 
 from tuninglab import schema
 from tuninglab.lab.datasets import dataset_names
-from tuninglab.report import observations, results, sensitivity
+from tuninglab.report import format, observations, results, sensitivity
+from tuninglab.report.format import code, codes, points, text
+from tuninglab.report.sensitivity import Effect
 
-MODEL_COLUMNS = ["data.source", "model", "hidden", "channels", "embedding_dim", "n_params", "used_device"]
-TRUST_R2 = 0.5  # out-of-bag R^2 below which the forest's importances are only a rough guide
-TRAINING_COLUMNS = [
-    "optimizer",
-    "lr",
-    "batch_size",
-    "epochs",
-    "patience",
-    "dropout",
-    "weight_decay",
-    "activation",
-    "threads",
+# The baseline's settings in the set-up section: its model, then its training.
+MODEL_COLUMNS = [
+    "data.source",
+    "train.model",
+    "train.hidden",
+    "train.channels",
+    "train.embedding_dim",
+    "n_params",
+    "used_device",
 ]
-_MARKDOWN_SYNTAX = re.compile(r"([\\`*_\[\]|])")
+TRAINING_COLUMNS = [
+    "train.optimizer",
+    "train.lr",
+    "train.batch_size",
+    "train.epochs",
+    "train.patience",
+    "train.dropout",
+    "train.weight_decay",
+    "train.activation",
+    "train.threads",
+]
+# The baseline's metrics in the baselines section, around its best epoch.
+BASELINE_METRICS = (
+    ["test_accuracy", "chance_accuracy", "macro_f1", "test_loss"],
+    ["cpu_time_s", "train_time_s"],
+)
+TRUST_R2 = 0.5  # out-of-bag R^2 below which the forest's importances are only a rough guide
 _FIGURE = re.compile(r'(<img alt="[^"]*" src=")(figures/[\w.-]+\.png)(")')
-
-
-def text(value: object) -> str:
-    """Any value as markdown text that shows exactly its characters: HTML and markdown syntax escaped."""
-    escaped = html.escape(" ".join(str(value).splitlines()), quote=False).replace("~", "&#126;")
-    return _MARKDOWN_SYNTAX.sub(r"\\\1", escaped)
-
-
-def code(value: object) -> str:
-    """Any value as an inline code span (fenced with more backticks than it holds)."""
-    content = " ".join(str(value).splitlines())
-    fence = "`" * (max((len(run) for run in re.findall(r"`+", content)), default=0) + 1)
-    padding = " " if content.startswith("`") or content.endswith("`") else ""
-    return f"{fence}{padding}{content}{padding}{fence}"
-
-
-def _codes(names: list[str] | pd.Series) -> str:
-    return ", ".join(code(name) for name in names)
-
-
-def _pts(fraction: float) -> str:
-    return f"{100 * fraction:.1f}"
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -72,9 +66,8 @@ def _table(frame: pd.DataFrame) -> str:
 
 
 def _accuracy_header(dataset: str, baseline: pd.DataFrame) -> str:
-    """`image (chance 0.112)`: a dataset's accuracy column, with its chance rate beside it."""
-    chance = baseline.at[dataset, "chance_accuracy"] if dataset in baseline.index else float("nan")
-    return f"{dataset} (chance {chance:.3f})" if pd.notna(chance) else dataset
+    """`image (chance 0.112)`: a dataset's accuracy column, with the baseline's chance rate beside it."""
+    return format.dataset_header(dataset, baseline["chance_accuracy"].get(dataset))
 
 
 def repeats(runs: pd.DataFrame) -> dict[str, list[str]]:
@@ -128,36 +121,39 @@ def setup_section(runs: pd.DataFrame) -> str:
         f"{len(experiments) - 1} experiments on it ("
         + ", ".join(f"{text(study)}: {count}" for study, count in studies.items())
         + f"), each trained on all {len(baseline)} datasets."
-        + (f" Failed (no metrics): {_codes(failed)}." if failed else ""),
+        + (f" Failed (no metrics): {codes(failed)}." if failed else ""),
         "",
         _threads_sentence(runs),
         "",
-        _table(baseline[[c for c in MODEL_COLUMNS if c in baseline]].map(sensitivity.label).reset_index()),
+        _table(baseline[[c for c in MODEL_COLUMNS if c in baseline]].map(format.value).reset_index()),
         "",
         "Baseline training settings (shared by all datasets unless a dataset overrides them):",
         "",
-        _table(baseline[[c for c in TRAINING_COLUMNS if c in baseline]].map(sensitivity.label).reset_index()),
+        _table(baseline[[c for c in TRAINING_COLUMNS if c in baseline]].map(format.value).reset_index()),
     ]
     return "\n".join(lines)
 
 
-def baselines_section(runs: pd.DataFrame, noise: pd.DataFrame, found: pd.DataFrame) -> str:
-    """The baseline's test metrics per dataset beside its chance rate, the seed noise, its curves."""
+def _metric_columns(rows: pd.DataFrame, names: list[str]) -> dict[str, pd.Series]:
+    """Metric columns of `rows`, labelled and rounded as `format.METRICS` says."""
+    return {format.METRICS[n][0]: rows[n].map(lambda v, n=n: format.metric(n, v)) for n in names}
+
+
+def baselines_section(runs: pd.DataFrame, noise_table: pd.DataFrame, found: pd.DataFrame) -> str:
+    """The baseline's test metrics per dataset beside its chance rate, the seed noise, its curves.
+
+    `noise_table` is `sensitivity.noise(runs)`: the seed runs per dataset.
+    """
     baseline = results.baselines(runs)
+    before, after = BASELINE_METRICS
     table = pd.DataFrame(
-        {
-            "test accuracy": baseline["test_accuracy"].map("{:.3f}".format),
-            "chance (majority class)": baseline["chance_accuracy"].map("{:.3f}".format),
-            "macro F1": baseline["macro_f1"].map("{:.3f}".format),
-            "test loss": baseline["test_loss"].map("{:.3f}".format),
-            "best epoch / run": [f"{int(r.best_epoch)} / {int(r.epochs_run)}" for r in baseline.itertuples()],
-            "CPU time of training (s)": baseline["cpu_time_s"].map("{:.1f}".format),
-            "wall time (s)": baseline["train_time_s"].map("{:.1f}".format),
-        }
+        _metric_columns(baseline, before)
+        | {"best epoch / run": [f"{int(r.best_epoch)} / {int(r.epochs_run)}" for r in baseline.itertuples()]}
+        | _metric_columns(baseline, after)
     )
-    seeds = noise.set_index("dataset")
+    seeds = noise_table.set_index("dataset")
     table["seed noise (points)"] = [
-        f"{_pts(seeds.at[d, 'range'])} over {int(seeds.at[d, 'runs'])} seeds"
+        f"{points(seeds.at[d, 'range'])} over {int(seeds.at[d, 'runs'])} seeds"
         if d in seeds.index
         else "not measured"
         for d in table.index
@@ -165,8 +161,8 @@ def baselines_section(runs: pd.DataFrame, noise: pd.DataFrame, found: pd.DataFra
     lines = ["## Baselines", "", _table(table.reset_index()), ""]
     again = repeats(runs).get("baseline", [])
     if again:
-        lines += [f"The baseline was also run as {_codes(again)} (the same settings).", ""]
-    if noise.empty:
+        lines += [f"The baseline was also run as {codes(again)} (the same settings).", ""]
+    if noise_table.empty:
         lines += [
             "No seed re-runs: differences cannot be told from noise. "
             "Run `python -m tuninglab study run noise -j 2` for a noise reference.",
@@ -177,24 +173,20 @@ def baselines_section(runs: pd.DataFrame, noise: pd.DataFrame, found: pd.DataFra
     return "\n".join(lines)
 
 
-def _value_table(name: str, groups: dict[str, pd.DataFrame], baseline: pd.DataFrame) -> str:
+def _value_table(name: str, effects: dict[str, Effect], baseline: pd.DataFrame) -> str:
     """Value x dataset: test accuracy, its difference from the baseline, flags; and the repeats."""
     cells: dict[str, dict[str, str]] = {}
     again: dict[str, set[str]] = {}
-    for dataset, group in groups.items():
+    for dataset, effect in effects.items():
         base = baseline.at[dataset, "test_accuracy"]
-        for rows in sensitivity.in_order(group, name):
-            value = sensitivity.label(rows[name].iloc[0])
-            accuracy = rows["test_accuracy"].mean()
-            shown = f"{accuracy:.3f}"
-            if (rows["experiment"] != "baseline").all():
-                shown += f" ({100 * (accuracy - base):+.1f})"
-            if rows["diverged"].astype(bool).any():
+        for value in effect.values:
+            shown = f"{value.accuracy:.3f}" if value.is_baseline else format.against(value.accuracy, base)
+            if value.diverged:
                 shown += " diverged"
-            if any(observations.at_chance(row) for _, row in rows.iterrows()):
+            if value.at_chance:
                 shown += " no better than chance"
-            cells.setdefault(value, {})[_accuracy_header(dataset, baseline)] = shown
-            again.setdefault(value, set()).update(rows[rows["same_as"] != ""]["experiment"])
+            cells.setdefault(value.label, {})[_accuracy_header(dataset, baseline)] = shown
+            again.setdefault(value.label, set()).update(value.repeats)
     frame = pd.DataFrame.from_dict(cells, orient="index")
     if any(again.values()):
         frame["also run as"] = [", ".join(sorted(again[value])) for value in frame.index]
@@ -202,28 +194,45 @@ def _value_table(name: str, groups: dict[str, pd.DataFrame], baseline: pd.DataFr
     return _table(frame.reset_index())
 
 
-def _edge_sentence(name: str, row: pd.Series) -> str:
-    """What the edge rule says of one sensitivity row: extend the range, or the best is the allowed bound."""
-    if not row["at_edge"]:
+def _edge_sentence(effect: Effect, escape: Callable[[object], str]) -> str:
+    """What the edge rule says of one effect: extend the range, or the best is the allowed bound."""
+    if not effect.at_edge:
         return ""
-    if row["extend"]:
+    name = escape(effect.hyperparameter)
+    if effect.extend:
         return (
-            f" - the best value is the {row['at_edge']} tried: extend the range of {text(name)} "
-            f"to {row['extend']} values"
+            f" - the best value is the {effect.at_edge} tried: extend the range of {name} "
+            f"to {effect.extend} values"
         )
-    bound = "lower" if row["at_edge"] == "lowest" else "upper"
-    return f" - the best value is the {row['at_edge']} allowed: {text(name)} is at its {bound} bound"
+    bound = "lower" if effect.at_edge == "lowest" else "upper"
+    return f" - the best value is the {effect.at_edge} allowed: {name} is at its {bound} bound"
+
+
+def effect_sentence(effect: Effect, escape: Callable[[object], str] = text) -> str:
+    """What one hyperparameter did on one dataset: spread, best and worst value, noise, edge, divergence.
+
+    `escape` writes names and values: markdown text by default, `str` for plain text.
+    """
+    if effect.spread == 0:
+        return f"no effect: every value gave {effect.best.accuracy:.3f}"
+    name = escape(effect.hyperparameter)
+    sentence = (
+        f"spread {points(effect.spread)} points; best {name}={escape(effect.best.label)} "
+        f"({effect.best.accuracy:.3f}), worst {escape(effect.worst.label)}"
+    )
+    if effect.within_noise:
+        sentence += " - within seed noise"
+    sentence += _edge_sentence(effect, escape)
+    diverged = [value.label for value in effect.values if value.diverged]
+    if diverged:
+        sentence += f" - diverged at {name}={escape(', '.join(diverged))}"
+    return sentence
 
 
 def hyperparameter_section(
-    name: str,
-    groups: dict[str, pd.DataFrame],
-    runs: pd.DataFrame,
-    table: pd.DataFrame,
-    found: pd.DataFrame,
-    figures: dict[str, str],
+    name: str, effects: dict[str, Effect], runs: pd.DataFrame, found: pd.DataFrame, figures: dict[str, str]
 ) -> str:
-    """One hyperparameter: its table, its sensitivity per dataset, its figures and observations."""
+    """One hyperparameter: its table, its effect per dataset (`effects`), its figures and observations."""
     baseline = results.baselines(runs)
     lines = [
         f"### {text(name)}",
@@ -231,25 +240,12 @@ def hyperparameter_section(
         "Test accuracy per value (points vs baseline in brackets; chance = always predicting the "
         "majority class):",
         "",
-        _value_table(name, groups, baseline),
+        _value_table(name, effects, baseline),
         "",
     ]
-    for _, row in table[table["hyperparameter"] == name].iterrows():
-        head = f"- **{text(row['dataset'])}** (chance {baseline.at[row['dataset'], 'chance_accuracy']:.3f}): "
-        if row["spread"] == 0:
-            lines.append(f"{head}no effect: every value gave {row['best_accuracy']:.3f}")
-            continue
-        sentence = (
-            f"{head}spread {_pts(row['spread'])} points; best {text(name)}={text(row['best_value'])} "
-            f"({row['best_accuracy']:.3f}), worst {text(row['worst_value'])}"
-        )
-        if row["within_noise"]:
-            sentence += " - within seed noise"
-        sentence += _edge_sentence(name, row)
-        diverged = json.loads(row["diverged_values"])
-        if diverged:
-            sentence += f" - diverged at {text(name)}={text(', '.join(diverged))}"
-        lines.append(sentence)
+    for dataset, effect in effects.items():
+        chance = baseline.at[dataset, "chance_accuracy"]
+        lines.append(f"- **{text(dataset)}** (chance {chance:.3f}): {effect_sentence(effect)}")
     lines += [
         "",
         *(f"![{text(caption)}]({path})" for caption, path in figures.items()),
@@ -257,13 +253,11 @@ def hyperparameter_section(
         "Observations:",
         "",
     ]
-    for dataset, group in groups.items():  # in value order, dataset by dataset
-        for value_rows in sensitivity.in_order(group, name):
-            first = value_rows[value_rows["same_as"] == ""]["experiment"].iloc[0]
-            rows = found[(found["experiment"] == first) & (found["dataset"] == dataset)]
-            if first != "baseline" and not rows.empty:
-                again = value_rows[value_rows["same_as"] != ""]["experiment"].tolist()
-                lines.append(_run_line(first, dataset, rows, again))
+    for dataset, effect in effects.items():  # in value order, dataset by dataset
+        for value in effect.values:
+            rows = found[(found["experiment"] == value.experiment) & (found["dataset"] == dataset)]
+            if value.experiment != "baseline" and not rows.empty:
+                lines.append(_run_line(value.experiment, dataset, rows, list(value.repeats)))
     return "\n".join(lines)
 
 
@@ -274,14 +268,14 @@ def _run_line(experiment: str, dataset: str, rows: pd.DataFrame, again: list[str
         leading["text"].iloc[0] if not leading.empty else "not compared with the baseline (another dataset)"
     )
     details = "; ".join(rows[~rows.index.isin(leading.index)]["text"])
-    also = f" (also run as {_codes(again)})" if again else ""
+    also = f" (also run as {codes(again)})" if again else ""
     return f"- {code(experiment)}{also} on {text(dataset)}: {text(main)}" + (
         f". Details: {text(details)}" if details else ""
     )
 
 
 def comparison_section(
-    table: pd.DataFrame, importance: pd.DataFrame, noise: dict[str, float], figures: dict[str, str]
+    table: pd.DataFrame, importance: pd.DataFrame, levels: dict[str, float], figures: dict[str, str]
 ) -> str:
     """The cross-dataset question: which hyperparameters matter where, ranked and side by side."""
     lines = ["## Across datasets", ""]
@@ -290,14 +284,14 @@ def comparison_section(
     for dataset in [d for d in dataset_names() if d in set(table["dataset"])]:
         ranked = sensitivity.ranking(table, dataset)
         items = [
-            f"{text(r.hyperparameter)} {'~' if r.within_noise else ''}{_pts(r.spread)}"
+            f"{text(r.hyperparameter)} {'~' if r.within_noise else ''}{points(r.spread)}"
             for r in ranked.itertuples()
         ]
         lines.append(f"- **{dataset}**: " + ", ".join(items))
     lines += ["", "Does a hyperparameter matter more for one data type than another?", ""]
     if {"image", "tabular"} <= set(table["dataset"]):
-        lines += [f"- {pair_sentence(table, noise, 'image', 'tabular')}"]
-    lines += [f"- {sentence}" for sentence in cross_dataset_sentences(table, noise)]
+        lines += [f"- {pair_sentence(table, levels, 'image', 'tabular')}"]
+    lines += [f"- {sentence}" for sentence in cross_dataset_sentences(table, levels)]
     if not importance.empty:
         lines += [
             "",
@@ -325,16 +319,21 @@ def comparison_section(
     return "\n".join(lines)
 
 
-def pair_sentence(table: pd.DataFrame, noise: dict[str, float], first: str, second: str) -> str:
-    """Which hyperparameters moved test accuracy more on `first` than on `second`, beyond seed noise."""
+def pair_sentence(table: pd.DataFrame, levels: dict[str, float], first: str, second: str) -> str:
+    """Which hyperparameters moved test accuracy more on `first` than on `second`, beyond seed noise.
+
+    `table` is `sensitivity.table` (one row per effect); `levels` the seed noise per dataset.
+    """
     spreads = table.pivot(index="hyperparameter", columns="dataset", values="spread")[
         [first, second]
     ].dropna()
-    margin = max(noise.get(first, 0.0), noise.get(second, 0.0))
+    margin = max(levels.get(first, 0.0), levels.get(second, 0.0))
     gap = spreads[first] - spreads[second]
 
     def listed(names: pd.Index) -> str:
-        items = [f"{text(n)} ({_pts(spreads.at[n, first])} vs {_pts(spreads.at[n, second])})" for n in names]
+        items = [
+            f"{text(n)} ({points(spreads.at[n, first])} vs {points(spreads.at[n, second])})" for n in names
+        ]
         return ", ".join(items) or "none"
 
     order = gap.abs().sort_values(ascending=False).index
@@ -347,12 +346,12 @@ def pair_sentence(table: pd.DataFrame, noise: dict[str, float], first: str, seco
         f"**{first} vs {second}** (spread in points, {first} first): matter more for {first}: "
         f"{listed(more)}; more for {second}: {listed(less)}"
     )
-    if first not in noise or second not in noise:
+    if first not in levels or second not in levels:
         return sentence + " (seed noise not measured: small gaps may be noise)"
-    return sentence + f"; about the same (gap within seed noise, {_pts(margin)} points): {listed(same)}"
+    return sentence + f"; about the same (gap within seed noise, {points(margin)} points): {listed(same)}"
 
 
-def cross_dataset_sentences(table: pd.DataFrame, noise: dict[str, float]) -> list[str]:
+def cross_dataset_sentences(table: pd.DataFrame, levels: dict[str, float]) -> list[str]:
     """Per hyperparameter: where it moved test accuracy most and least; does the gap beat the noise."""
     sentences = []
     for name, rows in table.groupby("hyperparameter", sort=False):
@@ -361,21 +360,21 @@ def cross_dataset_sentences(table: pd.DataFrame, noise: dict[str, float]) -> lis
         rows = rows.sort_values("spread", ascending=False)
         top, bottom = rows.iloc[0], rows.iloc[-1]
         gap = top["spread"] - bottom["spread"]
-        margin = max(noise.get(top["dataset"], 0.0), noise.get(bottom["dataset"], 0.0))
-        spreads = ", ".join(f"{r.dataset} {_pts(r.spread)}" for r in rows.itertuples())
+        margin = max(levels.get(top["dataset"], 0.0), levels.get(bottom["dataset"], 0.0))
+        spreads = ", ".join(f"{r.dataset} {points(r.spread)}" for r in rows.itertuples())
         verdict = (
             f"matters more for {top['dataset']} than for {bottom['dataset']}"
             if gap > margin
-            else f"matters about as much everywhere (the gap is within seed noise, {_pts(margin)} points)"
+            else f"matters about as much everywhere (the gap is within seed noise, {points(margin)} points)"
         )
-        if top["dataset"] not in noise or bottom["dataset"] not in noise:
+        if top["dataset"] not in levels or bottom["dataset"] not in levels:
             verdict += " (seed noise not measured)"
         sentences.append(f"**{text(name)}** {verdict}: spread {spreads} points")
     return sentences
 
 
 def conclusions_section(
-    runs: pd.DataFrame, table: pd.DataFrame, found: pd.DataFrame, noise: dict[str, float]
+    runs: pd.DataFrame, table: pd.DataFrame, found: pd.DataFrame, levels: dict[str, float]
 ) -> str:
     """Conclusions, each from a number above: what mattered most, what was noise, what to try next."""
     lines = ["## Conclusions", ""]
@@ -384,7 +383,7 @@ def conclusions_section(
         top = ranked.iloc[0]
         quiet = ranked[ranked["within_noise"]]["hyperparameter"].tolist()
         sentence = (
-            f"- **{dataset}**: {text(top['hyperparameter'])} mattered most (spread {_pts(top['spread'])} "
+            f"- **{dataset}**: {text(top['hyperparameter'])} mattered most (spread {points(top['spread'])} "
             f"points; best {text(top['best_value'])}, worst {text(top['worst_value'])})"
         )
         if quiet:
@@ -393,7 +392,7 @@ def conclusions_section(
     done = results.compared(runs)
     candidates = done[
         (done["experiment"] != "baseline")
-        & ~done["changed"].isin(["", sensitivity.SEED])
+        & ~done["changed"].isin(["", results.SEED])
         & (done["same_as"] == "")
     ]
     baseline = results.baselines(runs)
@@ -403,7 +402,7 @@ def conclusions_section(
         )
         for dataset, rows in gains.groupby("dataset", sort=False):
             best = rows.loc[rows["gain"].idxmax()]
-            level = noise.get(dataset)
+            level = levels.get(dataset)
             verdict = "" if level is None or best["gain"] > level else ", within seed noise: no real gain"
             lines.append(
                 f"- Best run on {text(dataset)}: {code(best['experiment'])} ({best['test_accuracy']:.3f}, "
@@ -471,7 +470,9 @@ def _runs_table(chosen: pd.DataFrame, runs: pd.DataFrame) -> str:
         for dataset in dataset_names():
             mine = rows[rows["dataset"] == dataset]
             cell = (
-                "other data" if (mine["other_source"] != "").any() else _accuracy(mine["test_accuracy"].max())
+                "other data"
+                if (mine["other_source"] != "").any()
+                else format.number(mine["test_accuracy"].max(), 3)
             )
             row[_accuracy_header(dataset, baseline)] = cell
         row["status"] = _status(rows)
@@ -546,8 +547,7 @@ def other_data_section(runs: pd.DataFrame, found: pd.DataFrame) -> str:
             "other changes": chosen.assign(changed=chosen["changed"].map(_without_source)).apply(
                 observations.settings, axis=1
             ),
-            "test accuracy": chosen["test_accuracy"].map(_accuracy),
-            "chance (majority class)": chosen["chance_accuracy"].map(_accuracy),
+            **_metric_columns(chosen, ["test_accuracy", "chance_accuracy"]),
             "status": chosen.apply(observations.status_text, axis=1),
         }
     )
@@ -571,10 +571,6 @@ def other_data_section(runs: pd.DataFrame, found: pd.DataFrame) -> str:
 
 def _without_source(changed: str) -> str:
     return ",".join(name for name in changed.split(",") if name != results.SOURCE)
-
-
-def _accuracy(value: float) -> str:
-    return f"{value:.3f}" if pd.notna(value) else ""
 
 
 def rules_section() -> str:

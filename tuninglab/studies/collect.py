@@ -8,6 +8,8 @@ its per-epoch history (`plots/<dataset>/history.csv`). `collect` writes one
 row per experiment and dataset, the baseline included, to
 `results/experiments.csv`, and the histories to `results/curves.csv`; it never
 replaces a results file holding experiments the new one lacks unless forced.
+The experiments are those of HEAD by default, or of any baseline commit whose
+experiments DVC still holds (`study collect --rev`).
 """
 
 from __future__ import annotations
@@ -24,12 +26,24 @@ import pandas as pd
 from tuninglab.lab.datasets import dataset_names
 from tuninglab.lab.files import write_text
 from tuninglab.lab.params import train_settings
-from tuninglab.schema import DETAILS, TEST_METRICS, TRAIN_METRICS, metrics_path, plots_path
+from tuninglab.schema import (
+    DETAILS,
+    DIVERGED,
+    FAILED,
+    OK,
+    PARAM_GROUPS,
+    RESULT_METRICS,
+    SUCCESS,
+    TEST_METRICS,
+    TRAIN_METRICS,
+    TRAINED_STATUSES,
+    is_param_column,
+    metrics_path,
+    plots_path,
+)
 
 RESULTS_FILE = Path("results/experiments.csv")
 CURVES_FILE = Path("results/curves.csv")
-# The results table's metric columns, after the params: DVC's metrics, then the details.
-METRIC_COLUMNS = [*TEST_METRICS, *TRAIN_METRICS, *DETAILS]
 SHOWN_NAMES = 5  # experiments named in a message before "and N more"
 
 
@@ -129,21 +143,23 @@ def _record(rev: dict[str, Any], state: str, log: str | None) -> dict[str, Any]:
     }
 
 
-def read(cwd: Path = Path(), timeout: float | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The baseline commit and its experiments, from `dvc exp show --json`.
+def read(
+    cwd: Path = Path(), timeout: float | None = None, rev: str = "HEAD"
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The baseline commit `rev` and its experiments, from `dvc exp show --json --rev REV`.
 
-    Each record has the name, rev, state (`success`, `failed`, `queued`,
-    `running`), the queue log path when there is one, the params tree and the
+    Each record has the name, rev, state (`schema.SUCCESS`, `FAILED`, `QUEUED`,
+    `RUNNING`), the queue log path when there is one, the params tree and the
     metrics by file. `timeout` is passed to `dvc`.
     """
-    revisions = json.loads(dvc("exp", "show", "--json", cwd=cwd, timeout=timeout))
+    revisions = json.loads(dvc("exp", "show", "--json", "--rev", rev, cwd=cwd, timeout=timeout))
     head = next(r for r in revisions if r["rev"] != "workspace")
-    baseline = _record(head, "success", None)
+    baseline = _record(head, SUCCESS, None)
     experiments = []
     for experiment in head.get("experiments") or []:
         executor = experiment.get("executor") or {}
         log = (executor.get("local") or {}).get("log")
-        experiments.append(_record(experiment["revs"][0], executor.get("state") or "success", log))
+        experiments.append(_record(experiment["revs"][0], executor.get("state") or SUCCESS, log))
     return baseline, experiments
 
 
@@ -169,14 +185,19 @@ def study_of(name: str, studies: dict[str, str]) -> str:
 
 
 def _dataset_params(params: dict[str, Any], dataset: str) -> dict[str, Any]:
-    """Every param as one dataset used it: split, its data settings, its resolved training settings."""
+    """Every param as one dataset used it, by `schema.PARAM_GROUPS`: `split.*`, `train.*`, `data.*`.
+
+    `train.*` are its training settings, the shared `train` updated by `<dataset>.train`; `data.*`
+    its `<dataset>.data`.
+    """
     if not params:
         return {}
-    return (
-        {f"split.{k}": v for k, v in params["split"].items()}
-        | {f"data.{k}": v for k, v in params[dataset]["data"].items()}
-        | train_settings(params, dataset)
-    )
+    groups = {
+        "split": params["split"],
+        "train": train_settings(params, dataset),
+        "data": params[dataset]["data"],
+    }
+    return {f"{group}.{key}": value for group in PARAM_GROUPS for key, value in groups[group].items()}
 
 
 def _dataset_metrics(record: dict[str, Any], dataset: str) -> dict[str, Any]:
@@ -197,6 +218,8 @@ def rows(
 ) -> pd.DataFrame:
     """One row per experiment and dataset, the baseline first: who, status, every param, every metric.
 
+    The params are in `schema.PARAM_GROUPS` order, the metrics in `schema.RESULT_METRICS` order.
+
     `studies` maps each study of `studies.yaml` to its kind (`ofat`, `grid`,
     `random`): the column `study_kind`, empty for the baseline and manual runs.
     A record's `details` (dataset -> its `details.json`, added by
@@ -209,13 +232,13 @@ def rows(
         is_baseline = record is baseline
         study = "baseline" if is_baseline else study_of(record["name"], studies)
         changed = {} if is_baseline else changes(record["params"], baseline["params"])
-        error = last_error(record["log"]) if record["state"] == "failed" else ""
+        error = last_error(record["log"]) if record["state"] == FAILED else ""
         for dataset in dataset_names():
             metrics = _dataset_metrics(record, dataset)
-            if record["state"] != "success":
+            if record["state"] != SUCCESS:
                 status, metrics = record["state"], dict.fromkeys(metrics)
             else:
-                status = "diverged" if metrics["diverged"] else "ok"
+                status = DIVERGED if metrics["diverged"] else OK
             table.append(
                 {
                     "experiment": "baseline" if is_baseline else record["name"],
@@ -235,7 +258,9 @@ def rows(
                 }
             )
     frame = pd.DataFrame(table)
-    frame = frame[[c for c in frame if c not in METRIC_COLUMNS] + METRIC_COLUMNS]  # params, then metrics
+    params = sorted(filter(is_param_column, frame), key=lambda c: PARAM_GROUPS.index(c.split(".")[0]))
+    who = [c for c in frame if c not in params and c not in RESULT_METRICS]
+    frame = frame[[*who, *params, *RESULT_METRICS]]
     for column in frame:
         if frame[column].map(lambda v: isinstance(v, list)).any():
             frame[column] = frame[column].map(lambda v: json.dumps(v) if isinstance(v, list) else v)
@@ -271,8 +296,7 @@ def with_details(records: list[dict[str, Any]], cwd: Path = Path()) -> list[dict
         return {dataset: json.loads(text) for dataset, text in shown.items()}
 
     return [
-        record | {"details": details(record)} if record["state"] == "success" else record
-        for record in records
+        record | {"details": details(record)} if record["state"] == SUCCESS else record for record in records
     ]
 
 
@@ -285,7 +309,7 @@ def curves(frame: pd.DataFrame, cwd: Path = Path()) -> pd.DataFrame:
     Raises:
         RuntimeError: a finished run's commit lacks a history file.
     """
-    finished = frame[frame["status"].isin(["ok", "diverged"])]
+    finished = frame[frame["status"].isin(TRAINED_STATUSES)]
     tables = []
     for run in finished.itertuples():
         shown = _show(run.experiment, run.rev, plots_path(run.dataset, "history"), cwd)
@@ -326,12 +350,15 @@ def collect(
     curves_out: Path = CURVES_FILE,
     cwd: Path = Path(),
     force: bool = False,
+    rev: str = "HEAD",
 ) -> tuple[pd.DataFrame, str]:
-    """Write every experiment of the current baseline commit to `out` and their curves to `curves_out`.
+    """Write every experiment of the baseline commit `rev` to `out` and their curves to `curves_out`.
 
     `studies` maps each study to its kind. An existing `out` is replaced only
     when the new table keeps all of its experiments (those of another baseline
-    commit count as lost), or with `force`.
+    commit count as lost), or with `force`. `rev` is any git revision with
+    experiments (default HEAD): an earlier commit's study is collected again
+    by the current code.
 
     Returns:
         The experiments table, and what it replaced ("" when `out` did not exist).
@@ -340,7 +367,7 @@ def collect(
         OverwriteError: experiments of the existing `out` would be lost; nothing is written then.
         RuntimeError: dvc failed, or a finished run's commit lacks one of its files.
     """
-    baseline, experiments = read(cwd)
+    baseline, experiments = read(cwd, rev=rev)
     baseline, *experiments = with_details([baseline, *experiments], cwd)
     frame = rows(baseline, experiments, studies)
     note = replacing(out, _holding_of(cwd / out, force), holding(frame), force)

@@ -38,13 +38,14 @@ from tqdm import tqdm
 
 from tuninglab.lab import params
 from tuninglab.lab.datasets import dataset_names
+from tuninglab.report import format
+from tuninglab.schema import ENDED_STATES, FAILED, QUEUED, RUNNING, SUCCESS
 from tuninglab.studies import collect, spec
 
 POLL_SECONDS = 20.0  # each look is a `dvc exp show`, which costs CPU the workers need
 SHOW_TIMEOUT_SECONDS = 60.0
 SHOW_TRIES = 5  # looks in a row that may hang or fail before a study run gives up
 STOP_SECONDS = 15.0  # how long stopped workers get to end their experiments before they are killed
-FINISHED = ("success", "failed")
 UNSEEN_LOOKS = 3  # looks in a row that may miss a planned experiment before it counts as gone
 QUEUE_DIR = Path(".dvc/tmp/exps")  # DVC's queue: workers in celery/, started experiments in run/
 INPUTS = ("params.yaml", "studies.yaml", "dvc.yaml", "tuninglab", "stages")  # what a queued run snapshots
@@ -71,8 +72,8 @@ def _params_changes(cwd: Path) -> str:
     now, before = collect.changes(workspace, head), collect.changes(head, workspace)
     keys = [*now, *(key for key in before if key not in now)]
     shown = [
-        f"{key}: {spec.format_value(now.get(key, 'missing'))} "
-        f"(HEAD: {spec.format_value(before.get(key, 'missing'))})"
+        f"{key}: {format.override(now.get(key, 'missing'))} "
+        f"(HEAD: {format.override(before.get(key, 'missing'))})"
         for key in keys
     ]
     return ", ".join(shown)
@@ -212,7 +213,7 @@ def _task_name(rev: str, cwd: Path) -> str | None:
 def _queue_running(records: list[dict[str, Any]], cwd: Path) -> dict[str, str]:
     """Name -> rev of the experiments DVC shows running on its queue, not a `dvc exp run` in the workspace."""
     workspace = _task_name("workspace", cwd) if _executor("workspace", cwd) else None
-    return {r["name"]: r["rev"] for r in records if r["state"] == "running" and r["name"] != workspace}
+    return {r["name"]: r["rev"] for r in records if r["state"] == RUNNING and r["name"] != workspace}
 
 
 def orphans(records: list[dict[str, Any]], cwd: Path = Path()) -> set[str]:
@@ -326,31 +327,31 @@ def wait(names: set[str], jobs: int, cwd: Path = Path(), poll: float = POLL_SECO
         records = look(cwd, pause=poll)
         counts = _counts(records, names)
         suspects: set[str] = set()
-        finished = sum(counts[s] for s in FINISHED)
+        finished = sum(counts[s] for s in ENDED_STATES)
         with tqdm(total=len(names), initial=finished, desc="experiments", unit="exp") as bar:
             while True:
-                pending = {record["name"] for record in records if record["state"] in ("queued", "running")}
+                pending = {record["name"] for record in records if record["state"] in (QUEUED, RUNNING)}
                 found = orphans(records, cwd)
                 for record in records:
                     if record["name"] in found & suspects and _end_orphan(record, cwd):
-                        record["state"] = "failed"
+                        record["state"] = FAILED
                         found.discard(record["name"])
                 suspects = found
                 counts = _counts(records, names)
-                bar.update(sum(counts[s] for s in FINISHED) - bar.n)
+                bar.update(sum(counts[s] for s in ENDED_STATES) - bar.n)
                 bar.set_postfix(
-                    done=counts["success"],
-                    failed=counts["failed"],
-                    running=counts["running"],
-                    remaining=counts["queued"],
+                    done=counts[SUCCESS],
+                    failed=counts[FAILED],
+                    running=counts[RUNNING],
+                    remaining=counts[QUEUED],
                 )
                 unseen = names - {record["name"] for record in records}
                 unseen_looks = unseen_looks + 1 if unseen else 0
-                if not counts["queued"] + counts["running"] and (not unseen or unseen_looks >= UNSEEN_LOOKS):
+                if not counts[QUEUED] + counts[RUNNING] and (not unseen or unseen_looks >= UNSEEN_LOOKS):
                     if unseen:
                         tqdm.write(f"not in DVC's experiments any more: {', '.join(sorted(unseen))}")
                     return counts
-                if counts["queued"] and not counts["running"] and not workers(cwd):
+                if counts[QUEUED] and not counts[RUNNING] and not workers(cwd):
                     start_workers(jobs, cwd)
                 time.sleep(poll)
                 records = look(cwd, pause=poll)
@@ -406,7 +407,7 @@ def stop(study: str, names: set[str], pending: set[str], cwd: Path = Path()) -> 
     """
     count = _stop_workers(cwd)
     records = look(cwd, tries=2, pause=1.0)
-    failed = {record["name"] for record in records if record["state"] == "failed"}
+    failed = {record["name"] for record in records if record["state"] == FAILED}
     stuck = _queue_running(records, cwd)  # their worker was killed: DVC marks them failed
     for name in stuck:
         with suppress(RuntimeError):
@@ -417,7 +418,7 @@ def stop(study: str, names: set[str], pending: set[str], cwd: Path = Path()) -> 
     if ours:
         collect.dvc("queue", "remove", *ours, cwd=cwd)
     others = [name for name in stopped if name not in names]
-    queued = _counts(records, names)["queued"]
+    queued = _counts(records, names)[QUEUED]
     return (
         f"interrupted: stopped {count} queue worker(s)"
         + (f"; stopped and taken off the queue to run again: {', '.join(ours)}" if ours else "")

@@ -19,8 +19,9 @@ import pandas as pd
 
 from tuninglab.lab.datasets import dataset_names
 from tuninglab.lab.params import PARAMS_FILE, read_yaml
+from tuninglab.report import format
 from tuninglab.report.observations import within_chance
-from tuninglab.report.sensitivity import label
+from tuninglab.schema import OK, SUCCESS
 from tuninglab.studies.collect import flatten
 
 
@@ -36,7 +37,7 @@ def _params(record: dict[str, Any], keys: set[str]) -> dict[str, Any]:
 def changed(record: dict[str, Any], baseline: dict[str, Any], keys: set[str]) -> str:
     """`key=value` for each param (of `keys`) that differs from the baseline's, or `-`."""
     base = _params(baseline, keys)
-    diff = [f"{k}={label(v)}" for k, v in _params(record, keys).items() if base.get(k) != v]
+    diff = [format.setting(k, v) for k, v in _params(record, keys).items() if base.get(k) != v]
     return ", ".join(diff) or "-"
 
 
@@ -53,12 +54,12 @@ def _accuracy(record: dict[str, Any], baseline: dict[str, Any], dataset: str) ->
     base = _number(baseline, f"{dataset}.test_accuracy")
     if base is None or record is baseline:
         return f"{accuracy:.3f}"
-    return f"{accuracy:.3f} ({100 * (accuracy - base):+.1f})"
+    return format.against(accuracy, base)
 
 
 def state(record: dict[str, Any]) -> str:
     """queued / running / failed from DVC's queue; else which datasets diverged or scored at chance."""
-    if record.get("State") and record["State"].lower() != "success":
+    if record.get("State") and record["State"].lower() != SUCCESS:
         return record["State"].lower()
     notes = []
     for dataset in dataset_names():
@@ -68,7 +69,7 @@ def state(record: dict[str, Any]) -> str:
             notes.append(f"{dataset} diverged")
         elif within_chance(accuracy, chance):
             notes.append(f"{dataset} no better than chance")
-    return "; ".join(notes) or "ok"
+    return "; ".join(notes) or OK
 
 
 def table(records: list[dict[str, Any]], keys: set[str]) -> pd.DataFrame:
@@ -84,10 +85,9 @@ def table(records: list[dict[str, Any]], keys: set[str]) -> pd.DataFrame:
     if _params(workspace, keys) != _params(baseline, keys):
         rows.append(("workspace (not committed)", workspace))
     rows += [(r["Experiment"] or r["rev"], r) for r in records if r["typ"] != "baseline"]
-    headers = {}
-    for dataset in dataset_names():
-        chance = _number(baseline, f"{dataset}.chance_accuracy")
-        headers[dataset] = f"{dataset} (chance {chance:.3f})" if chance is not None else dataset
+    headers = {
+        d: format.dataset_header(d, _number(baseline, f"{d}.chance_accuracy")) for d in dataset_names()
+    }
     return pd.DataFrame(
         [
             {

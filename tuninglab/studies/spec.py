@@ -3,7 +3,9 @@
 A study is one-at-a-time (`ofat`), a full `grid`, or a `random` search. Each
 configuration becomes one DVC experiment, named after what it changes
 (`ofat-lr-0.1`, `optimizer_lr-optimizer-sgd-lr-0.01`, `random-03`) and run
-with `dvc exp run --queue -n <name> -S <key>=<value> ...`.
+with `dvc exp run --queue -n <name> -S <key>=<value> ...`. A name is only a
+name: the hyperparameter it changed is the dotted key (`train.lr`) everywhere
+else, in the results table and the report.
 
 Every configuration is checked against the parameter rules before anything is
 queued, so an unknown hyperparameter or a bad value is refused up front.
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from tuninglab.lab import params
+from tuninglab.report import format
 
 STUDIES_FILE = Path("studies.yaml")
 KINDS = ("ofat", "grid", "random")
@@ -48,27 +51,17 @@ class Experiment:
 
     def set_args(self) -> list[str]:
         """The `-S key=value` arguments of `dvc exp run`."""
-        return [arg for key, value in self.settings.items() for arg in ("-S", f"{key}={format_value(value)}")]
-
-
-def format_value(value: Any) -> str:
-    """A param value as DVC's `-S` override grammar reads it back unchanged (`true`, `[64,32]`, `0.1`)."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list):
-        return "[" + ",".join(format_value(v) for v in value) + "]"
-    return str(value)
-
-
-def _label(value: Any) -> str:
-    """A value as it appears in an experiment name (a valid git ref component)."""
-    if isinstance(value, list):
-        return "-".join(_label(v) for v in value) if value else "none"
-    return re.sub(r"[^A-Za-z0-9_.]+", "_", format_value(value))
+        return [
+            arg for key, value in self.settings.items() for arg in ("-S", f"{key}={format.override(value)}")
+        ]
 
 
 def _short(hyperparameter: str) -> str:
-    """`train.lr` -> `lr`; `tabular.data.normalize,image.data.normalize` -> `normalize`."""
+    """`train.lr` -> `lr`; `tabular.data.normalize,image.data.normalize` -> `normalize`: for names only.
+
+    Experiment names keep the short form (`ofat-lr-0.2`, not `ofat-train.lr-0.2`): they are the
+    DVC refs of studies already run, and a study run resumes by finding its experiments by name.
+    """
     return hyperparameter.split(",")[0].rsplit(".", 1)[-1]
 
 
@@ -170,7 +163,9 @@ def expand(name: str, study: dict[str, Any], baseline: dict[str, Any]) -> list[E
         for hyperparameter, values in space.items():
             for value in values:
                 settings = _settings(hyperparameter, value)
-                experiment = Experiment(f"{name}-{_short(hyperparameter)}-{_label(value)}", settings)
+                experiment = Experiment(
+                    f"{name}-{_short(hyperparameter)}-{format.name_part(value)}", settings
+                )
                 if not experiment.matches(baseline):  # else it is the baseline itself
                     experiments.append(experiment)
     elif study["kind"] == "grid":
@@ -179,7 +174,7 @@ def expand(name: str, study: dict[str, Any], baseline: dict[str, Any]) -> list[E
             parts = [name]
             for hyperparameter, value in zip(space, combination, strict=True):
                 settings |= _settings(hyperparameter, value)
-                parts += [_short(hyperparameter), _label(value)]
+                parts += [_short(hyperparameter), format.name_part(value)]
             experiments.append(Experiment("-".join(parts), settings))
     else:
         rng = np.random.default_rng(study["seed"])

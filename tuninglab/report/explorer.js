@@ -1,0 +1,134 @@
+// The explorer page's script: tuninglab/report/explorer.py inlines it, with the data it reads.
+// Every number arrives formatted; names and values reach the page only as text.
+const DATA = JSON.parse(document.getElementById("explorer-data").textContent);
+const $ = (id) => document.getElementById(id);
+// Plotly reads a few HTML tags in its SVG text (not in parcoords): names and values go in as plain text
+const plain = (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+let ds, current; // the chosen dataset's data, and the index of the run shown
+
+function fill(select, values, labels) {
+  select.replaceChildren(...values.map((value, i) => new Option(labels[i], value)));
+}
+
+// one row per metric: its label, then this run's value, the baseline's and the difference
+function metricRows() {
+  $("metrics").replaceChildren(...DATA.metrics.map(([key, label]) => {
+    const row = document.createElement("tr"), name = document.createElement("td");
+    name.textContent = label;
+    row.append(name, ...["metric-", "baseline-", "diff-"].map((prefix) => {
+      const cell = document.createElement("td");
+      cell.id = prefix + key;
+      return cell;
+    }));
+    return row;
+  }));
+}
+
+function chooseDataset() {
+  ds = DATA.datasets[$("dataset").value];
+  $("controls").replaceChildren(...ds.params.map((p) => {
+    const label = document.createElement("label"), select = document.createElement("select");
+    select.id = p.id;
+    fill(select, p.values, p.values);
+    select.onchange = () => pick(p.name, select.value);
+    label.append(p.name + " ", select);
+    return label;
+  }));
+  fill($("run"), ds.runs.map((run, i) => i), ds.runs.map((run) => run.experiment));
+  const names = ds.params.map((p) => p.name);
+  fill($("scatter-param"), names, names);
+  $("unfinished").textContent = ds.unfinished.length ? "Not selectable: " + ds.unfinished.join("; ") : "";
+  drawParcoords();
+  show(ds.baseline ?? 0);
+}
+
+// the run with this value that differs least from the run shown (the first such run on a tie)
+function pick(name, value) {
+  const now = ds.runs[current].settings;
+  const distance = (i) => ds.params.filter((p) => ds.runs[i].settings[p.name] !== now[p.name]).length;
+  const matches = ds.runs.map((run, i) => i).filter((i) => ds.runs[i].settings[name] === value);
+  show(matches.reduce((best, i) => (distance(i) < distance(best) ? i : best)));
+}
+
+function show(i) {
+  current = i;
+  const run = ds.runs[i], base = ds.baseline === null ? null : ds.runs[ds.baseline];
+  ds.params.forEach((p) => { $(p.id).value = run.settings[p.name]; });
+  $("run").value = i;
+  $("run-name").textContent = run.experiment;
+  $("run-status").textContent = run.status;
+  const same = ds.runs.filter((other) => other !== run &&
+    ds.params.every((p) => other.settings[p.name] === run.settings[p.name]));
+  $("run-same").textContent = same.length ?
+    "Same settings: " + same.map((other) => other.experiment).join(", ") + " (pick it under Run)" : "";
+  for (const [key, [value, difference]] of Object.entries(run.shown)) {
+    $("metric-" + key).textContent = value;
+    $("baseline-" + key).textContent = base ? base.shown[key][0] : "n/a";
+    $("diff-" + key).textContent = difference;
+  }
+  const faint = base && base !== run ? base : null;
+  const losses = [["train_loss", "train loss", "#1f77b4"], ["val_loss", "val loss", "#d62728"]];
+  drawCurves("chart-loss", "Loss", losses, run, faint);
+  drawCurves("chart-accuracy", "Validation accuracy", [["val_accuracy", "val accuracy", "#2ca02c"]], run,
+    faint);
+  drawScatter();
+}
+
+function drawCurves(id, title, series, run, base) {
+  const lines = (curve, who, width, opacity) => series.map(([key, name, color]) =>
+    ({x: curve.epoch, y: curve[key], name: who + name, mode: "lines", opacity, line: {color, width}}));
+  const traces = (base ? lines(base.curve, "baseline ", 1, 0.35) : []).concat(lines(run.curve, "", 2, 1));
+  Plotly.react(id, traces, {title: {text: title}, xaxis: {title: {text: "epoch"}}, margin: {t: 40}});
+}
+
+function drawParcoords() {
+  const accuracy = ds.runs.map((run) => run.test_accuracy);
+  const dimensions = ds.params.map((p) => ({
+    label: p.name, values: ds.runs.map((run) => p.values.indexOf(run.settings[p.name])),
+    tickvals: p.values.map((value, i) => i), ticktext: p.values,
+  }));
+  dimensions.push({label: "test accuracy", values: accuracy});
+  Plotly.react("chart-parcoords",
+    [{type: "parcoords", dimensions, line: {color: accuracy, colorscale: "Viridis", showscale: true}}],
+    {title: {text: "Every finished run"}, margin: {l: 60, r: 60}});
+}
+
+// every run's test accuracy by the chosen hyperparameter; where one-at-a-time studies changed it
+// alone, the mean per value as a line, and what the summary says of it
+function drawScatter() {
+  const p = ds.params.find((q) => q.name === $("scatter-param").value);
+  const traces = [{
+    type: "scatter", mode: "markers", name: "runs", x: ds.runs.map((run) => plain(run.settings[p.name])),
+    y: ds.runs.map((run) => run.test_accuracy), text: ds.runs.map((run) => plain(run.experiment)),
+    customdata: ds.runs.map((run, i) => i), hovertemplate: "%{text}: %{y:.3f}<extra></extra>",
+    marker: {size: ds.runs.map((run, i) => (i === current ? 15 : 9)),
+             color: ds.runs.map((run) => (run.status === "ok" ? "#1f77b4" : "#d62728"))},
+  }];
+  if (p.alone) {
+    traces.push({
+      type: "scatter", mode: "lines+markers", name: "changed alone (mean)", x: p.alone.values.map(plain),
+      y: p.alone.accuracies, hovertemplate: "%{x}: %{y:.3f} (mean)<extra></extra>",
+      line: {color: "grey", dash: "dot"}, marker: {symbol: "diamond", color: "grey"},
+    });
+  }
+  $("scatter-note").textContent = p.alone ? p.alone.sentence : "";
+  const chance = ds.chance === null ? [] : [{type: "line", xref: "paper", x0: 0, x1: 1,
+    y0: ds.chance, y1: ds.chance, line: {dash: "dash", color: "grey"}}];
+  Plotly.react("chart-scatter", traces, {
+    title: {text: "Test accuracy by " + plain(p.name) + " (click a point to show its run)"},
+    xaxis: {title: {text: plain(p.name)}, type: "category", categoryorder: "array",
+            categoryarray: p.values.map(plain)},
+    yaxis: {title: {text: "test accuracy (dashed: chance)"}}, margin: {t: 40}, shapes: chance,
+  });
+}
+
+metricRows();
+fill($("dataset"), Object.keys(DATA.datasets), Object.keys(DATA.datasets));
+$("dataset").onchange = chooseDataset;
+$("run").onchange = () => show(Number($("run").value));
+$("scatter-param").onchange = drawScatter;
+chooseDataset();
+$("chart-scatter").on("plotly_click", (event) => {
+  const point = event.points[0];
+  if (point.curveNumber === 0) show(point.customdata);
+});
