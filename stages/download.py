@@ -8,16 +8,19 @@ Usage: python -m stages.download DATASET RAW_DIR
 
 from pathlib import Path
 
-from tuninglab.lab import datasets, params, sources
+from tuninglab.lab import params, sources
 from tuninglab.lab.files import atomic_dir, write_json
 from tuninglab.lab.stage import run_stage
 
 
 def main(dataset: str, raw_dir: Path) -> None:
     """Replace `raw_dir` with the raw file fetched from `<dataset>.data.source` and its provenance.json."""
-    source = params.load()[dataset]["data"]["source"]
+    p = params.load()
     with atomic_dir(raw_dir) as out:
-        record = sources.fetch(datasets.get(dataset), source, out)
+        record = {
+            "dataset": dataset,
+            **sources.fetch(params.dataset_spec(p, dataset), p[dataset]["data"]["source"], out),
+        }
         write_json(out / "provenance.json", record)
     dropped = record.get("dropped_empty_rows")
     note = f"; dropped {dropped} rows with empty text or label" if dropped else ""

@@ -10,7 +10,7 @@ Usage: python -m stages.prepare DATASET RAW_DIR PREPARED_DIR
 
 from pathlib import Path
 
-from tuninglab.lab import datasets, params, prepare
+from tuninglab.lab import params, prepare
 from tuninglab.lab.files import atomic_dir, save_arrays, write_text
 from tuninglab.lab.stage import run_stage
 
@@ -18,7 +18,7 @@ from tuninglab.lab.stage import run_stage
 def main(dataset: str, raw_dir: Path, prepared_dir: Path) -> None:
     """Split and preprocess the raw file in `raw_dir`; replace `prepared_dir` with the arrays and metadata."""
     p = params.load()
-    arrays, meta = prepare.prepare(datasets.get(dataset), raw_dir, p["split"], p[dataset]["data"])
+    arrays, meta = prepare.prepare(params.dataset_spec(p, dataset), raw_dir, p["split"], p[dataset]["data"])
     vocabulary = meta.pop("vocabulary", None)
     with atomic_dir(prepared_dir) as out:
         save_arrays(out, arrays, meta)

@@ -36,7 +36,9 @@ def log_epoch(dataset: str, epochs: int) -> Callable[[dict[str, float]], None]:
 
 def main(dataset: str, prepared_dir: Path, model_dir: Path) -> None:
     """Train on the arrays in `prepared_dir`, replace `model_dir` with the model, write metrics and plots."""
-    cfg = params.train_config(params.load(), dataset)
+    p = params.load()
+    cfg = params.train_config(p, dataset)
+    kind = params.dataset_spec(p, dataset).name
     device = training.resolve_device(cfg.device)
     arrays, meta = load_arrays(prepared_dir)
     rows = len(arrays["y_train"])
@@ -46,10 +48,10 @@ def main(dataset: str, prepared_dir: Path, model_dir: Path) -> None:
             f"({rows} rows); each step uses all {rows} rows"
         )
     model, history, summary = training.train(
-        dataset, arrays, meta, cfg, device, on_epoch=log_epoch(dataset, cfg.epochs)
+        kind, arrays, meta, cfg, device, on_epoch=log_epoch(dataset, cfg.epochs)
     )
     with atomic_dir(model_dir) as out:
-        models.save(out, model, dataset, cfg, meta)
+        models.save(out, model, dataset, cfg, meta, kind)
     test, predicted = evaluation.test_metrics(
         model, arrays["x_test"], arrays["y_test"], cfg, meta["chance_accuracy"]
     )

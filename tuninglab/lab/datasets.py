@@ -7,6 +7,12 @@ memory estimate. The stages, the trainer and the checks are the same code for
 every dataset. Adding one: a spec here, its `<name>` group in params.yaml and
 its name in dvc.yaml's `datasets` list.
 
+A spec is a data type; a params.yaml group is one dataset of a type. A group
+named after a type (`image`) is of that type; any other group names its type
+in `<group>.data.kind` (`params.dataset_groups`), so that one run trains
+several datasets of one type, e.g. `image` on the bundled digits and `cifar`
+(`data.kind: image`) on CIFAR-10.
+
 Torch-free: the report and the studies import `dataset_names` from here. Model
 families are named here and built by `models.FAMILIES`.
 """

@@ -99,15 +99,26 @@ def build(family: str, meta: dict[str, Any], cfg: TrainConfig) -> nn.Sequential:
     return FAMILIES[family](meta, cfg)
 
 
-def save(model_dir: Path, model: nn.Module, dataset: str, cfg: TrainConfig, meta: dict[str, Any]) -> None:
+def save(
+    model_dir: Path,
+    model: nn.Module,
+    dataset: str,
+    cfg: TrainConfig,
+    meta: dict[str, Any],
+    kind: str | None = None,
+) -> None:
     """Write the state dict and everything needed to rebuild the model (`model.json`).
 
-    The settings of the other model families (None) are left out.
+    `dataset` is the params.yaml group, `kind` its data type when the group is
+    named otherwise (`params.kind_of`). The settings of the other model
+    families (None) are left out.
     """
     torch.save(model.state_dict(), model_dir / "model.pt")
+    kind = dataset if kind is None else kind
     spec = {
         "dataset": dataset,
-        "family": datasets.family(datasets.get(dataset), cfg.model),
+        "kind": kind,
+        "family": datasets.family(datasets.get(kind), cfg.model),
         "train": {k: v for k, v in dataclasses.asdict(cfg).items() if v is not None},
         "data": {k: meta[k] for k in ("classes", "input_shape", "preprocessing")},
     }

@@ -121,6 +121,81 @@ def _check_train(cfg: dict[str, Any], where: str) -> None:
         )
 
 
+KIND = "kind"  # `<group>.data.kind`: the data type of a dataset group not named after one
+SHARED_GROUPS = ("split", "train")
+
+
+def _names_a_kind(group: Any) -> bool:
+    """Whether a params.yaml group says its data type (`data.kind`)."""
+    return isinstance(group, dict) and isinstance(group.get("data"), dict) and KIND in group["data"]
+
+
+def dataset_groups(params: dict[str, Any]) -> tuple[str, ...]:
+    """The dataset groups of a params tree, in file order: every group besides `split` and `train`.
+
+    A group named after a data type (`image`) is of that type; any other name
+    (`cifar`) says its type in `<group>.data.kind`. `dvc.yaml`'s `datasets`
+    list picks which of them the pipeline runs.
+    """
+    return tuple(
+        name
+        for name, group in params.items()
+        if name not in SHARED_GROUPS and (name in dataset_names() or _names_a_kind(group))
+    )
+
+
+def kind_of(params: dict[str, Any], group: str) -> str:
+    """The data type of a dataset group: its `data.kind`, else the group's own name."""
+    return params[group]["data"].get(KIND, group)
+
+
+def dataset_spec(params: dict[str, Any], group: str) -> datasets.DatasetSpec:
+    """The spec of the data type a dataset group of validated params trains on.
+
+    Raises:
+        ParamError: when `group` is not a dataset group of `params`.
+    """
+    if group not in dataset_groups(params):
+        names = ", ".join(dataset_groups(params))
+        raise ParamError(f"{group}: not a dataset group of params.yaml; expected one of {names}")
+    return datasets.get(kind_of(params, group))
+
+
+def _check_groups(params: Any) -> None:
+    """The top level: `split`, `train`, a group per data type, and other dataset groups with a `data.kind`."""
+    if not isinstance(params, dict):
+        raise ParamError(f"params.yaml: {_show(params)} is not allowed; expected a mapping of settings")
+    required = [*SHARED_GROUPS, *dataset_names()]
+    for key in params:
+        if key not in required and not _names_a_kind(params[key]):
+            hint = difflib.get_close_matches(str(key), required, n=1)
+            did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise ParamError(
+                f"params.yaml.{key}: unknown parameter{did_you_mean}; allowed: {', '.join(required)}, "
+                f"or a dataset group whose data.{KIND} names its data type"
+            )
+    for key in required:
+        if key not in params:
+            raise ParamError(f"params.yaml.{key}: missing; add it to params.yaml")
+
+
+def _kind_rule() -> Rule:
+    """`<group>.data.kind`: one of the registered data types."""
+    return choice(*dataset_names())
+
+
+def _checked_spec(data: Any, group: str) -> datasets.DatasetSpec:
+    """The spec `<group>.data.kind` (or the group's name) names, once that value is checked."""
+    if isinstance(data, dict) and KIND in data:
+        rule = _kind_rule()
+        if not rule.check(data[KIND]):
+            raise ParamError(
+                f"{group}.data.{KIND}: {_show(data[KIND])} is not allowed; expected {rule.allowed}"
+            )
+        return datasets.get(data[KIND])
+    return datasets.get(group)
+
+
 def validate(params: Any) -> dict[str, Any]:
     """Check the whole parameter tree and return it unchanged.
 
@@ -128,8 +203,7 @@ def validate(params: Any) -> dict[str, Any]:
         ParamError: on the first problem, naming the parameter, its value and
             what is allowed.
     """
-    groups = {"split": SPLIT_RULES, "train": TRAIN_RULES, **{d: {} for d in dataset_names()}}
-    _check_keys(params, "params.yaml", groups, required=True)
+    _check_groups(params)
     _check_keys(params["split"], "split", SPLIT_RULES, required=True)
     _check_values(params["split"], "split", SPLIT_RULES)
     if params["split"]["val_size"] + params["split"]["test_size"] >= 0.9:
@@ -140,13 +214,16 @@ def validate(params: Any) -> dict[str, Any]:
         )
     _check_keys(params["train"], "train", TRAIN_RULES, required=True)
     _check_values(params["train"], "train", TRAIN_RULES)
-    for dataset in dataset_names():
-        spec = datasets.get(dataset)
+    for dataset in dataset_groups(params):
         group = params[dataset]
         _check_keys(group, dataset, {"data": None, "train": None}, required=True)
+        spec = _checked_spec(group["data"], dataset)
         data_rules = datasets.data_rules(spec)
-        _check_keys(group["data"], f"{dataset}.data", data_rules, required=True)
-        _check_values(group["data"], f"{dataset}.data", data_rules)
+        _check_keys(group["data"], f"{dataset}.data", {KIND: None, **data_rules}, required=False)
+        for key in data_rules:
+            if key not in group["data"]:
+                raise ParamError(f"{dataset}.data.{key}: missing; add it to params.yaml")
+        _check_values(group["data"], f"{dataset}.data", {KIND: _kind_rule(), **data_rules})
         model_rules = datasets.model_rules(spec)
         train_rules = {**TRAIN_RULES, **model_rules}
         overrides = group["train"] if group["train"] is not None else {}

@@ -271,7 +271,7 @@ def prepare(
     splits = split_indices(y, split["val_size"], split["test_size"], split["seed"])
 
     meta: dict[str, Any] = {
-        "dataset": spec.name,
+        "kind": spec.name,
         "classes": classes,
         "chance_accuracy": chance_accuracy(y[splits["train"]], y[splits["test"]]),
     }

@@ -21,8 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tuninglab.lab import datasets
-from tuninglab.lab.datasets import dataset_names
-from tuninglab.lab.params import ParamError, TrainConfig, no_cuda, train_config
+from tuninglab.lab.params import ParamError, TrainConfig, dataset_groups, dataset_spec, no_cuda, train_config
 
 BYTES_PER_WEIGHT = 4  # float32
 COPIES_OF_ARRAYS = 3  # raw rows, the encoded matrix, the split copies
@@ -96,7 +95,7 @@ def memory_estimate(params: dict[str, Any], dataset: str) -> dict[str, tuple[flo
     The data arrays' size comes from the dataset's spec (`input_size`), the
     model's from its family (`FAMILY_WEIGHTS`).
     """
-    spec = datasets.get(dataset)
+    spec = dataset_spec(params, dataset)
     cfg = train_config(params, dataset)
     data = params[dataset]["data"]
     hidden_key = f"{dataset}.train.hidden" if "hidden" in (params[dataset]["train"] or {}) else "train.hidden"
@@ -122,7 +121,7 @@ def check_memory(params: dict[str, Any], available: int | None = None) -> None:
             params that size it, and the machine's memory.
     """
     available = machine_memory() if available is None else available
-    for dataset in dataset_names():
+    for dataset in dataset_groups(params):
         terms = memory_estimate(params, dataset)
         total = sum(n_bytes for n_bytes, _ in terms.values())
         if total > MEMORY_SHARE * available:
@@ -140,7 +139,7 @@ def check_device(params: dict[str, Any]) -> None:
     Raises:
         ParamError: names the parameter and what is allowed here.
     """
-    for dataset in dataset_names():
+    for dataset in dataset_groups(params):
         overrides = params[dataset]["train"] or {}
         where = f"{dataset}.train.device" if "device" in overrides else "train.device"
         if train_config(params, dataset).device == "cuda":

@@ -257,4 +257,4 @@ def fetch(spec: DatasetSpec, source: str, out_dir: Path) -> dict[str, Any]:
         record = spec.local_csv.fetch(Path(source), raw_file)
     else:
         record = spec.sources[source](raw_file)
-    return {"dataset": spec.name, **record, "file": raw_file.name, "sha256": sha256_of(raw_file)}
+    return {"kind": spec.name, **record, "file": raw_file.name, "sha256": sha256_of(raw_file)}

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tuninglab.lab.datasets import dataset_names
+from tuninglab.lab import params
 from tuninglab.lab.params import ParamError
 from tuninglab.lab.sources import DataSourceError
 
@@ -15,17 +15,19 @@ from tuninglab.lab.sources import DataSourceError
 def run_stage(main: Callable[..., None], description: str, folders: dict[str, str]) -> None:
     """Parse the dataset argument and the stage's folders, and run `main(dataset, *folders)`.
 
+    The dataset is a dataset group of params.yaml (`params.dataset_groups`).
     `folders` names each folder argument, in order, with its help text: dvc.yaml
     passes the stage's input and output folders, so the paths live there only.
-    A bad parameter or an unreachable data source ends the stage with one line
-    on stderr and exit code 2, instead of a traceback.
+    A bad parameter, an unknown dataset group or an unreachable data source
+    ends the stage with one line on stderr and exit code 2, instead of a traceback.
     """
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("dataset", choices=dataset_names())
+    parser.add_argument("dataset", help="a dataset group of params.yaml")
     for name, help_text in folders.items():
         parser.add_argument(name, type=Path, help=help_text)
     args = parser.parse_args()
     try:
+        params.dataset_spec(params.load(), args.dataset)
         main(args.dataset, *(getattr(args, name) for name in folders))
     except (ParamError, DataSourceError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -244,21 +244,23 @@ def fit(
 
 
 def train(
-    dataset: str,
+    kind: str,
     arrays: dict[str, np.ndarray],
     meta: dict[str, Any],
     cfg: TrainConfig,
     device: torch.device,
     on_epoch: EpochCallback | None = None,
 ) -> tuple[nn.Module, list[dict[str, float]], dict[str, Any]]:
-    """Seed, build the model (the family the dataset's spec and `cfg.model` pick), move data to `device`, fit.
+    """Seed, build the model, move data to `device`, fit.
+
+    The model is the family that the spec of data type `kind` and `cfg.model` pick.
 
     Returns:
         The trained model (best weights, on the CPU), its history and summary;
         the summary also names the device and thread count used and counts
         the model's parameters.
     """
-    spec = datasets.get(dataset)
+    spec = datasets.get(kind)
     threads = configure_threads(cfg.threads)
     seed_everything(cfg.seed)
     model = models.build(datasets.family(spec, cfg.model), meta, cfg).to(device)

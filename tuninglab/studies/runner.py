@@ -37,7 +37,6 @@ import yaml
 from tqdm import tqdm
 
 from tuninglab.lab import params
-from tuninglab.lab.datasets import dataset_names
 from tuninglab.report import format
 from tuninglab.schema import ENDED_STATES, FAILED, QUEUED, RUNNING, SUCCESS
 from tuninglab.studies import collect, spec
@@ -115,7 +114,8 @@ def head_params(cwd: Path = Path()) -> dict[str, Any]:
 
 def _auto_threads(tree: dict[str, Any]) -> str | None:
     """The dotted key of the first `threads: auto` of a params tree, or None."""
-    groups = {"train": tree["train"]} | {f"{d}.train": tree[d]["train"] or {} for d in dataset_names()}
+    datasets = params.dataset_groups(tree)
+    groups = {"train": tree["train"]} | {f"{d}.train": tree[d]["train"] or {} for d in datasets}
     return next((f"{key}.threads" for key, group in groups.items() if group.get("threads") == "auto"), None)
 
 
