@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -137,16 +138,64 @@ def test_l1_and_weight_decay_shrink_weights():
     assert weight_norm(run(weight_decay=0.1)[0]) < weight_norm(plain)
 
 
-def test_image_augmentation_changes_batches_but_keeps_shapes():
-    torch.manual_seed(0)
-    augment = training.image_augmenter(strength=1.0, fill=0.0)
-    batch = torch.zeros(4, 1, 28, 28)
-    batch[:, :, 10:18, 10:18] = 1.0
+def square_batch(channels: int = 1) -> torch.Tensor:
+    """Four images of a bright square on black (-1)."""
+    batch = torch.full((4, channels, 28, 28), -1.0)
+    batch[:, :, 10:18, 6:14] = 1.0
+    return batch
+
+
+@pytest.mark.parametrize("augment_set", list(training.AUGMENTERS))
+def test_image_augmentation_changes_each_image_of_a_batch_on_its_own(augment_set):
+    batch = square_batch(channels=3)
+    fill = torch.tensor([-1.0, -1.0, -1.0])
+    augment = training.AUGMENTERS[augment_set](1.0, fill, torch.Generator().manual_seed(0))
     out = augment(batch)
-    assert out.shape == batch.shape
+    assert out.shape == batch.shape and out.dtype == batch.dtype
     assert not torch.equal(out, batch)
-    assert not torch.equal(out[0], out[1])  # drawn per image, not once per batch
-    assert training.image_augmenter(strength=0.0, fill=0.0)(batch).equal(batch)
+    assert len({out[i].numpy().tobytes() for i in range(4)}) > 1  # drawn per image, not once per batch
+    assert set(out.unique().tolist()) <= {-1.0, 1.0}  # nearest pixels and the fill, nothing blended
+    again = training.AUGMENTERS[augment_set](1.0, fill, torch.Generator().manual_seed(0))(batch)
+    assert torch.equal(out, again)  # the generator decides
+    still = training.AUGMENTERS[augment_set](0.0, fill, torch.Generator().manual_seed(0))(batch)
+    if augment_set == "affine":
+        assert torch.equal(still, batch)
+    else:
+        assert all(torch.equal(s, b) or torch.equal(s, b.flip(2)) for s, b in zip(still, batch, strict=True))
+
+
+def test_crop_flip_pads_with_each_channels_fill_and_moves_by_at_most_four_pixels():
+    batch = torch.arange(64.0).view(1, 1, 8, 8).repeat(64, 3, 1, 1)
+    fill = torch.tensor([-1.0, -2.0, -3.0])
+    out = training.crop_flip_augmenter(1.0, fill, torch.Generator().manual_seed(0))(batch)
+    for channel in range(3):
+        assert set(out[:, channel].unique().tolist()) <= {*range(64), -1.0 - channel}
+    corner = out[:, 0, 0, 0]
+    assert (corner == -1).any() and (corner != -1).any()
+    padded = torch.nn.functional.pad(batch[0, 0], (4, 4, 4, 4), value=-1.0)
+    windows = {padded[r : r + 8, c : c + 8].numpy().tobytes() for r in range(9) for c in range(9)}
+    windows |= {padded[r : r + 8, c : c + 8].flip(1).numpy().tobytes() for r in range(9) for c in range(9)}
+    assert all(image[0].numpy().tobytes() in windows for image in out)  # a window, mirrored or not
+
+
+def test_augment_set_table_has_exactly_the_allowed_choices():
+    from tuninglab.lab import datasets
+
+    assert set(training.AUGMENTERS) == set(datasets.model_rules(datasets.get("image"))["augment_set"].choices)
+
+
+@pytest.mark.parametrize("augment_set", list(training.AUGMENTERS))
+def test_training_with_augmentation_repeats_itself(augment_set):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3, 8, 8)).astype(np.float32)
+    y = np.arange(60) % 3
+    x[np.arange(60), y, :4, :4] += 3  # the class is the bright channel
+    arrays = split_arrays(x, y)
+    meta = {"classes": ["r", "g", "b"], "input_shape": [3, 8, 8], "preprocessing": {}}
+    settings = config(model="cnn", channels=[4], batch_norm=True, augment=True, augment_strength=1.0)
+    settings = dataclasses.replace(settings, augment_set=augment_set, epochs=3)
+    runs = [training.train("image", arrays, meta, settings, torch.device("cpu"))[1] for _ in range(2)]
+    assert [r["train_loss"] for r in runs[0]] == [r["train_loss"] for r in runs[1]]
 
 
 def test_cuda_refused_without_a_gpu(monkeypatch):

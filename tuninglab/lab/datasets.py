@@ -66,7 +66,7 @@ class DatasetSpec:
         data_settings: rules of `<name>.data` besides `source` (whose rule comes from `sources`).
         model_settings: rules of its families' own settings in `<name>.train` besides `model`.
         local_csv: accept a CSV inside data/local/<name>/ as `<name>.data.source`, besides `sources`.
-        augments: training batches can get random affine transforms (`<name>.train.augment`).
+        augments: training batches can get random transforms (`<name>.train.augment`, `augment_set`).
         value_bytes: bytes per input value (float32: 4; token ids are int64: 8).
         size_param: the `<name>.data` setting to lower when its arrays do not fit in memory.
         official_test: raw file -> the rows of its source's own test set (a boolean mask), or None
@@ -229,6 +229,7 @@ register(
             "batch_norm": BOOL,
             "augment": BOOL,
             "augment_strength": number_in(0.0, 3.0),
+            "augment_set": choice("affine", "crop_flip"),
             "resnet_width": int_at_least(1),
             "resnet_depth": choice(*RESNET_BLOCKS),
         },

@@ -291,6 +291,7 @@ class TrainConfig:
     pooling: str | None = None
     resnet_width: int | None = None
     resnet_depth: int | None = None
+    augment_set: str | None = None
 
 
 def train_config(params: dict[str, Any], dataset: str) -> TrainConfig:
