@@ -40,6 +40,8 @@ def main(dataset: str, prepared_dir: Path, model_dir: Path) -> None:
     cfg = params.train_config(p, dataset)
     kind = params.dataset_spec(p, dataset).name
     device = training.resolve_device(cfg.device)
+    if cfg.amp and not training.mixed_precision(cfg, device):
+        print(f"{dataset}: train.amp is ignored on the CPU (mixed precision needs CUDA); training in float32")
     arrays, meta = load_arrays(prepared_dir)
     rows = len(arrays["y_train"])
     if cfg.batch_size > rows:

@@ -41,6 +41,7 @@ def train_config(**changes: Any) -> params.TrainConfig:
         "dropout": 0.0,
         "weight_decay": 0.0,
         "l1": 0.0,
+        "amp": False,
     }
     return params.TrainConfig(**{**base, **changes})
 

@@ -198,6 +198,38 @@ def test_training_with_augmentation_repeats_itself(augment_set):
     assert [r["train_loss"] for r in runs[0]] == [r["train_loss"] for r in runs[1]]
 
 
+def test_amp_changes_nothing_on_the_cpu():
+    """Mixed precision needs CUDA: on the CPU a run with train.amp is the run without it, bit for bit."""
+    arrays = split_arrays(*blobs())
+    model_off, history_off, _ = run(arrays, amp=False, epochs=4)
+    model_on, history_on, _ = run(arrays, amp=True, epochs=4)
+    times = ("epoch_time_s",)
+    assert [{k: v for k, v in r.items() if k not in times} for r in history_on] == [
+        {k: v for k, v in r.items() if k not in times} for r in history_off
+    ]
+    for on, off in zip(model_on.state_dict().values(), model_off.state_dict().values(), strict=True):
+        assert torch.equal(on, off)
+    assert not training.mixed_precision(config(amp=True), torch.device("cpu"))
+    assert training.mixed_precision(config(amp=True), torch.device("cuda"))
+
+
+def test_train_stage_says_amp_is_ignored_on_the_cpu(tmp_path, monkeypatch, capsys, default_params):
+    from stages import train as stage
+    from tuninglab.lab.files import save_arrays
+
+    prepared = tmp_path / "data" / "prepared" / "tabular"
+    prepared.mkdir(parents=True)
+    save_arrays(prepared, split_arrays(*blobs()), {**META, "chance_accuracy": 0.333333})
+    default_params["train"].update(amp=True, epochs=1, device="cpu")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params))
+    monkeypatch.chdir(tmp_path)
+    stage.main("tabular", prepared, tmp_path / "models" / "tabular")
+    assert (
+        "tabular: train.amp is ignored on the CPU (mixed precision needs CUDA); training in float32"
+        in capsys.readouterr().out
+    )
+
+
 def test_cuda_refused_without_a_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match=r"train\.device: cuda is not allowed here"):

@@ -142,6 +142,10 @@ FAMILIES: dict[str, Callable[[dict[str, Any], TrainConfig], nn.Sequential]] = {
 }
 
 
+# The families built of 2-D convolutions: on CUDA they train in channels_last memory format (faster kernels).
+CONVOLUTIONAL = frozenset({"cnn", "resnet"})
+
+
 def build(family: str, meta: dict[str, Any], cfg: TrainConfig) -> nn.Sequential:
     """The model of one family, from the prepared data's metadata and the training settings."""
     return FAMILIES[family](meta, cfg)

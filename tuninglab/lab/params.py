@@ -79,6 +79,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "dropout": number_in(0.0, 1.0, high_open=True),
     "weight_decay": number_in(0.0, 1.0),
     "l1": number_in(0.0, 1.0),
+    "amp": BOOL,
 }
 # Each dataset's own settings (`<dataset>.data`, and its model families' settings
 # under `<dataset>.train` next to optional overrides of the shared `train`
@@ -282,6 +283,7 @@ class TrainConfig:
     dropout: float
     weight_decay: float
     l1: float
+    amp: bool
     model: str | None = None
     channels: list[int] | None = None
     batch_norm: bool | None = None

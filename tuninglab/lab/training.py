@@ -9,6 +9,11 @@ A run diverges when its training or validation loss becomes NaN or infinite,
 or exceeds `DIVERGENCE_FACTOR` times the untrained model's validation loss.
 Training then stops, the run is marked diverged with the epoch and the loss,
 and the best weights seen before are kept: a divergence is a result, not a crash.
+
+On CUDA, `train.amp` runs the forward passes in float16 (autocast) with
+gradient scaling, and convolutional models and their images use the
+channels_last memory format. On the CPU neither applies: a CPU run is the
+same, bit for bit, whatever `train.amp` says.
 """
 
 from __future__ import annotations
@@ -192,6 +197,16 @@ def score(
     return loss_fn(logits, y).item(), (logits.argmax(dim=1) == y).float().mean().item()
 
 
+def mixed_precision(cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether a run uses mixed precision: `train.amp` on a CUDA device (the CPU ignores it)."""
+    return cfg.amp and device.type == "cuda"
+
+
+def _autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """float16 autocast on `device` when `enabled`; otherwise a context that changes nothing."""
+    return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=enabled)
+
+
 def train_epoch(
     model: nn.Module,
     x: torch.Tensor,
@@ -201,8 +216,13 @@ def train_epoch(
     cfg: TrainConfig,
     generator: torch.Generator,
     augment: Augment | None,
+    scaler: torch.amp.GradScaler,
 ) -> tuple[float, float]:
-    """One pass over shuffled training batches; returns the mean data loss and accuracy."""
+    """One pass over shuffled training batches; returns the mean data loss and accuracy.
+
+    With mixed precision (`scaler` enabled) the forward pass runs under
+    autocast and the loss is scaled; a disabled scaler passes it through.
+    """
     model.train()
     order = torch.randperm(len(x), generator=generator).to(x.device)
     total_loss = torch.zeros((), device=x.device)
@@ -212,12 +232,14 @@ def train_epoch(
         xb, yb = x[batch], y[batch]
         if augment is not None:
             xb = augment(xb)
-        logits = model(xb)
-        loss = loss_fn(logits, yb)
+        with _autocast(x.device, scaler.is_enabled()):
+            logits = model(xb)
+            loss = loss_fn(logits, yb)
         objective = loss + cfg.l1 * l1_penalty(model) if cfg.l1 > 0 else loss
         optimizer.zero_grad(set_to_none=True)
-        objective.backward()
-        optimizer.step()
+        scaler.scale(objective).backward()
+        scaler.step(optimizer)
+        scaler.update()
         total_loss += loss.detach() * len(batch)
         correct += (logits.argmax(dim=1) == yb).sum()
     return total_loss.item() / len(x), correct.item() / len(x)
@@ -246,8 +268,11 @@ def fit(
     generator = torch.Generator().manual_seed(cfg.seed)
     x_train, y_train, x_val, y_val = (data[k] for k in ("x_train", "y_train", "x_val", "y_val"))
     batch_size = cfg.batch_size
+    amp = mixed_precision(cfg, x_train.device)
+    scaler = torch.amp.GradScaler(x_train.device.type, enabled=amp)
 
-    untrained_loss, _ = score(model, x_val, y_val, loss_fn, batch_size)
+    with _autocast(x_train.device, amp):
+        untrained_loss, _ = score(model, x_val, y_val, loss_fn, batch_size)
     limit = DIVERGENCE_FACTOR * untrained_loss
     best = {"epoch": 0, "val_loss": untrained_loss, "state": copy.deepcopy(model.state_dict())}
     history: list[dict[str, float]] = []
@@ -263,9 +288,10 @@ def fit(
         epoch_start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = train_epoch(
-            model, x_train, y_train, loss_fn, optimizer, cfg, generator, augment
+            model, x_train, y_train, loss_fn, optimizer, cfg, generator, augment, scaler
         )
-        val_loss, val_acc = score(model, x_val, y_val, loss_fn, batch_size)
+        with _autocast(x_train.device, amp):
+            val_loss, val_acc = score(model, x_val, y_val, loss_fn, batch_size)
         bad = next((v for v in (train_loss, val_loss) if not math.isfinite(v) or v > limit), None)
         if bad is not None:
             summary.update(diverged=True, diverged_epoch=epoch, diverged_loss=bad)
@@ -316,12 +342,18 @@ def train(
     spec = datasets.get(kind)
     threads = configure_threads(cfg.threads)
     seed_everything(cfg.seed)
-    model = models.build(datasets.family(spec, cfg.model), meta, cfg).to(device)
+    family = datasets.family(spec, cfg.model)
+    model = models.build(family, meta, cfg).to(device)
     data = {
         name: torch.from_numpy(array).to(device)
         for name, array in arrays.items()
         if not name.endswith("_test")
     }
+    if device.type == "cuda" and family in models.CONVOLUTIONAL:
+        model = model.to(memory_format=torch.channels_last)
+        data = {
+            k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in data.items()
+        }
     augment = None
     if spec.augments and cfg.augment:
         # Padding and uncovered corners get each channel's lowest training value: black, as in the raw images.
