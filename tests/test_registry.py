@@ -22,9 +22,10 @@ import yaml
 from stages import download as download_stage
 from stages import prepare as prepare_stage
 from stages import train as train_stage
+from tests import image_fixtures
 from tests.conftest import ROOT, blobs
 from tuninglab import schema
-from tuninglab.lab import datasets, models, params, prepare, resources
+from tuninglab.lab import datasets, models, params, prepare, resources, sources
 from tuninglab.lab.datasets import DatasetSpec, dataset_names
 from tuninglab.lab.files import write_csv
 from tuninglab.lab.rules import BOOL
@@ -94,6 +95,49 @@ def test_a_new_dataset_needs_its_spec_and_params_group_only(toy, tmp_path, monke
     model, cfg = models.load(Path("models/toy"))
     assert cfg.epochs == 20 and cfg.lr == 0.05
     assert model[1][0].in_features == TOY_FEATURES
+
+
+def test_a_second_image_group_trains_through_the_stages(tmp_path, monkeypatch):
+    """A `cifar` group of kind image beside the `image` group: a resnet with crop_flip on a CIFAR fixture."""
+    import urllib.request
+
+    root = tmp_path / "torchvision"
+    image_fixtures.write_cifar10(root, (8, 3))
+    image_fixtures.accept_cifar10_fixture(monkeypatch, root)
+    monkeypatch.setenv(sources.TORCHVISION_ROOT_VARIABLE, str(root))
+    monkeypatch.setattr(urllib.request, "urlopen", None)  # the files are there: no download is tried
+    settings = params.read_yaml(ROOT / "params.yaml")
+    cifar_train = {
+        "model": "resnet",
+        "resnet_width": 4,
+        "augment": True,
+        "augment_set": "crop_flip",
+        "epochs": 2,
+    }
+    settings["cifar"] = {
+        "data": {"kind": "image", "source": "cifar10", "normalize": True},
+        "train": {**settings["image"]["train"], **cifar_train},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+
+    resources.check(params.load())  # the check_params stage
+    download_stage.main(*stage_args("download", "cifar"))
+    prepare_stage.main(*stage_args("prepare", "cifar"))
+    train_stage.main(*stage_args("train", "cifar"))
+
+    provenance = json.loads(Path("data/raw/cifar/provenance.json").read_text())
+    assert (provenance["dataset"], provenance["kind"], provenance["source"]) == ("cifar", "image", "cifar10")
+    meta = json.loads(Path("data/prepared/cifar/meta.json").read_text())
+    assert meta["input_shape"] == [3, 32, 32] and meta["official_test"] is True
+    assert meta["splits"]["test"]["rows"] == 30 and len(meta["preprocessing"]["scaling"]["mean"]) == 3
+    assert list(json.loads(schema.metrics_path("cifar", "test").read_text())) == ["cifar"]
+    assert json.loads(schema.metrics_path("cifar", "train").read_text())["cifar"]["epochs_run"] == 2
+    saved = json.loads(Path("models/cifar/model.json").read_text())
+    assert (saved["dataset"], saved["kind"], saved["family"]) == ("cifar", "image", "resnet")
+    model, cfg = models.load(Path("models/cifar"))
+    assert cfg.augment_set == "crop_flip" and model[0].in_channels == 3
+    assert not Path("data/raw/image").exists()  # the image group is another dataset
 
 
 def test_the_toy_is_known_to_the_checks_while_registered(toy):
