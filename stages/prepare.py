@@ -18,7 +18,8 @@ from tuninglab.lab.stage import run_stage
 def main(dataset: str, raw_dir: Path, prepared_dir: Path) -> None:
     """Split and preprocess the raw file in `raw_dir`; replace `prepared_dir` with the arrays and metadata."""
     p = params.load()
-    arrays, meta = prepare.prepare(params.dataset_spec(p, dataset), raw_dir, p["split"], p[dataset]["data"])
+    spec = params.dataset_spec(p, dataset)
+    arrays, meta = prepare.prepare(spec, raw_dir, p["split"], p[dataset]["data"], dataset)
     vocabulary = meta.pop("vocabulary", None)
     with atomic_dir(prepared_dir) as out:
         save_arrays(out, arrays, meta)

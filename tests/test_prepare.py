@@ -142,8 +142,8 @@ def test_a_sources_own_test_set_stays_the_test_split_and_validation_comes_from_t
 def test_a_class_missing_from_the_sources_test_set_is_refused(tmp_path):
     write_image_raw(tmp_path, [20, 20, 20], [5, 5, 0])
     with pytest.raises(DataSourceError) as err:
-        prepare.prepare(IMAGE, tmp_path, SPLIT, {"source": "usps", "normalize": True})
-    assert str(err.value) == "image.data.source: class 'c' of usps has no row in its test set"
+        prepare.prepare(IMAGE, tmp_path, SPLIT, {"source": "usps", "normalize": True}, "digits")
+    assert str(err.value) == "digits.data.source: class 'c' of usps has no row in its test set"
 
 
 def test_a_class_with_too_few_training_rows_for_validation_is_refused(tmp_path):

@@ -312,9 +312,12 @@ def prepare_texts(
 
 
 def prepare(
-    spec: DatasetSpec, raw_dir: Path, split: dict[str, Any], data: dict[str, Any]
+    spec: DatasetSpec, raw_dir: Path, split: dict[str, Any], data: dict[str, Any], group: str | None = None
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Split and preprocess one dataset's raw file, the way its spec reads and featurizes it.
+
+    `group` is the dataset's params.yaml group, which errors name; the spec's
+    name when None (a group named after its data type).
 
     Returns:
         The arrays `x_<split>` and `y_<split>` for train, val and test, and a
@@ -334,7 +337,7 @@ def prepare(
     features, labels = spec.read_raw(raw_file)
     y, classes = encode_labels(labels)
     official = spec.official_test(raw_file) if spec.official_test is not None else None
-    param = f"{spec.name}.data.source"
+    param = f"{group or spec.name}.data.source"
     if official is None:
         check_class_sizes(y, classes, split, param, data["source"])
         splits = split_indices(y, split["val_size"], split["test_size"], split["seed"])

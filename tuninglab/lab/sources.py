@@ -253,7 +253,7 @@ def fetch_torchvision(
             f"{name}: torchvision.datasets.{source.loader}(root={root}, download={download}) failed "
             f"({type(err).__name__}: {reason}); without network, copy {', '.join(source.downloads)} into "
             f"{folder}/ by hand (or set {TORCHVISION_ROOT_VARIABLE} to a folder that holds them in "
-            "torchvision's layout) and run the stage again"
+            "torchvision's layout), then run dvc repro again"
         ) from None
     images = np.concatenate([_channels_first(np.asarray(part.data, dtype=np.uint8)) for part in parts])
     labels = np.concatenate([np.asarray(part.targets, dtype=np.int64) for part in parts])
