@@ -86,6 +86,29 @@ def test_the_observations_speak_of_r_squared_and_the_training_mean():
     )
 
 
+def nll_history(val: list[float], train: list[float]) -> pd.DataFrame:
+    """A gaussian_nll run's history: its losses below 0 once the predicted variance is small."""
+    return pd.DataFrame(
+        {"epoch": range(1, len(val) + 1), "val_loss": val, "train_loss": train, "train_accuracy": 0.9}
+    )
+
+
+def test_the_loss_rules_read_a_negative_loss_by_its_size():
+    rising = nll_history([-0.2, -0.5, -0.6, -0.55, -0.45, -0.4], [-0.1, -0.4, -0.6, -0.8, -0.9, -1.0])
+    found = observations.overfitting(rising)
+    assert found.text.startswith("overfitting from epoch 3: validation loss rose 33% (-0.600 to -0.400)")
+    flat = nll_history([-0.2, -0.5, -0.6, -0.59, -0.58, -0.58], [-0.1, -0.4, -0.6, -0.8, -0.9, -1.0])
+    assert observations.overfitting(flat) is None  # 0.02 above the minimum: 3 %, not 10 %
+    falling = nll_history([-0.1, -0.2, -0.3, -0.4, -0.5], [0.0] * 5)
+    run = pd.Series({"stopped_early": False, "diverged": False})
+    assert "validation loss fell 150% over the last 3 epochs (-0.200 to -0.500)" in (
+        observations.still_improving(falling, run).text
+    )
+    assert observations.still_improving(nll_history([-0.5, -0.6, -0.6, -0.6, -0.601], [0.0] * 5), run) is None
+    swinging = nll_history([-0.5, -0.2, -0.5, -0.5, -0.1, -0.5], [0.0] * 6)
+    assert observations.unstable(swinging).text.endswith("2 times (epochs 2, 5; largest +80%)")
+
+
 def test_results_from_before_the_regression_type_load_with_empty_regression_columns(tmp_path, default_params):
     write_results(tmp_path, default_params)
     assert "test_r2" not in pd.read_csv(tmp_path / "experiments.csv")

@@ -22,9 +22,11 @@ The rules, applied to each finished run (thresholds are the constants below):
   majority class, scored on the test split); for a regression, test R^2 at
   most that far above `chance_r2` (always predicting the training split's mean).
 
-Each run is read by its dataset's primary metric (`primary`: test accuracy,
-or a regression's test R^2). `versus_baseline` adds one sentence per run
-comparing it with the baseline's, calls a difference within the seed noise what it is, and
+The loss rules compare shares of a loss; a negative loss (a Gaussian NLL)
+moves by shares of its size (`_times`). Each run is read by its dataset's
+primary metric (`primary`: test accuracy, or a regression's test R^2).
+`versus_baseline` adds one sentence per run comparing it with the
+baseline's, calls a difference within the seed noise what it is, and
 names the settings that changed; `not_compared` says instead why a run is not
 set against the baseline. `status_text` is a run's status as the report shows
 it: never a plain `ok` for a run at chance or one not compared.
@@ -68,6 +70,19 @@ class Observation(NamedTuple):
 
 def _points(accuracy: float) -> float:
     return 100.0 * accuracy
+
+
+def _times(reference: float, factor: float) -> float:
+    """`reference * factor` for a loss >= 0; a negative loss (a Gaussian NLL) moves as far, the same way.
+
+    The loss rules compare losses by their share of the reference: 10 % above a minimum of -0.5 is -0.45.
+    """
+    return reference * factor if reference >= 0 else reference * (2 - factor)
+
+
+def _change(value: float, reference: float) -> float:
+    """`value` against `reference` as a share of it (+0.1: 10 % higher); a negative one by its size."""
+    return value / reference - 1 if reference >= 0 else (value - reference) / -reference
 
 
 def diverged(run: pd.Series) -> Observation | None:
@@ -131,14 +146,14 @@ def overfitting(history: pd.DataFrame) -> Observation | None:
     epochs_after = len(history) - 1 - best
     if (
         epochs_after >= OVERFIT_EPOCHS
-        and end >= low * (1 + OVERFIT_RISE)
-        and train_end <= train_at_best * (1 - OVERFIT_TRAIN_DROP)
+        and end >= _times(low, 1 + OVERFIT_RISE)
+        and train_end <= _times(train_at_best, 1 - OVERFIT_TRAIN_DROP)
     ):
         epoch, last = int(history.at[best, "epoch"]), int(history["epoch"].iloc[-1])
         return Observation(
             "overfitting",
             f"overfitting from epoch {epoch}",
-            f"overfitting from epoch {epoch}: validation loss rose {100 * (end / low - 1):.0f}% "
+            f"overfitting from epoch {epoch}: validation loss rose {100 * _change(end, low):.0f}% "
             f"({low:.3f} to {end:.3f}) by epoch {last} while training loss fell "
             f"{train_at_best:.3f} to {train_end:.3f}; the gap at the end is {end - train_end:.3f}",
         )
@@ -151,11 +166,11 @@ def still_improving(history: pd.DataFrame, run: pd.Series) -> Observation | None
         return None
     val = history["val_loss"]
     before, end = val.iloc[-1 - IMPROVING_WINDOW], val.iloc[-1]
-    if val.idxmin() >= len(history) - 2 and end <= before * (1 - IMPROVING_DROP):
+    if val.idxmin() >= len(history) - 2 and end <= _times(before, 1 - IMPROVING_DROP):
         return Observation(
             "still improving",
             "still improving at the end",
-            f"still improving at the end: validation loss fell {100 * (1 - end / before):.0f}% "
+            f"still improving at the end: validation loss fell {-100 * _change(end, before):.0f}% "
             f"over the last {IMPROVING_WINDOW} epochs ({before:.3f} to {end:.3f}); train longer",
         )
     return None
@@ -195,9 +210,9 @@ def unstable(history: pd.DataFrame) -> Observation | None:
     """The validation loss swings: single-epoch peaks well above both neighbours."""
     val = history["val_loss"].to_numpy()
     peaks = [
-        (int(history["epoch"].iloc[i]), val[i] / max(val[i - 1], val[i + 1]) - 1)
+        (int(history["epoch"].iloc[i]), _change(val[i], max(val[i - 1], val[i + 1])))
         for i in range(1, len(val) - 1)
-        if val[i] >= (1 + SWING_RISE) * max(val[i - 1], val[i + 1])
+        if val[i] >= _times(max(val[i - 1], val[i + 1]), 1 + SWING_RISE)
     ]
     if len(peaks) < SWINGS:
         return None
