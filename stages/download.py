@@ -1,7 +1,8 @@
 """Stage download: fetch one dataset's raw file and its provenance into its raw folder (data/raw/<dataset>/).
 
-A text source's rows with empty text or label are dropped; provenance.json
-counts them (`dropped_empty_rows`) and the stage says how many.
+A text source's rows with empty text or label (a regression CSV's rows without
+a target) are dropped; provenance.json counts them (`dropped_empty_rows`) and
+the stage says how many.
 
 Usage: python -m stages.download DATASET RAW_DIR
 """
@@ -23,8 +24,10 @@ def main(dataset: str, raw_dir: Path) -> None:
         }
         write_json(out / "provenance.json", record)
     dropped = record.get("dropped_empty_rows")
-    note = f"; dropped {dropped} rows with empty text or label" if dropped else ""
-    print(f"{dataset}: {record['rows']} rows from {record['source']}, classes {record['classes']}{note}")
+    empty = "text or label" if "classes" in record else "target"
+    note = f"; dropped {dropped} rows with empty {empty}" if dropped else ""
+    what = f"classes {record['classes']}" if "classes" in record else f"target {record['target']}"
+    print(f"{dataset}: {record['rows']} rows from {record['source']}, {what}{note}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 Outputs: the model folder (weights and the settings that made them); and, at
 the paths `tuninglab.schema` names, metrics/<dataset>/test.json, train.json
 (DVC metrics) and details.json (diagnostics), plots/<dataset>/history.csv and
-confusion.csv. Evaluation runs in the same process as training: one start-up
-per dataset instead of two.
+the test plot of its task (confusion.csv, or a regression's predictions.csv).
+Evaluation runs in the same process as training: one start-up per dataset
+instead of two.
 
 Usage: python -m stages.train DATASET PREPARED_DIR MODEL_DIR
 """
@@ -15,19 +16,21 @@ from pathlib import Path
 import pandas as pd
 
 from tuninglab import schema
-from tuninglab.lab import evaluation, models, params, training
+from tuninglab.lab import datasets, evaluation, models, params, training
 from tuninglab.lab.files import atomic_dir, load_arrays, write_csv, write_json
 from tuninglab.lab.stage import run_stage
 
+QUALITY = {datasets.CLASSIFICATION: "acc", datasets.REGRESSION: "R^2"}  # the history's accuracy columns
 
-def log_epoch(dataset: str, epochs: int) -> Callable[[dict[str, float]], None]:
-    """A callback printing one line per epoch of a run of `epochs` epochs."""
+
+def log_epoch(dataset: str, epochs: int, quality: str = "acc") -> Callable[[dict[str, float]], None]:
+    """A callback printing one line per epoch of `epochs`; `quality` names the accuracy columns."""
 
     def log(row: dict[str, float]) -> None:
         print(
             f"{dataset} epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} "
-            f"acc {row['train_accuracy']:.3f}  val loss {row['val_loss']:.4f} "
-            f"acc {row['val_accuracy']:.3f}  {row['epoch_time_s']:.2f}s",
+            f"{quality} {row['train_accuracy']:.3f}  val loss {row['val_loss']:.4f} "
+            f"{quality} {row['val_accuracy']:.3f}  {row['epoch_time_s']:.2f}s",
             flush=True,
         )
 
@@ -38,7 +41,8 @@ def main(dataset: str, prepared_dir: Path, model_dir: Path) -> None:
     """Train on the arrays in `prepared_dir`, replace `model_dir` with the model, write metrics and plots."""
     p = params.load()
     cfg = params.train_config(p, dataset)
-    kind = params.dataset_spec(p, dataset).name
+    spec = params.dataset_spec(p, dataset)
+    task = spec.task
     device = training.resolve_device(cfg.device)
     if cfg.amp and not training.mixed_precision(cfg, device):
         print(f"{dataset}: train.amp is ignored on the CPU (mixed precision needs CUDA); training in float32")
@@ -50,27 +54,25 @@ def main(dataset: str, prepared_dir: Path, model_dir: Path) -> None:
             f"({rows} rows); each step uses all {rows} rows"
         )
     model, history, summary = training.train(
-        kind, arrays, meta, cfg, device, on_epoch=log_epoch(dataset, cfg.epochs)
+        spec.name, arrays, meta, cfg, device, on_epoch=log_epoch(dataset, cfg.epochs, QUALITY[task])
     )
     with atomic_dir(model_dir) as out:
-        models.save(out, model, dataset, cfg, meta, kind)
-    test, predicted = evaluation.test_metrics(
-        model, arrays["x_test"], arrays["y_test"], cfg, meta["chance_accuracy"]
-    )
-    confusion = evaluation.confusion_rows(arrays["y_test"], predicted, meta["classes"])
+        models.save(out, model, dataset, cfg, meta, spec.name)
+    test, rows = evaluation.EVALUATORS[task](model, arrays["x_test"], arrays["y_test"], cfg, meta)
     write_csv(schema.plots_path(dataset, "history"), pd.DataFrame(history, columns=schema.HISTORY_COLUMNS))
-    write_csv(schema.plots_path(dataset, "confusion"), confusion)
+    write_csv(schema.plots_path(dataset, schema.TEST_PLOT_OF[task]), rows)
     details = {**summary, "test_loss": test["test_loss"]}
     write_json(schema.metrics_path(dataset, "details"), {k: details[k] for k in schema.DETAILS})
     write_json(
         schema.metrics_path(dataset, "train"), {dataset: {k: summary[k] for k in schema.TRAIN_METRICS}}
     )
-    write_json(schema.metrics_path(dataset, "test"), {dataset: {k: test[k] for k in schema.TEST_METRICS}})
+    names = schema.TEST_METRICS_OF[task]
+    write_json(schema.metrics_path(dataset, "test"), {dataset: {k: test[k] for k in names}})
     state = f"diverged at epoch {summary['diverged_epoch']}" if summary["diverged"] else "done"
+    shown = ", ".join(f"{k} {test[k]}" for k in names if test[k] is not None)
     print(
         f"{dataset}: {state}; best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
-        f"{summary['train_time_s']}s; test accuracy {test['test_accuracy']} "
-        f"(chance {test['chance_accuracy']}), macro F1 {test['macro_f1']}"
+        f"{summary['train_time_s']}s; {shown}"
     )
 
 

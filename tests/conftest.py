@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -101,13 +102,39 @@ def reviews_csv(path: Path) -> None:
     path.write_text("\n".join(rows) + "\n")
 
 
+def houses_frame(rows: int = 200, seed: int = 0) -> pd.DataFrame:
+    """A small, learnable Ames-like table: numeric and categorical features (some missing) and a price.
+
+    The log price is a linear function of the features plus a little noise.
+    """
+    rng = np.random.default_rng(seed)
+    area = rng.normal(1500, 400, rows).round()
+    year = rng.integers(1900, 2010, rows)
+    neighborhood = rng.choice(["North_Ames", "College_Creek", "Old_Town", "Edwards"], rows)
+    quality = rng.choice(["Good", "Typical", None], rows, p=[0.3, 0.6, 0.1])
+    bonus = pd.Series(neighborhood).map(
+        {"North_Ames": 0.1, "College_Creek": 0.3, "Old_Town": -0.2, "Edwards": 0}
+    )
+    log_price = 10 + area / 2000 + (year - 1900) / 200 + bonus.to_numpy() + rng.normal(0, 0.05, rows)
+    return pd.DataFrame(
+        {
+            "Gr_Liv_Area": area,
+            "Year_Built": year,
+            "Neighborhood": neighborhood,
+            "Garage_Quality": quality,
+            "target": np.exp(log_price).round(),
+        }
+    )
+
+
 def make_lab_repo(repo: Path) -> Path:
     """The project's files in a fresh, committed git repo, with tiny training settings.
 
     The files are those git tracks or would track (not ignored), as they are in
-    the working tree. Two epochs, a one-block CNN, and a small review CSV at
-    data/local/text/reviews.csv as the text data, so that a full pipeline run
-    takes seconds and needs no network.
+    the working tree. Two epochs, a one-block CNN, a small review CSV at
+    data/local/text/reviews.csv as the text data and a small house table at
+    data/local/regression/houses.csv as the regression data, so that a full
+    pipeline run takes seconds and needs no network.
     """
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -126,8 +153,11 @@ def make_lab_repo(repo: Path) -> Path:
     settings["image"]["train"]["channels"] = [4]
     reviews = "data/local/text/reviews.csv"
     settings["text"]["data"]["source"] = reviews
+    houses = "data/local/regression/houses.csv"
+    settings["regression"]["data"]["source"] = houses
     (repo / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     reviews_csv(repo / reviews)
+    houses_frame().to_csv(repo / houses, index=False)
     sh(repo, "git", "init", "-q", "-b", "main")
     commit_all(repo, "lab")
     return repo

@@ -20,6 +20,15 @@ on it are known too:
 
 `hostile=True` adds runs whose names, data source and error line hold HTML (and a name with
 matplotlib's math signs).
+
+By default the study has the three classifiers only, like results collected before the regression
+data type (no regression rows, no regression metric columns: the committed results/ are such).
+`regression=True` adds the regression dataset to every run (`REGRESSION_RUNS`: its test R^2 and curve
+shape), scored against a chance R^2 of -0.010:
+
+- ofat-lr-0.1 (and its grid repeat): diverged at epoch 3, R^2 -0.050: no better than chance
+- ofat-lr-0.001: still improving; ofat-dropout-0.0: overfits
+- lr moves R^2 by 98 points, more than on any classifier
 """
 
 from __future__ import annotations
@@ -30,13 +39,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tuninglab.lab import datasets
 from tuninglab.lab.datasets import dataset_names
-from tuninglab.schema import DETAILS, TEST_METRICS, TRAIN_METRICS, metrics_path
+from tuninglab.schema import DETAILS, REGRESSION_TEST_METRICS, TEST_METRICS_OF, TRAIN_METRICS, metrics_path
 from tuninglab.studies import collect
 from tuninglab.studies.spec import Experiment
 
-BASELINE_ACCURACY = {"tabular": 0.93, "image": 0.97, "text": 0.75}
-CHANCE = {"tabular": 0.333, "image": 0.112, "text": 0.578}
+BASELINE_ACCURACY = {"tabular": 0.93, "image": 0.97, "text": 0.75, "regression": 0.93}
+CHANCE = {"tabular": 0.333, "image": 0.112, "text": 0.578, "regression": -0.01}
 LOCAL_SOURCE = "data/local/text/x.csv"
 HOSTILE_SOURCE = "/x/<img src=x onerror=alert(1)><b>b</b>.csv"
 
@@ -119,6 +129,29 @@ RUNS: dict[str, tuple[dict[str, Any], dict[str, tuple[float, str]]]] = {
         {"tabular": (0.93, "good"), "image": (0.97, "good"), "text": (0.81, "good")},
     ),
 }
+# the regression dataset's (test R^2, curve shape) per experiment, with `regression=True`
+REGRESSION_RUNS: dict[str, tuple[float, str]] = {
+    "ofat-lr-0.001": (0.85, "improving"),
+    "ofat-lr-0.01": (0.92, "good"),
+    "ofat-lr-0.1": (-0.05, "diverged"),
+    "ofat-dropout-0.0": (0.91, "overfit"),
+    "ofat-dropout-0.5": (0.9, "good"),
+    "ofat-optimizer-sgd": (0.88, "good"),
+    "ofat-optimizer-rmsprop": (0.925, "good"),
+    "ofat-hidden-128-128": (0.935, "good"),
+    "ofat-weight_decay-0.001": (0.93, "good"),
+    "ofat-weight_decay-0.01": (0.92, "good"),
+    "noise-seed-1": (0.925, "good"),
+    "noise-seed-2": (0.935, "good"),
+    "noise-seed-3": (0.94, "good"),
+    "optimizer_lr-optimizer-sgd-lr-0.01": (0.86, "good"),
+    "optimizer_lr-optimizer-sgd-lr-0.1": (0.91, "good"),
+    "optimizer_lr-optimizer-adam-lr-0.01": (0.92, "good"),
+    "optimizer_lr-optimizer-adam-lr-0.1": (-0.05, "diverged"),
+    "hidden-by-hand": (0.93, "good"),
+    "text-source-local": (0.93, "good"),
+    "x${$": (-0.05, "diverged"),
+}
 # what differs from the defaults in a run's details.json, per experiment (all datasets)
 OTHER_DETAILS = {"noise-seed-3": {"used_threads": 2}}
 # a run's chance rate where its data differs from the baseline's: experiment -> dataset -> rate
@@ -178,31 +211,43 @@ def _metrics(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One dataset's DVC metrics (by file, nested under the dataset) and its details.json.
 
-    Each value goes where `tuninglab.schema` puts it, as the train stage does.
+    Each value goes where `tuninglab.schema` puts it, as the train stage does; `accuracy` and
+    `chance` are a regression's test R^2 and its chance R^2.
     """
     diverged = shape == "diverged"
-    values = {
-        "test_accuracy": accuracy,
-        "macro_f1": accuracy - 0.01,
-        "chance_accuracy": chance,
-        "test_loss": 1 - accuracy,
-        "best_epoch": int(history.loc[history["val_loss"].idxmin(), "epoch"]),
-        "epochs_run": 3 if diverged else len(history),
-        "diverged": diverged,
-        "train_time_s": round(0.1 * len(history), 3),
-        "stopped_early": shape in ("good", "overfit", "early"),
-        "diverged_epoch": 3 if diverged else None,
-        "diverged_loss": float("inf") if diverged else None,
-        "best_val_loss": float(history["val_loss"].min()),
-        "best_val_accuracy": float(history["val_accuracy"].max()),
-        "cpu_time_s": round(0.15 * len(history), 3),
-        "used_threads": 1,
-        "used_device": "cpu",
-        "n_params": 1000,
-    } | details
-    assert set(values) == {*TEST_METRICS, *TRAIN_METRICS, *DETAILS}, "the synthetic study lags the schema"
+    task = datasets.get(dataset).task
+    tests = (
+        {"test_accuracy": accuracy, "macro_f1": accuracy - 0.01, "chance_accuracy": chance}
+        if task == datasets.CLASSIFICATION
+        else dict.fromkeys(REGRESSION_TEST_METRICS)
+        | {"test_r2": accuracy, "test_rmse": 0.4 * (1 - accuracy), "test_mae": 0.3 * (1 - accuracy)}
+        | {"rmse_original": 80_000 * (1 - accuracy), "mae_original": 60_000 * (1 - accuracy)}
+        | {"chance_r2": chance}
+    )
+    values = (
+        tests
+        | {
+            "test_loss": 1 - accuracy,
+            "best_epoch": int(history.loc[history["val_loss"].idxmin(), "epoch"]),
+            "epochs_run": 3 if diverged else len(history),
+            "diverged": diverged,
+            "train_time_s": round(0.1 * len(history), 3),
+            "stopped_early": shape in ("good", "overfit", "early"),
+            "diverged_epoch": 3 if diverged else None,
+            "diverged_loss": float("inf") if diverged else None,
+            "best_val_loss": float(history["val_loss"].min()),
+            "best_val_accuracy": float(history["val_accuracy"].max()),
+            "cpu_time_s": round(0.15 * len(history), 3),
+            "used_threads": 1,
+            "used_device": "cpu",
+            "n_params": 1000,
+        }
+        | details
+    )
+    names = TEST_METRICS_OF[task]
+    assert set(values) == {*names, *TRAIN_METRICS, *DETAILS}, "the synthetic study lags the schema"
     metrics = {
-        metrics_path(dataset, "test").as_posix(): {dataset: {k: values[k] for k in TEST_METRICS}},
+        metrics_path(dataset, "test").as_posix(): {dataset: {k: values[k] for k in names}},
         metrics_path(dataset, "train").as_posix(): {dataset: {k: values[k] for k in TRAIN_METRICS}},
     }
     return metrics, {k: values[k] for k in DETAILS}
@@ -234,17 +279,31 @@ def _record(
     }
 
 
+def _with_regression(name: str, shapes: dict[str, tuple[float, str]], regression: bool) -> dict:
+    """A run's shapes by dataset: with the regression's (`REGRESSION_RUNS`, unless given), or without it."""
+    if not regression:
+        return {dataset: shape for dataset, shape in shapes.items() if dataset != "regression"}
+    return {"regression": REGRESSION_RUNS.get(name), **shapes}
+
+
 def write_results(
-    directory: Path, baseline_params: dict[str, Any], hostile: bool = False
+    directory: Path, baseline_params: dict[str, Any], hostile: bool = False, regression: bool = False
 ) -> tuple[Path, Path]:
     """Write `experiments.csv` and `curves.csv` of the synthetic study into `directory`.
 
-    With `hostile`, add the runs whose names, data source and error line hold HTML.
+    With `hostile`, add the runs whose names, data source and error line hold HTML. Without
+    `regression`, the files are those of a lab before the regression data type: no regression rows
+    and no regression metric columns.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    good = {d: (BASELINE_ACCURACY[d], "good") for d in dataset_names()}
+    good = _with_regression(
+        "baseline", {d: (BASELINE_ACCURACY[d], "good") for d in dataset_names()}, regression
+    )
     baseline = _record("main", baseline_params, "success", good)
-    runs = RUNS | (HOSTILE if hostile else {})
+    runs = {
+        name: (settings, _with_regression(name, shapes, regression))
+        for name, (settings, shapes) in (RUNS | (HOSTILE if hostile else {})).items()
+    }
     records = [
         _record(name, Experiment(name, settings).applied_to(baseline_params), "success", shapes)
         for name, (settings, shapes) in runs.items()
@@ -259,6 +318,8 @@ def write_results(
             _record(name, Experiment(name, settings).applied_to(baseline_params), "failed", {}, log)
         )
     table = collect.rows(baseline, records, STUDIES)
+    if not regression:
+        table = table[table["dataset"] != "regression"].drop(columns=list(REGRESSION_TEST_METRICS))
     shapes = {"baseline": good, **{name: shapes for name, (_, shapes) in runs.items()}}
     curves = [
         curve(shape, accuracy).assign(experiment=name, dataset=dataset)

@@ -13,8 +13,17 @@ import yaml
 
 from tests.conftest import commit_all
 from tuninglab.__main__ import main
+from tuninglab.lab import datasets
 from tuninglab.lab.datasets import dataset_names
-from tuninglab.schema import DETAILS, RESULT_METRICS, TEST_METRICS, TRAIN_METRICS, metrics_path
+from tuninglab.schema import (
+    DETAILS,
+    REGRESSION_TEST_METRICS,
+    RESULT_METRICS,
+    TEST_METRICS,
+    TEST_METRICS_OF,
+    TRAIN_METRICS,
+    metrics_path,
+)
 from tuninglab.studies import collect
 
 STUDIES = {"ofat": "ofat", "grid": "grid"}
@@ -39,6 +48,7 @@ VALUES = {
     "used_device": "cpu",
     "n_params": 1000,
 }
+REGRESSION_VALUES = dict.fromkeys(REGRESSION_TEST_METRICS) | {"test_r2": 0.88, "chance_r2": -0.01}
 
 
 def details(threads: int = 1) -> dict[str, Any]:
@@ -59,10 +69,11 @@ def record(
     `image_train` is the image dataset's own training group (`image.train`), empty by default.
     """
     assert set(VALUES) == {*TEST_METRICS, *TRAIN_METRICS, *DETAILS}, "this test lags the schema"
-    values = VALUES | {"test_accuracy": accuracy}
+    values = VALUES | REGRESSION_VALUES | {"test_accuracy": accuracy}
     metrics = {}
     for dataset in dataset_names():
-        metrics[metrics_path(dataset, "test").as_posix()] = {dataset: {k: values[k] for k in TEST_METRICS}}
+        tests = TEST_METRICS_OF[datasets.get(dataset).task]
+        metrics[metrics_path(dataset, "test").as_posix()] = {dataset: {k: values[k] for k in tests}}
         metrics[metrics_path(dataset, "train").as_posix()] = {dataset: {k: values[k] for k in TRAIN_METRICS}}
     params = {
         "split": {"seed": 1},
@@ -108,7 +119,25 @@ def test_rows_read_the_nested_metrics_the_details_and_the_study_kind():
     ]
     failed = by.loc[("by-hand", "text")]
     assert failed["status"] == "failed" and failed[[*TEST_METRICS, *DETAILS]].isna().all()
-    assert list(table.columns[-len(RESULT_METRICS) :]) == [*TEST_METRICS, *TRAIN_METRICS, *DETAILS]
+    assert list(table.columns[-len(RESULT_METRICS) :]) == [
+        *TEST_METRICS,
+        *TRAIN_METRICS,
+        *DETAILS,
+        *REGRESSION_TEST_METRICS,
+    ]
+    # each dataset has its task's test metrics; the other task's stay empty
+    assert by.loc[("ofat-lr-0.1", "regression"), "test_r2"] == 0.88
+    assert by.loc[("ofat-lr-0.1", "regression"), ["test_accuracy", "macro_f1"]].isna().all()
+    assert by.loc[("ofat-lr-0.1", "text"), ["test_r2", "chance_r2"]].isna().all()
+
+
+def test_a_commit_from_before_a_dataset_was_added_has_no_rows_of_it():
+    old = record("main", 0.005, 0.9)
+    old["metrics"] = {path: found for path, found in old["metrics"].items() if "regression" not in path}
+    old["details"].pop("regression")
+    assert collect.trained_datasets(old) == ["tabular", "image", "text"]
+    table = collect.rows(old, [], STUDIES)
+    assert list(table["dataset"]) == ["tabular", "image", "text"]
 
 
 def test_params_are_the_datasets_effective_settings_with_their_group_prefix():

@@ -16,6 +16,7 @@ import yaml
 
 from tests.conftest import ROOT
 from tuninglab import schema
+from tuninglab.lab import datasets
 from tuninglab.lab.datasets import dataset_names
 
 LOCAL_PACKAGES = ("tuninglab", "stages")
@@ -104,9 +105,20 @@ def dvc_spec() -> dict:
 
 
 def resolved(stage: str, dataset: str) -> dict:
-    """One foreach stage of dvc.yaml for one dataset: `${item}` replaced by its name."""
-    body = dvc_spec()["stages"][stage]["do"]
-    return yaml.safe_load(yaml.safe_dump(body).replace("${item}", dataset))
+    """One foreach stage of dvc.yaml for one dataset: `${item}` replaced by its name.
+
+    A stage over a map (train over `test_plots`) has the dataset in `${key}` and its value in `${item}`.
+    """
+    stanza = dvc_spec()["stages"][stage]
+    text = yaml.safe_dump(stanza["do"])
+    if stanza["foreach"] == "${test_plots}":
+        text = text.replace("${key}", dataset).replace("${item}", dvc_test_plots()[dataset])
+    return yaml.safe_load(text.replace("${item}", dataset))
+
+
+def dvc_test_plots() -> dict[str, str]:
+    """dvc.yaml's map of each dataset to the name of its test plot."""
+    return next(var["test_plots"] for var in dvc_spec()["vars"] if "test_plots" in var)
 
 
 def out_paths(body: dict) -> list[str]:
@@ -117,12 +129,17 @@ def test_the_dvc_datasets_list_is_the_registry():
     assert dvc_spec()["vars"][0]["datasets"] == list(dataset_names())
 
 
+def test_the_test_plot_of_each_dataset_is_the_one_of_its_task():
+    assert dvc_test_plots() == {d: schema.TEST_PLOT_OF[datasets.get(d).task] for d in dataset_names()}
+
+
 @pytest.mark.parametrize("dataset", dataset_names())
 def test_train_outs_are_the_model_folder_and_exactly_the_schemas_files(dataset):
     body = resolved("train", dataset)
     model_dir = body["cmd"].split()[-1]
+    test_plot = schema.TEST_PLOT_OF[datasets.get(dataset).task]
     schema_files = [schema.metrics_path(dataset, name) for name in ("test", "train", "details")] + [
-        schema.plots_path(dataset, name) for name in ("history", "confusion")
+        schema.plots_path(dataset, name) for name in ("history", test_plot)
     ]
     outs = out_paths(body)
     assert outs[0] == model_dir

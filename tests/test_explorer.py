@@ -129,9 +129,8 @@ def test_embedded_data_is_the_csvs(study: tuple[Path, pd.DataFrame, pd.DataFrame
     data = embedded(page)
     other = f"text (source: {LOCAL_SOURCE})"  # another data source is another dataset
     assert list(data) == ["tabular", "image", "text", other]
-    assert json.loads(re.search(r'id="explorer-data">(.*?)</script>', page.read_text(), re.S).group(1))[
-        "metrics"
-    ][0] == ["test_accuracy", "test accuracy"]
+    assert data["text"]["metrics"][0] == ["test_accuracy", "test accuracy"]
+    assert (data["text"]["metric"], data["text"]["quality"]) == ("test accuracy", "accuracy")
     for name, shown in data.items():
         dataset, on_other_source = name.split(" ")[0], name == other
         mine = runs[(runs["dataset"] == dataset) & ((runs["data.source"] == LOCAL_SOURCE) == on_other_source)]
@@ -139,7 +138,7 @@ def test_embedded_data_is_the_csvs(study: tuple[Path, pd.DataFrame, pd.DataFrame
         assert sorted(run["experiment"] for run in shown["runs"]) == sorted(finished["experiment"])
         for run in shown["runs"]:
             row = csv_row(runs, run["experiment"], dataset)
-            assert run["test_accuracy"] == row["test_accuracy"]
+            assert run["score"] == row["test_accuracy"]
             assert run["shown"]["test_accuracy"][0] == f"{row['test_accuracy']:.3f}"
             assert run["shown"]["chance_accuracy"][0] == f"{row['chance_accuracy']:.3f}"
             assert run["shown"]["cpu_time_s"][0] == f"{row['cpu_time_s']:.1f}"

@@ -184,7 +184,7 @@ def second_image_group(tree: dict) -> dict:
 
 def test_a_group_with_a_kind_is_a_dataset_of_that_type(default_params):
     tree = params.validate(second_image_group(default_params))
-    assert params.dataset_groups(tree) == ("tabular", "image", "text", "digits")
+    assert params.dataset_groups(tree) == (*dataset_names(), "digits")
     assert params.kind_of(tree, "digits") == "image" and params.kind_of(tree, "text") == "text"
     assert params.dataset_spec(tree, "digits") is datasets.get("image")
     assert params.train_config(tree, "digits").channels == [16, 32]
@@ -207,7 +207,8 @@ def test_an_unknown_kind_is_refused_with_the_kinds_allowed(default_params):
     with pytest.raises(ParamError) as err:
         params.validate(tree)
     assert (
-        str(err.value) == "digits.data.kind: picture is not allowed; expected one of tabular | image | text"
+        str(err.value)
+        == f"digits.data.kind: picture is not allowed; expected one of {' | '.join(dataset_names())}"
     )
 
 
@@ -216,7 +217,7 @@ def test_a_group_without_a_kind_is_unknown_and_says_how_to_name_one(default_para
     with pytest.raises(ParamError) as err:
         params.validate(default_params)
     assert str(err.value) == (
-        "params.yaml.cifar: unknown parameter; allowed: split, train, tabular, image, text, "
+        f"params.yaml.cifar: unknown parameter; allowed: split, train, {', '.join(dataset_names())}, "
         "or a dataset group whose data.kind names its data type"
     )
 

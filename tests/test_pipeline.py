@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import commit_all, make_lab_repo, sh
 from tuninglab import schema
+from tuninglab.lab import datasets
 from tuninglab.lab.datasets import dataset_names
 
 pytestmark = pytest.mark.slow
@@ -28,13 +29,18 @@ def read(repo: Path, dataset: str, name: str) -> dict:
     return json.loads((repo / schema.metrics_path(dataset, name)).read_text())
 
 
+def task(dataset: str) -> str:
+    return datasets.get(dataset).task
+
+
 def test_repro_trains_evaluates_and_saves_every_dataset(repo):
     for dataset in dataset_names():
         assert (repo / "models" / dataset / "model.pt").is_file()
         assert json.loads((repo / "models" / dataset / "model.json").read_text())["train"]["epochs"] == 2
         test, train = read(repo, dataset, "test")[dataset], read(repo, dataset, "train")[dataset]
         assert train["epochs_run"] == 2 and train["diverged"] is False
-        assert 0 < test["chance_accuracy"] < 1
+        chance = test[schema.CHANCE_METRIC_OF[task(dataset)]]
+        assert 0 < chance < 1 if task(dataset) == "classification" else abs(chance) < 0.2
         history = (repo / schema.plots_path(dataset, "history")).read_text().splitlines()
         assert history[0].split(",") == list(schema.HISTORY_COLUMNS) and len(history) == 3
         assert (repo / "data" / "raw" / dataset / "provenance.json").is_file()
@@ -44,21 +50,27 @@ def test_repro_trains_evaluates_and_saves_every_dataset(repo):
 def test_stages_write_exactly_the_schema(repo):
     for dataset in dataset_names():
         assert list(read(repo, dataset, "test")) == [dataset]
-        assert tuple(read(repo, dataset, "test")[dataset]) == schema.TEST_METRICS
+        assert tuple(read(repo, dataset, "test")[dataset]) == schema.TEST_METRICS_OF[task(dataset)]
         assert tuple(read(repo, dataset, "train")[dataset]) == schema.TRAIN_METRICS
         assert tuple(read(repo, dataset, "details")) == schema.DETAILS
-        confusion = (repo / schema.plots_path(dataset, "confusion")).read_text().splitlines()[0]
-        assert tuple(confusion.split(",")) == schema.CONFUSION_COLUMNS
+        test_plot = schema.TEST_PLOT_OF[task(dataset)]
+        header = (repo / schema.plots_path(dataset, test_plot)).read_text().splitlines()[0]
+        columns = schema.CONFUSION_COLUMNS if test_plot == "confusion" else schema.PREDICTION_COLUMNS
+        assert tuple(header.split(",")) == columns
 
 
 def test_exp_show_puts_every_datasets_test_accuracy_first(repo, monkeypatch):
-    """The default table: each dataset's test accuracy and F1 within the first 200 characters."""
-    monkeypatch.setenv("COLUMNS", "400")
+    """The default table: each classifier's test accuracy and F1 within the first 200 characters, then
+    the regression's test metrics, all before how training went."""
+    monkeypatch.setenv("COLUMNS", "600")
     header = sh(repo, "dvc", "exp", "show", "--no-pager").stdout.splitlines()[1]
     for dataset in dataset_names():
-        for metric in ("test_accuracy", "macro_f1"):
-            column = f"{dataset}.{metric}"
-            assert column in header and header.index(column) + len(column) <= 200, column
+        if task(dataset) == "classification":
+            for metric in ("test_accuracy", "macro_f1"):
+                column = f"{dataset}.{metric}"
+                assert column in header and header.index(column) + len(column) <= 200, column
+        else:
+            assert header.index(f"{dataset}.test_r2") < header.index(f"{dataset_names()[0]}.best_epoch")
     assert not any(name in header for name in schema.DETAILS)  # diagnostics are not metrics
 
 
@@ -86,7 +98,7 @@ def exp_rows(repo: Path) -> list[dict]:
     return rows
 
 
-def test_one_param_experiment_covers_all_three_datasets(repo):
+def test_one_param_experiment_covers_all_four_datasets(repo):
     out = sh(repo, "dvc", "exp", "run", "-S", "train.lr=0.1").stdout
     for dataset in dataset_names():
         assert f"Running stage 'train@{dataset}'" in out
@@ -95,7 +107,7 @@ def test_one_param_experiment_covers_all_three_datasets(repo):
     for dataset in dataset_names():
         test = experiment["metrics"][f"metrics/{dataset}/test.json"][dataset]
         train = experiment["metrics"][f"metrics/{dataset}/train.json"][dataset]
-        assert tuple(test) == schema.TEST_METRICS and tuple(train) == schema.TRAIN_METRICS
+        assert tuple(test) == schema.TEST_METRICS_OF[task(dataset)] and tuple(train) == schema.TRAIN_METRICS
     assert f"metrics/{dataset_names()[0]}/details.json" not in experiment["metrics"]
 
 
@@ -117,9 +129,11 @@ def test_plots_diff_draws_curves_and_confusion_per_dataset(repo):
     assert len(names) >= 2
     plots = json.loads(sh(repo, "dvc", "plots", "diff", "--json", *names[:2]).stdout)
     assert "errors" not in plots
-    expected = {
-        f"{d} {t}" for d in dataset_names() for t in ("loss", "validation accuracy", "test confusion")
+    titles = {
+        "classification": ("loss", "validation accuracy", "test confusion"),
+        "regression": ("loss", "validation R^2", "test predictions", "predicted std vs absolute error"),
     }
+    expected = {f"{d} {t}" for d in dataset_names() for t in titles[task(d)]}
     assert set(plots["data"]) == expected
     for title, renders in plots["data"].items():
         assert sorted(renders[0]["revisions"]) == sorted(names[:2]), title

@@ -63,9 +63,9 @@ def toy(monkeypatch) -> DatasetSpec:
 
 
 def stage_args(stage: str, dataset: str) -> list[Any]:
-    """The dataset and folder arguments dvc.yaml gives a stage for `dataset`."""
+    """The dataset and folder arguments dvc.yaml gives a stage for `dataset` (`${item}`; train's `${key}`)."""
     cmd = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["do"]["cmd"]
-    _, _, _, name, *folders = cmd.replace("${item}", dataset).split()
+    _, _, _, name, *folders = cmd.replace("${item}", dataset).replace("${key}", dataset).split()
     return [name, *map(Path, folders)]
 
 

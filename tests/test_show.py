@@ -17,7 +17,7 @@ def record(rev, typ="branch_commit", name=None, state=None, lr=0.005, **metrics)
     return {"Experiment": name, "rev": rev, "typ": typ, "State": state, **params, **metrics}
 
 
-def accuracies(tabular, image, text):
+def accuracies(tabular, image, text, regression=0.93):
     return {
         "tabular.test_accuracy": tabular,
         "tabular.chance_accuracy": 0.333,
@@ -25,6 +25,8 @@ def accuracies(tabular, image, text):
         "image.chance_accuracy": 0.1,
         "text.test_accuracy": text,
         "text.chance_accuracy": 0.578,
+        "regression.test_r2": regression,
+        "regression.chance_r2": -0.009,
     }
 
 
@@ -32,7 +34,7 @@ def test_rows_give_changes_differences_in_points_and_states():
     records = [
         record("workspace", typ="baseline", **accuracies(0.9, 0.97, 0.75)),
         record("main", typ="baseline", **accuracies(0.9, 0.97, 0.75)),
-        record("a1", name="fast", lr=0.1, **accuracies(0.8, 0.1, 0.58), **{"image.diverged": True}),
+        record("a1", name="fast", lr=0.1, **accuracies(0.8, 0.1, 0.58, -0.005), **{"image.diverged": True}),
         record("b2", name="waiting", state="Queued", lr=0.01),
     ]
     frame = show.table(records, KEYS).set_index("experiment")
@@ -41,13 +43,15 @@ def test_rows_give_changes_differences_in_points_and_states():
         "tabular (chance 0.333)",
         "image (chance 0.100)",
         "text (chance 0.578)",
+        "regression (chance -0.009)",  # its test R^2 and the R^2 of predicting the training mean
         "state",
         "changed",
     ]
     fast = frame.loc["fast"]
     assert fast["tabular (chance 0.333)"] == "0.800 (-10.0)"
+    assert fast["regression (chance -0.009)"] == "-0.005 (-93.5)"
     assert fast["changed"] == "train.lr=0.1"  # deps and metrics are not params
-    assert fast["state"] == "image diverged; text no better than chance"
+    assert fast["state"] == "image diverged; text no better than chance; regression no better than chance"
     assert frame.loc["waiting", "state"] == "queued" and frame.loc["waiting", "text (chance 0.578)"] == "-"
 
 

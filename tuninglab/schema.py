@@ -9,7 +9,15 @@ Per dataset `<d>`, the train stage writes:
     metrics/<d>/train.json    {"<d>": TRAIN_METRICS}  a DVC metric: how the training went
     metrics/<d>/details.json  DETAILS                 not a DVC metric: diagnostics, read by `study collect`
     plots/<d>/history.csv     HISTORY_COLUMNS         one row per epoch
-    plots/<d>/confusion.csv   CONFUSION_COLUMNS       one row per test example
+    plots/<d>/confusion.csv   CONFUSION_COLUMNS       one row per test example (classification)
+    plots/<d>/predictions.csv PREDICTION_COLUMNS      one row per test example (regression)
+
+A dataset's task (its spec's `task` in `tuninglab.lab.datasets`: classification
+or regression) picks its test metrics (`TEST_METRICS_OF`) and its test plot
+(`TEST_PLOT_OF`); everything else is the same file layout. A regression
+history has the same columns: its `train_accuracy` and `val_accuracy` hold the
+R^2 of that split (1 - squared error / variance of the split's targets), as
+does `best_val_accuracy` in details.json.
 
 The metrics are nested under the dataset's name so that `dvc exp show` can
 label each column with a short unique name (`image.test_accuracy`) instead of
@@ -41,12 +49,38 @@ CHANCE_MARGIN = 0.005
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_time_s")
 CONFUSION_COLUMNS = ("actual", "predicted")
 
+# Regression (task "regression"): the test metrics, on the scale the model fits (the log of the target
+# with `<d>.data.log_target`): R^2, root mean squared and mean absolute error; the same two errors on
+# the target's own scale (dollars for house prices); the reference, the R^2 of predicting the
+# training split's mean (about 0); and, with `train.loss: gaussian_nll`, the mean negative
+# log-likelihood of the test targets and the share inside the 90 % predictive interval (null with mse).
+REGRESSION_TEST_METRICS = (
+    "test_r2",
+    "test_rmse",
+    "test_mae",
+    "rmse_original",
+    "mae_original",
+    "chance_r2",
+    "test_nll",
+    "coverage_90",
+)
+# plots/<d>/predictions.csv, on the fitted scale: the target, the predicted mean, the predicted
+# standard deviation (gaussian_nll; empty with mse) and the absolute error. The std column is there,
+# empty, with mse too: `dvc plots` refuses a plot whose field a file lacks.
+PREDICTION_COLUMNS = ("actual", "predicted", "std", "abs_error")
+# Keyed by a dataset spec's task: its test metrics, and the name of its test plot file.
+TEST_METRICS_OF = {"classification": TEST_METRICS, "regression": REGRESSION_TEST_METRICS}
+TEST_PLOT_OF = {"classification": "confusion", "regression": "predictions"}
+# The metric the report ranks runs of a task by (higher is better for both) and its chance reference.
+PRIMARY_METRIC_OF = {"classification": "test_accuracy", "regression": "test_r2"}
+CHANCE_METRIC_OF = {"classification": "chance_accuracy", "regression": "chance_r2"}
+
 # `study collect` writes results/experiments.csv: one row per experiment and dataset. Its params
 # are the dataset's effective settings, one column per `<group>.<key>`: `split.*`, `train.*` (the
 # shared `train` updated by `<dataset>.train`) and `data.*` (`<dataset>.data`). Its metric columns
 # follow, in this order.
 PARAM_GROUPS = ("split", "train", "data")
-RESULT_METRICS = (*TEST_METRICS, *TRAIN_METRICS, *DETAILS)
+RESULT_METRICS = (*TEST_METRICS, *TRAIN_METRICS, *DETAILS, *REGRESSION_TEST_METRICS)
 
 # An experiment's state in DVC's queue (`dvc exp show`): waiting, training, ended with its
 # outputs, ended by an error.
@@ -74,5 +108,5 @@ def metrics_path(dataset: str, name: str) -> Path:
 
 
 def plots_path(dataset: str, name: str) -> Path:
-    """`plots/<dataset>/<name>.csv`, for `name` in history, confusion."""
+    """`plots/<dataset>/<name>.csv`, for `name` in history, confusion, predictions."""
     return Path("plots") / dataset / f"{name}.csv"

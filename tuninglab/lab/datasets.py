@@ -5,7 +5,13 @@ from, how they are read and turned into arrays, which model families train on
 them, the rules of the settings in its params.yaml group and what sizes its
 memory estimate. The stages, the trainer and the checks are the same code for
 every dataset. Adding one: a spec here, its `<name>` group in params.yaml and
-its name in dvc.yaml's `datasets` list.
+its name in dvc.yaml's `datasets` list and `test_plots` map.
+
+A spec names its task: `classification` (labels, accuracy) or `regression` (a
+numeric target, R^2). The task picks how the target is prepared, the model's
+outputs, the losses it allows, its metrics (`tuninglab.schema.TEST_METRICS_OF`)
+and its test plot; a task whose losses are not the shared `train.loss` choices
+sets `loss` in its own `<name>.train` (`task_rules`).
 
 A spec is a data type; a params.yaml group is one dataset of a type. A group
 named after a type (`image`) is of that type; any other group names its type
@@ -33,6 +39,8 @@ from tuninglab.lab import prepare, sources
 from tuninglab.lab.rules import BOOL, Rule, choice, int_at_least, int_list, number_in
 
 LOCAL_DATA = PurePosixPath("data/local")  # data/local/<dataset>/: a dependency of that dataset's download
+CLASSIFICATION, REGRESSION = "classification", "regression"
+CLASSIFIER_LOSSES = ("cross_entropy", "mse")  # the shared `train.loss` choices
 
 Fetch = Callable[[Path], dict[str, Any]]
 ReadRaw = Callable[[Path], tuple[Any, np.ndarray]]
@@ -62,7 +70,8 @@ class DatasetSpec:
             `<name>.train.model` picks.
         input_size: `<name>.data` -> rows and input values per row, known before download
             (the memory check).
-        classes: the most classes its shipped sources have (the memory check's output layer).
+        classes: the most classes its shipped sources have (the memory check's output layer); for a
+            regression, the most outputs per row (2: the mean and the log-variance of gaussian_nll).
         data_settings: rules of `<name>.data` besides `source` (whose rule comes from `sources`).
         model_settings: rules of its families' own settings in `<name>.train` besides `model`.
         local_csv: accept a CSV inside data/local/<name>/ as `<name>.data.source`, besides `sources`.
@@ -71,6 +80,9 @@ class DatasetSpec:
         size_param: the `<name>.data` setting to lower when its arrays do not fit in memory.
         official_test: raw file -> the rows of its source's own test set (a boolean mask), or None
             when the source has none; those rows are then the test split (`prepare.prepare`).
+        task: `classification` or `regression` (see the module's docstring).
+        losses: the `train.loss` values it trains with; other than `CLASSIFIER_LOSSES`, its own
+            `<name>.train.loss` is required (`task_rules`).
     """
 
     name: str
@@ -88,6 +100,8 @@ class DatasetSpec:
     value_bytes: int = 4
     size_param: str = "source"
     official_test: Callable[[Path], np.ndarray | None] | None = None
+    task: str = CLASSIFICATION
+    losses: tuple[str, ...] = CLASSIFIER_LOSSES
 
 
 REGISTRY: dict[str, DatasetSpec] = {}
@@ -147,6 +161,15 @@ def model_rules(spec: DatasetSpec) -> dict[str, Rule]:
     return {**pick, **spec.model_settings}
 
 
+def task_rules(spec: DatasetSpec) -> dict[str, Rule]:
+    """The rules of shared `train` settings that this dataset allows other values of: `loss`, when its
+    losses are not the shared choices.
+
+    The dataset must set these in its own `<name>.train`: a shared value means another task's loss.
+    """
+    return {} if spec.losses == CLASSIFIER_LOSSES else {"loss": choice(*spec.losses)}
+
+
 def family(spec: DatasetSpec, model: str | None) -> str:
     """The model family a run trains: the dataset's only one, or the one `<name>.train.model` names.
 
@@ -159,6 +182,12 @@ def family(spec: DatasetSpec, model: str | None) -> str:
         raise KeyError(model)
     return model
 
+
+# Per task: how a raw file becomes split arrays and their metadata (classes are stratified).
+PREPARERS: dict[str, Callable[..., tuple[dict[str, np.ndarray], dict[str, Any]]]] = {
+    CLASSIFICATION: prepare.prepare,
+    REGRESSION: prepare.prepare_regression,
+}
 
 SHIPPED_TEXT_ROWS = {"rotten_tomatoes": 12_808}
 
@@ -195,6 +224,28 @@ def _image_input_size(data: dict[str, Any]) -> tuple[int, int]:
     """Images and values per image of an image group's source."""
     size = IMAGE_SIZES[data["source"]]
     return size.rows, math.prod(size.shape)
+
+
+SHIPPED_REGRESSION_ROWS = {"ames": 2_930}
+REGRESSION_COLUMNS = 400  # Ames' 73 features one-hot encoded: at most this many input values per row
+
+
+def _regression_input_size(data: dict[str, Any]) -> tuple[int, int]:
+    """Rows and input values per row: known for the shipped source; a CSV's lines and header columns.
+
+    One-hot encoding widens a CSV's categorical columns; the memory check is a bound on the big
+    terms, not a prediction, so a CSV counts one value per column.
+    """
+    source = data["source"]
+    if source in SHIPPED_REGRESSION_ROWS:
+        return SHIPPED_REGRESSION_ROWS[source], REGRESSION_COLUMNS
+    path = Path(source)
+    if not path.is_file():
+        return 0, 0  # the download stage reports a missing file
+    with path.open("rb") as file:
+        header = file.readline()
+        rows = sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b""))
+    return rows, header.count(b",") + 1
 
 
 register(
@@ -252,5 +303,21 @@ register(
         local_csv=LocalCsv("text,label", sources.fetch_csv_reviews),
         value_bytes=8,
         size_param="max_len",
+    )
+)
+register(
+    DatasetSpec(
+        name="regression",
+        sources={"ames": sources.fetch_ames},
+        raw_file="houses.csv",
+        read_raw=prepare.read_target_table,
+        featurize=prepare.prepare_mixed_table,
+        families=("mlp",),
+        input_size=_regression_input_size,
+        classes=2,
+        data_settings={"log_target": BOOL, "min_level_rows": int_at_least(1)},
+        local_csv=LocalCsv("a numeric target and feature", sources.fetch_csv_houses),
+        task=REGRESSION,
+        losses=("mse", "gaussian_nll"),
     )
 )

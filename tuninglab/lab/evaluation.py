@@ -1,15 +1,29 @@
-"""Score a trained model on the held-out test split."""
+"""Score a trained model on the held-out test split.
+
+`EVALUATORS`, keyed by a dataset spec's task, gives its test metrics
+(`tuninglab.schema.TEST_METRICS_OF`, and the test loss) and the rows of its
+test plot: the confusion rows of a classifier, the predictions of a regression.
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error, r2_score
 from torch import nn
 
+from tuninglab.lab import datasets
 from tuninglab.lab.params import TrainConfig
-from tuninglab.lab.training import LOSSES, predict
+from tuninglab.lab.training import LOSSES, REGRESSION_LOSSES, predict, predicted_variance
+
+INTERVAL = 0.90  # the predictive interval whose coverage a gaussian_nll model reports
+Z_INTERVAL = NormalDist().inv_cdf(0.5 + INTERVAL / 2)  # its half-width in standard deviations (1.645)
 
 
 def test_metrics(
@@ -40,3 +54,66 @@ def confusion_rows(y: np.ndarray, predicted: np.ndarray, classes: list[str]) -> 
     """
     names = np.asarray(classes)
     return pd.DataFrame({"actual": names[y], "predicted": names[predicted]})
+
+
+def classification_results(
+    model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig, meta: dict[str, Any]
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A classifier's test metrics (`test_metrics`) and its confusion rows."""
+    metrics, predicted = test_metrics(model, x, y, cfg, meta["chance_accuracy"])
+    return metrics, confusion_rows(y, predicted, meta["classes"])
+
+
+def gaussian_nll(actual: np.ndarray, mean: np.ndarray, std: np.ndarray) -> float:
+    """Mean negative log-likelihood of `actual` under normal distributions N(mean, std^2)."""
+    return float(np.mean(0.5 * np.log(2 * math.pi * std**2) + (actual - mean) ** 2 / (2 * std**2)))
+
+
+def regression_results(
+    model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig, meta: dict[str, Any]
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A regression's test metrics and its prediction rows, on the scale the model fits.
+
+    The prepared targets are standardized (`meta["target"]`: the training
+    mean and std, and whether it is a log); the metrics undo that. R^2, RMSE
+    and MAE are on the fitted scale (the log of the target with `log_target`),
+    `rmse_original` and `mae_original` on the target's own scale (exp of both
+    sides). With gaussian_nll, `test_nll` is the mean negative log-likelihood on
+    the fitted scale and `coverage_90` the share of test targets inside the
+    predicted mean +- 1.645 predicted standard deviations; both are None with
+    mse. `test_loss` is the training loss on the (standardized) test split.
+    The rows: `actual`, `predicted`, `std` (NaN with mse) and `abs_error`.
+    """
+    outputs = predict(model, torch.from_numpy(x), cfg.batch_size)
+    target = meta["target"]
+    center, scale = target["mean"], target["std"]
+    actual = y.astype(np.float64) * scale + center
+    predicted = outputs[:, 0].double().numpy() * scale + center
+    undo = np.exp if target["log"] else np.asarray
+    metrics: dict[str, Any] = {
+        "test_r2": round(float(r2_score(actual, predicted)), 6),
+        "test_rmse": round(math.sqrt(mean_squared_error(actual, predicted)), 6),
+        "test_mae": round(float(mean_absolute_error(actual, predicted)), 6),
+        "rmse_original": round(math.sqrt(mean_squared_error(undo(actual), undo(predicted))), 6),
+        "mae_original": round(float(mean_absolute_error(undo(actual), undo(predicted))), 6),
+        "chance_r2": meta["chance_r2"],
+        "test_nll": None,
+        "coverage_90": None,
+        "test_loss": round(REGRESSION_LOSSES[cfg.loss](outputs, torch.from_numpy(y)).item(), 6),
+    }
+    error = np.abs(actual - predicted)
+    std = np.full_like(actual, np.nan)
+    if cfg.loss == "gaussian_nll":
+        std = np.sqrt(predicted_variance(outputs).double().numpy()) * scale
+        metrics["test_nll"] = round(gaussian_nll(actual, predicted, std), 6)
+        metrics["coverage_90"] = round(float(np.mean(error <= Z_INTERVAL * std)), 6)
+    rows = pd.DataFrame({"actual": actual, "predicted": predicted, "std": std, "abs_error": error})
+    return metrics, rows
+
+
+# Keyed by a dataset spec's task: (model, test inputs, test targets, settings, prepared meta) ->
+# (test metrics with the test loss, the rows of its test plot).
+EVALUATORS: dict[str, Callable[..., tuple[dict[str, Any], pd.DataFrame]]] = {
+    datasets.CLASSIFICATION: classification_results,
+    datasets.REGRESSION: regression_results,
+}

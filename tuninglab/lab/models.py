@@ -10,7 +10,9 @@
   channels; its head is one linear layer (`hidden`, `dropout` and
   `activation` do not apply: its blocks use ReLU).
 
-Every family ends in a linear layer with one logit per class.
+Every family ends in a linear layer with one logit per class or, for a
+numeric target (a regression's meta.json has `target`, not `classes`), the
+outputs its loss reads: the mean, and with gaussian_nll also the log-variance.
 """
 
 from __future__ import annotations
@@ -101,11 +103,20 @@ def resnet(input_shape: list[int], n_classes: int, width: int, depth: int) -> nn
     return model
 
 
+# Per regression loss (`train.loss`): the outputs per row, the predicted mean first.
+REGRESSION_OUTPUTS = {"mse": 1, "gaussian_nll": 2}
+
+
+def n_outputs(meta: dict[str, Any], cfg: TrainConfig) -> int:
+    """Width of the last layer: one logit per class, or the outputs the regression loss reads."""
+    return len(meta["classes"]) if "classes" in meta else REGRESSION_OUTPUTS[cfg.loss]
+
+
 def _head(meta: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
     """The fully connected head's arguments of `mlp`, less its input width."""
     return {
         "hidden": cfg.hidden,
-        "n_classes": len(meta["classes"]),
+        "n_classes": n_outputs(meta, cfg),
         "activation": cfg.activation,
         "dropout": cfg.dropout,
     }
@@ -172,7 +183,7 @@ def save(
         "kind": kind,
         "family": datasets.family(datasets.get(kind), cfg.model),
         "train": {k: v for k, v in dataclasses.asdict(cfg).items() if v is not None},
-        "data": {k: meta[k] for k in ("classes", "input_shape", "preprocessing")},
+        "data": {k: meta[k] for k in ("classes", "target", "input_shape", "preprocessing") if k in meta},
     }
     write_json(model_dir / "model.json", spec)
 

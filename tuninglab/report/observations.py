@@ -11,18 +11,22 @@ The rules, applied to each finished run (thresholds are the constants below):
 - **still improving**: the run was not stopped early, its best epoch is one
   of the last two, and the validation loss fell by at least `IMPROVING_DROP`
   over the last `IMPROVING_WINDOW` epochs: train longer.
-- **underfitting**: the final training accuracy is at least
-  `UNDERFIT_POINTS` points below the baseline's.
+- **underfitting**: the final training accuracy (a regression's training
+  R^2) is at least `UNDERFIT_POINTS` points below the baseline's.
 - **early best**: the best epoch is within the first `EARLY_FRACTION` of the
   configured epochs: fewer epochs would do.
 - **unstable**: the validation loss peaked for a single epoch at least
   `SWING_RISE` above both neighbours, at least `SWINGS` times.
 - **no better than chance**: test accuracy at most `schema.CHANCE_MARGIN` above the
   chance rate (`chance_accuracy`: always predicting the training split's
-  majority class, scored on the test split).
+  majority class, scored on the test split); for a regression, test R^2 at
+  most that far above `chance_r2` (always predicting the training split's mean).
 
-`versus_baseline` adds one sentence per run comparing its test accuracy with
-the baseline's, calls a difference within the seed noise what it is, and
+The loss rules compare shares of a loss; a negative loss (a Gaussian NLL)
+moves by shares of its size (`_times`). Each run is read by its dataset's
+primary metric (`primary`: test accuracy, or a regression's test R^2).
+`versus_baseline` adds one sentence per run comparing it with the
+baseline's, calls a difference within the seed noise what it is, and
 names the settings that changed; `not_compared` says instead why a run is not
 set against the baseline. `status_text` is a run's status as the report shows
 it: never a plain `ok` for a run at chance or one not compared.
@@ -35,7 +39,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from tuninglab import schema
-from tuninglab.report import format
+from tuninglab.report import format, primary
 
 OVERFIT_EPOCHS = 3
 OVERFIT_RISE = 0.10
@@ -68,6 +72,19 @@ def _points(accuracy: float) -> float:
     return 100.0 * accuracy
 
 
+def _times(reference: float, factor: float) -> float:
+    """`reference * factor` for a loss >= 0; a negative loss (a Gaussian NLL) moves as far, the same way.
+
+    The loss rules compare losses by their share of the reference: 10 % above a minimum of -0.5 is -0.45.
+    """
+    return reference * factor if reference >= 0 else reference * (2 - factor)
+
+
+def _change(value: float, reference: float) -> float:
+    """`value` against `reference` as a share of it (+0.1: 10 % higher); a negative one by its size."""
+    return value / reference - 1 if reference >= 0 else (value - reference) / -reference
+
+
 def diverged(run: pd.Series) -> Observation | None:
     """The run diverged: at which epoch and with which loss."""
     if not bool(run["diverged"]):
@@ -91,20 +108,20 @@ def within_chance(accuracy: float | None, chance: float | None) -> bool:
 
 
 def at_chance(run: pd.Series) -> bool:
-    """The finished run is no better than chance."""
-    return within_chance(run["test_accuracy"], run["chance_accuracy"])
+    """The finished run is no better than chance (its dataset's primary metric and reference)."""
+    return within_chance(primary.score(run), primary.chance(run))
 
 
 def no_better_than_chance(run: pd.Series) -> Observation | None:
-    """The run's test accuracy is no better than always predicting the majority class."""
+    """The run scores no better than always predicting the majority class (a regression: the mean)."""
     if not at_chance(run):
         return None
-    chance = run["chance_accuracy"]
+    chance, words = primary.chance(run), primary.words(run["dataset"])
     return Observation(
         "no better than chance",
-        f"no better than chance (majority class {chance:.3f})",
-        f"no better than chance: test accuracy {run['test_accuracy']:.3f}, while always predicting "
-        f"the training split's majority class scores {chance:.3f} on the test split",
+        f"no better than chance ({words.reference} {chance:.3f})",
+        f"no better than chance: {words.metric} {primary.score(run):.3f}, while always predicting "
+        f"{words.predicting} scores {chance:.3f} on the test split",
     )
 
 
@@ -129,14 +146,14 @@ def overfitting(history: pd.DataFrame) -> Observation | None:
     epochs_after = len(history) - 1 - best
     if (
         epochs_after >= OVERFIT_EPOCHS
-        and end >= low * (1 + OVERFIT_RISE)
-        and train_end <= train_at_best * (1 - OVERFIT_TRAIN_DROP)
+        and end >= _times(low, 1 + OVERFIT_RISE)
+        and train_end <= _times(train_at_best, 1 - OVERFIT_TRAIN_DROP)
     ):
         epoch, last = int(history.at[best, "epoch"]), int(history["epoch"].iloc[-1])
         return Observation(
             "overfitting",
             f"overfitting from epoch {epoch}",
-            f"overfitting from epoch {epoch}: validation loss rose {100 * (end / low - 1):.0f}% "
+            f"overfitting from epoch {epoch}: validation loss rose {100 * _change(end, low):.0f}% "
             f"({low:.3f} to {end:.3f}) by epoch {last} while training loss fell "
             f"{train_at_best:.3f} to {train_end:.3f}; the gap at the end is {end - train_end:.3f}",
         )
@@ -149,11 +166,11 @@ def still_improving(history: pd.DataFrame, run: pd.Series) -> Observation | None
         return None
     val = history["val_loss"]
     before, end = val.iloc[-1 - IMPROVING_WINDOW], val.iloc[-1]
-    if val.idxmin() >= len(history) - 2 and end <= before * (1 - IMPROVING_DROP):
+    if val.idxmin() >= len(history) - 2 and end <= _times(before, 1 - IMPROVING_DROP):
         return Observation(
             "still improving",
             "still improving at the end",
-            f"still improving at the end: validation loss fell {100 * (1 - end / before):.0f}% "
+            f"still improving at the end: validation loss fell {-100 * _change(end, before):.0f}% "
             f"over the last {IMPROVING_WINDOW} epochs ({before:.3f} to {end:.3f}); train longer",
         )
     return None
@@ -169,7 +186,7 @@ def underfitting(history: pd.DataFrame, run: pd.Series, baseline_history: pd.Dat
         return Observation(
             "underfitting",
             "underfitting",
-            f"underfitting: training accuracy {mine:.1f}% at the end, "
+            f"underfitting: training {primary.words(run['dataset']).short} {mine:.1f}% at the end, "
             f"{theirs - mine:.1f} points below the baseline's {theirs:.1f}%",
         )
     return None
@@ -193,9 +210,9 @@ def unstable(history: pd.DataFrame) -> Observation | None:
     """The validation loss swings: single-epoch peaks well above both neighbours."""
     val = history["val_loss"].to_numpy()
     peaks = [
-        (int(history["epoch"].iloc[i]), val[i] / max(val[i - 1], val[i + 1]) - 1)
+        (int(history["epoch"].iloc[i]), _change(val[i], max(val[i - 1], val[i + 1])))
         for i in range(1, len(val) - 1)
-        if val[i] >= (1 + SWING_RISE) * max(val[i - 1], val[i + 1])
+        if val[i] >= _times(max(val[i - 1], val[i + 1]), 1 + SWING_RISE)
     ]
     if len(peaks) < SWINGS:
         return None
@@ -234,17 +251,19 @@ def settings(run: pd.Series) -> str:
 def versus_baseline(
     run: pd.Series, baseline: pd.Series, noise: float | None, observations: list[Observation]
 ) -> Observation:
-    """One sentence: the run's test accuracy against the baseline's, and the main thing that happened.
+    """One sentence: the run's primary metric against the baseline's, and the main thing that happened.
 
-    `noise` is the spread of the baseline's test accuracy across seeds (as a
+    `noise` is the spread of the baseline's primary metric across seeds (as a
     fraction), when known; a difference no larger than it is called noise.
     """
     changed = settings(run) or "the baseline's settings"
-    delta = _points(run["test_accuracy"] - baseline["test_accuracy"])
-    chance = f"; chance {run['chance_accuracy']:.3f}" if pd.notna(run["chance_accuracy"]) else ""
+    name = primary.metric(run["dataset"])
+    mine, base, reference = run[name], baseline[name], primary.chance(run)
+    delta = _points(mine - base)
+    chance = f"; chance {reference:.3f}" if pd.notna(reference) else ""
     text = (
-        f"with {changed}: test accuracy {delta:+.1f} points vs baseline "
-        f"({run['test_accuracy']:.3f} vs {baseline['test_accuracy']:.3f}{chance})"
+        f"with {changed}: {primary.words(run['dataset']).metric} {delta:+.1f} points vs baseline "
+        f"({mine:.3f} vs {base:.3f}{chance})"
     )
     if noise is not None and abs(delta) <= _points(noise):
         text += f", within seed noise ({_points(noise):.1f} points)"

@@ -14,12 +14,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from tuninglab.schema import HISTORY_COLUMNS, RESULT_METRICS, TRAINED_STATUSES, is_param_column
+from tuninglab.lab.datasets import dataset_names
+from tuninglab.schema import (
+    HISTORY_COLUMNS,
+    REGRESSION_TEST_METRICS,
+    RESULT_METRICS,
+    TRAINED_STATUSES,
+    is_param_column,
+)
 from tuninglab.studies.collect import CURVES_FILE, RESULTS_FILE
 
 RESULTS_DIR = RESULTS_FILE.parent
 RUN_COLUMNS = ["experiment", "study", "study_kind", "hyperparameter", "value", "dataset", "status", "error"]
 CURVE_COLUMNS = ["experiment", "dataset", *HISTORY_COLUMNS]
+# Results collected before the regression data type lack its metric columns; they load as empty.
+REQUIRED_METRICS = [m for m in RESULT_METRICS if m not in REGRESSION_TEST_METRICS]
 SOURCE = "data.source"  # a run on another data source is another dataset
 SEED = "train.seed"  # runs that change only the seed are the noise reference, not a hyperparameter
 COLLECT = "python -m tuninglab study collect"
@@ -65,16 +74,30 @@ def load(directory: Path = RESULTS_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
       one on that dataset (the baseline first, then one-at-a-time studies),
       that run's name, else empty.
 
+    Results collected before the regression data type have no regression
+    metric columns: they are added, empty.
+
     Raises:
         ReportError: a file is missing, empty, lacks columns (one written before the params
-            kept their group prefix lacks `train.seed`), or has no baseline.
+            kept their group prefix lacks `train.seed`), has no baseline, or holds a dataset
+            this lab does not know.
     """
-    runs = _read(directory / RESULTS_FILE.name, [*RUN_COLUMNS, SOURCE, SEED, *RESULT_METRICS])
+    runs = _read(directory / RESULTS_FILE.name, [*RUN_COLUMNS, SOURCE, SEED, *REQUIRED_METRICS])
     curves = _read(directory / CURVES_FILE.name, CURVE_COLUMNS)
     if not (runs["experiment"] == "baseline").any():
         raise ReportError(
             f"{directory / RESULTS_FILE.name} has no baseline rows: run {COLLECT} to write it again"
         )
+    unknown = sorted(set(runs["dataset"]) - set(dataset_names()))
+    if unknown:
+        raise ReportError(
+            f"{directory / RESULTS_FILE.name} holds the dataset(s) {', '.join(map(str, unknown))}, which "
+            f"this lab does not know (it knows {', '.join(dataset_names())}): report them with the lab "
+            "that ran them"
+        )
+    for name in REGRESSION_TEST_METRICS:
+        if name not in runs:
+            runs[name] = float("nan")
     runs[["error", "study_kind"]] = runs[["error", "study_kind"]].fillna("")
     runs["changed"] = changed_params(runs)
     runs["other_source"] = other_sources(runs)

@@ -1,5 +1,9 @@
 """How much each hyperparameter moved test accuracy, per dataset, and how much is just seed noise.
 
+"Test accuracy" is each dataset's primary metric (`primary`): accuracy for
+classifiers, test R^2 for a regression; the table keeps its column names
+(`accuracies`, `best_accuracy`) for both.
+
 Only runs compared with the baseline count (`results.compared`: its data
 source, its number of CPU threads). A hyperparameter is named by its column
 of the runs table, the dotted key of the dataset's effective setting
@@ -34,7 +38,7 @@ import pandas as pd
 from sklearn.ensemble import RandomForestRegressor
 
 from tuninglab.lab.params import value_range
-from tuninglab.report import format
+from tuninglab.report import format, primary
 from tuninglab.report.observations import at_chance
 from tuninglab.report.results import SEED, compared
 
@@ -67,7 +71,7 @@ class Value:
     experiment: str  # the run shown for it: the first that repeats no other (`same_as` empty)
     repeats: tuple[str, ...]  # runs of other studies with exactly its settings, merged into it
     is_baseline: bool  # the baseline's value: the baseline is one of its runs
-    accuracy: float  # mean test accuracy of its runs
+    accuracy: float  # mean test accuracy of its runs (a regression's test R^2)
     cpu_time: float  # mean CPU seconds of training of its runs
     diverged: bool  # one of its runs diverged
     at_chance: bool  # one of its runs is no better than chance
@@ -148,7 +152,8 @@ def noise(runs: pd.DataFrame) -> pd.DataFrame:
     """
     done = compared(runs)
     seeds = done[(done["experiment"] == "baseline") | (done["changed"] == SEED)]
-    seed_runs = seeds.groupby("dataset", sort=False)["test_accuracy"].agg(
+    seeds = seeds.assign(score=primary.scores(seeds))
+    seed_runs = seeds.groupby("dataset", sort=False)["score"].agg(
         runs="count", mean="mean", low="min", high="max"
     )
     seed_runs["range"] = seed_runs["high"] - seed_runs["low"]
@@ -217,7 +222,7 @@ def _values(group: pd.DataFrame, name: str) -> tuple[Value, ...]:
                 experiment=rows[~repeats]["experiment"].iloc[0],
                 repeats=tuple(rows[repeats]["experiment"]),
                 is_baseline=bool((rows["experiment"] == "baseline").any()),
-                accuracy=rows["test_accuracy"].mean(),
+                accuracy=primary.scores(rows).mean(),
                 cpu_time=rows["cpu_time_s"].mean(),
                 diverged=bool(rows["diverged"].astype(bool).any()),
                 at_chance=any(at_chance(row) for _, row in rows.iterrows()),
@@ -324,7 +329,7 @@ def importance(runs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
         if len(rows) < MIN_RUNS_FOR_IMPORTANCE or len(names) < 2:
             continue
         forest = RandomForestRegressor(n_estimators=FOREST_TREES, oob_score=True, random_state=seed)
-        forest.fit(_features(rows, names), rows["test_accuracy"])
+        forest.fit(_features(rows, names), primary.scores(rows))
         oob = float(forest.oob_score_)
         for name, share in zip(names, forest.feature_importances_, strict=True):
             shares.append(

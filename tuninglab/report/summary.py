@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import markdown
@@ -22,7 +22,7 @@ import pandas as pd
 
 from tuninglab import schema
 from tuninglab.lab.datasets import dataset_names
-from tuninglab.report import format, observations, results, sensitivity
+from tuninglab.report import format, observations, primary, results, sensitivity
 from tuninglab.report.format import code, codes, points, text
 from tuninglab.report.sensitivity import Effect
 
@@ -47,11 +47,17 @@ TRAINING_COLUMNS = [
     "train.activation",
     "train.threads",
 ]
-# The baseline's metrics in the baselines section, around its best epoch.
-BASELINE_METRICS = (
-    ["test_accuracy", "chance_accuracy", "macro_f1", "test_loss"],
-    ["cpu_time_s", "train_time_s"],
-)
+# The baseline's metrics in the baselines section, around its best epoch: the test metrics of each
+# task among the datasets (`TASK_METRICS`), then these.
+BASELINE_METRICS = (["test_loss"], ["cpu_time_s", "train_time_s"])
+TASK_METRICS = {
+    "classification": ["test_accuracy", "chance_accuracy", "macro_f1"],
+    "regression": ["test_r2", "chance_r2", "test_rmse", "rmse_original", "test_nll", "coverage_90"],
+}
+# Where runs of several tasks share a table: each task's primary metric and its chance reference.
+PRIMARY_METRICS = {
+    task: [schema.PRIMARY_METRIC_OF[task], schema.CHANCE_METRIC_OF[task]] for task in schema.PRIMARY_METRIC_OF
+}
 TRUST_R2 = 0.5  # out-of-bag R^2 below which the forest's importances are only a rough guide
 _FIGURE = re.compile(r'(<img alt="[^"]*" src=")(figures/[\w.-]+\.png)(")')
 
@@ -66,8 +72,14 @@ def _table(frame: pd.DataFrame) -> str:
 
 
 def _accuracy_header(dataset: str, baseline: pd.DataFrame) -> str:
-    """`image (chance 0.112)`: a dataset's accuracy column, with the baseline's chance rate beside it."""
-    return format.dataset_header(dataset, baseline["chance_accuracy"].get(dataset))
+    """`image (chance 0.112)`: a dataset's accuracy (or R^2) column, with the baseline's chance beside it."""
+    return format.dataset_header(dataset, baseline[primary.chance_metric(dataset)].get(dataset))
+
+
+def _by_task(datasets: Iterable[str], metrics: dict[str, list[str]]) -> list[str]:
+    """The metrics (by task) of the tasks among `datasets`, in the order of `metrics`."""
+    tasks = primary.tasks(datasets)
+    return [name for task, names in metrics.items() if task in tasks for name in names]
 
 
 def repeats(runs: pd.DataFrame) -> dict[str, list[str]]:
@@ -147,7 +159,7 @@ def baselines_section(runs: pd.DataFrame, noise_table: pd.DataFrame, found: pd.D
     baseline = results.baselines(runs)
     before, after = BASELINE_METRICS
     table = pd.DataFrame(
-        _metric_columns(baseline, before)
+        _metric_columns(baseline, [*_by_task(baseline.index, TASK_METRICS), *before])
         | {"best epoch / run": [f"{int(r.best_epoch)} / {int(r.epochs_run)}" for r in baseline.itertuples()]}
         | _metric_columns(baseline, after)
     )
@@ -178,7 +190,7 @@ def _value_table(name: str, effects: dict[str, Effect], baseline: pd.DataFrame) 
     cells: dict[str, dict[str, str]] = {}
     again: dict[str, set[str]] = {}
     for dataset, effect in effects.items():
-        base = baseline.at[dataset, "test_accuracy"]
+        base = baseline.at[dataset, primary.metric(dataset)]
         for value in effect.values:
             shown = f"{value.accuracy:.3f}" if value.is_baseline else format.against(value.accuracy, base)
             if value.diverged:
@@ -234,17 +246,22 @@ def hyperparameter_section(
 ) -> str:
     """One hyperparameter: its table, its effect per dataset (`effects`), its figures and observations."""
     baseline = results.baselines(runs)
+    chance_is = (
+        "always predicting the majority class, or the training mean for regression"
+        if primary.mixed(effects)
+        else "always predicting the majority class"
+    )
     lines = [
         f"### {text(name)}",
         "",
-        "Test accuracy per value (points vs baseline in brackets; chance = always predicting the "
-        "majority class):",
+        f"{primary.metric_words(effects, capital=True)} per value (points vs baseline in brackets; "
+        f"chance = {chance_is}):",
         "",
         _value_table(name, effects, baseline),
         "",
     ]
     for dataset, effect in effects.items():
-        chance = baseline.at[dataset, "chance_accuracy"]
+        chance = baseline.at[dataset, primary.chance_metric(dataset)]
         lines.append(f"- **{text(dataset)}** (chance {chance:.3f}): {effect_sentence(effect)}")
     lines += [
         "",
@@ -279,8 +296,15 @@ def comparison_section(
 ) -> str:
     """The cross-dataset question: which hyperparameters matter where, ranked and side by side."""
     lines = ["## Across datasets", ""]
+    note = primary.spread_note(table["dataset"])
+    lines += [note, ""] if note else []
     lines += [f"![{caption}]({path})" for caption, path in figures.items() if "importance" not in caption]
-    lines += ["", "Ranking per dataset (spread of test accuracy in points; `~` = within seed noise):", ""]
+    spread = (
+        "spread of each dataset's primary metric in its own points"
+        if note
+        else "spread of test accuracy in points"
+    )
+    lines += ["", f"Ranking per dataset ({spread}; `~` = within seed noise):", ""]
     for dataset in [d for d in dataset_names() if d in set(table["dataset"])]:
         ranked = sensitivity.ranking(table, dataset)
         items = [
@@ -397,16 +421,19 @@ def conclusions_section(
     ]
     baseline = results.baselines(runs)
     if not candidates.empty:
+        base = {dataset: baseline.at[dataset, primary.metric(dataset)] for dataset in baseline.index}
         gains = candidates.assign(
-            gain=candidates["test_accuracy"] - candidates["dataset"].map(baseline["test_accuracy"])
+            score=primary.scores(candidates),
+            chance=[primary.chance(run) for _, run in candidates.iterrows()],
         )
+        gains["gain"] = gains["score"] - gains["dataset"].map(base)
         for dataset, rows in gains.groupby("dataset", sort=False):
             best = rows.loc[rows["gain"].idxmax()]
             level = levels.get(dataset)
             verdict = "" if level is None or best["gain"] > level else ", within seed noise: no real gain"
             lines.append(
-                f"- Best run on {text(dataset)}: {code(best['experiment'])} ({best['test_accuracy']:.3f}, "
-                f"chance {best['chance_accuracy']:.3f}; {100 * best['gain']:+.1f} points vs baseline"
+                f"- Best run on {text(dataset)}: {code(best['experiment'])} ({best['score']:.3f}, "
+                f"chance {best['chance']:.3f}; {100 * best['gain']:+.1f} points vs baseline"
                 f"{verdict})."
             )
     finished = results.finished(runs)
@@ -420,8 +447,9 @@ def conclusions_section(
     chance = finished[finished.apply(observations.at_chance, axis=1)]
     if not chance.empty:
         where = chance.groupby("experiment", sort=False)["shown"].agg(", ".join)
+        predicting = "the majority class" + (", or the mean" if primary.mixed(chance["dataset"]) else "")
         lines.append(
-            "- No better than chance (always predicting the majority class): "
+            f"- No better than chance (always predicting {predicting}): "
             + "; ".join(f"{code(e)} on {text(d)}" for e, d in where.items())
             + "."
         )
@@ -467,12 +495,12 @@ def _runs_table(chosen: pd.DataFrame, runs: pd.DataFrame) -> str:
             "study": rows["study"].iloc[0],
             "changes": max(rows.apply(observations.settings, axis=1), key=len),
         }
-        for dataset in dataset_names():
+        for dataset in [d for d in dataset_names() if d in set(runs["dataset"])]:
             mine = rows[rows["dataset"] == dataset]
             cell = (
                 "other data"
                 if (mine["other_source"] != "").any()
-                else format.number(mine["test_accuracy"].max(), 3)
+                else format.number(mine[primary.metric(dataset)].max(), 3)
             )
             row[_accuracy_header(dataset, baseline)] = cell
         row["status"] = _status(rows)
@@ -523,8 +551,8 @@ def other_runs_section(runs: pd.DataFrame, shown: set[str]) -> str:
     lines = [
         "## Other runs",
         "",
-        "Test accuracy of the runs that changed several hyperparameters, the seed re-runs, runs not "
-        "compared with the baseline, and failed runs:",
+        f"{primary.metric_words(runs['dataset'], capital=True)} of the runs that changed several "
+        "hyperparameters, the seed re-runs, runs not compared with the baseline, and failed runs:",
         "",
         _runs_table(others, runs),
     ]
@@ -547,7 +575,7 @@ def other_data_section(runs: pd.DataFrame, found: pd.DataFrame) -> str:
             "other changes": chosen.assign(changed=chosen["changed"].map(_without_source)).apply(
                 observations.settings, axis=1
             ),
-            **_metric_columns(chosen, ["test_accuracy", "chance_accuracy"]),
+            **_metric_columns(chosen, _by_task(chosen["dataset"], PRIMARY_METRICS)),
             "status": chosen.apply(observations.status_text, axis=1),
         }
     )
@@ -573,9 +601,11 @@ def _without_source(changed: str) -> str:
     return ",".join(name for name in changed.split(",") if name != results.SOURCE)
 
 
-def rules_section() -> str:
-    """How the observations were made: each rule and its thresholds."""
+def rules_section(datasets: Iterable[str] = ()) -> str:
+    """How the observations were made: each rule and its thresholds (and a regression's, among `datasets`)."""
     o = observations
+    regression = primary.mixed(datasets)
+    training = "training accuracy (training R^2 for regression)" if regression else "training accuracy"
     return "\n".join(
         [
             "## How the observations are made",
@@ -583,20 +613,25 @@ def rules_section() -> str:
             "- diverged: the trainer stopped the run on a NaN, infinite or exploding loss.",
             "- no better than chance: test accuracy at most "
             f"{100 * schema.CHANCE_MARGIN:.1f} points above the chance rate, the accuracy of always "
-            "predicting the training split's majority class, measured on the test split.",
+            "predicting the training split's majority class, measured on the test split"
+            + (
+                "; for regression, test R^2 at most as far above the R^2 of always predicting the "
+                "training split's mean (about 0)."
+                if regression
+                else "."
+            ),
             f"- overfitting: validation loss at its minimum at least {o.OVERFIT_EPOCHS} epochs before "
             f"the end, at least {100 * o.OVERFIT_RISE:.0f}% higher at the end, while training loss fell "
             f"at least {100 * o.OVERFIT_TRAIN_DROP:.0f}% more.",
             f"- still improving: not stopped early, best epoch among the last two, validation loss "
             f"down at least {100 * o.IMPROVING_DROP:.0f}% over the last {o.IMPROVING_WINDOW} epochs.",
-            f"- underfitting: final training accuracy at least {o.UNDERFIT_POINTS:.0f} points below "
-            "the baseline's.",
+            f"- underfitting: final {training} at least {o.UNDERFIT_POINTS:.0f} points below the baseline's.",
             f"- early best: best epoch within the first {100 * o.EARLY_FRACTION:.0f}% of the configured "
             "epochs.",
             f"- unstable: validation loss at least {100 * o.SWING_RISE:.0f}% above both neighbouring "
             f"epochs, {o.SWINGS} times or more.",
-            "- noise: the range of the baseline's test accuracy across seeds; a spread or difference "
-            "no larger is called noise.",
+            f"- noise: the range of the baseline's {primary.metric_words(datasets)} across seeds; a spread "
+            "or difference no larger is called noise.",
             "- edge: the best of three or more numeric values is the lowest or the highest tried; the "
             "range is worth extending only where the param's allowed values go further that way.",
             "- one at a time: only runs of one-at-a-time studies; a run of any study with exactly the "

@@ -32,6 +32,7 @@ from tuninglab.schema import (
     FAILED,
     OK,
     PARAM_GROUPS,
+    REGRESSION_TEST_METRICS,
     RESULT_METRICS,
     SUCCESS,
     TEST_METRICS,
@@ -200,8 +201,18 @@ def _dataset_params(params: dict[str, Any], dataset: str) -> dict[str, Any]:
     return {f"{group}.{key}": value for group in PARAM_GROUPS for key, value in groups[group].items()}
 
 
+def trained_datasets(record: dict[str, Any]) -> list[str]:
+    """The registered datasets whose test metrics the record has: a commit from before a dataset was
+    added (`study collect --rev`) has none of its files, and gets no rows for it."""
+    return [d for d in dataset_names() if metrics_path(d, "test").as_posix() in record["metrics"]]
+
+
 def _dataset_metrics(record: dict[str, Any], dataset: str) -> dict[str, Any]:
-    """One dataset's metrics (nested under its name in each metrics file) and its details."""
+    """One dataset's metrics (nested under its name in each metrics file) and its details.
+
+    In `schema.RESULT_METRICS` order: a classifier's test metrics, how training went, the details,
+    then a regression's test metrics. Those of the other task stay empty.
+    """
     metrics = record["metrics"]
     test = metrics.get(metrics_path(dataset, "test").as_posix(), {}).get(dataset, {})
     train = metrics.get(metrics_path(dataset, "train").as_posix(), {}).get(dataset, {})
@@ -210,6 +221,7 @@ def _dataset_metrics(record: dict[str, Any], dataset: str) -> dict[str, Any]:
         {k: test.get(k) for k in TEST_METRICS}
         | {k: train.get(k) for k in TRAIN_METRICS}
         | {k: details.get(k) for k in DETAILS}
+        | {k: test.get(k) for k in REGRESSION_TEST_METRICS}
     )
 
 
@@ -223,7 +235,8 @@ def rows(
     `studies` maps each study of `studies.yaml` to its kind (`ofat`, `grid`,
     `random`): the column `study_kind`, empty for the baseline and manual runs.
     A record's `details` (dataset -> its `details.json`, added by
-    `with_details`) fill the diagnostic columns. A failed, queued or running
+    `with_details`) fill the diagnostic columns. The datasets are those the
+    baseline commit trained (`trained_datasets`). A failed, queued or running
     experiment has no metrics of its own (its metric files are still the
     baseline's), so its metric cells stay empty.
     """
@@ -233,7 +246,7 @@ def rows(
         study = "baseline" if is_baseline else study_of(record["name"], studies)
         changed = {} if is_baseline else changes(record["params"], baseline["params"])
         error = last_error(record["log"]) if record["state"] == FAILED else ""
-        for dataset in dataset_names():
+        for dataset in trained_datasets(baseline):
             metrics = _dataset_metrics(record, dataset)
             if record["state"] != SUCCESS:
                 status, metrics = record["state"], dict.fromkeys(metrics)
@@ -291,7 +304,8 @@ def with_details(records: list[dict[str, Any]], cwd: Path = Path()) -> list[dict
 
     def details(record: dict[str, Any]) -> dict[str, Any]:
         shown = {
-            d: _show(record["name"], record["rev"], metrics_path(d, "details"), cwd) for d in dataset_names()
+            d: _show(record["name"], record["rev"], metrics_path(d, "details"), cwd)
+            for d in trained_datasets(record)
         }
         return {dataset: json.loads(text) for dataset, text in shown.items()}
 

@@ -2,11 +2,13 @@
 
 `dvc exp show` lists every param and metric of every experiment; this table
 keeps what a person compares: each experiment's name, the params it changed
-against the commit it is based on, each dataset's test accuracy with its
-difference to that baseline in points, and its state (queued, running, failed,
-diverged, no better than chance). The column header gives each dataset's
-chance rate (always predicting the majority class). Everything comes from
-`dvc.api.exp_show`, i.e. from the same records `dvc exp show` prints.
+against the commit it is based on, each dataset's test accuracy (a
+regression's test R^2: its primary metric) with its difference to that
+baseline in points, and its state (queued, running, failed, diverged, no
+better than chance). The column header gives each dataset's chance rate
+(always predicting the majority class; a regression's R^2 of predicting the
+training mean). Everything comes from `dvc.api.exp_show`, i.e. from the same
+records `dvc exp show` prints.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pandas as pd
 
 from tuninglab.lab.datasets import dataset_names
 from tuninglab.lab.params import PARAMS_FILE, read_yaml
-from tuninglab.report import format
+from tuninglab.report import format, primary
 from tuninglab.report.observations import within_chance
 from tuninglab.schema import OK, SUCCESS
 from tuninglab.studies.collect import flatten
@@ -48,10 +50,11 @@ def _number(record: dict[str, Any], key: str) -> float | None:
 
 
 def _accuracy(record: dict[str, Any], baseline: dict[str, Any], dataset: str) -> str:
-    accuracy = _number(record, f"{dataset}.test_accuracy")
+    key = f"{dataset}.{primary.metric(dataset)}"
+    accuracy = _number(record, key)
     if accuracy is None:
         return "-"
-    base = _number(baseline, f"{dataset}.test_accuracy")
+    base = _number(baseline, key)
     if base is None or record is baseline:
         return f"{accuracy:.3f}"
     return format.against(accuracy, base)
@@ -63,8 +66,8 @@ def state(record: dict[str, Any]) -> str:
         return record["State"].lower()
     notes = []
     for dataset in dataset_names():
-        accuracy = _number(record, f"{dataset}.test_accuracy")
-        chance = _number(record, f"{dataset}.chance_accuracy")
+        accuracy = _number(record, f"{dataset}.{primary.metric(dataset)}")
+        chance = _number(record, f"{dataset}.{primary.chance_metric(dataset)}")
         if record.get(f"{dataset}.diverged") is True:
             notes.append(f"{dataset} diverged")
         elif within_chance(accuracy, chance):
@@ -86,7 +89,8 @@ def table(records: list[dict[str, Any]], keys: set[str]) -> pd.DataFrame:
         rows.append(("workspace (not committed)", workspace))
     rows += [(r["Experiment"] or r["rev"], r) for r in records if r["typ"] != "baseline"]
     headers = {
-        d: format.dataset_header(d, _number(baseline, f"{d}.chance_accuracy")) for d in dataset_names()
+        d: format.dataset_header(d, _number(baseline, f"{d}.{primary.chance_metric(d)}"))
+        for d in dataset_names()
     }
     return pd.DataFrame(
         [
@@ -104,5 +108,5 @@ def table(records: list[dict[str, Any]], keys: set[str]) -> pd.DataFrame:
 def render(repo: Path = Path()) -> str:
     """The table as text, with a line on what the numbers are."""
     frame = table(dvc.api.exp_show(repo=str(repo)), param_keys(read_yaml(repo / PARAMS_FILE)))
-    note = "test accuracy per dataset, (difference to the baseline in points)"
+    note = f"{primary.metric_words(dataset_names())} per dataset, (difference to the baseline in points)"
     return f"{note}\n{frame.to_string(index=False)}"

@@ -1,0 +1,110 @@
+"""Each data type's primary metric: the test metric the report ranks its runs by, and its chance reference.
+
+A dataset's task (its spec in the registry) picks them (`tuninglab.schema.PRIMARY_METRIC_OF`,
+`CHANCE_METRIC_OF`):
+
+- classification: test accuracy, against always predicting the training split's majority class;
+- regression: test R^2 (on the scale the model fits), against always predicting the training
+  split's mean, whose R^2 on the test split is about 0.
+
+Higher is better for both, and both are fractions whose best is 1, so a point is 0.01 of either:
+spreads and differences are compared in each metric's own points. R^2 has no floor (a model worse
+than the mean scores below 0), where accuracy stays near chance at worst.
+
+Results of classifiers only read exactly as before: the words below name test accuracy alone
+unless a regression is among the datasets shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import pandas as pd
+
+from tuninglab import schema
+from tuninglab.lab import datasets
+from tuninglab.lab.datasets import CLASSIFICATION, REGRESSION
+
+
+class Words(NamedTuple):
+    """How the report names a task's primary metric and its chance reference."""
+
+    metric: str  # `test accuracy`
+    short: str  # `accuracy`: in "training accuracy", "validation accuracy"
+    reference: str  # `majority class`: what chance predicts, in brackets after "chance"
+    predicting: str  # `the training split's majority class`: in "always predicting ..."
+
+
+WORDS = {
+    CLASSIFICATION: Words(
+        "test accuracy", "accuracy", "majority class", "the training split's majority class"
+    ),
+    REGRESSION: Words("test R^2", "R^2", "training mean", "the training split's mean"),
+}
+
+
+def task(dataset: str) -> str:
+    """The task of a registered dataset (a results row's `dataset`)."""
+    return datasets.get(dataset).task
+
+
+def metric(dataset: str) -> str:
+    """The results column of a dataset's primary metric: `test_accuracy`, or `test_r2`."""
+    return schema.PRIMARY_METRIC_OF[task(dataset)]
+
+
+def chance_metric(dataset: str) -> str:
+    """The results column of a dataset's chance reference: `chance_accuracy`, or `chance_r2`."""
+    return schema.CHANCE_METRIC_OF[task(dataset)]
+
+
+def words(dataset: str) -> Words:
+    """How the report names a dataset's primary metric."""
+    return WORDS[task(dataset)]
+
+
+def score(run: pd.Series) -> float:
+    """A results row's primary metric (its dataset's)."""
+    return run[metric(run["dataset"])]
+
+
+def chance(run: pd.Series) -> float:
+    """A results row's chance reference (its dataset's)."""
+    return run[chance_metric(run["dataset"])]
+
+
+def scores(runs: pd.DataFrame) -> pd.Series:
+    """Every row's primary metric, as a column (empty for none)."""
+    return pd.Series([score(run) for _, run in runs.iterrows()], index=runs.index, dtype=float)
+
+
+def tasks(names: Iterable[str]) -> set[str]:
+    """The tasks of these datasets."""
+    return {task(name) for name in names}
+
+
+def mixed(names: Iterable[str]) -> bool:
+    """Whether a regression is among these datasets: then the words name both metrics."""
+    return REGRESSION in tasks(names)
+
+
+def metric_words(names: Iterable[str], capital: bool = False) -> str:
+    """`test accuracy` for classifiers only; else the metric of each task. A noun without article."""
+    words = WORDS[CLASSIFICATION].metric
+    if mixed(names):
+        words = "primary test metric (accuracy for classifiers, R^2 for regression)"
+    return words[0].upper() + words[1:] if capital else words
+
+
+def spread_note(names: Iterable[str]) -> str:
+    """For results with a regression: how spreads of accuracy and of R^2 are set side by side; else ""."""
+    if not mixed(names):
+        return ""
+    return (
+        "Each dataset is scored by its own primary metric: test accuracy for classifiers, test R^2 for "
+        "regression (higher is better for both, and 1 is the best of both). A spread is the best minus "
+        "the worst value in that metric's own points (0.01 of accuracy, 0.01 of R^2), so datasets are "
+        "compared on how far a hyperparameter moved their own metric. R^2 has no floor: a run worse "
+        "than predicting the training mean scores below 0, and its spread can exceed 100 points."
+    )
