@@ -32,7 +32,8 @@ PER_CLASS = (12, 4)  # training and test images of each CIFAR-10 class in the fi
 def run_only(repo: Path, groups: list[str]) -> None:
     """Make the repo's dvc.yaml run `groups` only, with their metrics and plots."""
     spec = yaml.safe_load((repo / "dvc.yaml").read_text())
-    spec["vars"] = [{"datasets": groups}]
+    test_plots = next(var["test_plots"] for var in spec["vars"] if "test_plots" in var)
+    spec["vars"] = [{"datasets": groups}, {"test_plots": {g: test_plots.get(g, "confusion") for g in groups}}]
     spec["metrics"] = [f"metrics/{g}/{name}.json" for name in ("test", "train") for g in groups]
     spec["plots"] = [
         {f"{g} loss": {"x": "epoch", "y": {f"plots/{g}/history.csv": ["train_loss", "val_loss"]}}}
