@@ -8,8 +8,9 @@ collect`) and writes, all at once or not at all:
     reports/observations.csv   every observation on every run, with its numbers
     reports/sensitivity.csv    per dataset and hyperparameter: spread, best value, edge, noise
     reports/importance.csv     random-forest importance, where grid or random studies ran
+    reports/interactions.csv   every cell of each grid study of two hyperparameters, per dataset
     reports/noise.csv          the baseline's test accuracy across seeds
-    reports/figures/*.png      curves and CPU time per hyperparameter, the heatmap
+    reports/figures/*.png      curves and CPU time per hyperparameter, each grid, the heatmap
     reports/manifest.json      the files above and the experiments they were made from
 
 The report replaces only what its manifest lists: it refuses a folder that
@@ -163,6 +164,13 @@ def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, fo
         figures.save(figures.cpu_time(name, by_dataset), folder / time_png)
         pictures = {f"{name}: validation curves": curves_png, f"CPU time of training vs {name}": time_png}
         sections.append(summary.hyperparameter_section(name, by_dataset, runs, found, pictures))
+    together = sensitivity.interactions(runs)
+    grids = {}
+    for study in dict.fromkeys(interaction.study for interaction in together):
+        grids[study] = f"figures/grid-{_file_name(study)}.png"
+        chosen = [interaction for interaction in together if interaction.study == study]
+        figures.save(figures.interaction_lines(chosen), folder / grids[study])
+    sections.append(summary.interaction_section(together, runs, grids))
     overview = {}
     if not table.empty:
         overview["sensitivity heatmap"] = "figures/sensitivity.png"
@@ -172,7 +180,7 @@ def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, fo
         figures.save(figures.importance_bars(importance), folder / overview["importance"])
     if not table.empty:
         sections.append(summary.comparison_section(table, importance, levels, overview))
-        sections.append(summary.conclusions_section(runs, table, found, levels))
+        sections.append(summary.conclusions_section(runs, table, found, levels, together))
     shown = {e for effect in effects for e in effect.runs["experiment"]}
     shown |= {e for again in summary.repeats(runs).values() for e in again}
     sections += [
@@ -188,4 +196,5 @@ def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, fo
     found.to_csv(folder / "observations.csv", index=False)
     table.to_csv(folder / "sensitivity.csv", index=False)
     importance.to_csv(folder / "importance.csv", index=False)
+    sensitivity.interaction_table(together).to_csv(folder / "interactions.csv", index=False)
     noise_table.to_csv(folder / "noise.csv", index=False)

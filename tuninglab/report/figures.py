@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from tuninglab.lab.datasets import dataset_names
 from tuninglab.report import primary
 from tuninglab.report.results import history
-from tuninglab.report.sensitivity import Effect
+from tuninglab.report.sensitivity import Effect, Interaction
 
 
 def save(figure: Figure, path: Path) -> None:
@@ -116,5 +116,35 @@ def importance_bars(importance: pd.DataFrame) -> Figure:
     shares.plot.bar(ax=axis, rot=30)
     measured = "test accuracy or R^2" if primary.mixed(shares.columns) else "test-accuracy"
     axis.set(title=f"Share of {measured} variance (random forest)", xlabel="", ylabel="share")
+    figure.tight_layout()
+    return figure
+
+
+def interaction_lines(found: list[Interaction]) -> Figure:
+    """One grid study: the primary metric per value of its `columns`, one line per value of its `rows`.
+
+    One panel per dataset where both varied. Parallel lines mean the two
+    hyperparameters act independently; crossing or fanning lines, that they
+    interact. A diverged cell is a cross.
+    """
+    figure, axes = plt.subplots(1, len(found), figsize=(4.6 * len(found), 3.4), squeeze=False)
+    for axis, interaction in zip(axes[0], found, strict=True):
+        positions = range(len(interaction.accuracy.columns))
+        for row, values in interaction.accuracy.iterrows():
+            label = f"{interaction.rows}={row}".replace("$", r"\$")
+            (line,) = axis.plot(positions, values.to_numpy(dtype=float), marker="o", label=label)
+            diverged = interaction.diverged.loc[row].to_numpy(dtype=bool)
+            axis.plot(
+                [p for p, d in zip(positions, diverged, strict=True) if d],
+                values.to_numpy(dtype=float)[diverged],
+                "x",
+                color=line.get_color(),
+                markersize=10,
+            )
+        axis.set_xticks(list(positions), [str(c).replace("$", r"\$") for c in interaction.accuracy.columns])
+        quality = primary.words(interaction.dataset).metric
+        axis.set(title=f"{interaction.dataset}", xlabel=interaction.columns, ylabel=quality)
+        axis.legend(fontsize="small")
+    figure.suptitle(f"{found[0].study}: {found[0].rows} x {found[0].columns}".replace("$", r"\$"))
     figure.tight_layout()
     return figure

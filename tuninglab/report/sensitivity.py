@@ -40,7 +40,8 @@ from sklearn.ensemble import RandomForestRegressor
 from tuninglab.lab.params import value_range
 from tuninglab.report import format, primary
 from tuninglab.report.observations import at_chance
-from tuninglab.report.results import SEED, compared
+from tuninglab.report.results import SEED, baselines, compared
+from tuninglab.schema import is_param_column
 
 MIN_RUNS_FOR_IMPORTANCE = 8
 FOREST_TREES = 300
@@ -342,3 +343,150 @@ def importance(runs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(shares, columns=["dataset", "hyperparameter", "importance", "runs", "oob_r2"])
+
+
+# Beside the primary metric, what a grid's table also shows per task: a regression's error in the
+# target's own units and the calibration of its predictive interval (empty cells for an mse run).
+INTERACTION_METRICS = {"classification": [], "regression": ["rmse_original", "coverage_90"]}
+INTERACTION_COLUMNS = [
+    "study",
+    "dataset",
+    "rows",
+    "row_value",
+    "columns",
+    "column_value",
+    "experiment",
+    "accuracy",
+    "diverged",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class Interaction:
+    """What two hyperparameters varied together by one grid study did on one dataset.
+
+    Cells are indexed by value labels (`format.value`) in reading order: the
+    rows by the values of `rows`, the columns by those of `columns`. Reading
+    along a row is the effect of `columns` with `rows` held at one value.
+    """
+
+    study: str
+    dataset: str
+    rows: str  # the categorical one of the two, or the one with fewer values
+    columns: str  # the other: numeric where one of them is
+    accuracy: pd.DataFrame  # mean primary metric of each cell's runs (NaN: not run)
+    diverged: pd.DataFrame  # True where one of the cell's runs diverged
+    experiments: pd.DataFrame  # the run shown for each cell (its first)
+    extra: dict[str, pd.DataFrame]  # metric column -> its cells (`INTERACTION_METRICS`), where measured
+    spreads: pd.Series  # per row value: best minus worst along its row, a fraction
+    best: tuple[str, str]  # the (row, column) labels of the best cell
+    noise: float | None  # the dataset's seed range, where measured
+
+    def rows_frame(self) -> pd.DataFrame:
+        """The cells as rows of `reports/interactions.csv` (`INTERACTION_COLUMNS`)."""
+        cells = self.accuracy.stack().index
+        return pd.DataFrame(
+            [
+                {
+                    "study": self.study,
+                    "dataset": self.dataset,
+                    "rows": self.rows,
+                    "row_value": row,
+                    "columns": self.columns,
+                    "column_value": column,
+                    "experiment": self.experiments.at[row, column],
+                    "accuracy": self.accuracy.at[row, column],
+                    "diverged": bool(self.diverged.at[row, column]),
+                }
+                for row, column in cells
+            ],
+            columns=INTERACTION_COLUMNS,
+        )
+
+
+def _axes(rows: pd.DataFrame, varied: list[str]) -> tuple[str, str]:
+    """(rows, columns) of a grid's table: a numeric one goes across, else the one with more values."""
+    numeric = [name for name in varied if _numeric(list(rows[name]))]
+    if len(numeric) == 1:
+        return next(name for name in varied if name not in numeric), numeric[0]
+    first, second = sorted(varied, key=lambda name: (rows[name].map(format.value).nunique(), name))
+    return first, second
+
+
+def _interaction(
+    study: str, dataset: str, rows: pd.DataFrame, baseline: pd.Series, level: float | None
+) -> Interaction | None:
+    """The interaction of the two params that vary among one dataset's runs of a grid study; else None.
+
+    The baseline's value of each param comes first where the grid has it, then the rest in reading order.
+    """
+    varied = [
+        name for name in rows.columns if is_param_column(name) and rows[name].map(format.value).nunique() > 1
+    ]
+    if len(varied) != 2 or SEED in varied:
+        return None
+    row_name, column_name = _axes(rows, varied)
+    order = {}
+    for name in varied:
+        labels = [format.value(v) for v in reading_order(rows[name])]
+        first = [label for label in labels if label == format.value(baseline[name])]
+        order[name] = first + [label for label in labels if label not in first]
+    cells = rows.assign(
+        _row=rows[row_name].map(format.value),
+        _column=rows[column_name].map(format.value),
+        _accuracy=primary.scores(rows),
+        _diverged=rows["diverged"].astype(bool),
+    ).groupby(["_row", "_column"], sort=False)
+
+    def grid(values: pd.Series) -> pd.DataFrame:
+        table = values.unstack().reindex(index=order[row_name], columns=order[column_name])
+        return table.rename_axis(index=row_name, columns=column_name)
+
+    accuracy = grid(cells["_accuracy"].mean())
+    extra = {}
+    for metric in INTERACTION_METRICS[primary.task(dataset)]:
+        values = grid(cells[metric].mean())
+        if values.notna().any().any():
+            extra[metric] = values
+    spreads = accuracy.max(axis=1) - accuracy.min(axis=1)
+    best = accuracy.stack().idxmax()
+    return Interaction(
+        study=study,
+        dataset=dataset,
+        rows=row_name,
+        columns=column_name,
+        accuracy=accuracy,
+        diverged=grid(cells["_diverged"].any()).fillna(False).astype(bool),
+        experiments=grid(cells["experiment"].first()),
+        extra=extra,
+        spreads=spreads,
+        best=(str(best[0]), str(best[1])),
+        noise=level,
+    )
+
+
+def interactions(runs: pd.DataFrame) -> list[Interaction]:
+    """One `Interaction` per grid study and dataset where exactly two params varied, in table order.
+
+    A grid over a dataset's own param (`regression.train.loss`) and a shared
+    one (`train.lr`) is an interaction on that dataset only: on the others
+    only the shared one varied, which is a one-at-a-time effect. Only runs
+    compared with the baseline count, and only finished ones.
+    """
+    levels = noise_levels(runs)
+    done = compared(runs)
+    baseline = baselines(runs)
+    found = []
+    for (study, dataset), rows in done[done["study_kind"] == "grid"].groupby(
+        ["study", "dataset"], sort=False
+    ):
+        interaction = _interaction(str(study), str(dataset), rows, baseline.loc[dataset], levels.get(dataset))
+        if interaction is not None:
+            found.append(interaction)
+    return found
+
+
+def interaction_table(found: list[Interaction]) -> pd.DataFrame:
+    """Every cell of every interaction, one row each: `reports/interactions.csv`."""
+    frames = [interaction.rows_frame() for interaction in found]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=INTERACTION_COLUMNS)

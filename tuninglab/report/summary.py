@@ -24,7 +24,7 @@ from tuninglab import schema
 from tuninglab.lab.datasets import dataset_names
 from tuninglab.report import format, observations, primary, results, sensitivity
 from tuninglab.report.format import code, codes, points, text
-from tuninglab.report.sensitivity import Effect
+from tuninglab.report.sensitivity import Effect, Interaction
 
 # The baseline's settings in the set-up section: its model, then its training.
 MODEL_COLUMNS = [
@@ -291,6 +291,121 @@ def _run_line(experiment: str, dataset: str, rows: pd.DataFrame, again: list[str
     )
 
 
+def _grid_table(interaction: Interaction, cells: pd.DataFrame, metric: str | None = None) -> str:
+    """One of an interaction's grids as a markdown table: `rows` down, `columns` across; `diverged` marked."""
+    shown = cells.astype(object).copy()
+    for row in cells.index:
+        for column in cells.columns:
+            amount = cells.at[row, column]
+            label = format.metric(metric, amount) if metric else format.number(amount, 3)
+            if interaction.diverged.at[row, column]:
+                label = f"{label} diverged".strip()
+            shown.at[row, column] = label
+    shown.columns = [f"{interaction.columns}={column}" for column in cells.columns]
+    shown.index.name = interaction.rows
+    return _table(shown.reset_index())
+
+
+def interaction_sentences(interaction: Interaction) -> list[str]:
+    """What a grid study's two hyperparameters did on one dataset, as bullets drawn from the interaction.
+
+    The best cell; how far `columns` moved the metric at each value of
+    `rows` (and whether one spread beats the other beyond seed noise); and
+    which value of `rows` wins at each value of `columns`.
+    """
+    rows, columns, accuracy = text(interaction.rows), text(interaction.columns), interaction.accuracy
+    best_row, best_column = interaction.best
+    lines = [
+        f"- Best: {rows}={text(best_row)} with {columns}={text(best_column)} "
+        f"({accuracy.at[best_row, best_column]:.3f})."
+    ]
+    for row, values in accuracy.iterrows():
+        measured = values.dropna()
+        if len(measured) < 2:
+            continue
+        diverged = [c for c in measured.index if interaction.diverged.at[row, c]]
+        lines.append(
+            f"- With {rows}={text(row)}: {columns} spread {points(interaction.spreads[row])} points "
+            f"(best {text(measured.idxmax())}, {measured.max():.3f}; worst {text(measured.idxmin())}, "
+            f"{measured.min():.3f})"
+            + (f"; diverged at {columns}={text(', '.join(diverged))}" if diverged else "")
+            + "."
+        )
+    spreads = interaction.spreads.dropna()
+    if len(spreads) >= 2:
+        most, least = spreads.idxmax(), spreads.idxmin()
+        gap = spreads[most] - spreads[least]
+        if interaction.noise is None:
+            verdict = f"(no seed-noise reference for {text(interaction.dataset)})"
+        elif gap <= interaction.noise:
+            verdict = f"- a difference within seed noise ({points(interaction.noise)} points)"
+        else:
+            verdict = f"- beyond seed noise ({points(interaction.noise)} points)"
+        lines.append(
+            f"- {columns} matters more with {rows}={text(most)} than with {text(least)}: a spread of "
+            f"{points(spreads[most])} against {points(spreads[least])} points {verdict}."
+        )
+    winners = accuracy.idxmax(axis=0, skipna=True)
+    measured = accuracy.notna().all(axis=0)
+    if measured.any():
+        lines.append(
+            f"- Best {rows} at each {columns}: "
+            + "; ".join(
+                f"{text(column)}: {text(winners[column])} ({accuracy.at[winners[column], column]:.3f})"
+                for column in accuracy.columns[measured]
+            )
+            + "."
+        )
+    if len(accuracy.index) == 2 and measured.sum() >= 2:
+        first, second = accuracy.index
+        differences = (accuracy.loc[first] - accuracy.loc[second])[measured]
+        lines.append(
+            f"- {rows}={text(first)} scores higher than {text(second)} at {int((differences > 0).sum())} of "
+            f"{len(differences)} {columns} values (mean difference {100 * differences.mean():+.1f} points)."
+        )
+    return lines
+
+
+def interaction_section(found: list[Interaction], runs: pd.DataFrame, figures: dict[str, str]) -> str:
+    """Grid studies of two hyperparameters: per study and dataset, the grid, what it says, its figure.
+
+    `figures` maps each study to its figure's path.
+    """
+    if not found:
+        return ""
+    baseline = results.baselines(runs)
+    lines = [
+        "## Two hyperparameters together",
+        "",
+        "Grid studies vary two hyperparameters at once: reading along a row is the effect of the second "
+        "with the first held at one value, so a row whose spread differs from another's shows that the "
+        "two interact. A dataset appears where both varied; where a grid changed only a shared "
+        "hyperparameter (a dataset's own param belongs to another dataset), its runs are one-at-a-time "
+        "runs of that hyperparameter, above.",
+    ]
+    for study in dict.fromkeys(interaction.study for interaction in found):
+        lines += ["", f"### {text(study)}"]
+        for interaction in (i for i in found if i.study == study):
+            dataset = interaction.dataset
+            lines += [
+                "",
+                f"**{text(dataset)}**: {primary.words(dataset).metric} "
+                f"(chance {baseline.at[dataset, primary.chance_metric(dataset)]:.3f}):",
+                "",
+                _grid_table(interaction, interaction.accuracy),
+            ]
+            for metric, cells in interaction.extra.items():
+                lines += [
+                    "",
+                    f"{text(format.METRICS[metric][0])}:",
+                    "",
+                    _grid_table(interaction, cells, metric),
+                ]
+            lines += ["", *interaction_sentences(interaction)]
+        lines += ["", f"![{text(study)}: each grid, one line per value of its rows]({figures[study]})"]
+    return "\n".join(lines)
+
+
 def comparison_section(
     table: pd.DataFrame, importance: pd.DataFrame, levels: dict[str, float], figures: dict[str, str]
 ) -> str:
@@ -398,9 +513,17 @@ def cross_dataset_sentences(table: pd.DataFrame, levels: dict[str, float]) -> li
 
 
 def conclusions_section(
-    runs: pd.DataFrame, table: pd.DataFrame, found: pd.DataFrame, levels: dict[str, float]
+    runs: pd.DataFrame,
+    table: pd.DataFrame,
+    found: pd.DataFrame,
+    levels: dict[str, float],
+    together: list[Interaction] = (),
 ) -> str:
-    """Conclusions, each from a number above: what mattered most, what was noise, what to try next."""
+    """Conclusions, each from a number above: what mattered most, what was noise, what to try next.
+
+    `together` are the grid studies' interactions: each gets its best cell and which row value its
+    second hyperparameter mattered more with.
+    """
     lines = ["## Conclusions", ""]
     for dataset in [d for d in dataset_names() if d in set(table["dataset"])]:
         ranked = sensitivity.ranking(table, dataset)
@@ -413,6 +536,15 @@ def conclusions_section(
         if quiet:
             sentence += f"; within seed noise: {text(', '.join(quiet))}"
         lines.append(sentence + ".")
+    for interaction in together:
+        said = interaction_sentences(interaction)
+        best = said[0].removeprefix("- Best: ").rstrip(".")
+        more = [line for line in said if " matters more with " in line]
+        lines.append(
+            f"- **{text(interaction.dataset)}**, grid {code(interaction.study)}: best {best}"
+            + (f"; {more[0][2].lower()}{more[0][3:].rstrip('.')}" if more else "")
+            + "."
+        )
     done = results.compared(runs)
     candidates = done[
         (done["experiment"] != "baseline")
