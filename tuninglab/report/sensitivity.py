@@ -418,7 +418,8 @@ def _interaction(
 ) -> Interaction | None:
     """The interaction of the two params that vary among one dataset's runs of a grid study; else None.
 
-    The baseline's value of each param comes first where the grid has it, then the rest in reading order.
+    Numbers ascend; of other values, the baseline's comes first where the grid has it, then the rest
+    in reading order.
     """
     varied = [
         name for name in rows.columns if is_param_column(name) and rows[name].map(format.value).nunique() > 1
@@ -429,7 +430,7 @@ def _interaction(
     order = {}
     for name in varied:
         labels = [format.value(v) for v in reading_order(rows[name])]
-        first = [label for label in labels if label == format.value(baseline[name])]
+        first = [] if _numeric(list(rows[name])) else [v for v in labels if v == format.value(baseline[name])]
         order[name] = first + [label for label in labels if label not in first]
     cells = rows.assign(
         _row=rows[row_name].map(format.value),
