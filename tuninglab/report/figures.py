@@ -12,7 +12,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tuninglab.lab.datasets import dataset_names
 from tuninglab.report import primary
 from tuninglab.report.results import history
 from tuninglab.report.sensitivity import Effect, Interaction
@@ -82,7 +81,7 @@ def sensitivity_heatmap(sensitivity: pd.DataFrame) -> Figure:
     spread = sensitivity.pivot(index="dataset", columns="hyperparameter", values="spread") * 100
     noise = sensitivity.pivot(index="dataset", columns="hyperparameter", values="within_noise")
     order = spread.max().sort_values(ascending=False).index
-    datasets = [d for d in dataset_names() if d in spread.index]
+    datasets = primary.ordered(spread.index)
     spread, noise = spread.loc[datasets, order], noise.loc[datasets, order]
     figure, axis = plt.subplots(figsize=(1.1 * len(order) + 2, 0.7 * len(spread) + 1.8))
     image = axis.imshow(spread.to_numpy(dtype=float), cmap="viridis", aspect="auto")

@@ -17,7 +17,7 @@ unless a regression is among the datasets shown.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 import pandas as pd
@@ -44,9 +44,30 @@ WORDS = {
 }
 
 
+# Dataset groups not named after their data type (`cifar`, of type `image`: its `<group>.data.kind`),
+# as the results or params at hand declare them (`learn_kinds`); a group named after a type is that type.
+_KINDS: dict[str, str] = {}
+
+
+def learn_kinds(kinds: Mapping[str, str]) -> None:
+    """Record the data type of each dataset group not named after one (`cifar` -> `image`)."""
+    _KINDS.update(kinds)
+
+
+def kind(dataset: str) -> str:
+    """The data type of a dataset group (a results row's `dataset`): `image` for `cifar`."""
+    return _KINDS.get(dataset, dataset)
+
+
+def ordered(names: Iterable[str]) -> list[str]:
+    """Dataset groups in the order of the report: by their data type's registration, then by name."""
+    order = list(datasets.dataset_names())
+    return sorted(set(names), key=lambda name: (order.index(kind(name)), kind(name) != name, name))
+
+
 def task(dataset: str) -> str:
-    """The task of a registered dataset (a results row's `dataset`)."""
-    return datasets.get(dataset).task
+    """The task of a dataset group's data type."""
+    return datasets.get(kind(dataset)).task
 
 
 def metric(dataset: str) -> str:

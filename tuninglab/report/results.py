@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from tuninglab.lab.datasets import dataset_names
+from tuninglab.report import primary
 from tuninglab.schema import (
     HISTORY_COLUMNS,
     REGRESSION_TEST_METRICS,
@@ -30,6 +31,7 @@ CURVE_COLUMNS = ["experiment", "dataset", *HISTORY_COLUMNS]
 # Results collected before the regression data type lack its metric columns; they load as empty.
 REQUIRED_METRICS = [m for m in RESULT_METRICS if m not in REGRESSION_TEST_METRICS]
 SOURCE = "data.source"  # a run on another data source is another dataset
+KIND = "data.kind"  # a dataset group not named after its data type says the type here (`cifar`: image)
 SEED = "train.seed"  # runs that change only the seed are the noise reference, not a hyperparameter
 COLLECT = "python -m tuninglab study collect"
 RUN_STUDY = "python -m tuninglab study run ofat -j 2"
@@ -80,7 +82,7 @@ def load(directory: Path = RESULTS_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
     Raises:
         ReportError: a file is missing, empty, lacks columns (one written before the params
             kept their group prefix lacks `train.seed`), has no baseline, or holds a dataset
-            this lab does not know.
+            this lab does not know (a dataset group's type is its `data.kind`, else its name).
     """
     runs = _read(directory / RESULTS_FILE.name, [*RUN_COLUMNS, SOURCE, SEED, *REQUIRED_METRICS])
     curves = _read(directory / CURVES_FILE.name, CURVE_COLUMNS)
@@ -88,13 +90,15 @@ def load(directory: Path = RESULTS_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise ReportError(
             f"{directory / RESULTS_FILE.name} has no baseline rows: run {COLLECT} to write it again"
         )
-    unknown = sorted(set(runs["dataset"]) - set(dataset_names()))
+    kinds = runs.dropna(subset=[KIND]).groupby("dataset")[KIND].first().to_dict() if KIND in runs else {}
+    unknown = sorted({kinds.get(name, name) for name in runs["dataset"]} - set(dataset_names()))
     if unknown:
         raise ReportError(
             f"{directory / RESULTS_FILE.name} holds the dataset(s) {', '.join(map(str, unknown))}, which "
             f"this lab does not know (it knows {', '.join(dataset_names())}): report them with the lab "
             "that ran them"
         )
+    primary.learn_kinds(kinds)
     for name in REGRESSION_TEST_METRICS:
         if name not in runs:
             runs[name] = float("nan")

@@ -21,7 +21,6 @@ import markdown
 import pandas as pd
 
 from tuninglab import schema
-from tuninglab.lab.datasets import dataset_names
 from tuninglab.report import format, observations, primary, results, sensitivity
 from tuninglab.report.format import code, codes, points, text
 from tuninglab.report.sensitivity import Effect, Interaction
@@ -420,7 +419,7 @@ def comparison_section(
         else "spread of test accuracy in points"
     )
     lines += ["", f"Ranking per dataset ({spread}; `~` = within seed noise):", ""]
-    for dataset in [d for d in dataset_names() if d in set(table["dataset"])]:
+    for dataset in primary.ordered(table["dataset"]):
         ranked = sensitivity.ranking(table, dataset)
         items = [
             f"{text(r.hyperparameter)} {'~' if r.within_noise else ''}{points(r.spread)}"
@@ -439,9 +438,7 @@ def comparison_section(
             "",
         ]
         shares = importance.pivot(index="hyperparameter", columns="dataset", values="importance")
-        shares = shares[[d for d in dataset_names() if d in shares]].map(
-            lambda v: f"{v:.2f}" if pd.notna(v) else ""
-        )
+        shares = shares[primary.ordered(shares.columns)].map(lambda v: f"{v:.2f}" if pd.notna(v) else "")
         lines += [_table(shares.reset_index()), ""]
         fit = importance.drop_duplicates("dataset")
         lines.append(
@@ -525,7 +522,7 @@ def conclusions_section(
     second hyperparameter mattered more with.
     """
     lines = ["## Conclusions", ""]
-    for dataset in [d for d in dataset_names() if d in set(table["dataset"])]:
+    for dataset in primary.ordered(table["dataset"]):
         ranked = sensitivity.ranking(table, dataset)
         top = ranked.iloc[0]
         quiet = ranked[ranked["within_noise"]]["hyperparameter"].tolist()
@@ -627,7 +624,7 @@ def _runs_table(chosen: pd.DataFrame, runs: pd.DataFrame) -> str:
             "study": rows["study"].iloc[0],
             "changes": max(rows.apply(observations.settings, axis=1), key=len),
         }
-        for dataset in [d for d in dataset_names() if d in set(runs["dataset"])]:
+        for dataset in primary.ordered(runs["dataset"]):
             mine = rows[rows["dataset"] == dataset]
             cell = (
                 "other data"

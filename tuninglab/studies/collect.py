@@ -25,7 +25,7 @@ import pandas as pd
 
 from tuninglab.lab.datasets import dataset_names
 from tuninglab.lab.files import write_text
-from tuninglab.lab.params import train_settings
+from tuninglab.lab.params import dataset_groups, train_settings
 from tuninglab.schema import (
     DETAILS,
     DIVERGED,
@@ -202,9 +202,13 @@ def _dataset_params(params: dict[str, Any], dataset: str) -> dict[str, Any]:
 
 
 def trained_datasets(record: dict[str, Any]) -> list[str]:
-    """The registered datasets whose test metrics the record has: a commit from before a dataset was
-    added (`study collect --rev`) has none of its files, and gets no rows for it."""
-    return [d for d in dataset_names() if metrics_path(d, "test").as_posix() in record["metrics"]]
+    """The dataset groups of the record's params (`cifar` beside `image`) whose test metrics it has.
+
+    A commit from before a dataset was added (`study collect --rev`) has none of its files, and
+    gets no rows for it; a record without params is read against the registered data types.
+    """
+    groups = dataset_groups(record["params"]) if record.get("params") else dataset_names()
+    return [d for d in groups if metrics_path(d, "test").as_posix() in record["metrics"]]
 
 
 def _dataset_metrics(record: dict[str, Any], dataset: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import dvc.api
 import pandas as pd
 
 from tuninglab.lab.datasets import dataset_names
-from tuninglab.lab.params import PARAMS_FILE, read_yaml
+from tuninglab.lab.params import KIND, PARAMS_FILE, dataset_groups, kind_of, read_yaml
 from tuninglab.report import format, primary
 from tuninglab.report.observations import within_chance
 from tuninglab.schema import OK, SUCCESS
@@ -60,12 +60,12 @@ def _accuracy(record: dict[str, Any], baseline: dict[str, Any], dataset: str) ->
     return format.against(accuracy, base)
 
 
-def state(record: dict[str, Any]) -> str:
+def state(record: dict[str, Any], datasets: tuple[str, ...] = dataset_names()) -> str:
     """queued / running / failed from DVC's queue; else which datasets diverged or scored at chance."""
     if record.get("State") and record["State"].lower() != SUCCESS:
         return record["State"].lower()
     notes = []
-    for dataset in dataset_names():
+    for dataset in datasets:
         accuracy = _number(record, f"{dataset}.{primary.metric(dataset)}")
         chance = _number(record, f"{dataset}.{primary.chance_metric(dataset)}")
         if record.get(f"{dataset}.diverged") is True:
@@ -75,29 +75,32 @@ def state(record: dict[str, Any]) -> str:
     return "; ".join(notes) or OK
 
 
-def table(records: list[dict[str, Any]], keys: set[str]) -> pd.DataFrame:
+def table(
+    records: list[dict[str, Any]], keys: set[str], datasets: tuple[str, ...] = dataset_names()
+) -> pd.DataFrame:
     """One row per experiment: the baseline commit first, then its experiments, newest first.
 
-    `keys` are the param columns (dotted keys of params.yaml). The workspace
+    `keys` are the param columns (dotted keys of params.yaml), `datasets` the
+    dataset groups whose columns are shown (`cifar` beside `image`). The workspace
     is listed only when its params differ from the commit's (a finished
     `dvc exp run` leaves its params there), so that leftovers are seen.
     """
     workspace = next(r for r in records if r["rev"] == "workspace")
     baseline = next(r for r in records if r["typ"] == "baseline" and r["rev"] != "workspace")
+    datasets = tuple(d for d in datasets if f"{d}.{primary.metric(d)}" in baseline)  # those dvc.yaml runs
     rows = [(f"baseline ({baseline['rev']})", baseline)]
     if _params(workspace, keys) != _params(baseline, keys):
         rows.append(("workspace (not committed)", workspace))
     rows += [(r["Experiment"] or r["rev"], r) for r in records if r["typ"] != "baseline"]
     headers = {
-        d: format.dataset_header(d, _number(baseline, f"{d}.{primary.chance_metric(d)}"))
-        for d in dataset_names()
+        d: format.dataset_header(d, _number(baseline, f"{d}.{primary.chance_metric(d)}")) for d in datasets
     }
     return pd.DataFrame(
         [
             {
                 "experiment": name,
-                **{headers[d]: _accuracy(record, baseline, d) for d in dataset_names()},
-                "state": state(record),
+                **{headers[d]: _accuracy(record, baseline, d) for d in datasets},
+                "state": state(record, datasets),
                 "changed": "-" if record is baseline else changed(record, baseline, keys),
             }
             for name, record in rows
@@ -107,6 +110,9 @@ def table(records: list[dict[str, Any]], keys: set[str]) -> pd.DataFrame:
 
 def render(repo: Path = Path()) -> str:
     """The table as text, with a line on what the numbers are."""
-    frame = table(dvc.api.exp_show(repo=str(repo)), param_keys(read_yaml(repo / PARAMS_FILE)))
-    note = f"{primary.metric_words(dataset_names())} per dataset, (difference to the baseline in points)"
+    tree = read_yaml(repo / PARAMS_FILE)
+    groups = dataset_groups(tree)
+    primary.learn_kinds({group: kind_of(tree, group) for group in groups if KIND in tree[group]["data"]})
+    frame = table(dvc.api.exp_show(repo=str(repo)), param_keys(tree), groups)
+    note = f"{primary.metric_words(groups)} per dataset, (difference to the baseline in points)"
     return f"{note}\n{frame.to_string(index=False)}"
