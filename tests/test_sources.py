@@ -233,9 +233,9 @@ def test_text_source_outside_the_local_folder_is_refused(default_params, source)
     with pytest.raises(ParamError) as err:
         params.validate(default_params)
     assert str(err.value) == (
-        f"text.data.source: {source} is not allowed; expected rotten_tomatoes | imdb or the path of a .csv file "
-        "inside data/local/text/ with text,label columns, relative to the repository root: DVC tracks "
-        "that folder's content, so copy your CSV there (or dvc add it there)"
+        f"text.data.source: {source} is not allowed; expected rotten_tomatoes | imdb or the path of a "
+        ".csv file inside data/local/text/ with text,label columns, relative to the repository root: "
+        "DVC tracks that folder's content, so copy your CSV there (or dvc add it there)"
     )
 
 
