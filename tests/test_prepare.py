@@ -17,7 +17,8 @@ from tuninglab.lab.sources import DataSourceError
 
 SPLIT = {"seed": 42, "val_size": 0.15, "test_size": 0.2}
 TEXT = datasets.get("text")
-TEXT_DATA = {"source": "data/local/text/reviews.csv", "vocab_size": 100, "max_len": 8, "ngrams": 1}
+BAG = {"vocab_size": 100, "ngrams": 1, "char_ngrams": 0, "char_vocab_size": 100, "weighting": "tfidf"}
+TEXT_DATA = {"source": "data/local/text/reviews.csv", "max_len": 8, **BAG}
 
 
 def test_splits_are_disjoint_cover_all_rows_and_keep_class_shares():
@@ -169,27 +170,74 @@ def test_text_vocabulary_comes_from_training_texts_only():
             "zebra stripes",
         ]
     )
+    labels = np.array([0, 0, 1, 1, 0, 1, 0, 1])
     splits = {"train": np.arange(6), "val": np.array([6]), "test": np.array([7])}
-    tokens, entries = prepare.prepare_texts(texts, splits, {"vocab_size": 100, "max_len": 5, "ngrams": 2})
+    data = {**BAG, "ngrams": 2, "max_len": 5}
+    bags, entries = prepare.prepare_texts(texts, splits, data, labels=labels)
     info, vocabulary = entries["preprocessing"], entries["vocabulary"]
     assert "zebra" not in vocabulary and "stripes" not in vocabulary
-    assert vocabulary[:2] == ["<pad>", "<unk>"]
-    # Test text: two unseen words and one unseen pair, all the unknown id, then padding.
-    assert tokens[7].tolist() == [prepare.UNKNOWN_ID] * 3 + [prepare.PAD_ID] * 2
-    # A training text maps to its own words and word pair.
-    first = [vocabulary[i] for i in tokens[0] if i != prepare.PAD_ID]
-    assert first == ["good", "film", "good film"]
-    assert info["vocab_size"] == len(vocabulary)
+    assert vocabulary[0] == "<pad>" and info["vocab_size"] == len(vocabulary)
+    assert bags.shape == (8, 2, 5)
+    # The test text has only unseen n-grams: an empty bag.
+    assert not bags[7].any()
+    # A training text is its own words and word pair, weights of unit norm.
+    ids = bags[0, 0][bags[0, 0] != prepare.PAD_ID].astype(int)
+    assert sorted(vocabulary[i] for i in ids) == ["film", "good", "good film"]
+    assert np.linalg.norm(bags[0, 1]) == pytest.approx(1.0)
 
 
-def test_text_vocabulary_size_and_length_limits():
-    texts = pd.Series([" ".join(f"w{i}" for i in range(k, k + 30)) for k in range(20)])
+def test_nb_weighting_favours_the_n_grams_that_tell_classes_apart():
+    texts = pd.Series(["good plot", "good cast", "bad plot", "bad cast", "good plot", "bad cast"])
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    splits = {"train": np.arange(4), "val": np.array([4]), "test": np.array([5])}
+    bags, entries = prepare.prepare_texts(
+        texts, splits, {**BAG, "weighting": "nb_tfidf", "max_len": 4}, labels=labels
+    )
+    weights = dict(zip(entries["vocabulary"], np.zeros(len(entries["vocabulary"])), strict=True))
+    for token, weight in zip(bags[0, 0].astype(int), bags[0, 1], strict=True):
+        weights[entries["vocabulary"][token]] = weight
+    assert weights["good"] > 0 and weights["plot"] == 0  # "plot" is as common in both classes: ratio 0
+
+
+def test_character_n_grams_join_the_word_n_grams():
+    texts = pd.Series(["superb", "superbly", "dull", "dully"])
+    splits = {"train": np.array([0, 2]), "val": np.array([1]), "test": np.array([3])}
+    data = {**BAG, "char_ngrams": 3, "max_len": 50}
+    bags, entries = prepare.prepare_texts(texts, splits, data, labels=np.array([0, 0, 1, 1]))
+    vocabulary = entries["vocabulary"]
+    assert "char:sup" in vocabulary and "superbly" not in vocabulary
+    # The unseen word still shares character n-grams with a training word.
+    assert {vocabulary[i] for i in bags[1, 0].astype(int) if i} >= {"char:sup", "char:erb"}
+    assert entries["preprocessing"]["char_ngrams"] == 3
+
+
+def test_max_len_keeps_the_heaviest_n_grams_and_auto_takes_the_95th_percentile():
+    texts = pd.Series([" ".join(f"w{i}" for i in range(k)) for k in range(1, 21)])
+    labels = np.arange(20) % 2
     splits = {"train": np.arange(16), "val": np.array([16, 17]), "test": np.array([18, 19])}
-    tokens, entries = prepare.prepare_texts(texts, splits, {"vocab_size": 10, "max_len": 12, "ngrams": 1})
-    info, vocabulary = entries["preprocessing"], entries["vocabulary"]
-    assert len(vocabulary) == 12 and tokens.shape == (20, 12)
-    assert info["truncated_share"] == 1.0
-    assert tokens.max() < len(vocabulary)
+    bags, entries = prepare.prepare_texts(texts, splits, {**BAG, "max_len": 12}, labels=labels)
+    assert bags.shape == (20, 2, 12) and entries["preprocessing"]["truncated_share"] == 0.4
+    auto, entries = prepare.prepare_texts(texts, splits, {**BAG, "max_len": "auto"}, labels=labels)
+    # The training texts have 1 to 16 words: numpy's 95th percentile of them is 15.25, rounded up.
+    assert entries["preprocessing"]["max_len"] == 16 and entries["preprocessing"]["max_len_setting"] == "auto"
+    assert auto.shape == (20, 2, 16)
+    # A longer text keeps its heaviest n-grams: the rarest in training (highest idf) here.
+    kept = {entries["vocabulary"][i] for i in bags[19, 0].astype(int)}
+    assert "w15" in kept and "w0" not in kept
+
+
+def test_review_file_with_a_split_column_keeps_its_own_test_rows(tmp_path):
+    rows = [
+        (f"{label} review {i}", label, "test" if i % 4 == 0 else "train")
+        for label in ("neg", "pos")
+        for i in range(40)
+    ]
+    pd.DataFrame(rows, columns=["text", "label", "split"]).to_csv(tmp_path / "reviews.csv", index=False)
+    arrays, meta = prepare.prepare(TEXT, tmp_path, SPLIT, {**TEXT_DATA, "source": "imdb"})
+    assert meta["official_test"] is True
+    assert meta["splits"]["test"]["rows"] == 20 and meta["splits"]["test"]["classes"] == [10, 10]
+    assert abs(meta["splits"]["val"]["classes"][0] - meta["splits"]["val"]["classes"][1]) <= 1  # stratified
+    assert len(arrays["y_train"]) + len(arrays["y_val"]) == 60
 
 
 def write_reviews(raw_dir: Path, counts: dict[str, int]) -> None:

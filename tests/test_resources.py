@@ -20,14 +20,14 @@ def test_defaults_fit_in_a_small_machine(default_params):
 
 
 @pytest.mark.parametrize(
-    ("group", "key", "named"),
+    ("group", "key", "value", "named"),
     [
-        ("data", "max_len", "text.data.max_len=1000000000"),
-        ("train", "embedding_dim", "text.train.embedding_dim"),
+        ("data", "max_len", 100_000_000, "text.data.max_len=100000000"),
+        ("train", "embedding_dim", 10_000_000, "text.train.embedding_dim"),
     ],
 )
-def test_huge_text_settings_are_refused_with_the_estimate(default_params, group, key, named):
-    default_params["text"][group][key] = 1_000_000_000
+def test_huge_text_settings_are_refused_with_the_estimate(default_params, group, key, value, named):
+    default_params["text"][group][key] = value
     with pytest.raises(ParamError) as refused:
         resources.check_memory(default_params, available=24 * 1024**3)
     message = str(refused.value)

@@ -233,9 +233,9 @@ def test_text_source_outside_the_local_folder_is_refused(default_params, source)
     with pytest.raises(ParamError) as err:
         params.validate(default_params)
     assert str(err.value) == (
-        f"text.data.source: {source} is not allowed; expected rotten_tomatoes or the path of a .csv file "
-        "inside data/local/text/ with text,label columns, relative to the repository root: DVC tracks "
-        "that folder's content, so copy your CSV there (or dvc add it there)"
+        f"text.data.source: {source} is not allowed; expected rotten_tomatoes | imdb or the path of a "
+        ".csv file inside data/local/text/ with text,label columns, relative to the repository root: "
+        "DVC tracks that folder's content, so copy your CSV there (or dvc add it there)"
     )
 
 
@@ -401,3 +401,45 @@ def test_editing_the_local_csv_reruns_text_and_only_text(tmp_path):
         == raw_before["label"].map({"fresh": "rotten", "rotten": "fresh"}).tolist()
     )
     assert sh(repo, "dvc", "status", "--json").stdout.strip() == "{}"
+
+
+def write_imdb_parquet(folder: Path, rows_per_split: int = 6) -> None:
+    """A tiny IMDb copy in the Hub's layout: train and test parquet files of text and label (0 neg, 1 pos)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True)
+    for split in ("train", "test"):
+        texts = [f"{split} review {i} {'great' if i % 2 else 'awful'}" for i in range(rows_per_split)]
+        labels = [i % 2 for i in range(rows_per_split)]
+        table = pa.table({"text": texts, "label": pa.array(labels, pa.int64())})
+        pq.write_table(table, folder / f"{split}-00000-of-00001.parquet")
+
+
+def test_imdb_loads_placed_parquet_files_through_datasets(tmp_path):
+    folder = tmp_path / "imdb"
+    write_imdb_parquet(folder)
+    raw = tmp_path / "reviews.csv"
+    record = sources.fetch_imdb(raw, folder)
+    reviews = pd.read_csv(raw, dtype=str)
+    assert list(reviews.columns) == ["text", "label", "split"]
+    assert reviews["split"].value_counts().to_dict() == {"train": 6, "test": 6}
+    assert set(reviews["label"]) == {"neg", "pos"}
+    assert reviews.loc[reviews["text"].str.endswith("great"), "label"].eq("pos").all()
+    assert record["train_rows"] == record["test_rows"] == 6 and record["classes"] == {"neg": 6, "pos": 6}
+    assert record["package"].startswith("datasets ") and len(record["files_sha256"]) == 2
+    assert prepare.read_review_test(raw).tolist() == [False] * 6 + [True] * 6
+
+
+def test_imdb_that_cannot_be_loaded_is_one_line_saying_how_to_place_the_files(tmp_path):
+    folder = tmp_path / "imdb"
+    folder.mkdir()
+    for split in ("train", "test"):
+        (folder / f"{split}-00000-of-00001.parquet").write_bytes(b"not a parquet file")
+    with pytest.raises(DataSourceError) as err:
+        sources.fetch_imdb(tmp_path / "reviews.csv", folder)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"text.data.source: imdb: could not load the parquet files in {folder}/")
+    assert "copy train-00000-of-00001.parquet and test-00000-of-00001.parquet" in message
+    assert "run dvc repro again" in message

@@ -3,8 +3,11 @@
 - mlp: fully connected layers (`hidden` widths) for tabular rows or flattened images.
 - cnn: 3x3 convolution blocks (`channels`, optional batch norm, 2x2 max pool)
   followed by the same fully connected head.
-- embedding_bag: token embeddings pooled per text (mean, max or sum), then the
-  fully connected head.
+- embedding_bag: a text's weighted bag of n-grams (ids and weights, as
+  `prepare.pack_bags` stores them): their embeddings (started small, as
+  fastText's) pooled with those weights (sum, mean or max), then the fully
+  connected head. With a linear head and sum pooling it is a low-rank linear
+  model of the weighted bag: a fastText-style classifier.
 - resnet: torchvision's ResNet-18 or -34 for small images (a 3x3 stride-1
   stem and no max pool, as for 32x32 CIFAR images), `resnet_width` base
   channels; its head is one linear layer (`hidden`, `dropout` and
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tuninglab.lab import datasets
@@ -132,11 +136,42 @@ def _cnn(meta: dict[str, Any], cfg: TrainConfig) -> nn.Sequential:
     return cnn(meta["input_shape"], cfg.channels, cfg.batch_norm, _head(meta, cfg))
 
 
+class WeightedBag(nn.Module):
+    """Pools the embeddings of each row's n-grams, each scaled by its weight; id 0 pads.
+
+    Input: float (rows, 2, max_len), the ids then their weights. `sum` is the
+    weighted sum (the bag's weight vector times the embedding matrix), `mean`
+    that sum divided by the row's n-gram count, `max` the largest weighted
+    value per dimension; a row without n-grams pools to zeros.
+    """
+
+    def __init__(self, vocab_size: int, embedding_dim: int, pooling: str) -> None:
+        super().__init__()
+        self.pooling = pooling
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+        # Started small, as fastText's: rare n-grams get few updates and add little noise to a bag.
+        nn.init.uniform_(self.embedding.weight, -1 / embedding_dim, 1 / embedding_dim)
+        with torch.no_grad():
+            self.embedding.weight[0].zero_()
+
+    def forward(self, bags: torch.Tensor) -> torch.Tensor:
+        """The pooled (rows, embedding_dim) vectors."""
+        ids, weights = bags[:, 0].long(), bags[:, 1]
+        if self.pooling == "max":
+            vectors = self.embedding(ids) * weights.unsqueeze(2)
+            vectors = vectors.masked_fill((ids == 0).unsqueeze(2), -math.inf).amax(dim=1)
+            return vectors.masked_fill(vectors == -math.inf, 0.0)
+        if self.pooling == "mean":
+            weights = weights / (ids != 0).sum(dim=1, keepdim=True).clamp(min=1)
+        return F.embedding_bag(
+            ids, self.embedding.weight, per_sample_weights=weights, mode="sum", padding_idx=0
+        )
+
+
 def _embedding_bag(meta: dict[str, Any], cfg: TrainConfig) -> nn.Sequential:
-    """embedding_bag: token ids (0 is padding) embedded and pooled per row, then the fully connected head."""
-    vocab_size = meta["preprocessing"]["vocab_size"]
-    embedding = nn.EmbeddingBag(vocab_size, cfg.embedding_dim, mode=cfg.pooling, padding_idx=0)
-    return nn.Sequential(embedding, mlp(cfg.embedding_dim, **_head(meta, cfg)))
+    """embedding_bag: a weighted bag of n-gram embeddings pooled per row, then the fully connected head."""
+    bag = WeightedBag(meta["preprocessing"]["vocab_size"], cfg.embedding_dim, cfg.pooling)
+    return nn.Sequential(bag, mlp(cfg.embedding_dim, **_head(meta, cfg)))
 
 
 def _resnet(meta: dict[str, Any], cfg: TrainConfig) -> nn.Sequential:

@@ -22,16 +22,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from tuninglab.lab.sources import TARGET, DataSourceError
+from tuninglab.lab.sources import REVIEW_SPLIT, TARGET, DataSourceError
 
 if TYPE_CHECKING:
-    from sklearn.feature_extraction.text import CountVectorizer
+    from scipy import sparse
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
     from tuninglab.lab.datasets import DatasetSpec
 
 SPLITS = ("train", "val", "test")
-PAD_ID, UNKNOWN_ID = 0, 1  # token ids reserved before the vocabulary's own
-FIRST_TOKEN_ID = 2
+PAD_ID = 0  # the id that pads a bag; the vocabulary's own ids start after it
+FIRST_TOKEN_ID = 1
 
 
 def _split_shares(val_size: float, test_size: float) -> tuple[float, float]:
@@ -232,6 +233,13 @@ def read_official_test(path: Path) -> np.ndarray | None:
         return archive["test"] if "test" in archive.files else None
 
 
+def read_review_test(path: Path) -> np.ndarray | None:
+    """The rows of a review file's own test set (a boolean mask), when it has a `split` column; else None."""
+    if REVIEW_SPLIT not in pd.read_csv(path, nrows=0).columns:
+        return None
+    return pd.read_csv(path, usecols=[REVIEW_SPLIT], dtype=str)[REVIEW_SPLIT].to_numpy() == "test"
+
+
 def read_reviews(path: Path) -> tuple[pd.Series, np.ndarray]:
     """A CSV of `text,label` rows read as strings (a review reading "NA" stays text): texts and labels."""
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -277,49 +285,127 @@ def prepare_images(
     return pixels, {"preprocessing": info}
 
 
-def fit_vocabulary(texts: list[str], vocab_size: int, ngrams: int) -> CountVectorizer:
-    """Keep the `vocab_size` most frequent word n-grams of the training texts."""
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    return CountVectorizer(ngram_range=(1, ngrams), max_features=vocab_size).fit(texts)
+AUTO_MAX_LEN_PERCENTILE = 95  # `max_len: auto` keeps this percentile of the training texts' bag sizes
 
 
-def encode_texts(texts: list[str], vectorizer: CountVectorizer, max_len: int) -> np.ndarray:
-    """Token ids per text, cut or padded to `max_len`; unseen n-grams share one id."""
-    analyze = vectorizer.build_analyzer()
-    vocabulary = vectorizer.vocabulary_
-    out = np.full((len(texts), max_len), PAD_ID, dtype=np.int64)
-    for row, text in enumerate(texts):
-        ids = [
-            vocabulary[token] + FIRST_TOKEN_ID if token in vocabulary else UNKNOWN_ID
-            for token in analyze(text)[:max_len]
-        ]
-        out[row, : len(ids)] = ids
+def _vectorizers(data: dict[str, Any]) -> list[TfidfVectorizer]:
+    """The n-gram counters of `text.data`: word 1..`ngrams`-grams, and char 2..`char_ngrams`-grams if > 0.
+
+    Each keeps its most frequent training n-grams (`vocab_size`, `char_vocab_size`) and weighs a
+    count c as 1 + log c (sublinear tf), times the n-gram's smoothed inverse document frequency.
+    Character n-grams are taken inside word boundaries (`char_wb`), so they catch word stems and
+    misspellings that the word n-grams miss.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    options = {"sublinear_tf": True, "norm": None, "dtype": np.float32}
+    counters = [TfidfVectorizer(ngram_range=(1, data["ngrams"]), max_features=data["vocab_size"], **options)]
+    if data["char_ngrams"]:
+        counters.append(
+            TfidfVectorizer(
+                analyzer="char_wb",
+                ngram_range=(2, data["char_ngrams"]),
+                max_features=data["char_vocab_size"],
+                **options,
+            )
+        )
+    return counters
+
+
+def nb_ratios(bags: sparse.csr_matrix, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per n-gram, how much its presence tells the classes apart: the naive Bayes log-count ratio.
+
+    For each class c, log(p_c / q_c), where p_c and q_c are the shares of
+    n-gram presences (each count 1 per text, plus 1 smoothing) among the texts
+    of class c and of the other classes; the largest absolute ratio over the
+    classes (for two classes both give the same). Fitted on the training rows.
+    """
+    present = (bags > 0).astype(np.float64).tocsr()
+    ratios = np.zeros(bags.shape[1])
+    for label in range(n_classes if n_classes > 2 else 1):
+        inside = 1 + np.asarray(present[labels == label].sum(axis=0)).ravel()
+        outside = 1 + np.asarray(present[labels != label].sum(axis=0)).ravel()
+        ratio = np.abs(np.log(inside / inside.sum()) - np.log(outside / outside.sum()))
+        ratios = np.maximum(ratios, ratio)
+    return ratios.astype(np.float32)
+
+
+def _bag_sizes(bags: sparse.csr_matrix) -> np.ndarray:
+    return np.diff(bags.indptr)
+
+
+def auto_max_len(bags: sparse.csr_matrix) -> int:
+    """The 95th percentile of the training texts' bag sizes (distinct n-grams kept), at least 1."""
+    return max(1, math.ceil(np.percentile(_bag_sizes(bags), AUTO_MAX_LEN_PERCENTILE)))
+
+
+def pack_bags(bags: sparse.csr_matrix, max_len: int) -> np.ndarray:
+    """Each text's bag as float32 (2, max_len): n-gram ids (from 1; 0 pads) and their weights.
+
+    A bag of more than `max_len` n-grams keeps its `max_len` heaviest. The kept
+    weights are scaled to unit L2 norm, so long and short texts weigh alike.
+    Ids are stored as float32, exact below 2**24 (the vocabulary sizes' bound).
+    """
+    out = np.zeros((bags.shape[0], 2, max_len), dtype=np.float32)
+    for row in range(bags.shape[0]):
+        start, end = bags.indptr[row], bags.indptr[row + 1]
+        ids, weights = bags.indices[start:end], bags.data[start:end]
+        if len(ids) > max_len:
+            keep = np.sort(np.argsort(-weights, kind="stable")[:max_len])
+            ids, weights = ids[keep], weights[keep]
+        norm = float(np.sqrt((weights.astype(np.float64) ** 2).sum())) or 1.0
+        out[row, 0, : len(ids)] = ids + FIRST_TOKEN_ID
+        out[row, 1, : len(ids)] = weights / norm
     return out
 
 
 def prepare_texts(
-    texts: pd.Series, splits: dict[str, np.ndarray], data: dict[str, Any]
+    texts: pd.Series, splits: dict[str, np.ndarray], data: dict[str, Any], *, labels: np.ndarray
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Token id matrix, with a vocabulary fitted on the training texts only.
+    """Weighted n-gram bags of the texts, from counters and weights fitted on the training texts only.
 
-    `data` gives `vocab_size`, `max_len` and `ngrams`. Returns the matrix and
-    its meta.json entries: `preprocessing` and `vocabulary` (the tokens, in id order).
+    `data` is `text.data`: word n-grams up to `ngrams` (the `vocab_size` most
+    frequent) and, when `char_ngrams` > 0, character 2..`char_ngrams`-grams
+    (the `char_vocab_size` most frequent), weighted by sublinear tf-idf
+    (`_vectorizers`) and, with `weighting: nb_tfidf`, also by each n-gram's
+    naive Bayes log-count ratio (`nb_ratios`, from the training labels of
+    `labels`). N-grams unseen in training are left out. A bag keeps at most
+    `max_len` n-grams (`auto`: `auto_max_len`), scaled to unit norm (`pack_bags`).
+
+    Returns the (texts, 2, max_len) array and its meta.json entries:
+    `preprocessing` (with the `max_len` used and its `max_len_setting`) and
+    `vocabulary` (the n-grams, in id order; character n-grams marked `char:`).
     """
-    max_len = data["max_len"]
+    from scipy import sparse
+
     texts = texts.astype(str).tolist()
-    vectorizer = fit_vocabulary([texts[i] for i in splits["train"]], data["vocab_size"], data["ngrams"])
-    tokens = encode_texts(texts, vectorizer, max_len)
-    vocabulary = ["<pad>", "<unk>", *vectorizer.get_feature_names_out().tolist()]
-    lengths = (tokens != PAD_ID).sum(axis=1)
+    train_texts = [texts[i] for i in splits["train"]]
+    counters = [counter.fit(train_texts) for counter in _vectorizers(data)]
+    bags = sparse.hstack([counter.transform(texts) for counter in counters], format="csr", dtype=np.float32)
+    bags.sort_indices()
+    if data["weighting"] == "nb_tfidf":
+        y_train = labels[splits["train"]]
+        ratios = nb_ratios(bags[splits["train"]], y_train, int(labels.max()) + 1)
+        bags = bags.multiply(ratios[None, :]).tocsr().astype(np.float32)
+        bags.eliminate_zeros()
+    max_len = auto_max_len(bags[splits["train"]]) if data["max_len"] == "auto" else data["max_len"]
+    x = pack_bags(bags, max_len)
+    names = counters[0].get_feature_names_out().tolist()
+    if len(counters) > 1:
+        names += [f"char:{gram}" for gram in counters[1].get_feature_names_out().tolist()]
+    vocabulary = ["<pad>", *names]
+    sizes = _bag_sizes(bags)
     info = {
         "vocab_size": len(vocabulary),
-        "max_len": max_len,
         "ngrams": data["ngrams"],
-        "truncated_share": round(float((lengths == max_len).mean()), 4),
-        "unknown_share": round(float((tokens == UNKNOWN_ID).sum() / max(lengths.sum(), 1)), 4),
+        "char_ngrams": data["char_ngrams"],
+        "weighting": data["weighting"],
+        "max_len": max_len,
+        "max_len_setting": data["max_len"],
+        "truncated_share": round(float((sizes > max_len).mean()), 4),
+        "empty_share": round(float((sizes == 0).mean()), 4),
     }
-    return tokens, {"preprocessing": info, "vocabulary": vocabulary}
+    return x, {"preprocessing": info, "vocabulary": vocabulary}
 
 
 MIN_SPLIT_ROWS = 2  # a regression split needs two rows for its R^2
@@ -499,7 +585,8 @@ def prepare(
         "chance_accuracy": chance_accuracy(y[splits["train"]], y[splits["test"]]),
         "official_test": official is not None,
     }
-    x, entries = spec.featurize(features, splits, data)
+    labelled = {"labels": y} if spec.featurize_labels else {}
+    x, entries = spec.featurize(features, splits, data, **labelled)
     meta.update(entries)
     meta["input_shape"] = list(x.shape[1:])
     meta["splits"] = {

@@ -75,12 +75,13 @@ def _cnn_size(
 def _embedding_bag_size(
     dataset: str, data: dict[str, Any], cfg: TrainConfig, width: int, n_classes: int
 ) -> tuple[int, list[str]]:
-    """One embedding per vocabulary entry (and the padding and unknown ids), then the head."""
-    embedding = (data["vocab_size"] + 2) * cfg.embedding_dim
-    weights = embedding + _mlp_weights(cfg.embedding_dim, cfg.hidden, n_classes)
+    """One embedding per word and character n-gram kept (and the padding id), then the head."""
+    n_grams = data["vocab_size"] + (data["char_vocab_size"] if data["char_ngrams"] else 0)
+    weights = (n_grams + 1) * cfg.embedding_dim + _mlp_weights(cfg.embedding_dim, cfg.hidden, n_classes)
     return weights, [
         f"{dataset}.train.embedding_dim={cfg.embedding_dim}",
         f"{dataset}.data.vocab_size={data['vocab_size']}",
+        f"{dataset}.data.char_vocab_size={data['char_vocab_size']}",
     ]
 
 

