@@ -63,12 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         help="DVC's queue on this machine, or one Ray task per experiment (default: %(default)s)",
     )
     run.add_argument("--address", help="ray: the cluster, auto or HOST:PORT (default: Ray's own choice)")
-    run.add_argument(
-        "--cpus-per-trial", type=float, default=1.0, metavar="N", help="ray: CPUs per experiment (default 1)"
-    )
-    run.add_argument(
-        "--gpus-per-trial", type=float, default=0.0, metavar="G", help="ray: GPUs per experiment (default 0)"
-    )
+    run.add_argument("--cpus-per-trial", type=float, metavar="N", help="ray: CPUs per experiment (default 1)")
+    run.add_argument("--gpus-per-trial", type=float, metavar="G", help="ray: GPUs per experiment (default 0)")
     gather = study.add_parser("collect", help=f"write {collect.RESULTS_FILE} and {collect.CURVES_FILE}")
     gather.add_argument(
         "--force", action="store_true", help="replace results holding experiments the new ones lack"
@@ -106,11 +102,23 @@ def main(argv: list[str] | None = None) -> int:
         elif args.action == "run":
             if args.jobs is not None and args.jobs < 1:
                 raise spec.StudyError(f"--jobs: {args.jobs} is not allowed; expected an integer >= 1")
+            ray_only = {
+                "--address": args.address,
+                "--cpus-per-trial": args.cpus_per_trial,
+                "--gpus-per-trial": args.gpus_per_trial,
+            }
+            given = [option for option, value in ray_only.items() if value is not None]
+            if args.backend != "ray" and given:
+                raise spec.StudyError(f"{', '.join(given)}: only for --backend ray, not {args.backend}")
             remote = None
             try:
                 if args.backend == "ray":
                     found, outcomes = cluster.run(
-                        args.name, args.jobs, args.address, args.cpus_per_trial, args.gpus_per_trial
+                        args.name,
+                        args.jobs,
+                        args.address,
+                        1.0 if args.cpus_per_trial is None else args.cpus_per_trial,
+                        args.gpus_per_trial or 0.0,
                     )
                     counts, remote = Counter(outcome.status for outcome in outcomes), found.git
                 else:

@@ -26,6 +26,7 @@ and shuts Ray down if it started it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shutil
@@ -36,7 +37,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import chdir, suppress
+from contextlib import chdir, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -77,7 +78,7 @@ class Outcome:
     error: str = ""  # why it failed: the run's own `error:` line when it has one
     metrics: dict[str, Any] = field(default_factory=dict)  # DVC metrics file -> its data
     seconds: dict[str, float] = field(default_factory=dict)  # clone, pull, run, push
-    node: str = ""
+    node: str = ""  # the node it ran on, which the driver names when it failed
 
 
 def _git(*args: str, cwd: Path) -> str:
@@ -399,6 +400,56 @@ def trial(remotes: Remotes, baseline: str, experiment: spec.Experiment) -> Itera
     yield outcome  # once the clone is gone: the driver may end the study as soon as it hears
 
 
+def check_trial_resources(cpus: float, gpus: float) -> None:
+    """Refuse CPUs or GPUs per trial that Ray cannot reserve, before anything is checked or started.
+
+    Ray reserves a share of a CPU or GPU below 1, or a whole number of them.
+
+    Raises:
+        StudyError: names the option, its value and what is allowed.
+    """
+    for option, value, least in (("--cpus-per-trial", cpus, "> 0"), ("--gpus-per-trial", gpus, ">= 0")):
+        below = value <= 0 if option == "--cpus-per-trial" else value < 0
+        if not math.isfinite(value) or below or (value > 1 and not value.is_integer()):
+            raise spec.StudyError(
+                f"{option}: {value:g} is not allowed; expected a number {least}, "
+                "either a share below 1 (such as 0.5) or a whole number"
+            )
+
+
+@contextmanager
+def connected(address: str | None) -> Iterator[None]:
+    """Be connected to Ray inside the block: to `address` unless this process is already.
+
+    Ray is shut down when the block ends, however it ends, if it was started here.
+
+    Raises:
+        RuntimeError: no Ray cluster at `address`.
+    """
+    if ray.is_initialized():
+        yield
+        return
+    try:
+        ray.init(address=address)
+    except (ConnectionError, ValueError) as err:
+        raise RuntimeError(
+            f"--address: no Ray cluster at {address} ({_last_line(err)}); expected auto, HOST:PORT of a "
+            "running head node (`ray start --head`), or local for a new instance on this machine"
+        ) from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def remote_trial(cpus: float, gpus: float) -> Any:
+    """`trial` as a Ray task reserving `cpus` and `gpus`, run again up to `RETRIES` times if its worker dies.
+
+    The task is a generator: it yields its node's name when it starts, then its Outcome.
+    """
+    return ray.remote(trial).options(num_cpus=cpus, num_gpus=gpus, max_retries=RETRIES)
+
+
 def _check_resources(cpus: float, gpus: float) -> None:
     """Refuse a trial no node of the cluster can hold.
 
@@ -460,7 +511,8 @@ def follow(
 
     Raises:
         KeyboardInterrupt: on Ctrl-C, after the trials in flight were cancelled
-            (`_cancel`) and one line said what and how to resume.
+            (`_cancel`) and one line said what and how to resume. Any other
+            exception also cancels the trials in flight first.
     """
     states = {experiment.name: QUEUED for experiment in missing}
     waiting, flying, outcomes, shown = list(missing), {}, [], Counter()
@@ -488,19 +540,21 @@ def follow(
                         states[name] = news.status
                         outcomes.append(news)
                         if news.status == FAILED:
-                            tqdm.write(f"experiment {name} failed: {news.error}")
+                            where = f" on node {news.node}" if news.node else ""
+                            tqdm.write(f"experiment {name} failed{where}: {news.error}")
                     else:
                         states[name] = RUNNING
-    except KeyboardInterrupt:
+    except BaseException as err:  # Ctrl-C, or the driver losing the cluster: no trial goes on unwatched
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
         try:
             stopped = _cancel(flying)
-            print(
-                f"interrupted: cancelled {stopped} trial(s), their runs stopped and scratch clones removed; "
-                f"{len(waiting)} not started; "
-                f"resume with `python -m tuninglab study run {study} --backend ray`",
-                file=sys.stderr,
-            )
+            if isinstance(err, KeyboardInterrupt):
+                print(
+                    f"interrupted: cancelled {stopped} trial(s), their runs stopped and scratch clones "
+                    f"removed; {len(waiting)} not started; "
+                    f"resume with `python -m tuninglab study run {study} --backend ray`",
+                    file=sys.stderr,
+                )
         finally:
             signal.signal(signal.SIGINT, previous)
         raise
@@ -538,10 +592,7 @@ def run(
         RuntimeError: the Ray cluster cannot be reached.
         KeyboardInterrupt: on Ctrl-C, once every trial is stopped.
     """
-    if cpus <= 0 or gpus < 0:
-        raise spec.StudyError(
-            f"--cpus-per-trial {cpus:g} / --gpus-per-trial {gpus:g}: expected CPUs > 0, GPUs >= 0"
-        )
+    check_trial_resources(cpus, gpus)
     runner.check_workspace(cwd)
     baseline_params = runner.head_params(cwd)
     planned = spec.plan(name, cwd / spec.STUDIES_FILE, baseline_params)
@@ -552,27 +603,16 @@ def run(
     there = on_remote(found.git_url, baseline, cwd)
     check_settings(planned, there, baseline, found.git, cwd)
     missing = [experiment for experiment in planned if experiment.name not in there]
-    started = not ray.is_initialized()
-    if started:
-        try:
-            ray.init(address=address)
-        except ConnectionError as err:
-            raise RuntimeError(
-                f"no Ray cluster at {address}: {err}; start one with `ray start --head`"
-            ) from None
-    try:
+    with connected(address):
         _check_resources(cpus, gpus)
         print(
             f"study {name}: {len(planned)} experiments, {len(planned) - len(missing)} already on git remote "
             f"{found.git}, {len(missing)} queued on Ray ({cpus:g} CPU, {gpus:g} GPU each)"
         )
-        task = ray.remote(trial).options(num_cpus=cpus, num_gpus=gpus, max_retries=RETRIES)
+        task = remote_trial(cpus, gpus)
         outcomes = follow(
             name, missing, len(planned) - len(missing), lambda e: task.remote(found, baseline, e), jobs
         )
-    finally:
-        if started:
-            ray.shutdown()
     return found, outcomes
 
 
@@ -581,5 +621,15 @@ def pull_experiments(git: str, rev: str = "HEAD", cwd: Path = Path()) -> None:
 
     What `study collect` reads (params, metrics, details, histories) is in
     git; `dvc exp pull <remote> <name>` fetches an experiment's models too.
+
+    Raises:
+        StudyError: `git` is not a git remote of this repository; names those it has.
+        RuntimeError: dvc exp pull failed, with its last error line.
     """
+    names = _git("remote", cwd=cwd).split()
+    if git not in names:
+        raise spec.StudyError(
+            f"--remote: {git!r} is not a git remote of this repository; expected one of: "
+            + (", ".join(names) or "none (git remote add origin <url>)")
+        )
     collect.dvc("exp", "pull", "--no-cache", "--rev", rev, git, cwd=cwd)
