@@ -3,8 +3,10 @@
     python -m tuninglab show                   this commit's experiments: what each changed, test accuracy
     python -m tuninglab study plan NAME        list a study's experiments as dvc commands
     python -m tuninglab study run NAME -j 2    queue what is missing, run it, collect
+    python -m tuninglab study run NAME --backend ray --address auto   ... on a Ray cluster, one task each
     python -m tuninglab study collect          write results/experiments.csv and results/curves.csv
     python -m tuninglab study collect --rev C  ... from the experiments of baseline commit C instead of HEAD
+    python -m tuninglab study collect --remote origin   ... after pulling them from a git remote
     python -m tuninglab report                 write reports/ from the collected results
 
 Studies are declared in studies.yaml.
@@ -15,15 +17,18 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections import Counter
 from pathlib import Path
 
 from tuninglab.lab import params
 from tuninglab.report import build, results
 from tuninglab.schema import FAILED, SUCCESS
-from tuninglab.studies import collect, runner, show, spec
+from tuninglab.studies import cluster, collect, runner, show, spec
 
 
-def _collect(force: bool = False, rev: str = "HEAD") -> None:
+def _collect(force: bool = False, rev: str = "HEAD", remote: str | None = None) -> None:
+    if remote:
+        cluster.pull_experiments(remote, rev)
     kinds = {
         name: study.get("kind", "") if isinstance(study, dict) else "" for name, study in spec.load().items()
     }
@@ -46,9 +51,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     plan = study.add_parser("plan", help="list a study's experiments and their dvc commands")
     plan.add_argument("name", help="a study of studies.yaml")
-    run = study.add_parser("run", help="run a study on DVC's queue, then collect")
+    run = study.add_parser("run", help="run a study on DVC's queue or a Ray cluster, then collect")
     run.add_argument("name", help="a study of studies.yaml")
-    run.add_argument("-j", "--jobs", type=int, default=1, help="parallel workers (default 1)")
+    run.add_argument(
+        "-j", "--jobs", type=int, help="parallel workers (default 1; on Ray: as many as the cluster holds)"
+    )
+    run.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="DVC's queue on this machine, or one Ray task per experiment (default: %(default)s)",
+    )
+    run.add_argument("--address", help="ray: the cluster, auto or HOST:PORT (default: Ray's own choice)")
+    run.add_argument("--cpus-per-trial", type=float, metavar="N", help="ray: CPUs per experiment (default 1)")
+    run.add_argument("--gpus-per-trial", type=float, metavar="G", help="ray: GPUs per experiment (default 0)")
     gather = study.add_parser("collect", help=f"write {collect.RESULTS_FILE} and {collect.CURVES_FILE}")
     gather.add_argument(
         "--force", action="store_true", help="replace results holding experiments the new ones lack"
@@ -58,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         default="HEAD",
         help="the baseline commit whose experiments to collect (default: %(default)s)",
     )
+    gather.add_argument("--remote", help="first pull the experiments from this git remote (dvc exp pull)")
     writer = commands.add_parser("report", help="write the study report from the collected results")
     writer.add_argument("--results", type=Path, default=results.RESULTS_DIR, help="default: %(default)s")
     writer.add_argument(
@@ -83,16 +100,35 @@ def main(argv: list[str] | None = None) -> int:
                 command = ["dvc", "exp", "run", "--queue", "-n", experiment.name, *experiment.set_args()]
                 print(shlex.join(command))
         elif args.action == "run":
-            if args.jobs < 1:
+            if args.jobs is not None and args.jobs < 1:
                 raise spec.StudyError(f"--jobs: {args.jobs} is not allowed; expected an integer >= 1")
+            ray_only = {
+                "--address": args.address,
+                "--cpus-per-trial": args.cpus_per_trial,
+                "--gpus-per-trial": args.gpus_per_trial,
+            }
+            given = [option for option, value in ray_only.items() if value is not None]
+            if args.backend != "ray" and given:
+                raise spec.StudyError(f"{', '.join(given)}: only for --backend ray, not {args.backend}")
+            remote = None
             try:
-                counts = runner.run(args.name, args.jobs)
+                if args.backend == "ray":
+                    found, outcomes = cluster.run(
+                        args.name,
+                        args.jobs,
+                        args.address,
+                        1.0 if args.cpus_per_trial is None else args.cpus_per_trial,
+                        args.gpus_per_trial or 0.0,
+                    )
+                    counts, remote = Counter(outcome.status for outcome in outcomes), found.git
+                else:
+                    counts = runner.run(args.name, args.jobs or 1)
             except KeyboardInterrupt:  # the runner stopped its workers and said how to resume
                 return 130
             print(f"study {args.name}: {counts[SUCCESS]} succeeded, {counts[FAILED]} failed")
-            _collect()
+            _collect(remote=remote)
         else:
-            _collect(force=args.force, rev=args.rev)
+            _collect(force=args.force, rev=args.rev, remote=args.remote)
     except (
         spec.StudyError,
         params.ParamError,
@@ -100,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         collect.OverwriteError,
         RuntimeError,
     ) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print("\n".join(f"error: {line}" for line in str(err).splitlines()), file=sys.stderr)
         return 2
     return 0
 

@@ -297,6 +297,14 @@ def _counts(records: list[dict[str, Any]], names: set[str]) -> Counter:
     return Counter(record["state"] for record in records if record["name"] in names)
 
 
+def progress(bar: tqdm, counts: Counter) -> None:
+    """Show a study's state counts on its progress bar: ended ones as progress, then each count."""
+    bar.update(sum(counts[s] for s in ENDED_STATES) - bar.n)
+    bar.set_postfix(
+        done=counts[SUCCESS], failed=counts[FAILED], running=counts[RUNNING], remaining=counts[QUEUED]
+    )
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C while a study is followed; `pending`: what the last look found queued or running."""
 
@@ -338,13 +346,7 @@ def wait(names: set[str], jobs: int, cwd: Path = Path(), poll: float = POLL_SECO
                         found.discard(record["name"])
                 suspects = found
                 counts = _counts(records, names)
-                bar.update(sum(counts[s] for s in ENDED_STATES) - bar.n)
-                bar.set_postfix(
-                    done=counts[SUCCESS],
-                    failed=counts[FAILED],
-                    running=counts[RUNNING],
-                    remaining=counts[QUEUED],
-                )
+                progress(bar, counts)
                 unseen = names - {record["name"] for record in records}
                 unseen_looks = unseen_looks + 1 if unseen else 0
                 if not counts[QUEUED] + counts[RUNNING] and (not unseen or unseen_looks >= UNSEEN_LOOKS):
