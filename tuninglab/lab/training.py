@@ -227,21 +227,25 @@ def crop_flip_augmenter(strength: float, fill: torch.Tensor, generator: torch.Ge
     """The CIFAR set: a random crop of each image padded by 4 pixels a side, and a horizontal flip of half.
 
     The padding is `round(4 * strength)` pixels of `fill` (one value per
-    channel); a whole batch is cropped and flipped at once on its device.
+    channel); a whole batch is cropped and flipped at once on its device, by
+    one gather of each output pixel's source pixel (the flip reverses the
+    columns it reads).
     """
     pad = round(4 * strength)
 
     def augment(batch: torch.Tensor) -> torch.Tensor:
         n, channels, height, width = batch.shape
-        padded = fill.view(1, -1, 1, 1).expand(n, channels, height + 2 * pad, width + 2 * pad).clone()
+        wide = width + 2 * pad
+        padded = fill.view(1, -1, 1, 1).expand(n, channels, height + 2 * pad, wide).clone()
         padded[:, :, pad : pad + height, pad : pad + width] = batch
         top, left = torch.randint(0, 2 * pad + 1, (2, n), generator=generator, device=generator.device)
-        rows = (top[:, None] + torch.arange(height, device=batch.device))[:, None, :, None]
-        cols = (left[:, None] + torch.arange(width, device=batch.device))[:, None, None, :]
-        images = torch.arange(n, device=batch.device)[:, None, None, None]
-        cropped = padded[images, torch.arange(channels, device=batch.device)[None, :, None, None], rows, cols]
         flip = torch.rand(n, generator=generator, device=generator.device) < 0.5
-        return torch.where(flip[:, None, None, None], cropped.flip(3), cropped)
+        columns = torch.arange(width, device=batch.device)
+        columns = torch.where(flip[:, None], columns.flip(0), columns) + left[:, None]
+        rows = top[:, None] + torch.arange(height, device=batch.device)
+        source = (rows[:, :, None] * wide + columns[:, None, :]).view(n, 1, height * width)
+        cropped = padded.view(n, channels, -1).gather(2, source.expand(n, channels, -1))
+        return cropped.view(n, channels, height, width)
 
     return augment
 
