@@ -286,6 +286,7 @@ MEASURES: dict[str, Callable[[int], list[Row]]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the parts asked for and print one line per measurement, with its target where it has one."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.speed",
         description=__doc__,
