@@ -174,14 +174,16 @@ def _lab_epoch(setup: dict[str, Any], augment: Callable | None = None) -> float:
 
 
 def _bare_epoch(setup: dict[str, Any]) -> float:
-    """Seconds of one epoch of a plain PyTorch loop: shuffled slices, forward, loss, backward, step."""
+    """Seconds of one epoch of a plain PyTorch loop: shuffled slices, forward, backward, torch's step."""
     import torch
 
     from tuninglab.lab import training
 
     cfg, model = setup["cfg"], copy.deepcopy(setup["model"])
     loss_fn = setup["task"].losses[cfg.loss]
-    optimizer = training.OPTIMIZERS[cfg.optimizer](model.parameters(), cfg)
+    lab_optimizer = training.OPTIMIZERS[cfg.optimizer](model.parameters(), cfg)
+    torch_class = type(lab_optimizer).__mro__[1]  # torch's own optimizer (`training.eager`)
+    optimizer = torch_class(model.parameters(), **lab_optimizer.defaults)
     x, y = setup["x"], setup["y"]
     model.train()
     start = time.perf_counter()

@@ -18,6 +18,7 @@ import pytest
 from sklearn import metrics as sk
 
 from tests.conftest import ROOT
+from tests.conftest import train_config as training_config
 from tuninglab.lab import evaluation
 from tuninglab.lab.files import table_text, write_table
 
@@ -112,3 +113,58 @@ def test_a_stage_imports_only_what_it_uses(module, absent):
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("name", "settings"),
+    [
+        ("sgd", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
+        ("adam", {"lr": 0.01, "weight_decay": 0.001}),
+        ("rmsprop", {"lr": 0.01, "momentum": 0.5, "weight_decay": 0.0}),
+    ],
+)
+def test_the_lab_optimizers_step_as_torchs_own(name, settings):
+    """The optimizers that skip torch._dynamo's import compute torch's steps bit for bit."""
+    import copy
+
+    import torch
+
+    from tuninglab.lab import training
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    x, y = torch.randn(64, 5), torch.randint(0, 3, (64,))
+    lab_class = type(training.OPTIMIZERS[name](model.parameters(), training_config(**settings)))
+    trained = []
+    for optimizer_class in (lab_class, lab_class.__mro__[1]):
+        copied = copy.deepcopy(model)
+        optimizer = optimizer_class(copied.parameters(), **settings)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5)
+        for start in range(0, 64, 8):
+            loss = torch.nn.functional.cross_entropy(copied(x[start : start + 8]), y[start : start + 8])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+        trained.append((copied.state_dict(), optimizer.state_dict()))
+    assert lab_class.__mro__[1] is getattr(torch.optim, lab_class.__name__)
+    (lab_weights, lab_state), (torch_weights, torch_state) = trained
+    assert all(torch.equal(lab_weights[k], torch_weights[k]) for k in torch_weights)
+    assert lab_state["param_groups"] == torch_state["param_groups"]
+
+
+def test_training_imports_no_torch_dynamo():
+    """torch.optim imports torch._dynamo (seconds) at the first step; the lab's training does not."""
+    code = (
+        "import sys; from tests.conftest import blobs, split_arrays, train_config; "
+        "from tuninglab.lab import training; import torch; "
+        "arrays = split_arrays(*blobs()); "
+        "meta = {'classes': ['a', 'b', 'c'], 'input_shape': [arrays['x_train'].shape[1]]}; "
+        "cfg = train_config(epochs=2, scheduler='plateau'); "
+        "training.train('tabular', arrays, meta, cfg, torch.device('cpu')); "
+        "print('torch._dynamo' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
