@@ -8,8 +8,8 @@ Parts (each selectable with `--parts`; all by default), each a median over `--re
 - stages: each train stage run whole on the workspace's prepared data, in a
   scratch folder (the workspace's metrics and plots are left alone): its wall
   time, the training time it reports (`train_time_s`), the difference (the
-  stage's start-up and writing) and its peak RSS, from `os.wait4` (the
-  child's own `ru_maxrss`, as `resource.getrusage(RUSAGE_CHILDREN)` reports it).
+  stage's start-up and writing) and its peak RSS
+  (`resource.getrusage(RUSAGE_CHILDREN)` in a small launcher process).
 - loop: samples/s of the lab's training epoch (`training.train_epoch`) for the
   image CNN and the text model against a bare PyTorch loop over the same model,
   batch and data, alternated in this process.
@@ -55,6 +55,13 @@ TARGETS = {
 }
 
 Row = tuple[str, float, str]  # what, value, unit or target note
+
+# Runs the command in its arguments; prints its wall seconds and its peak RSS in KiB (the largest child's).
+LAUNCHER = (
+    "import resource, subprocess, sys, time; start = time.perf_counter(); "
+    "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+    "print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
 
 
 def _verdict(key: str, value: float) -> str:
@@ -116,16 +123,23 @@ def stages(repeats: int) -> list[Row]:
                 command = [sys.executable, "-m", "stages.train", dataset, str(_prepared(dataset))]
                 command.append(str(scratch / "models" / dataset))
                 env = {**ENV, "PYTHONPATH": str(ROOT)}
-                start = time.perf_counter()
-                child = subprocess.Popen(command, cwd=scratch, env=env, stdout=subprocess.DEVNULL)
-                _, status, usage = os.wait4(child.pid, 0)
-                walls.append(time.perf_counter() - start)
-                child.returncode = os.waitstatus_to_exitcode(status)
-                if child.returncode != 0:
-                    raise RuntimeError(f"{' '.join(command)} failed with exit code {child.returncode}")
+                # A small launcher starts the stage: a child's peak RSS counts the memory of the process
+                # it was forked from, and this one holds the other parts' data and models.
+                launched = subprocess.run(
+                    [sys.executable, "-c", LAUNCHER, *command],
+                    cwd=scratch,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                )
+                if launched.returncode != 0:
+                    lines = (launched.stderr or launched.stdout).strip().splitlines() or ["no output"]
+                    raise RuntimeError(f"{' '.join(command)} failed: {lines[-1]}")
+                seconds, kib = launched.stdout.split()
+                walls.append(float(seconds))
+                rss.append(int(kib) / 1024)  # ru_maxrss is in KiB on Linux
                 summary = read_json(scratch / schema.metrics_path(dataset, "train"))[dataset]
                 trains.append(summary["train_time_s"])
-                rss.append(usage.ru_maxrss / 1024)  # KiB on Linux
         wall, train = statistics.median(walls), statistics.median(trains)
         rows += [
             (f"{dataset}: train stage wall", wall, "s"),
@@ -203,6 +217,7 @@ def loop(repeats: int) -> list[Row]:
     rows: list[Row] = []
     for dataset in LOOP_DATASETS:
         setup = _setup(dataset)
+        _lab_epoch(setup), _bare_epoch(setup)  # warm-up: first-call costs (allocations, lazy imports) untimed
         lab, bare = [], []
         for _ in range(repeats):
             lab.append(_lab_epoch(setup))
@@ -231,6 +246,7 @@ def augment(repeats: int) -> list[Row]:
     cfg = setup["cfg"]
     fill = setup["x"].amin(dim=(0, 2, 3))
     rows: list[Row] = []
+    _lab_epoch(setup)  # warm-up
     for name, make in training.AUGMENTERS.items():
         ratios = []
         for _ in range(repeats):
