@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Stage commands call `python` and `dvc`: make them the environment's own.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test test-fast lint bench bench-study notebooks report
+.PHONY: install run test test-fast lint bench bench-study bench-speed notebooks report
 
 # The pinned packages, then the lab itself as an editable package (`import tuninglab` works from
 # anywhere: notebooks, scripts); DVC's stage commands still run the checkout's own code.
@@ -44,6 +44,13 @@ bench: install
 
 bench-study: install
 	python -m benchmarks.study ofat
+
+# Imports, train stage start-up and memory, the training loop against a bare one, augmentation and the
+# fixed cost of an experiment; PARTS=loop,augment REPEATS=3 for a quick subset (needs `make run` first).
+PARTS ?= imports,stages,loop,augment,fixed
+REPEATS ?= 5
+bench-speed: install
+	python -m benchmarks.speed --parts $(PARTS) --repeats $(REPEATS)
 
 # Execute the experiment notebooks on results/ (TUNINGLAB_RESULTS=DIR reads another folder) into
 # notebooks/executed/, leaving the committed ones without outputs.

@@ -13,11 +13,9 @@ Usage: python -m stages.train DATASET PREPARED_DIR MODEL_DIR
 from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
-
 from tuninglab import schema
 from tuninglab.lab import datasets, evaluation, models, params, training
-from tuninglab.lab.files import atomic_dir, load_arrays, write_csv, write_json
+from tuninglab.lab.files import atomic_dir, load_arrays, write_json, write_table
 from tuninglab.lab.stage import run_stage
 
 QUALITY = {datasets.CLASSIFICATION: "acc", datasets.REGRESSION: "R^2"}  # the history's accuracy columns
@@ -59,8 +57,9 @@ def main(dataset: str, prepared_dir: Path, model_dir: Path) -> None:
     with atomic_dir(model_dir) as out:
         models.save(out, model, dataset, cfg, meta, spec.name)
     test, rows = evaluation.EVALUATORS[task](model, arrays["x_test"], arrays["y_test"], cfg, meta)
-    write_csv(schema.plots_path(dataset, "history"), pd.DataFrame(history, columns=schema.HISTORY_COLUMNS))
-    write_csv(schema.plots_path(dataset, schema.TEST_PLOT_OF[task]), rows)
+    columns = {k: [row[k] for row in history] for k in schema.HISTORY_COLUMNS}
+    write_table(schema.plots_path(dataset, "history"), columns)
+    write_table(schema.plots_path(dataset, schema.TEST_PLOT_OF[task]), rows)
     details = {**summary, "test_loss": test["test_loss"]}
     write_json(schema.metrics_path(dataset, "details"), {k: details[k] for k in schema.DETAILS})
     write_json(

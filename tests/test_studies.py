@@ -119,7 +119,9 @@ def test_plan_command_prints_queue_commands(tmp_path, monkeypatch, capsys, defau
     )
     monkeypatch.chdir(tmp_path)
     assert main(["study", "plan", "lrs"]) == 0
-    assert capsys.readouterr().out == "dvc exp run --queue -n lrs-lr-0.1 -S train.lr=0.1\n"
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "dvc exp run --queue -n lrs-lr-0.1 -S train.lr=0.1"
+    assert out[1].startswith("no wall-time estimate: metrics/") and "run `dvc repro`" in out[1]
     assert main(["study", "plan", "nope"]) == 2
     assert "no study named 'nope'; studies: lrs" in capsys.readouterr().err
 

@@ -1,7 +1,7 @@
 """Command line of the lab's studies.
 
     python -m tuninglab show                   this commit's experiments: what each changed, test accuracy
-    python -m tuninglab study plan NAME        list a study's experiments as dvc commands
+    python -m tuninglab study plan NAME -j 2   list a study's experiments as dvc commands, estimate its time
     python -m tuninglab study run NAME -j 2    queue what is missing, run it, collect
     python -m tuninglab study run NAME --backend ray --address auto   ... on a Ray cluster, one task each
     python -m tuninglab study collect          write results/experiments.csv and results/curves.csv
@@ -23,7 +23,7 @@ from pathlib import Path
 from tuninglab.lab import params
 from tuninglab.report import build, results
 from tuninglab.schema import FAILED, SUCCESS
-from tuninglab.studies import cluster, collect, runner, show, spec
+from tuninglab.studies import cluster, collect, estimate, runner, show, spec
 
 
 def _collect(force: bool = False, rev: str = "HEAD", remote: str | None = None) -> None:
@@ -40,6 +40,12 @@ def _collect(force: bool = False, rev: str = "HEAD", remote: str | None = None) 
     print(f"{collect.CURVES_FILE}: per-epoch curves of the finished runs")
 
 
+def _check_jobs(jobs: int) -> None:
+    """Refuse a worker count below 1 before any work starts."""
+    if jobs < 1:
+        raise spec.StudyError(f"--jobs: {jobs} is not allowed; expected an integer >= 1")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tuninglab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -51,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     plan = study.add_parser("plan", help="list a study's experiments and their dvc commands")
     plan.add_argument("name", help="a study of studies.yaml")
+    plan.add_argument("-j", "--jobs", type=int, default=1, help="workers the estimate assumes (default 1)")
     run = study.add_parser("run", help="run a study on DVC's queue or a Ray cluster, then collect")
     run.add_argument("name", help="a study of studies.yaml")
     run.add_argument(
@@ -96,12 +103,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(replaced)
             print(f"{args.out}: summary.md, summary.html, explorer.html and the tables written")
         elif args.action == "plan":
-            for experiment in spec.plan(args.name):
+            _check_jobs(args.jobs)
+            baseline = params.load()
+            experiments = spec.plan(args.name, baseline=baseline)
+            for experiment in experiments:
                 command = ["dvc", "exp", "run", "--queue", "-n", experiment.name, *experiment.set_args()]
                 print(shlex.join(command))
+            try:
+                print(estimate.describe(experiments, baseline, args.jobs))
+            except spec.StudyError as err:  # the plan stands without an estimate
+                print(f"no wall-time estimate: {err}")
         elif args.action == "run":
-            if args.jobs is not None and args.jobs < 1:
-                raise spec.StudyError(f"--jobs: {args.jobs} is not allowed; expected an integer >= 1")
+            if args.jobs is not None:
+                _check_jobs(args.jobs)
             ray_only = {
                 "--address": args.address,
                 "--cpus-per-trial": args.cpus_per_trial,

@@ -1,8 +1,12 @@
 """Score a trained model on the held-out test split.
 
 `EVALUATORS`, keyed by a dataset spec's task, gives its test metrics
-(`tuninglab.schema.TEST_METRICS_OF`, and the test loss) and the rows of its
+(`tuninglab.schema.TEST_METRICS_OF`, and the test loss) and the columns of its
 test plot: the confusion rows of a classifier, the predictions of a regression.
+
+The metrics are computed here with numpy, as scikit-learn's `sklearn.metrics`
+computes them (the tests compare the two): importing scikit-learn would add
+seconds to every train stage's start-up.
 """
 
 from __future__ import annotations
@@ -13,17 +17,55 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
-from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error, r2_score
 from torch import nn
 
 from tuninglab.lab import datasets
+from tuninglab.lab.files import Columns
 from tuninglab.lab.params import TrainConfig
 from tuninglab.lab.training import LOSSES, REGRESSION_LOSSES, predict, predicted_variance
 
 INTERVAL = 0.90  # the predictive interval whose coverage a gaussian_nll model reports
 Z_INTERVAL = NormalDist().inv_cdf(0.5 + INTERVAL / 2)  # its half-width in standard deviations (1.645)
+
+
+def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts of (actual, predicted) class id pairs, ids 0..n_classes-1: row = actual, column = predicted."""
+    pairs = np.asarray(actual, dtype=np.int64) * n_classes + np.asarray(predicted, dtype=np.int64)
+    return np.bincount(pairs, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def accuracy(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """The share of rows whose predicted class is the actual one."""
+    return float(np.mean(np.asarray(actual) == np.asarray(predicted)))
+
+
+def macro_f1(actual: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
+    """The unweighted mean of each class's F1 score, 2 TP / (2 TP + FP + FN).
+
+    Over the classes that occur among the actual or the predicted ones, as
+    `sklearn.metrics.f1_score(average="macro")` counts them.
+    """
+    matrix = confusion_matrix(actual, predicted, n_classes)
+    hits = np.diag(matrix).astype(np.float64)
+    either = matrix.sum(axis=1).astype(np.float64) + matrix.sum(axis=0)  # 2 TP + FP + FN
+    present = either > 0
+    return float(np.mean(2.0 * hits[present] / either[present]))
+
+
+def r2(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """The coefficient of determination: 1 - squared errors / squared deviations from the actual mean."""
+    return float(1 - np.sum((actual - predicted) ** 2) / np.sum((actual - np.mean(actual)) ** 2))
+
+
+def rmse(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """The root of the mean squared error."""
+    return math.sqrt(float(np.mean((actual - predicted) ** 2)))
+
+
+def mae(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """The mean absolute error."""
+    return float(np.mean(np.abs(predicted - actual)))
 
 
 def test_metrics(
@@ -39,26 +81,26 @@ def test_metrics(
     target = torch.from_numpy(y)
     predicted = logits.argmax(dim=1).numpy()
     metrics = {
-        "test_accuracy": round(float(accuracy_score(y, predicted)), 6),
-        "macro_f1": round(float(f1_score(y, predicted, average="macro")), 6),
+        "test_accuracy": round(accuracy(y, predicted), 6),
+        "macro_f1": round(macro_f1(y, predicted, logits.shape[1]), 6),
         "chance_accuracy": chance_accuracy,
         "test_loss": round(LOSSES[cfg.loss](logits, target).item(), 6),
     }
     return metrics, predicted
 
 
-def confusion_rows(y: np.ndarray, predicted: np.ndarray, classes: list[str]) -> pd.DataFrame:
-    """One row per test example with its actual and predicted class name.
+def confusion_rows(y: np.ndarray, predicted: np.ndarray, classes: list[str]) -> Columns:
+    """One row per test example with its actual and predicted class name, as columns.
 
     This is the layout DVC's confusion-matrix plot template reads.
     """
     names = np.asarray(classes)
-    return pd.DataFrame({"actual": names[y], "predicted": names[predicted]})
+    return {"actual": names[y], "predicted": names[predicted]}
 
 
 def classification_results(
     model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig, meta: dict[str, Any]
-) -> tuple[dict[str, Any], pd.DataFrame]:
+) -> tuple[dict[str, Any], Columns]:
     """A classifier's test metrics (`test_metrics`) and its confusion rows."""
     metrics, predicted = test_metrics(model, x, y, cfg, meta["chance_accuracy"])
     return metrics, confusion_rows(y, predicted, meta["classes"])
@@ -71,7 +113,7 @@ def gaussian_nll(actual: np.ndarray, mean: np.ndarray, std: np.ndarray) -> float
 
 def regression_results(
     model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig, meta: dict[str, Any]
-) -> tuple[dict[str, Any], pd.DataFrame]:
+) -> tuple[dict[str, Any], Columns]:
     """A regression's test metrics and its prediction rows, on the scale the model fits.
 
     The prepared targets are standardized (`meta["target"]`: the training
@@ -91,11 +133,11 @@ def regression_results(
     predicted = outputs[:, 0].double().numpy() * scale + center
     undo = np.exp if target["log"] else np.asarray
     metrics: dict[str, Any] = {
-        "test_r2": round(float(r2_score(actual, predicted)), 6),
-        "test_rmse": round(math.sqrt(mean_squared_error(actual, predicted)), 6),
-        "test_mae": round(float(mean_absolute_error(actual, predicted)), 6),
-        "rmse_original": round(math.sqrt(mean_squared_error(undo(actual), undo(predicted))), 6),
-        "mae_original": round(float(mean_absolute_error(undo(actual), undo(predicted))), 6),
+        "test_r2": round(r2(actual, predicted), 6),
+        "test_rmse": round(rmse(actual, predicted), 6),
+        "test_mae": round(mae(actual, predicted), 6),
+        "rmse_original": round(rmse(undo(actual), undo(predicted)), 6),
+        "mae_original": round(mae(undo(actual), undo(predicted)), 6),
         "chance_r2": meta["chance_r2"],
         "test_nll": None,
         "coverage_90": None,
@@ -107,13 +149,12 @@ def regression_results(
         std = np.sqrt(predicted_variance(outputs).double().numpy()) * scale
         metrics["test_nll"] = round(gaussian_nll(actual, predicted, std), 6)
         metrics["coverage_90"] = round(float(np.mean(error <= Z_INTERVAL * std)), 6)
-    rows = pd.DataFrame({"actual": actual, "predicted": predicted, "std": std, "abs_error": error})
-    return metrics, rows
+    return metrics, {"actual": actual, "predicted": predicted, "std": std, "abs_error": error}
 
 
 # Keyed by a dataset spec's task: (model, test inputs, test targets, settings, prepared meta) ->
-# (test metrics with the test loss, the rows of its test plot).
-EVALUATORS: dict[str, Callable[..., tuple[dict[str, Any], pd.DataFrame]]] = {
+# (test metrics with the test loss, the columns of its test plot).
+EVALUATORS: dict[str, Callable[..., tuple[dict[str, Any], Columns]]] = {
     datasets.CLASSIFICATION: classification_results,
     datasets.REGRESSION: regression_results,
 }

@@ -4,16 +4,22 @@
 folder, which DVC deletes before the stage runs anyway. A folder a user names
 (the report's `--out`) goes through `tuninglab.owned.owned_dir`, which
 replaces only what the lab wrote there.
+
+`write_table` writes a CSV with the standard library, byte for byte as
+pandas' `to_csv(index=False)` would: the train stage writes its plots without
+importing pandas, which costs a second of start-up.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +28,9 @@ import numpy as np
 
 if TYPE_CHECKING:
     import pandas as pd
+
+# A table as columns: name -> one value per row (a numpy array or a list), every column of one length.
+Columns = Mapping[str, "np.ndarray | Sequence[Any]"]
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -51,6 +60,34 @@ def write_json(path: Path, data: Any) -> None:
 def write_csv(path: Path, frame: pd.DataFrame) -> None:
     """Write a table as CSV without its index, atomically."""
     write_text(path, frame.to_csv(index=False))
+
+
+def _csv_field(value: Any) -> Any:
+    """A cell as pandas writes it: NaN and None empty, a float as its shortest round-trip repr."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return repr(value) if isinstance(value, float) else value
+
+
+def table_text(columns: Columns) -> str:
+    """The CSV text of a table given as columns: a header line, then one line per row.
+
+    Fields are quoted only where needed and lines end in a newline, as with
+    pandas' `DataFrame(columns).to_csv(index=False)`.
+    """
+    lists = [np.asarray(values).tolist() for values in columns.values()]
+    if len({len(values) for values in lists}) > 1:
+        raise ValueError(f"columns of different lengths: {dict(zip(columns, map(len, lists), strict=True))}")
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([_csv_field(v) for v in row] for row in zip(*lists, strict=True))
+    return out.getvalue()
+
+
+def write_table(path: Path, columns: Columns) -> None:
+    """Write a table given as columns (`table_text`) to `path` as CSV, atomically."""
+    write_text(path, table_text(columns))
 
 
 def read_json(path: Path) -> Any:

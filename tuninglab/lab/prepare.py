@@ -9,8 +9,8 @@ Classification splits are stratified by class; a regression's numeric target
 is split at random (`prepare_regression`) with the same shares and seed.
 
 The dataset registry names this module's readers and preprocessors, so
-scikit-learn is imported where it is used: the check_params stage reads the
-registry and needs none of it.
+pandas and scikit-learn are imported where they are used: the check_params
+and train stages read the registry and need neither.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from tuninglab.lab.sources import REVIEW_SPLIT, TARGET, DataSourceError
 
 if TYPE_CHECKING:
+    import pandas as pd
     from scipy import sparse
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -217,6 +217,8 @@ def _standardize(features: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, d
 
 def read_table(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     """A CSV of feature columns and a `label` column: the whole table and its labels."""
+    import pandas as pd
+
     frame = pd.read_csv(path)
     return frame, frame["label"].to_numpy()
 
@@ -235,6 +237,8 @@ def read_official_test(path: Path) -> np.ndarray | None:
 
 def read_review_test(path: Path) -> np.ndarray | None:
     """The rows of a review file's own test set (a boolean mask), when it has a `split` column; else None."""
+    import pandas as pd
+
     if REVIEW_SPLIT not in pd.read_csv(path, nrows=0).columns:
         return None
     return pd.read_csv(path, usecols=[REVIEW_SPLIT], dtype=str)[REVIEW_SPLIT].to_numpy() == "test"
@@ -242,6 +246,8 @@ def read_review_test(path: Path) -> np.ndarray | None:
 
 def read_reviews(path: Path) -> tuple[pd.Series, np.ndarray]:
     """A CSV of `text,label` rows read as strings (a review reading "NA" stays text): texts and labels."""
+    import pandas as pd
+
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     return frame["text"], frame["label"].to_numpy()
 
@@ -424,6 +430,8 @@ def read_target_table(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
 
     Only empty cells are missing values: a level written `NA` stays a level.
     """
+    import pandas as pd
+
     frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
     return frame.drop(columns=TARGET), frame[TARGET].to_numpy(np.float64)
 
@@ -441,6 +449,7 @@ def prepare_mixed_table(
     entries (`preprocessing`: the columns, how many inputs they became, and
     each categorical column's kept levels).
     """
+    import pandas as pd
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline

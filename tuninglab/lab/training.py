@@ -23,6 +23,7 @@ the variance of the split's targets).
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import os
 import time
@@ -79,13 +80,42 @@ def seed_everything(seed: int) -> None:
     torch.backends.cudnn.benchmark = False
 
 
+# The methods of `torch.optim.Optimizer` that torch wraps in `torch._disable_dynamo`.
+DYNAMO_WRAPPED = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
+
+
+def eager(optimizer: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
+    """A subclass of a torch optimizer that computes the same steps without importing `torch._dynamo`.
+
+    torch wraps an optimizer's `step` (and `zero_grad`, `add_param_group`, ...)
+    in functions that import `torch._dynamo`, and sympy with it, on their first
+    call, so that `torch.compile` can trace around them: seconds of every train
+    stage's start-up, more than the rest of its imports. The lab never
+    compiles, so this subclass calls the wrapped functions themselves: `step`
+    with gradients off (as its wrapper turns them off for an optimizer that is
+    not `differentiable`), the others as they are. The arithmetic is torch's
+    own, bit for bit; step hooks and learning-rate schedulers work as before.
+    """
+    step = inspect.unwrap(optimizer.step)
+
+    def eager_step(self: torch.optim.Optimizer, closure: Callable[[], float] | None = None) -> Any:
+        with torch.set_grad_enabled(self.defaults["differentiable"]):
+            return step(self, closure)
+
+    methods = {name: inspect.unwrap(getattr(torch.optim.Optimizer, name)) for name in DYNAMO_WRAPPED}
+    doc = f"torch.optim.{optimizer.__name__}, stepping without torch._dynamo (`training.eager`)."
+    return type(optimizer.__name__, (optimizer,), {"step": eager_step, **methods, "__doc__": doc})
+
+
+SGD, ADAM, RMSPROP = (eager(o) for o in (torch.optim.SGD, torch.optim.Adam, torch.optim.RMSprop))
+
 # Keyed by `train.optimizer`: SGD (with momentum and Nesterov), Adam or RMSprop, with L2 weight decay.
 OPTIMIZERS: dict[str, Callable[[Iterator[nn.Parameter], TrainConfig], torch.optim.Optimizer]] = {
-    "sgd": lambda params, cfg: torch.optim.SGD(
+    "sgd": lambda params, cfg: SGD(
         params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
     ),
-    "adam": lambda params, cfg: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
-    "rmsprop": lambda params, cfg: torch.optim.RMSprop(
+    "adam": lambda params, cfg: ADAM(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+    "rmsprop": lambda params, cfg: RMSPROP(
         params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     ),
 }
@@ -227,21 +257,25 @@ def crop_flip_augmenter(strength: float, fill: torch.Tensor, generator: torch.Ge
     """The CIFAR set: a random crop of each image padded by 4 pixels a side, and a horizontal flip of half.
 
     The padding is `round(4 * strength)` pixels of `fill` (one value per
-    channel); a whole batch is cropped and flipped at once on its device.
+    channel); a whole batch is cropped and flipped at once on its device, by
+    one gather of each output pixel's source pixel (the flip reverses the
+    columns it reads).
     """
     pad = round(4 * strength)
 
     def augment(batch: torch.Tensor) -> torch.Tensor:
         n, channels, height, width = batch.shape
-        padded = fill.view(1, -1, 1, 1).expand(n, channels, height + 2 * pad, width + 2 * pad).clone()
+        wide = width + 2 * pad
+        padded = fill.view(1, -1, 1, 1).expand(n, channels, height + 2 * pad, wide).clone()
         padded[:, :, pad : pad + height, pad : pad + width] = batch
         top, left = torch.randint(0, 2 * pad + 1, (2, n), generator=generator, device=generator.device)
-        rows = (top[:, None] + torch.arange(height, device=batch.device))[:, None, :, None]
-        cols = (left[:, None] + torch.arange(width, device=batch.device))[:, None, None, :]
-        images = torch.arange(n, device=batch.device)[:, None, None, None]
-        cropped = padded[images, torch.arange(channels, device=batch.device)[None, :, None, None], rows, cols]
         flip = torch.rand(n, generator=generator, device=generator.device) < 0.5
-        return torch.where(flip[:, None, None, None], cropped.flip(3), cropped)
+        columns = torch.arange(width, device=batch.device)
+        columns = torch.where(flip[:, None], columns.flip(0), columns) + left[:, None]
+        rows = top[:, None] + torch.arange(height, device=batch.device)
+        source = (rows[:, :, None] * wide + columns[:, None, :]).view(n, 1, height * width)
+        cropped = padded.view(n, channels, -1).gather(2, source.expand(n, channels, -1))
+        return cropped.view(n, channels, height, width)
 
     return augment
 

@@ -1,0 +1,98 @@
+"""`study plan`'s wall-time estimate, from a fake baseline's measured training times."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tuninglab import schema
+from tuninglab.__main__ import main
+from tuninglab.lab import params
+from tuninglab.studies import estimate
+from tuninglab.studies.spec import Experiment, StudyError
+
+# A fake baseline: seconds of training and epochs run per dataset.
+TIMES = {"tabular": (1.0, 10), "image": (60.0, 30), "text": (20.0, 10), "regression": (5.0, 20)}
+
+
+def write_baseline(root, times=TIMES):
+    for dataset, (seconds, epochs) in times.items():
+        path = root / schema.metrics_path(dataset, "train")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({dataset: {"train_time_s": seconds, "epochs_run": epochs}}))
+
+
+def test_a_shared_key_retrains_every_dataset_and_a_dataset_key_only_its_own(tmp_path, default_params):
+    write_baseline(tmp_path)
+    runs = estimate.baselines(params.dataset_groups(default_params), tmp_path)
+    fixed, stage = estimate.DVC_S, estimate.STAGE_S
+    shared = Experiment("lr", {"train.lr": 0.1})
+    assert estimate.experiment_seconds(shared, default_params, runs) == pytest.approx(
+        fixed + 4 * stage + 86.0
+    )
+    own = Experiment("augment", {"image.train.augment": True})
+    assert estimate.retrained(own, tuple(runs)) == ("image",)
+    assert estimate.experiment_seconds(own, default_params, runs) == pytest.approx(fixed + stage + 60.0)
+    data = Experiment("normalize", {"tabular.data.normalize": False, "image.data.normalize": False})
+    assert estimate.reprepared(data, tuple(runs)) == ("tabular", "image")
+    assert estimate.experiment_seconds(data, default_params, runs) == pytest.approx(fixed + 4 * stage + 61.0)
+
+
+def test_fewer_epochs_than_the_baseline_ran_take_that_share_of_its_time(tmp_path, default_params):
+    write_baseline(tmp_path)
+    runs = estimate.baselines(params.dataset_groups(default_params), tmp_path)
+    short = Experiment("epochs", {"train.epochs": 5})
+    # tabular 5/10, image 5/30, text 5/10, regression 5/20 of their baseline times
+    training = 1.0 / 2 + 60.0 / 6 + 20.0 / 2 + 5.0 / 4
+    expected = estimate.DVC_S + 4 * estimate.STAGE_S + training
+    assert estimate.experiment_seconds(short, default_params, runs) == pytest.approx(expected)
+    longer = Experiment("epochs", {"train.epochs": 50})  # the baseline stopped early: no longer than it ran
+    assert estimate.experiment_seconds(longer, default_params, runs) == pytest.approx(
+        estimate.DVC_S + 4 * estimate.STAGE_S + 86.0
+    )
+
+
+def test_workers_take_the_next_experiment_when_free_and_share_the_cores():
+    assert estimate.wall_seconds([10, 10, 10, 10], jobs=1, cores=2) == 40
+    assert estimate.wall_seconds([10, 10, 10, 10], jobs=2, cores=2) == 20
+    assert estimate.wall_seconds([30, 10, 10, 10], jobs=2, cores=2) == 30
+    assert estimate.wall_seconds([10, 10, 10, 10], jobs=4, cores=2) == 20  # two cores: each twice as slow
+
+
+def test_plan_prints_the_estimate_for_the_workers_asked(tmp_path, monkeypatch, capsys, default_params):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params))
+    study = {"kind": "ofat", "params": {"train.lr": [0.1, 0.2], "image.train.augment": [True]}}
+    (tmp_path / "studies.yaml").write_text(yaml.safe_dump({"s": study}))
+    write_baseline(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(estimate.os, "cpu_count", lambda: 2)
+    per_lr = estimate.DVC_S + 4 * estimate.STAGE_S + 86.0
+    augment = estimate.DVC_S + estimate.STAGE_S + 60.0
+    assert main(["study", "plan", "s"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith(
+        f"estimated wall time: {(2 * per_lr + augment) / 60:.1f} min for 3 experiments with 1 worker"
+    )
+    assert main(["study", "plan", "s", "-j", "2"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith(
+        f"estimated wall time: {max(per_lr + augment, per_lr) / 60:.1f} min for 3 experiments"
+    )
+    assert "with 2 workers" in line and "measured" in line
+
+
+def test_a_missing_or_broken_baseline_names_its_file(tmp_path, default_params):
+    write_baseline(tmp_path, {k: v for k, v in TIMES.items() if k != "text"})
+    with pytest.raises(StudyError, match=r"metrics/text/train\.json: no train_time_s .* run `dvc repro`"):
+        estimate.baselines(params.dataset_groups(default_params), tmp_path)
+    write_baseline(tmp_path, {"text": (1.0, 3)})
+    (tmp_path / schema.metrics_path("text", "train")).write_text(json.dumps({"text": {"epochs_run": 3}}))
+    with pytest.raises(StudyError, match=r"metrics/text/train\.json"):
+        estimate.baselines(params.dataset_groups(default_params), tmp_path)
+
+
+def test_plan_refuses_no_workers(capsys):
+    assert main(["study", "plan", "ofat", "-j", "0"]) == 2
+    assert "--jobs: 0 is not allowed; expected an integer >= 1" in capsys.readouterr().err

@@ -1,0 +1,125 @@
+"""Estimate a study's wall time before it runs, for `study plan`.
+
+An experiment costs the training time of each dataset whose train stage it
+re-runs (the baseline's own, measured: `train_time_s` in metrics/<d>/train.json,
+scaled by the epochs it asks for), plus a fixed cost: `DVC_S` of DVC's own work
+per experiment and `STAGE_S` per train stage it starts (the interpreter, the
+imports, loading the data, evaluation and writing) and per prepare stage a
+data setting re-runs (`split.*`, `<d>.data.*`; its preprocessing time is not
+counted). Both constants were measured with `python -m benchmarks.speed
+--parts stages,fixed` on the lab's 2-core machine (see the README's
+Performance section). The experiments are then dealt
+out, in order, to the first free of `jobs` workers; workers beyond the
+machine's cores share them, and slow down in proportion.
+
+What a setting does to the time per epoch (a smaller batch, a wider model) is
+not modelled: such an experiment is estimated at the baseline's pace.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuninglab.lab import params
+from tuninglab.lab.files import read_json
+from tuninglab.schema import metrics_path
+from tuninglab.studies.spec import Experiment, StudyError
+
+DVC_S = 7.0  # DVC's work per experiment: queue, workspace copy, status, lock and commit
+STAGE_S = 4.0  # one train stage's process besides its training: start-up, evaluation, writing
+SHARED_GROUPS = ("split", "train")  # a change here re-runs every dataset's train stage
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One dataset's baseline run: its training seconds and the epochs it ran."""
+
+    train_time_s: float
+    epochs_run: int
+
+
+def baselines(datasets: tuple[str, ...], root: Path = Path()) -> dict[str, Baseline]:
+    """The baseline's training time and epochs per dataset, from metrics/<d>/train.json under `root`.
+
+    Raises:
+        StudyError: naming the file that is missing or lacks them.
+    """
+    found = {}
+    for dataset in datasets:
+        path = root / metrics_path(dataset, "train")
+        try:
+            summary = read_json(path)[dataset]
+            found[dataset] = Baseline(float(summary["train_time_s"]), int(summary["epochs_run"]))
+        except (FileNotFoundError, KeyError, TypeError, ValueError):
+            raise StudyError(
+                f"{path}: no train_time_s and epochs_run of {dataset}; run `dvc repro` for the baseline first"
+            ) from None
+    return found
+
+
+def retrained(experiment: Experiment, datasets: tuple[str, ...]) -> tuple[str, ...]:
+    """The datasets whose train stage an experiment re-runs: every one for a `train.` or `split.` key,
+    else the datasets whose own group (`image.train.augment`) it sets."""
+    groups = {key.split(".")[0] for key in experiment.settings}
+    if groups & set(SHARED_GROUPS):
+        return datasets
+    return tuple(d for d in datasets if d in groups)
+
+
+def reprepared(experiment: Experiment, datasets: tuple[str, ...]) -> tuple[str, ...]:
+    """The datasets whose prepare stage an experiment re-runs: every one for a `split.` key, else those
+    whose `<d>.data.` settings it changes."""
+    keys = [key.split(".") for key in experiment.settings]
+    if any(parts[0] == "split" for parts in keys):
+        return datasets
+    return tuple(d for d in datasets if any(parts[:2] == [d, "data"] for parts in keys))
+
+
+def experiment_seconds(
+    experiment: Experiment, baseline_params: dict[str, Any], runs: dict[str, Baseline]
+) -> float:
+    """The estimated wall time of one experiment run alone (see the module's docstring)."""
+    changed = experiment.applied_to(baseline_params)
+    seconds = DVC_S + STAGE_S * len(reprepared(experiment, tuple(runs)))
+    for dataset in retrained(experiment, tuple(runs)):
+        run = runs[dataset]
+        epochs = params.train_config(changed, dataset).epochs
+        share = min(epochs, run.epochs_run) / run.epochs_run if run.epochs_run else 1.0
+        seconds += STAGE_S + run.train_time_s * share
+    return seconds
+
+
+def wall_seconds(seconds: list[float], jobs: int, cores: int | None = None) -> float:
+    """The wall time of experiments of `seconds` each, handed in order to the first free of `jobs` workers.
+
+    With more workers than `cores` (this machine's by default), each experiment is slower by jobs / cores.
+    """
+    cores = cores or os.cpu_count() or 1
+    slowdown = max(1.0, jobs / cores)
+    free_at = [0.0] * jobs
+    for duration in seconds:
+        heapq.heappush(free_at, heapq.heappop(free_at) + duration * slowdown)
+    return max(free_at)
+
+
+def describe(
+    experiments: list[Experiment], baseline_params: dict[str, Any], jobs: int, root: Path = Path()
+) -> str:
+    """One line: the study's estimated wall time with `jobs` workers, and how it was estimated.
+
+    Raises:
+        StudyError: when the baseline's metrics are missing (`baselines`).
+    """
+    runs = baselines(params.dataset_groups(baseline_params), root)
+    seconds = [experiment_seconds(e, baseline_params, runs) for e in experiments]
+    wall = wall_seconds(seconds, jobs)
+    workers = f"{jobs} worker" + ("s" if jobs > 1 else "")
+    return (
+        f"estimated wall time: {wall / 60:.1f} min for {len(experiments)} experiments with {workers} "
+        f"(the baseline's training time of each dataset an experiment retrains, scaled by its epochs, "
+        f"+ {DVC_S:g} s of DVC per experiment + {STAGE_S:g} s per train stage, as measured here)"
+    )
