@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -194,7 +195,19 @@ def test_cuda_needs_gpus_per_trial(default_params):
         cluster.check_devices(default_params, [on_image], gpus=0)
 
 
-def test_an_interrupted_trial_command_is_killed_with_all_it_started(tmp_path):
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt here, as in a terminal.
+
+    A shell that starts pytest as a background job (`cmd &` in a script, as CI runners may) leaves
+    SIGINT ignored, and `_thread.interrupt_main` then does nothing.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupted_trial_command_is_killed_with_all_it_started(tmp_path, ctrl_c):
     """Ray cancels a running task by raising KeyboardInterrupt in it; the run's process group goes with it."""
     log = tmp_path / "run.log"
     threading.Timer(1.0, _thread.interrupt_main).start()
@@ -395,7 +408,12 @@ def test_a_trial_sweeps_dead_workers_folders_and_removes_its_own(tmp_path, monke
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A Ray instance of two CPUs in this process, shared by the module's tests that need one."""
+    """A Ray instance of two CPUs in this process, shared by the module's tests that need one.
+
+    Started with Python's Ctrl-C handler in place (as `cluster.connected` makes sure), so that its
+    workers can be cancelled even where pytest was started with SIGINT ignored.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
@@ -423,7 +441,7 @@ def test_a_lost_worker_is_retried_and_each_experiment_counted_once(local_ray, tm
 
 
 def test_ctrl_c_cancels_the_trials_in_flight_and_stops_their_commands(
-    local_ray, tmp_path, monkeypatch, capsys
+    local_ray, tmp_path, monkeypatch, capsys, ctrl_c
 ):
     monkeypatch.setattr(cluster, "trial", cluster_fakes.sleeping_trial)
     names = ["stop-seed-5", "stop-seed-6", "stop-seed-7"]

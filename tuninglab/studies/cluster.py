@@ -429,6 +429,10 @@ def connected(address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # A study started as a background job of a script inherits SIGINT ignored, and so would the
+        # workers of a Ray started here: then neither Ctrl-C nor Ray's cancel could stop a trial.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         ray.init(address=address)
     except (ConnectionError, ValueError) as err:
