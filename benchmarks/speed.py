@@ -219,9 +219,12 @@ def loop(repeats: int) -> list[Row]:
         setup = _setup(dataset)
         _lab_epoch(setup), _bare_epoch(setup)  # warm-up: first-call costs (allocations, lazy imports) untimed
         lab, bare = [], []
-        for _ in range(repeats):
+        for repeat in range(repeats):  # each goes first in every other pair: no order effect
+            if repeat % 2:
+                bare.append(_bare_epoch(setup))
             lab.append(_lab_epoch(setup))
-            bare.append(_bare_epoch(setup))
+            if not repeat % 2:
+                bare.append(_bare_epoch(setup))
         samples = len(setup["x"]) * LOOP_EPOCHS
         ratios = [b / a for a, b in zip(lab, bare, strict=True)]  # each pair measured back to back
         rows += [
@@ -249,10 +252,13 @@ def augment(repeats: int) -> list[Row]:
     _lab_epoch(setup)  # warm-up
     for name, make in training.AUGMENTERS.items():
         ratios = []
-        for _ in range(repeats):
-            generator = torch.Generator().manual_seed(cfg.seed)
+        for repeat in range(repeats):  # each goes first in every other pair: no order effect
+            augmenter = make(cfg.augment_strength, fill, torch.Generator().manual_seed(cfg.seed))
+            if repeat % 2:
+                augmented = _lab_epoch(setup, augmenter)
             plain = _lab_epoch(setup)
-            augmented = _lab_epoch(setup, make(cfg.augment_strength, fill, generator))
+            if not repeat % 2:
+                augmented = _lab_epoch(setup, augmenter)
             ratios.append(augmented / plain)
         ratio = statistics.median(ratios)
         rows.append((f"image: epoch time, augment {name} / none", ratio, _verdict("augment", ratio)))
