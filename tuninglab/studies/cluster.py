@@ -81,22 +81,15 @@ class Outcome:
     node: str = ""  # the node it ran on, which the driver names when it failed
 
 
-def _git(*args: str, cwd: Path) -> str:
-    """Run a git command and return its standard output; raise with its last error line."""
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines() or ["no output"]
-        raise RuntimeError(f"git {' '.join(args)} failed: {lines[-1]}")
-    return done.stdout
-
-
 def git_remote(cwd: Path = Path()) -> str | None:
     """The git remote the current branch tracks, else `origin`; None when there is neither."""
     branch = subprocess.run(["git", "symbolic-ref", "-q", "HEAD"], cwd=cwd, capture_output=True, text=True)
     tracked = ""
     if branch.returncode == 0:
-        tracked = _git("for-each-ref", "--format=%(upstream:remotename)", branch.stdout.strip(), cwd=cwd)
-    names = _git("remote", cwd=cwd).split()
+        tracked = runner.git(
+            "for-each-ref", "--format=%(upstream:remotename)", branch.stdout.strip(), cwd=cwd
+        )
+    names = runner.git("remote", cwd=cwd).split()
     return next((name for name in (tracked.strip(), "origin") if name in names), None)
 
 
@@ -151,16 +144,16 @@ def remotes(cwd: Path = Path()) -> Remotes:
             "git remote add origin <url>, then git push -u origin HEAD"
         )
     else:
-        git_url = _absolute_url(_git("remote", "get-url", git, cwd=cwd).strip(), cwd)
+        git_url = _absolute_url(runner.git("remote", "get-url", git, cwd=cwd).strip(), cwd)
         try:
-            _git("fetch", "-q", git, cwd=cwd)
+            runner.git("fetch", "-q", git, cwd=cwd)
         except RuntimeError as err:
             problems.append(f"git remote {git} ({git_url}) cannot be reached: {err}")
         else:
-            if not _git("branch", "-r", "--contains", "HEAD", "--list", f"{git}/*", cwd=cwd).strip():
-                head = _git("rev-parse", "--short", "HEAD", cwd=cwd).strip()
+            if not runner.git("branch", "-r", "--contains", "HEAD", "--list", f"{git}/*", cwd=cwd).strip():
+                head = runner.git("rev-parse", "--short", "HEAD", cwd=cwd).strip()
                 problems.append(f"the baseline commit {head} is not on git remote {git}: git push {git} HEAD")
-    if _git("diff", "--name-only", "HEAD", "--", "dvc.lock", cwd=cwd).strip():
+    if runner.git("diff", "--name-only", "HEAD", "--", "dvc.lock", cwd=cwd).strip():
         problems.append(
             "dvc.lock differs from HEAD, and the cluster runs from HEAD's: "
             "git commit dvc.lock -m '<message>', then git push"
@@ -191,7 +184,7 @@ def remotes(cwd: Path = Path()) -> Remotes:
 
 def on_remote(git_url: str, baseline: str, cwd: Path = Path()) -> dict[str, str]:
     """The experiments of the baseline commit on a git remote: name -> commit."""
-    listed = _git("ls-remote", git_url, f"{ExpRefInfo(baseline)}/*", cwd=cwd)
+    listed = runner.git("ls-remote", git_url, f"{ExpRefInfo(baseline)}/*", cwd=cwd)
     found = (line.split("\t") for line in listed.splitlines())
     return {ExpRefInfo.from_ref(ref).name: commit for commit, ref in found}
 
@@ -207,9 +200,11 @@ def check_settings(
     there = [experiment for experiment in planned if experiment.name in found]
     if not there:
         return
-    _git("fetch", "-q", git, *(str(ExpRefInfo(baseline, experiment.name)) for experiment in there), cwd=cwd)
+    runner.git(
+        "fetch", "-q", git, *(str(ExpRefInfo(baseline, experiment.name)) for experiment in there), cwd=cwd
+    )
     for experiment in there:
-        shown = _git("show", f"{found[experiment.name]}:{params.PARAMS_FILE}", cwd=cwd)
+        shown = runner.git("show", f"{found[experiment.name]}:{params.PARAMS_FILE}", cwd=cwd)
         if not experiment.matches(yaml.load(shown, Loader=params.YamlLoader)):
             raise spec.StudyError(
                 f"experiment {experiment.name} is on git remote {git} with other settings; remove it "
@@ -603,7 +598,7 @@ def run(
     runner.check_threads(baseline_params, planned)
     check_devices(baseline_params, planned, gpus)
     found = remotes(cwd)
-    baseline = _git("rev-parse", "HEAD", cwd=cwd).strip()
+    baseline = runner.git("rev-parse", "HEAD", cwd=cwd).strip()
     there = on_remote(found.git_url, baseline, cwd)
     check_settings(planned, there, baseline, found.git, cwd)
     missing = [experiment for experiment in planned if experiment.name not in there]
@@ -630,7 +625,7 @@ def pull_experiments(git: str, rev: str = "HEAD", cwd: Path = Path()) -> None:
         StudyError: `git` is not a git remote of this repository; names those it has.
         RuntimeError: dvc exp pull failed, with its last error line.
     """
-    names = _git("remote", cwd=cwd).split()
+    names = runner.git("remote", cwd=cwd).split()
     if git not in names:
         raise spec.StudyError(
             f"--remote: {git!r} is not a git remote of this repository; expected one of: "

@@ -50,7 +50,7 @@ QUEUE_DIR = Path(".dvc/tmp/exps")  # DVC's queue: workers in celery/, started ex
 INPUTS = ("params.yaml", "studies.yaml", "dvc.yaml", "tuninglab", "stages")  # what a queued run snapshots
 
 
-def _git(*args: str, cwd: Path) -> str:
+def git(*args: str, cwd: Path) -> str:
     """Run a git command and return its standard output; raise with its last error line."""
     done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -63,7 +63,7 @@ def _params_changes(cwd: Path) -> str:
     """The params whose workspace values differ from HEAD's: `train.lr: 0.1 (HEAD: 0.005), ...`."""
     try:
         workspace = params.read_yaml(cwd / params.PARAMS_FILE)
-        head = yaml.load(_git("show", f"HEAD:{params.PARAMS_FILE}", cwd=cwd), Loader=params.YamlLoader)
+        head = yaml.load(git("show", f"HEAD:{params.PARAMS_FILE}", cwd=cwd), Loader=params.YamlLoader)
     except (OSError, RuntimeError, yaml.YAMLError):
         return ""  # deleted, new or not YAML: the file name says enough
     if not (isinstance(workspace, dict) and isinstance(head, dict)):
@@ -85,7 +85,7 @@ def check_workspace(cwd: Path = Path()) -> None:
         StudyError: names the changed files (and, for params.yaml, the changed
             params with their HEAD values) and the two ways out.
     """
-    changed = _git("diff", "--name-only", "HEAD", "--", *INPUTS, cwd=cwd).splitlines()
+    changed = git("diff", "--name-only", "HEAD", "--", *INPUTS, cwd=cwd).splitlines()
     if not changed:
         return
     keys = _params_changes(cwd) if str(params.PARAMS_FILE) in changed else ""
@@ -103,7 +103,7 @@ def head_params(cwd: Path = Path()) -> dict[str, Any]:
     Raises:
         ParamError: it is not valid YAML or breaks a param rule.
     """
-    text = _git("show", f"HEAD:{params.PARAMS_FILE}", cwd=cwd)
+    text = git("show", f"HEAD:{params.PARAMS_FILE}", cwd=cwd)
     try:
         return params.validate(yaml.load(text, Loader=params.YamlLoader))
     except yaml.YAMLError as err:
