@@ -96,3 +96,28 @@ def test_a_missing_or_broken_baseline_names_its_file(tmp_path, default_params):
 def test_plan_refuses_no_workers(capsys):
     assert main(["study", "plan", "ofat", "-j", "0"]) == 2
     assert "--jobs: 0 is not allowed; expected an integer >= 1" in capsys.readouterr().err
+
+
+ETA_SECONDS = {"a": 100.0, "b": 100.0, "c": 100.0, "d": 100.0}
+
+
+def test_the_time_left_before_any_work_is_the_plain_estimate():
+    eta = estimate.Eta(ETA_SECONDS, jobs=2, cores=2)
+    assert eta.remaining(set(), set(), elapsed=0.0) == estimate.wall_seconds(list(ETA_SECONDS.values()), 2, 2)
+    assert eta.remaining(set(ETA_SECONDS), set(), elapsed=500.0) == 0.0
+
+
+def test_the_time_left_scales_by_the_pace_so_far():
+    """Two experiments of 100 s estimated ended after 200 s with one worker: twice as slow as estimated."""
+    eta = estimate.Eta(ETA_SECONDS, jobs=1, cores=2)
+    assert eta.remaining({"a", "b"}, set(), elapsed=200.0) == pytest.approx(200.0)
+    assert eta.remaining({"a", "b"}, set(), elapsed=400.0) == pytest.approx(400.0)
+    assert eta.remaining({"a", "b"}, set(), elapsed=100.0) == pytest.approx(100.0)  # twice as fast
+
+
+def test_a_running_experiment_counts_half_done_and_half_left():
+    eta = estimate.Eta(ETA_SECONDS, jobs=2, cores=2)
+    # a and b ended, c and d half run: 300 s of work in 150 s of wall with two workers, on pace
+    assert eta.remaining({"a", "b"}, {"c", "d"}, elapsed=150.0) == pytest.approx(50.0)
+    # the same work took 300 s: twice as slow, and the halves left take twice as long too
+    assert eta.remaining({"a", "b"}, {"c", "d"}, elapsed=300.0) == pytest.approx(100.0)

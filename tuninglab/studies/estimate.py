@@ -14,6 +14,10 @@ machine's cores share them, and slow down in proportion.
 
 What a setting does to the time per epoch (a smaller batch, a wider model) is
 not modelled: such an experiment is estimated at the baseline's pace.
+
+While a study runs, `Eta` turns the same per-experiment estimates into the
+time left: the estimate of what is not done yet, scaled by how much slower or
+faster than estimated the study has gone so far.
 """
 
 from __future__ import annotations
@@ -109,6 +113,47 @@ def wall_seconds(seconds: list[float], jobs: int, cores: int | None = None) -> f
     return max(free_at)
 
 
+def experiment_estimates(
+    experiments: list[Experiment], baseline_params: dict[str, Any], root: Path = Path()
+) -> dict[str, float]:
+    """Each experiment's estimated seconds run alone, by name (`experiment_seconds`).
+
+    Raises:
+        StudyError: when the baseline's metrics are missing (`baselines`).
+    """
+    runs = baselines(params.dataset_groups(baseline_params), root)
+    return {e.name: experiment_seconds(e, baseline_params, runs) for e in experiments}
+
+
+@dataclass(frozen=True)
+class Eta:
+    """The time left of a running study, from its experiments' estimates and the time it has taken so far.
+
+    Work done is the estimate of each experiment ended during this run plus
+    half that of each one running. The pace is the wall time so far over the
+    wall time that work was estimated to take with `jobs` workers; the time
+    left is the estimated wall time of what remains (half of each running
+    experiment, all of each queued one) times that pace. Before any work is
+    done the pace is 1: the plain estimate.
+    """
+
+    seconds: dict[str, float]  # each experiment's estimate, by name
+    jobs: int
+    cores: int | None = None  # this machine's, by default
+
+    def remaining(self, ended: set[str], running: set[str], elapsed: float) -> float:
+        """Seconds left, with `ended` and `running` the experiments in those states and `elapsed` the wall
+        seconds since this run started; ended experiments are those that ended during this run."""
+        half_running = [self.seconds[name] / 2 for name in running if name in self.seconds]
+        done = [self.seconds[name] for name in ended if name in self.seconds] + half_running
+        left = half_running + [
+            seconds for name, seconds in self.seconds.items() if name not in ended and name not in running
+        ]
+        done_wall = sum(done) / max(1, min(self.jobs, self.cores or os.cpu_count() or 1))
+        pace = elapsed / done_wall if done_wall > 0 and elapsed > 0 else 1.0
+        return wall_seconds(left, self.jobs, self.cores) * pace if left else 0.0
+
+
 def describe(
     experiments: list[Experiment], baseline_params: dict[str, Any], jobs: int, root: Path = Path()
 ) -> str:
@@ -117,9 +162,7 @@ def describe(
     Raises:
         StudyError: when the baseline's metrics are missing (`baselines`).
     """
-    runs = baselines(params.dataset_groups(baseline_params), root)
-    seconds = [experiment_seconds(e, baseline_params, runs) for e in experiments]
-    wall = wall_seconds(seconds, jobs)
+    wall = wall_seconds(list(experiment_estimates(experiments, baseline_params, root).values()), jobs)
     workers = f"{jobs} worker" + ("s" if jobs > 1 else "")
     return (
         f"estimated wall time: {wall / 60:.1f} min for {len(experiments)} experiments with {workers} "

@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from tqdm import tqdm
 from tuninglab.lab import params
 from tuninglab.report import format
 from tuninglab.schema import ENDED_STATES, FAILED, QUEUED, RUNNING, SUCCESS
-from tuninglab.studies import collect, spec
+from tuninglab.studies import collect, estimate, spec
 
 POLL_SECONDS = 20.0  # each look is a `dvc exp show`, which costs CPU the workers need
 SHOW_TIMEOUT_SECONDS = 60.0
@@ -297,12 +298,18 @@ def _counts(records: list[dict[str, Any]], names: set[str]) -> Counter:
     return Counter(record["state"] for record in records if record["name"] in names)
 
 
-def progress(bar: tqdm, counts: Counter) -> None:
-    """Show a study's state counts on its progress bar: ended ones as progress, then each count."""
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"  # tqdm's ETA left out: see `progress`
+
+
+def progress(bar: tqdm, counts: Counter, left: float | None = None) -> None:
+    """Show a study's state counts on its progress bar: ended ones as progress, then each count and,
+    when known, `left`: the estimated seconds left (`estimate.Eta`)."""
     bar.update(sum(counts[s] for s in ENDED_STATES) - bar.n)
-    bar.set_postfix(
-        done=counts[SUCCESS], failed=counts[FAILED], running=counts[RUNNING], remaining=counts[QUEUED]
-    )
+    shown = {"done": counts[SUCCESS], "failed": counts[FAILED], "running": counts[RUNNING]}
+    shown["remaining"] = counts[QUEUED]
+    if left is not None:
+        shown["eta"] = tqdm.format_interval(left)
+    bar.set_postfix(shown)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -313,8 +320,25 @@ class Interrupted(KeyboardInterrupt):
         self.pending = pending
 
 
-def wait(names: set[str], jobs: int, cwd: Path = Path(), poll: float = POLL_SECONDS) -> Counter:
-    """Follow the named experiments until none is queued or running; show a progress bar with ETA.
+def _left(eta: estimate.Eta | None, records: list[dict[str, Any]], elapsed: float) -> float | None:
+    """The seconds left by `eta` (None without one), from the states a look found."""
+    if eta is None:
+        return None
+    states = {record["name"]: record["state"] for record in records if record["name"] in eta.seconds}
+    ended = {name for name, state in states.items() if state in ENDED_STATES}
+    running = {name for name, state in states.items() if state == RUNNING}
+    return eta.remaining(ended, running, elapsed)
+
+
+def wait(
+    names: set[str],
+    jobs: int,
+    cwd: Path = Path(),
+    poll: float = POLL_SECONDS,
+    eta: estimate.Eta | None = None,
+) -> Counter:
+    """Follow the named experiments until none is queued or running; show a progress bar, with the time
+    left when `eta` is given (experiments that had ended before the wait do not count as work done).
 
     Workers are started whenever experiments are queued while none runs and no
     worker is alive (a resumed study, or workers that stopped). An experiment
@@ -336,7 +360,12 @@ def wait(names: set[str], jobs: int, cwd: Path = Path(), poll: float = POLL_SECO
         counts = _counts(records, names)
         suspects: set[str] = set()
         finished = sum(counts[s] for s in ENDED_STATES)
-        with tqdm(total=len(names), initial=finished, desc="experiments", unit="exp") as bar:
+        start = time.monotonic()
+        if eta is not None:  # what ended before this wait is neither done nor left
+            ended_before = {record["name"] for record in records if record["state"] in ENDED_STATES}
+            eta = replace(eta, seconds={n: s for n, s in eta.seconds.items() if n not in ended_before})
+        bar = tqdm(total=len(names), initial=finished, desc="experiments", unit="exp", bar_format=BAR_FORMAT)
+        with bar:
             while True:
                 pending = {record["name"] for record in records if record["state"] in (QUEUED, RUNNING)}
                 found = orphans(records, cwd)
@@ -346,7 +375,7 @@ def wait(names: set[str], jobs: int, cwd: Path = Path(), poll: float = POLL_SECO
                         found.discard(record["name"])
                 suspects = found
                 counts = _counts(records, names)
-                progress(bar, counts)
+                progress(bar, counts, _left(eta, records, time.monotonic() - start))
                 unseen = names - {record["name"] for record in records}
                 unseen_looks = unseen_looks + 1 if unseen else 0
                 if not counts[QUEUED] + counts[RUNNING] and (not unseen or unseen_looks >= UNSEEN_LOOKS):
@@ -448,9 +477,14 @@ def run(name: str, jobs: int, cwd: Path = Path()) -> Counter:
     check_threads(baseline, planned)
     names = {experiment.name for experiment in planned}
     try:
+        eta = estimate.Eta(estimate.experiment_estimates(planned, baseline, cwd), jobs)
+    except spec.StudyError as err:  # the study runs without a time left
+        print(f"no estimate of the time left: {err}")
+        eta = None
+    try:
         already, queued = queue_missing(planned, cwd)
         print(f"study {name}: {len(planned)} experiments, {already} already on this commit, {queued} queued")
-        return wait(names, jobs, cwd, poll=POLL_SECONDS)  # looked up now: a test may shorten it
+        return wait(names, jobs, cwd, poll=POLL_SECONDS, eta=eta)  # poll looked up now: a test may shorten it
     except KeyboardInterrupt as interrupt:
         pending = interrupt.pending if isinstance(interrupt, Interrupted) else set()
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
