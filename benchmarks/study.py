@@ -96,7 +96,8 @@ def run_study(study: str, jobs: int) -> dict:
         subprocess.run(["dvc", "repro", "-q"], cwd=repo, env=ENV, check=True, capture_output=True)
         updates: list[tuple[float, str]] = []
         start = time.perf_counter()
-        command = [sys.executable, "-m", "tuninglab", "study", "run", study, "-j", str(jobs)]
+        # --force: the clone's committed results are of an older baseline commit
+        command = [sys.executable, "-m", "tuninglab", "study", "run", study, "-j", str(jobs), "--force"]
         process = subprocess.Popen(
             command, cwd=repo, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )

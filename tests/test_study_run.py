@@ -358,5 +358,19 @@ def test_wait_shows_the_time_left_and_does_not_count_what_ended_before(monkeypat
     runner.wait({"s-1", "s-2", "s-3"}, jobs=1, cwd=tmp_path, poll=0, eta=eta)
     shown = capsys.readouterr().err
     assert "eta=01:30" in shown  # before any work: half of s-2 and all of s-3, at the estimate's pace
-    # an hour for s-2 (60 s) and half of s-3 (30 s estimated): 40 times slower, so s-3's other half takes 20 min
+    # an hour for s-2 (60 s) and half of s-3 (30 s estimated): 40 times slower, so the other half takes 20 min
     assert "eta=20:00" in shown
+
+
+def test_study_run_force_replaces_results_of_another_baseline(monkeypatch, tmp_path, capsys):
+    """After a new baseline commit, `study run --force` collects over the old results instead of refusing."""
+    monkeypatch.chdir(tmp_path)
+    study = {"s": {"kind": "ofat", "params": {"train.lr": [0.1]}}}
+    (tmp_path / "studies.yaml").write_text(yaml.safe_dump(study))
+    monkeypatch.setattr(runner, "run", lambda name, jobs: runner.Counter(success=1))
+    forced = []
+    frame = pd.DataFrame({"experiment": ["s-lr-0.1"], "study": ["s"]})
+    monkeypatch.setattr(collect, "collect", lambda kinds, force, rev: forced.append(force) or (frame, ""))
+    assert main(["study", "run", "s", "--force"]) == 0
+    assert main(["study", "run", "s"]) == 0
+    assert forced == [True, False]

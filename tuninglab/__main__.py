@@ -73,9 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--cpus-per-trial", type=float, metavar="N", help="ray: CPUs per experiment (default 1)")
     run.add_argument("--gpus-per-trial", type=float, metavar="G", help="ray: GPUs per experiment (default 0)")
     gather = study.add_parser("collect", help=f"write {collect.RESULTS_FILE} and {collect.CURVES_FILE}")
-    gather.add_argument(
-        "--force", action="store_true", help="replace results holding experiments the new ones lack"
-    )
+    for command in (run, gather):
+        command.add_argument(
+            "--force", action="store_true", help="replace results holding experiments the new ones lack"
+        )
     gather.add_argument(
         "--rev",
         default="HEAD",
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             except KeyboardInterrupt:  # the runner stopped its workers and said how to resume
                 return 130
             print(f"study {args.name}: {counts[SUCCESS]} succeeded, {counts[FAILED]} failed")
-            _collect(remote=remote)
+            _collect(force=args.force, remote=remote)
         else:
             _collect(force=args.force, rev=args.rev, remote=args.remote)
     except (
