@@ -4,14 +4,16 @@ For each worker count: a fresh clone of the current commit, `dvc repro` for
 the baseline (not timed), then `python -m tuninglab study run <study> -j N`
 timed end to end (queuing, workers, collecting). It prints, per run:
 
-- the wall time, and where the workers' time went: training (the summed
+- the wall time in its phases: queuing, running (from the progress bar's
+  first update to its last) and collecting;
+- where the workers' time went while running: training (the summed
   `train_time_s` the stages report), the train stages' start-up and writing
   (each train stage run's wall time minus its training, measured once in the
   same clone on the regression stage and counted for every train stage the
   study ran), and the rest: DVC's work per experiment and idle workers;
 - the time left the progress bar showed (`eta=` of `study run`), against the
-  truth: for every update after the first quarter of the run, the finish it
-  predicts against the real finish, as a share of the run's wall time;
+  truth: for every update after the first quarter of the running phase, the
+  finish it predicts against the real one, as a share of that phase;
 
 then whether the runs' test metrics are equal, and the speed-up of two
 workers over one.
@@ -117,40 +119,58 @@ def run_study(study: str, jobs: int) -> dict:
         }
 
 
-def eta_error(updates: list[tuple[float, str]], wall: float) -> float | None:
-    """The largest gap between the finish an update predicted and the real one, after the first quarter,
-    as a share of `wall`; None when no update of that time showed an ETA."""
-    errors = [
-        abs(at + left - wall) / wall
-        for at, text in updates
-        if at >= wall / 4 and (left := eta_seconds(text)) is not None
-    ]
+def phases(updates: list[tuple[float, str]], wall: float) -> tuple[float, float, float]:
+    """Seconds of queuing (until the progress bar's first update), following the experiments (until its
+    last update) and collecting (the rest of `wall`)."""
+    bar = [at for at, text in updates if text.startswith("experiments:")] or [0.0, wall]
+    return bar[0], bar[-1] - bar[0], wall - bar[-1]
+
+
+def eta_trace(updates: list[tuple[float, str]]) -> list[tuple[float, float]]:
+    """(seconds since the bar's first update, the finish it predicts, in the same seconds) per update
+    that shows an ETA."""
+    shown = [(at, left) for at, text in updates if (left := eta_seconds(text)) is not None]
+    start = min((at for at, text in updates if text.startswith("experiments:")), default=0.0)
+    return [(at - start, at - start + left) for at, left in shown]
+
+
+def eta_error(trace: list[tuple[float, float]], end: float) -> float | None:
+    """The largest gap between a predicted finish and the real one `end`, over the updates after the first
+    quarter, as a share of `end` (the bar's duration); None when no such update showed an ETA."""
+    errors = [abs(finish - end) / end for at, finish in trace if at >= end / 4]
     return max(errors) if errors else None
 
 
 def report(study: str, jobs: int, run: dict) -> None:
-    """Print one run's wall time, its breakdown and the accuracy of its ETA."""
+    """Print one run's wall time, its phases, where the workers' time went and the accuracy of its ETA."""
     table, wall = run["table"], run["wall"]
     pairs = zip(table["experiment"], table["dataset"], strict=True)
     ran = table[[pair in run["retrained"] for pair in pairs]]  # the others keep the baseline's models
     training = ran["train_time_s"].sum()
     startup = run["overhead"] * len(ran)
-    rest = wall * jobs - training - startup
-    worker_time = wall * jobs
+    queuing, following, collecting = phases(run["updates"], wall)
+    worker_time = following * jobs
+    rest = worker_time - training - startup
     failed = table.loc[table["status"] == "failed", "experiment"].nunique()
     print(
         f"{study}, {jobs} worker(s): {table['experiment'].nunique()} experiments ({failed} failed), "
-        f"wall {wall / 60:.1f} min (target <= {TARGETS['ofat minutes']:g} min for ofat with 2)",
+        f"wall {wall / 60:.1f} min (target <= {TARGETS['ofat minutes']:g} min for ofat with 2): "
+        f"queuing {queuing:.0f} s, running {following:.0f} s, collecting {collecting:.0f} s",
         flush=True,
     )
     print(
-        f"  worker time {worker_time:.0f} s: training {training:.0f} s ({training / worker_time:.0%}), "
-        f"{len(ran)} train stages' start-up and writing {startup:.0f} s ({startup / worker_time:.0%}, "
-        f"{run['overhead']:.1f} s each), DVC and idle workers {rest:.0f} s ({rest / worker_time:.0%})"
+        f"  worker time while running {worker_time:.0f} s: training {training:.0f} s "
+        f"({training / worker_time:.0%}), {len(ran)} train stages' start-up and writing {startup:.0f} s "
+        f"({startup / worker_time:.0%}, {run['overhead']:.1f} s each), "
+        f"DVC and idle workers {rest:.0f} s ({rest / worker_time:.0%})"
     )
-    error = eta_error(run["updates"], wall)
+    trace = eta_trace(run["updates"])
+    error = eta_error(trace, following)
     shown = "no ETA shown" if error is None else f"{error:.0%} (target <= {TARGETS['eta error']:.0%})"
     print(f"  ETA after the first quarter, largest error on the finish: {shown}")
+    print(
+        "  ETA trace (s since start: predicted finish): " + ", ".join(f"{a:.0f}: {f:.0f}" for a, f in trace)
+    )
 
 
 def same_metrics(first: pd.DataFrame, second: pd.DataFrame) -> str:

@@ -99,25 +99,32 @@ def test_plan_refuses_no_workers(capsys):
 
 
 ETA_SECONDS = {"a": 100.0, "b": 100.0, "c": 100.0, "d": 100.0}
+QUEUED = dict.fromkeys(ETA_SECONDS, "queued")
 
 
-def test_the_time_left_before_any_work_is_the_plain_estimate():
-    eta = estimate.Eta(ETA_SECONDS, jobs=2, cores=2)
-    assert eta.remaining(set(), set(), elapsed=0.0) == estimate.wall_seconds(list(ETA_SECONDS.values()), 2, 2)
-    assert eta.remaining(set(ETA_SECONDS), set(), elapsed=500.0) == 0.0
+@pytest.mark.parametrize("jobs", [1, 2, 4])
+def test_the_time_left_before_anything_ended_is_the_plain_estimate(jobs):
+    eta = estimate.Eta(ETA_SECONDS, jobs=jobs, cores=2)
+    assert eta.update(QUEUED, now=0.0) == estimate.wall_seconds(list(ETA_SECONDS.values()), jobs, cores=2)
 
 
-def test_the_time_left_scales_by_the_pace_so_far():
-    """Two experiments of 100 s estimated ended after 200 s with one worker: twice as slow as estimated."""
+def test_the_time_left_scales_by_how_long_the_ended_experiments_took():
     eta = estimate.Eta(ETA_SECONDS, jobs=1, cores=2)
-    assert eta.remaining({"a", "b"}, set(), elapsed=200.0) == pytest.approx(200.0)
-    assert eta.remaining({"a", "b"}, set(), elapsed=400.0) == pytest.approx(400.0)
-    assert eta.remaining({"a", "b"}, set(), elapsed=100.0) == pytest.approx(100.0)  # twice as fast
+    assert eta.update(QUEUED | {"a": "running"}, now=0.0) == 400.0
+    # a ended between the looks at 0 and 400 s: it took 200 s against 100 estimated, so b (running since
+    # 200 s) is due now and c and d take 200 s each
+    assert eta.update(QUEUED | {"a": "success", "b": "running"}, now=400.0) == pytest.approx(400.0)
+    ended = {"a": "success", "b": "failed", "c": "success", "d": "success"}
+    assert eta.update(ended, now=900.0) == 0.0
 
 
-def test_a_running_experiment_counts_half_done_and_half_left():
+def test_a_running_experiment_leaves_its_worker_once_its_paced_estimate_is_spent():
     eta = estimate.Eta(ETA_SECONDS, jobs=2, cores=2)
-    # a and b ended, c and d half run: 300 s of work in 150 s of wall with two workers, on pace
-    assert eta.remaining({"a", "b"}, {"c", "d"}, elapsed=150.0) == pytest.approx(50.0)
-    # the same work took 300 s: twice as slow, and the halves left take twice as long too
-    assert eta.remaining({"a", "b"}, {"c", "d"}, elapsed=300.0) == pytest.approx(100.0)
+    eta.update(QUEUED | {"a": "running", "b": "running"}, now=0.0)
+    # after 30 s, a and b have 70 s left each; c and d follow on the two workers
+    assert eta.update(QUEUED | {"a": "running", "b": "running"}, now=30.0) == pytest.approx(170.0)
+
+
+def test_what_ended_before_the_first_look_is_neither_done_nor_left():
+    eta = estimate.Eta(ETA_SECONDS, jobs=1, cores=2)
+    assert eta.update(QUEUED | {"a": "success", "b": "running"}, now=0.0) == 300.0

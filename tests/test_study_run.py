@@ -342,24 +342,24 @@ def test_orphans_are_only_the_surplus_of_running_experiments_over_live_workers(t
 
 
 def test_wait_shows_the_time_left_and_does_not_count_what_ended_before(monkeypatch, tmp_path, capsys):
-    """A resumed study: s-1 had ended before the wait, so the pace comes from s-2 alone."""
+    """A resumed study: s-1 had ended before the wait, so it is neither done nor left."""
     looks = iter(
         [
             [record("s-1"), record("s-2", state="running"), record("s-3", state="queued")],
-            [record("s-1"), record("s-2"), record("s-3", state="running")],
+            [record("s-1"), record("s-2"), record("s-3", state="queued")],
             [record("s-1"), record("s-2"), record("s-3")],
         ]
     )
     monkeypatch.setattr(collect, "read", lambda cwd, timeout: (record("main"), next(looks)))
-    monkeypatch.setattr(collect, "dvc", no_dvc)
-    clock = iter([0.0, 0.0, 3600.0, 7200.0])  # the start, then each look
-    monkeypatch.setattr(runner.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(collect, "dvc", lambda *args, **kwargs: None)  # starts workers for s-3
+    clock = [0.0, 3600.0, 7200.0]  # each look's time
+    monkeypatch.setattr(runner.time, "monotonic", lambda: clock.pop(0) if len(clock) > 1 else clock[0])
     eta = runner.estimate.Eta({"s-1": 60.0, "s-2": 60.0, "s-3": 60.0}, jobs=1, cores=1)
     runner.wait({"s-1", "s-2", "s-3"}, jobs=1, cwd=tmp_path, poll=0, eta=eta)
     shown = capsys.readouterr().err
-    assert "eta=01:30" in shown  # before any work: half of s-2 and all of s-3, at the estimate's pace
-    # an hour for s-2 (60 s) and half of s-3 (30 s estimated): 40 times slower, so the other half takes 20 min
-    assert "eta=20:00" in shown
+    assert "eta=02:00" in shown  # the estimate: s-2 and s-3, a minute each
+    # s-2 took half an hour (it ended between the looks) against 60 s estimated: s-3 will take as long
+    assert "eta=30:00" in shown
 
 
 def test_study_run_force_replaces_results_of_another_baseline(monkeypatch, tmp_path, capsys):

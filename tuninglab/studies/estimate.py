@@ -30,7 +30,7 @@ from typing import Any
 
 from tuninglab.lab import params
 from tuninglab.lab.files import read_json
-from tuninglab.schema import metrics_path
+from tuninglab.schema import ENDED_STATES, RUNNING, metrics_path
 from tuninglab.studies.spec import Experiment, StudyError
 
 # Measured on the 2-core machine, loaded (load average about 3.5): a train stage's wall time minus its
@@ -125,33 +125,53 @@ def experiment_estimates(
     return {e.name: experiment_seconds(e, baseline_params, runs) for e in experiments}
 
 
-@dataclass(frozen=True)
 class Eta:
-    """The time left of a running study, from its experiments' estimates and the time it has taken so far.
+    """The time left of a running study, from its experiments' estimates and how long those that ended took.
 
-    Work done is the estimate of each experiment ended during this run plus
-    half that of each one running. The pace is the wall time so far over the
-    wall time that work was estimated to take with `jobs` workers; the time
-    left is the estimated wall time of what remains (half of each running
-    experiment, all of each queued one) times that pace. Before any work is
-    done the pace is 1: the plain estimate.
+    Fed each look at the experiments' states (`update`), it notes when each
+    experiment was first seen running and when it ended (between two looks:
+    their midpoint). The pace is the time the ended ones took over their
+    estimates (before any ended: the estimate's own slowdown for more workers
+    than cores). The time left deals the queued experiments' estimates times
+    the pace to the workers, each free once its running experiment has had
+    its own estimate times the pace. Experiments that had ended before the
+    first look count neither as done nor as left.
     """
 
-    seconds: dict[str, float]  # each experiment's estimate, by name
-    jobs: int
-    cores: int | None = None  # this machine's, by default
+    def __init__(self, seconds: dict[str, float], jobs: int, cores: int | None = None) -> None:
+        self.seconds = dict(seconds)  # each experiment's estimate, by name
+        self.jobs = jobs
+        self.slowdown = max(1.0, jobs / (cores or os.cpu_count() or 1))
+        self.started: dict[str, float] = {}
+        self.took: dict[str, float] = {}
+        self.last: float | None = None
 
-    def remaining(self, ended: set[str], running: set[str], elapsed: float) -> float:
-        """Seconds left, with `ended` and `running` the experiments in those states and `elapsed` the wall
-        seconds since this run started; ended experiments are those that ended during this run."""
-        half_running = [self.seconds[name] / 2 for name in running if name in self.seconds]
-        done = [self.seconds[name] for name in ended if name in self.seconds] + half_running
-        left = half_running + [
-            seconds for name, seconds in self.seconds.items() if name not in ended and name not in running
-        ]
-        done_wall = sum(done) / max(1, min(self.jobs, self.cores or os.cpu_count() or 1))
-        pace = elapsed / done_wall if done_wall > 0 and elapsed > 0 else 1.0
-        return wall_seconds(left, self.jobs, self.cores) * pace if left else 0.0
+    def update(self, states: dict[str, str], now: float) -> float:
+        """Note the states (by experiment name) one look found at `now` (seconds on any steady clock), and
+        return the seconds left."""
+        between = now if self.last is None else (self.last + now) / 2
+        for name, state in states.items():
+            if name not in self.seconds or name in self.took:
+                continue
+            if state in ENDED_STATES and self.last is None:
+                del self.seconds[name]
+            elif state in ENDED_STATES:
+                self.took[name] = between - self.started.get(name, between)
+            elif state == RUNNING:
+                self.started.setdefault(name, between)
+        self.last = now
+        timed = [name for name, took in self.took.items() if took > 0]
+        pace = (
+            sum(self.took[n] for n in timed) / sum(self.seconds[n] for n in timed) if timed else self.slowdown
+        )
+        running = [name for name in self.started if name not in self.took and name in self.seconds]
+        free_at = [max(self.seconds[n] * pace - (now - self.started[n]), 0.0) for n in running]
+        free_at += [0.0] * max(0, self.jobs - len(free_at))
+        heapq.heapify(free_at)
+        for name, seconds in self.seconds.items():
+            if name not in self.took and name not in self.started:
+                heapq.heappush(free_at, heapq.heappop(free_at) + seconds * pace)
+        return max(free_at)
 
 
 def describe(

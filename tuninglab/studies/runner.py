@@ -29,7 +29,6 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from contextlib import suppress
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -320,14 +319,11 @@ class Interrupted(KeyboardInterrupt):
         self.pending = pending
 
 
-def _left(eta: estimate.Eta | None, records: list[dict[str, Any]], elapsed: float) -> float | None:
-    """The seconds left by `eta` (None without one), from the states a look found."""
+def _left(eta: estimate.Eta | None, records: list[dict[str, Any]]) -> float | None:
+    """The seconds left by `eta` (None without one), given the states a look found."""
     if eta is None:
         return None
-    states = {record["name"]: record["state"] for record in records if record["name"] in eta.seconds}
-    ended = {name for name, state in states.items() if state in ENDED_STATES}
-    running = {name for name, state in states.items() if state == RUNNING}
-    return eta.remaining(ended, running, elapsed)
+    return eta.update({record["name"]: record["state"] for record in records}, time.monotonic())
 
 
 def wait(
@@ -338,7 +334,7 @@ def wait(
     eta: estimate.Eta | None = None,
 ) -> Counter:
     """Follow the named experiments until none is queued or running; show a progress bar, with the time
-    left when `eta` is given (experiments that had ended before the wait do not count as work done).
+    left when `eta` is given.
 
     Workers are started whenever experiments are queued while none runs and no
     worker is alive (a resumed study, or workers that stopped). An experiment
@@ -360,10 +356,6 @@ def wait(
         counts = _counts(records, names)
         suspects: set[str] = set()
         finished = sum(counts[s] for s in ENDED_STATES)
-        start = time.monotonic()
-        if eta is not None:  # what ended before this wait is neither done nor left
-            ended_before = {record["name"] for record in records if record["state"] in ENDED_STATES}
-            eta = replace(eta, seconds={n: s for n, s in eta.seconds.items() if n not in ended_before})
         bar = tqdm(total=len(names), initial=finished, desc="experiments", unit="exp", bar_format=BAR_FORMAT)
         with bar:
             while True:
@@ -375,7 +367,7 @@ def wait(
                         found.discard(record["name"])
                 suspects = found
                 counts = _counts(records, names)
-                progress(bar, counts, _left(eta, records, time.monotonic() - start))
+                progress(bar, counts, _left(eta, records))
                 unseen = names - {record["name"] for record in records}
                 unseen_looks = unseen_looks + 1 if unseen else 0
                 if not counts[QUEUED] + counts[RUNNING] and (not unseen or unseen_looks >= UNSEEN_LOOKS):
