@@ -33,11 +33,11 @@ from tuninglab.lab.files import read_json
 from tuninglab.schema import ENDED_STATES, RUNNING, metrics_path
 from tuninglab.studies.spec import Experiment, StudyError
 
-# Measured on the 2-core machine, loaded (load average about 3.5): a train stage's wall time minus its
-# training was 2.5 to 3.5 s; `dvc exp run --temp -S train.lr=...` cost 26 s besides training, of which
-# four train stages make 12 s and check_params 0.3 s: DVC's own work is the rest.
-DVC_S = 14.0  # DVC's work per experiment: workspace copy, status, hashing, lock and commit
-STAGE_S = 3.0  # one stage process besides its training: start-up, loading data, evaluation, writing
+# Measured on the 2-core machine, quiet, by `python -m benchmarks.study ofat 1 2`: a train stage's wall time
+# minus its training was 2.3 to 2.4 s; with one worker, the 23 experiments of ofat spent 13 s each outside
+# their stage processes (DVC's temporary workspace, status, hashing, lock, commit and the worker's pick-up).
+DVC_S = 13.0  # DVC's work per experiment: workspace copy, status, hashing, lock and commit
+STAGE_S = 2.4  # one stage process besides its training: start-up, loading data, evaluation, writing
 SHARED_GROUPS = ("split", "train")  # a change here re-runs every dataset's train stage
 
 

@@ -28,7 +28,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
-from contextlib import suppress
+from contextlib import chdir, suppress
 from pathlib import Path
 from typing import Any
 
@@ -159,9 +159,29 @@ def queue_missing(planned: list[spec.Experiment], cwd: Path = Path()) -> tuple[i
                 f"remove it (dvc exp remove {experiment.name}) or rename the study"
             )
     missing = [experiment for experiment in planned if experiment.name not in known]
-    for experiment in tqdm(missing, desc="queuing", unit="exp", disable=not missing):
-        collect.dvc("exp", "run", "--queue", "-q", "-n", experiment.name, *experiment.set_args(), cwd=cwd)
+    if missing:
+        _queue(missing, cwd)
     return len(planned) - len(missing), len(missing)
+
+
+def _queue(experiments: list[spec.Experiment], cwd: Path) -> None:
+    """Queue each experiment as `dvc exp run --queue -n NAME -S key=value ...` does, in one DVC session.
+
+    The command line would pay DVC's start-up (about 2 s here) once per
+    experiment; its own function, called in this process, pays it once.
+
+    Raises:
+        RuntimeError: naming the experiment DVC refused to queue, with DVC's message.
+    """
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    with chdir(cwd), Repo() as repo:
+        for experiment in tqdm(experiments, desc="queuing", unit="exp"):
+            try:
+                repo.experiments.run(queue=True, name=experiment.name, params=experiment.overrides())
+            except DvcException as err:
+                raise RuntimeError(f"dvc exp run --queue -n {experiment.name} failed: {err}") from None
 
 
 def start_workers(jobs: int, cwd: Path = Path()) -> None:

@@ -49,11 +49,13 @@ class Experiment:
         """A copy of a params tree with this experiment's settings in it."""
         return _apply(params_tree, self.settings)
 
+    def overrides(self) -> list[str]:
+        """The `key=value` overrides of its params, as `dvc exp run -S` takes them."""
+        return [f"{key}={format.override(value)}" for key, value in self.settings.items()]
+
     def set_args(self) -> list[str]:
         """The `-S key=value` arguments of `dvc exp run`."""
-        return [
-            arg for key, value in self.settings.items() for arg in ("-S", f"{key}={format.override(value)}")
-        ]
+        return [arg for override in self.overrides() for arg in ("-S", override)]
 
 
 def _short(hyperparameter: str) -> str:
