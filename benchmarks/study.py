@@ -119,18 +119,15 @@ def run_study(study: str, jobs: int) -> dict:
         }
 
 
-def phases(updates: list[tuple[float, str]], wall: float) -> tuple[float, float, float]:
-    """Seconds of queuing (until the progress bar's first update), following the experiments (until its
-    last update) and collecting (the rest of `wall`)."""
+def bar_span(updates: list[tuple[float, str]], wall: float) -> tuple[float, float]:
+    """When the progress bar of experiments first and last updated (0 and `wall` when it never did)."""
     bar = [at for at, text in updates if text.startswith("experiments:")] or [0.0, wall]
-    return bar[0], bar[-1] - bar[0], wall - bar[-1]
+    return bar[0], bar[-1]
 
 
-def eta_trace(updates: list[tuple[float, str]]) -> list[tuple[float, float]]:
-    """(seconds since the bar's first update, the finish it predicts, in the same seconds) per update
-    that shows an ETA."""
+def eta_trace(updates: list[tuple[float, str]], start: float) -> list[tuple[float, float]]:
+    """(seconds since `start`, the finish it predicts, in the same seconds) per update that shows an ETA."""
     shown = [(at, left) for at, text in updates if (left := eta_seconds(text)) is not None]
-    start = min((at for at, text in updates if text.startswith("experiments:")), default=0.0)
     return [(at - start, at - start + left) for at, left in shown]
 
 
@@ -148,7 +145,8 @@ def report(study: str, jobs: int, run: dict) -> None:
     ran = table[[pair in run["retrained"] for pair in pairs]]  # the others keep the baseline's models
     training = ran["train_time_s"].sum()
     startup = run["overhead"] * len(ran)
-    queuing, following, collecting = phases(run["updates"], wall)
+    first, last = bar_span(run["updates"], wall)
+    queuing, following, collecting = first, last - first, wall - last
     worker_time = following * jobs
     rest = worker_time - training - startup
     failed = table.loc[table["status"] == "failed", "experiment"].nunique()
@@ -164,7 +162,7 @@ def report(study: str, jobs: int, run: dict) -> None:
         f"({startup / worker_time:.0%}, {run['overhead']:.1f} s each), "
         f"DVC and idle workers {rest:.0f} s ({rest / worker_time:.0%})"
     )
-    trace = eta_trace(run["updates"])
+    trace = eta_trace(run["updates"], first)
     error = eta_error(trace, following)
     shown = "no ETA shown" if error is None else f"{error:.0%} (target <= {TARGETS['eta error']:.0%})"
     print(f"  ETA after the first quarter, largest error on the finish: {shown}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import heapq
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,16 +101,23 @@ def experiment_seconds(
     return seconds
 
 
-def wall_seconds(seconds: list[float], jobs: int, cores: int | None = None) -> float:
+def _slowdown(jobs: int, cores: int | None) -> float:
+    """How much slower each experiment runs with `jobs` workers on `cores` (this machine's by default)."""
+    return max(1.0, jobs / (cores or os.cpu_count() or 1))
+
+
+def wall_seconds(
+    seconds: list[float], jobs: int, cores: int | None = None, busy: Sequence[float] = ()
+) -> float:
     """The wall time of experiments of `seconds` each, handed in order to the first free of `jobs` workers.
 
     With more workers than `cores` (this machine's by default), each experiment is slower by jobs / cores.
+    `busy`: the seconds until each worker still running an experiment is free; the others are free now.
     """
-    cores = cores or os.cpu_count() or 1
-    slowdown = max(1.0, jobs / cores)
-    free_at = [0.0] * jobs
+    free_at = [*busy, *[0.0] * max(0, jobs - len(busy))]
+    heapq.heapify(free_at)
     for duration in seconds:
-        heapq.heappush(free_at, heapq.heappop(free_at) + duration * slowdown)
+        heapq.heappush(free_at, heapq.heappop(free_at) + duration * _slowdown(jobs, cores))
     return max(free_at)
 
 
@@ -131,17 +139,17 @@ class Eta:
     Fed each look at the experiments' states (`update`), it notes when each
     experiment was first seen running and when it ended (between two looks:
     their midpoint). The pace is the time the ended ones took over their
-    estimates (before any ended: the estimate's own slowdown for more workers
-    than cores). The time left deals the queued experiments' estimates times
-    the pace to the workers, each free once its running experiment has had
-    its own estimate times the pace. Experiments that had ended before the
-    first look count neither as done nor as left.
+    estimates for this many workers (`wall_seconds`'s slowdown included; 1
+    before any ended). The time left deals the queued experiments' estimates
+    times the pace to the workers (`wall_seconds`), each free once its running
+    experiment has had its own paced estimate. Experiments that had ended
+    before the first look count neither as done nor as left.
     """
 
     def __init__(self, seconds: dict[str, float], jobs: int, cores: int | None = None) -> None:
         self.seconds = dict(seconds)  # each experiment's estimate, by name
         self.jobs = jobs
-        self.slowdown = max(1.0, jobs / (cores or os.cpu_count() or 1))
+        self.cores = cores
         self.started: dict[str, float] = {}
         self.took: dict[str, float] = {}
         self.last: float | None = None
@@ -160,18 +168,19 @@ class Eta:
             elif state == RUNNING:
                 self.started.setdefault(name, between)
         self.last = now
+        slowdown = _slowdown(self.jobs, self.cores)
         timed = [name for name, took in self.took.items() if took > 0]
         pace = (
-            sum(self.took[n] for n in timed) / sum(self.seconds[n] for n in timed) if timed else self.slowdown
+            sum(self.took[n] for n in timed) / sum(self.seconds[n] * slowdown for n in timed)
+            if timed
+            else 1.0
         )
-        running = [name for name in self.started if name not in self.took and name in self.seconds]
-        free_at = [max(self.seconds[n] * pace - (now - self.started[n]), 0.0) for n in running]
-        free_at += [0.0] * max(0, self.jobs - len(free_at))
-        heapq.heapify(free_at)
-        for name, seconds in self.seconds.items():
-            if name not in self.took and name not in self.started:
-                heapq.heappush(free_at, heapq.heappop(free_at) + seconds * pace)
-        return max(free_at)
+        running = [name for name in self.started if name not in self.took]
+        busy = [max(self.seconds[n] * slowdown * pace - (now - self.started[n]), 0.0) for n in running]
+        queued = [
+            s * pace for name, s in self.seconds.items() if name not in self.took and name not in self.started
+        ]
+        return wall_seconds(queued, self.jobs, self.cores, busy)
 
 
 def describe(

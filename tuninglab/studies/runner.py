@@ -324,8 +324,9 @@ def progress(bar: tqdm, counts: Counter, left: float | None = None) -> None:
     """Show a study's state counts on its progress bar: ended ones as progress, then each count and,
     when known, `left`: the estimated seconds left (`estimate.Eta`)."""
     bar.update(sum(counts[s] for s in ENDED_STATES) - bar.n)
-    shown = {"done": counts[SUCCESS], "failed": counts[FAILED], "running": counts[RUNNING]}
-    shown["remaining"] = counts[QUEUED]
+    shown = dict(
+        done=counts[SUCCESS], failed=counts[FAILED], running=counts[RUNNING], remaining=counts[QUEUED]
+    )
     if left is not None:
         shown["eta"] = tqdm.format_interval(left)
     bar.set_postfix(shown)
