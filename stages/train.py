@@ -56,7 +56,10 @@ def main(dataset: str, prepared_dir: Path, model_dir: Path) -> None:
     )
     with atomic_dir(model_dir) as out:
         models.save(out, model, dataset, cfg, meta, spec.name)
-    test, rows = evaluation.EVALUATORS[task](model, arrays["x_test"], arrays["y_test"], cfg, meta)
+    if summary["best_epoch"] is None:  # diverged in its first epoch: no trained weights to score
+        test, rows = evaluation.untrained_results(task, meta)
+    else:
+        test, rows = evaluation.EVALUATORS[task](model, arrays["x_test"], arrays["y_test"], cfg, meta)
     columns = {k: [row[k] for row in history] for k in schema.HISTORY_COLUMNS}
     write_table(schema.plots_path(dataset, "history"), columns)
     write_table(schema.plots_path(dataset, schema.TEST_PLOT_OF[task]), rows)
@@ -68,10 +71,11 @@ def main(dataset: str, prepared_dir: Path, model_dir: Path) -> None:
     names = schema.TEST_METRICS_OF[task]
     write_json(schema.metrics_path(dataset, "test"), {dataset: {k: test[k] for k in names}})
     state = f"diverged at epoch {summary['diverged_epoch']}" if summary["diverged"] else "done"
+    kept = f"best epoch {summary['best_epoch']}" if summary["best_epoch"] else "no trained epoch"
     shown = ", ".join(f"{k} {test[k]}" for k in names if test[k] is not None)
     print(
-        f"{dataset}: {state}; best epoch {summary['best_epoch']} of {summary['epochs_run']}, "
-        f"{summary['train_time_s']}s; {shown}"
+        f"{dataset}: {state}; {kept} of {summary['epochs_run']}, {summary['train_time_s']}s; "
+        f"{summary['cpu_capability']} kernels; {shown}"
     )
 
 

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 
 from tests.conftest import blobs, split_arrays
@@ -57,15 +58,69 @@ def test_history_has_one_row_per_epoch_with_every_column():
     assert summary["epochs_run"] == 4 and summary["n_params"] == 4 * 16 + 16 + 16 * 3 + 3
 
 
-def test_divergence_is_recorded_not_raised():
-    model, history, summary = run(optimizer="sgd", lr=1e6, momentum=0.0)
+def test_divergence_in_the_first_epoch_is_recorded_with_no_trained_epoch():
+    _, history, summary = run(optimizer="sgd", lr=1e6, momentum=0.0)
     assert summary["diverged"] is True
-    assert summary["diverged_epoch"] == len(history) + 1 <= 2
+    assert summary["diverged_epoch"] == summary["epochs_run"] == 1 and history == []
     loss = summary["diverged_loss"]
     assert not math.isfinite(loss) or loss > training.DIVERGENCE_FACTOR
-    assert summary["epochs_run"] == summary["diverged_epoch"]
-    # The weights kept are the best ones seen before the blow-up, all finite.
+    # Nothing trained: no epoch is claimed as the best, and no validation loss for it.
+    assert summary["best_epoch"] is None and summary["best_val_loss"] is None
+
+
+def _linear_fit(arrays, cfg, on_epoch=None, model=None):
+    """`training.fit` of a linear model on tensors of `arrays` (seeded by `cfg.seed`)."""
+    torch.manual_seed(cfg.seed)
+    model = model or torch.nn.Linear(arrays["x_train"].shape[1], 3)
+    data = {k: torch.from_numpy(v) for k, v in arrays.items() if not k.endswith("_test")}
+    return model, *training.fit(model, data, cfg, on_epoch=on_epoch)
+
+
+def test_a_later_divergence_keeps_the_best_trained_epoch():
+    arrays = split_arrays(*blobs())
+    blow_up = []
+
+    def scale_inputs(module, inputs):  # from epoch 2 on, training inputs are 1e20 times too large
+        return (inputs[0] * 1e20,) if blow_up and module.training else None
+
+    model = torch.nn.Linear(4, 3)
+    model.register_forward_pre_hook(scale_inputs)
+    model, history, summary = _linear_fit(arrays, config(), blow_up.append, model)
+    assert summary["diverged_epoch"] == 2 and len(history) == 1
+    assert summary["best_epoch"] == 1 and summary["best_val_loss"] == round(history[0]["val_loss"], 6)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_the_untrained_weights_are_never_kept():
+    # Validation labels unrelated to the inputs: every trained epoch's confident guesses have a higher
+    # validation loss than the untrained model's near-uniform ones. The trained epochs are still the result.
+    arrays = split_arrays(*blobs())
+    arrays["y_val"] = np.random.default_rng(0).permutation(arrays["y_val"])
+    untrained = torch.nn.Linear(4, 3)
+    torch.manual_seed(0)
+    untrained.reset_parameters()
+    untrained_loss, _ = training.score(
+        untrained, torch.from_numpy(arrays["x_val"]), torch.from_numpy(arrays["y_val"]), F.cross_entropy, 64
+    )
+    _, history, summary = _linear_fit(arrays, config(epochs=5, lr=0.1))
+    assert min(row["val_loss"] for row in history) > untrained_loss
+    assert summary["best_epoch"] == min(history, key=lambda row: row["val_loss"])["epoch"] >= 1
+
+
+def test_select_by_val_metric_keeps_the_most_accurate_epoch():
+    x, y = blobs(n_per_class=20, n_features=4, seed=3)
+    y = y.copy()
+    y[::3] = (y[::3] + 1) % 3  # label noise, so that loss and accuracy pick different epochs
+    arrays = split_arrays(x, y)
+    cfg = config(epochs=40, hidden=[64], lr=0.05)
+    by_loss = run(arrays, **dataclasses.asdict(cfg))[2]["best_epoch"]
+    model, history, summary = run(arrays, **{**dataclasses.asdict(cfg), "select_by": "val_metric"})
+    best = max(history, key=lambda row: (row["val_accuracy"], -row["epoch"]))
+    assert summary["best_epoch"] == best["epoch"] != by_loss
+    _, accuracy = training.score(
+        model, torch.from_numpy(arrays["x_val"]), torch.from_numpy(arrays["y_val"]), F.cross_entropy, 64
+    )
+    assert accuracy == best["val_accuracy"]
 
 
 def test_same_seed_gives_identical_results_and_another_seed_does_not():

@@ -31,7 +31,10 @@ from __future__ import annotations
 from pathlib import Path
 
 TEST_METRICS = ("test_accuracy", "macro_f1", "chance_accuracy")
-TRAIN_METRICS = ("best_epoch", "epochs_run", "diverged", "train_time_s")
+# `best_epoch` is null, and every test metric but the chance reference, for a run that diverged in
+# its first epoch: it has no trained weights to score. `cpu_capability` is the CPU kernels torch
+# used (`avx512`, `avx2`, `default`): runs computed with other kernels are not compared silently.
+TRAIN_METRICS = ("best_epoch", "epochs_run", "diverged", "train_time_s", "cpu_capability")
 DETAILS = (
     "test_loss",
     "stopped_early",
@@ -43,7 +46,13 @@ DETAILS = (
     "used_threads",
     "used_device",
     "n_params",
+    "numpy_simd",
+    "torch_version",
+    "numpy_version",
+    "cpu_model",
 )
+# How a run was computed (`tuninglab.lab.compute`): what two runs must share to be compared.
+COMPUTED_WITH = ("used_threads", "cpu_capability")
 # A test accuracy at most this far above the chance rate is "no better than chance".
 CHANCE_MARGIN = 0.005
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_time_s")
@@ -68,6 +77,8 @@ REGRESSION_TEST_METRICS = (
 # standard deviation (gaussian_nll; empty with mse) and the absolute error. The std column is there,
 # empty, with mse too: `dvc plots` refuses a plot whose field a file lacks.
 PREDICTION_COLUMNS = ("actual", "predicted", "std", "abs_error")
+# The columns of each test plot file, by its name.
+PLOT_COLUMNS = {"confusion": CONFUSION_COLUMNS, "predictions": PREDICTION_COLUMNS}
 # Keyed by a dataset spec's task: its test metrics, and the name of its test plot file.
 TEST_METRICS_OF = {"classification": TEST_METRICS, "regression": REGRESSION_TEST_METRICS}
 TEST_PLOT_OF = {"classification": "confusion", "regression": "predictions"}

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tuninglab import schema
 from tuninglab.lab import datasets
 from tuninglab.lab.files import Columns
 from tuninglab.lab.params import TrainConfig
@@ -150,6 +151,18 @@ def regression_results(
         metrics["test_nll"] = round(gaussian_nll(actual, predicted, std), 6)
         metrics["coverage_90"] = round(float(np.mean(error <= Z_INTERVAL * std)), 6)
     return metrics, {"actual": actual, "predicted": predicted, "std": std, "abs_error": error}
+
+
+def untrained_results(task: str, meta: dict[str, Any]) -> tuple[dict[str, Any], Columns]:
+    """The test metrics and plot of a run with no trained weights (it diverged in its first epoch).
+
+    No test metric is claimed: every one is None except the chance reference,
+    which does not depend on the model; the test plot has its columns and no rows.
+    """
+    chance = schema.CHANCE_METRIC_OF[task]
+    metrics: dict[str, Any] = {name: None for name in (*schema.TEST_METRICS_OF[task], "test_loss")}
+    metrics[chance] = meta[chance]
+    return metrics, {column: [] for column in schema.PLOT_COLUMNS[schema.TEST_PLOT_OF[task]]}
 
 
 # Keyed by a dataset spec's task: (model, test inputs, test targets, settings, prepared meta) ->

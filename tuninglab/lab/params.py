@@ -80,6 +80,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "weight_decay": number_in(0.0, 1.0),
     "l1": number_in(0.0, 1.0),
     "amp": BOOL,
+    "select_by": choice("val_loss", "val_metric"),
 }
 # Each dataset's own settings (`<dataset>.data`, and its model families' settings
 # under `<dataset>.train` next to optional overrides of the shared `train`
@@ -286,6 +287,7 @@ class TrainConfig:
     weight_decay: float
     l1: float
     amp: bool
+    select_by: str = "val_loss"
     model: str | None = None
     channels: list[int] | None = None
     batch_norm: bool | None = None

@@ -26,7 +26,7 @@ from tuninglab.lab.sources import REVIEW_SPLIT, TARGET, DataSourceError
 if TYPE_CHECKING:
     import pandas as pd
     from scipy import sparse
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.feature_extraction.text import CountVectorizer
 
     from tuninglab.lab.datasets import DatasetSpec
 
@@ -267,6 +267,18 @@ def prepare_tabular(
     return features, {"preprocessing": info}
 
 
+def channel_stats(levels: np.ndarray) -> tuple[float, float]:
+    """Mean and (population) standard deviation of integer pixel levels, the same on every CPU.
+
+    Computed from exact integer sums (a float sum's rounding depends on the
+    vector width numpy's kernels use), each rounded once.
+    """
+    count = levels.size
+    total = int(levels.sum(dtype=np.int64))
+    squares = int(np.square(levels, dtype=np.int64).sum())
+    return total / count, math.sqrt((squares * count - total * total) / (count * count))
+
+
 def prepare_images(
     images: np.ndarray, splits: dict[str, np.ndarray], data: dict[str, Any]
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -281,10 +293,10 @@ def prepare_images(
     pixels = images.astype(np.float32)
     info: dict[str, Any] = {"normalize": normalize}
     if normalize:
-        train = pixels[splits["train"]]
-        mean = [float(train[:, channel].mean()) for channel in range(pixels.shape[1])]
+        stats = [channel_stats(images[splits["train"], channel]) for channel in range(images.shape[1])]
+        mean = [m for m, _ in stats]
         # A channel of one level throughout has std 0: it is only centred (std taken as 1).
-        std = [float(train[:, channel].std()) or 1.0 for channel in range(pixels.shape[1])]
+        std = [s or 1.0 for _, s in stats]
         for channel in range(pixels.shape[1]):
             pixels[:, channel] = (pixels[:, channel] - mean[channel]) / std[channel]
         info["scaling"] = {"mean": [round(m, 6) for m in mean], "std": [round(s, 6) for s in std]}
@@ -294,28 +306,66 @@ def prepare_images(
 AUTO_MAX_LEN_PERCENTILE = 95  # `max_len: auto` keeps this percentile of the training texts' bag sizes
 
 
-def _vectorizers(data: dict[str, Any]) -> list[TfidfVectorizer]:
-    """The n-gram counters of `text.data`: word 1..`ngrams`-grams, and char 2..`char_ngrams`-grams if > 0.
+def exact_log(values: np.ndarray) -> np.ndarray:
+    """The natural log of each value, the same bits on every CPU (float64).
 
-    Each keeps its most frequent training n-grams (`vocab_size`, `char_vocab_size`) and weighs a
-    count c as 1 + log c (sublinear tf), times the n-gram's smoothed inverse document frequency.
+    numpy's `log` has vectorized versions (AVX2, AVX-512) that can round the
+    last bit differently from its default one, so prepared data would depend on
+    the CPU. Here each distinct value's log comes from Python's `math.log`, one
+    call per distinct value: the counts and frequencies this module takes logs
+    of have few distinct values.
+    """
+    distinct, where = np.unique(np.asarray(values, dtype=np.float64), return_inverse=True)
+    return np.array([math.log(v) for v in distinct.tolist()], dtype=np.float64)[where].reshape(
+        np.shape(values)
+    )
+
+
+def _counters(data: dict[str, Any]) -> list[tuple[CountVectorizer, int]]:
+    """The n-gram counters of `text.data`, each with its vocabulary size.
+
+    Word 1..`ngrams`-grams (`vocab_size`), and character 2..`char_ngrams`-grams
+    (`char_vocab_size`) when `char_ngrams` > 0.
+
     Character n-grams are taken inside word boundaries (`char_wb`), so they catch word stems and
     misspellings that the word n-grams miss.
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.feature_extraction.text import CountVectorizer
 
-    options = {"sublinear_tf": True, "norm": None, "dtype": np.float32}
-    counters = [TfidfVectorizer(ngram_range=(1, data["ngrams"]), max_features=data["vocab_size"], **options)]
+    counters = [(CountVectorizer(ngram_range=(1, data["ngrams"]), dtype=np.int64), data["vocab_size"])]
     if data["char_ngrams"]:
-        counters.append(
-            TfidfVectorizer(
-                analyzer="char_wb",
-                ngram_range=(2, data["char_ngrams"]),
-                max_features=data["char_vocab_size"],
-                **options,
-            )
-        )
+        char = CountVectorizer(analyzer="char_wb", ngram_range=(2, data["char_ngrams"]), dtype=np.int64)
+        counters.append((char, data["char_vocab_size"]))
     return counters
+
+
+def top_ngrams(counter: CountVectorizer, texts: list[str], limit: int) -> list[str]:
+    """The `limit` n-grams of `counter` most frequent in `texts` (total count), in alphabetical order.
+
+    Ties at the cut go to the alphabetically first n-gram: an explicit order, so
+    the vocabulary is the same on every CPU (scikit-learn's `max_features` cuts
+    with numpy's unstable sort, whose vectorized versions order ties differently).
+    """
+    counts = counter.fit_transform(texts)
+    totals = np.asarray(counts.sum(axis=0)).ravel()
+    names = counter.get_feature_names_out()  # alphabetical, as `totals`
+    kept = np.sort(np.argsort(-totals, kind="stable")[:limit])
+    return names[kept].tolist()
+
+
+def tfidf(counts: sparse.csr_matrix, train: np.ndarray) -> sparse.csr_matrix:
+    """Sublinear tf-idf of n-gram counts, the idf from the `train` rows, as float32.
+
+    A count c weighs 1 + ln c, times the n-gram's smoothed inverse document
+    frequency ln((1 + n) / (1 + df)) + 1 over the n training texts (scikit-learn's
+    `TfidfTransformer(sublinear_tf=True, norm=None)`), with `exact_log`.
+    """
+    train_counts = counts[train]
+    documents = np.bincount(train_counts.indices, minlength=counts.shape[1])
+    idf = exact_log((1 + len(train)) / (1 + documents)) + 1
+    weights = counts.astype(np.float64).tocsr()
+    weights.data = (1 + exact_log(weights.data)) * idf[weights.indices]
+    return weights.astype(np.float32)
 
 
 def nb_ratios(bags: sparse.csr_matrix, labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -324,14 +374,16 @@ def nb_ratios(bags: sparse.csr_matrix, labels: np.ndarray, n_classes: int) -> np
     For each class c, log(p_c / q_c), where p_c and q_c are the shares of
     n-gram presences (each count 1 per text, plus 1 smoothing) among the texts
     of class c and of the other classes; the largest absolute ratio over the
-    classes (for two classes both give the same). Fitted on the training rows.
+    classes (for two classes both give the same). Fitted on the training rows;
+    the counts are integers and the logs `exact_log`, so the ratios are the
+    same on every CPU.
     """
-    present = (bags > 0).astype(np.float64).tocsr()
+    present = (bags > 0).astype(np.int64).tocsr()
     ratios = np.zeros(bags.shape[1])
     for label in range(n_classes if n_classes > 2 else 1):
         inside = 1 + np.asarray(present[labels == label].sum(axis=0)).ravel()
         outside = 1 + np.asarray(present[labels != label].sum(axis=0)).ravel()
-        ratio = np.abs(np.log(inside / inside.sum()) - np.log(outside / outside.sum()))
+        ratio = np.abs(exact_log(inside / inside.sum()) - exact_log(outside / outside.sum()))
         ratios = np.maximum(ratios, ratio)
     return ratios.astype(np.float32)
 
@@ -359,7 +411,7 @@ def pack_bags(bags: sparse.csr_matrix, max_len: int) -> np.ndarray:
         if len(ids) > max_len:
             keep = np.sort(np.argsort(-weights, kind="stable")[:max_len])
             ids, weights = ids[keep], weights[keep]
-        norm = float(np.sqrt((weights.astype(np.float64) ** 2).sum())) or 1.0
+        norm = math.sqrt(math.fsum((weights.astype(np.float64) ** 2).tolist())) or 1.0  # exact sum
         out[row, 0, : len(ids)] = ids + FIRST_TOKEN_ID
         out[row, 1, : len(ids)] = weights / norm
     return out
@@ -371,9 +423,9 @@ def prepare_texts(
     """Weighted n-gram bags of the texts, from counters and weights fitted on the training texts only.
 
     `data` is `text.data`: word n-grams up to `ngrams` (the `vocab_size` most
-    frequent) and, when `char_ngrams` > 0, character 2..`char_ngrams`-grams
-    (the `char_vocab_size` most frequent), weighted by sublinear tf-idf
-    (`_vectorizers`) and, with `weighting: nb_tfidf`, also by each n-gram's
+    frequent, `top_ngrams`) and, when `char_ngrams` > 0, character
+    2..`char_ngrams`-grams (the `char_vocab_size` most frequent), weighted by
+    sublinear tf-idf (`tfidf`) and, with `weighting: nb_tfidf`, also by each n-gram's
     naive Bayes log-count ratio (`nb_ratios`, from the training labels of
     `labels`). N-grams unseen in training are left out. A bag keeps at most
     `max_len` n-grams (`auto`: `auto_max_len`), scaled to unit norm (`pack_bags`).
@@ -383,12 +435,21 @@ def prepare_texts(
     `vocabulary` (the n-grams, in id order; character n-grams marked `char:`).
     """
     from scipy import sparse
+    from sklearn.feature_extraction.text import CountVectorizer
 
     texts = texts.astype(str).tolist()
     train_texts = [texts[i] for i in splits["train"]]
-    counters = [counter.fit(train_texts) for counter in _vectorizers(data)]
-    bags = sparse.hstack([counter.transform(texts) for counter in counters], format="csr", dtype=np.float32)
-    bags.sort_indices()
+    counters = _counters(data)
+    vocabularies = [top_ngrams(counter, train_texts, limit) for counter, limit in counters]
+    counts = sparse.hstack(
+        [
+            CountVectorizer(**{**counter.get_params(), "vocabulary": kept}).transform(texts)
+            for (counter, _), kept in zip(counters, vocabularies, strict=True)
+        ],
+        format="csr",
+    )
+    counts.sort_indices()
+    bags = tfidf(counts, splits["train"])
     if data["weighting"] == "nb_tfidf":
         y_train = labels[splits["train"]]
         ratios = nb_ratios(bags[splits["train"]], y_train, int(labels.max()) + 1)
@@ -396,9 +457,7 @@ def prepare_texts(
         bags.eliminate_zeros()
     max_len = auto_max_len(bags[splits["train"]]) if data["max_len"] == "auto" else data["max_len"]
     x = pack_bags(bags, max_len)
-    names = counters[0].get_feature_names_out().tolist()
-    if len(counters) > 1:
-        names += [f"char:{gram}" for gram in counters[1].get_feature_names_out().tolist()]
+    names = vocabularies[0] + [f"char:{gram}" for kept in vocabularies[1:] for gram in kept]
     vocabulary = ["<pad>", *names]
     sizes = _bag_sizes(bags)
     info = {

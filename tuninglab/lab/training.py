@@ -3,12 +3,18 @@
 Each split lives on the device as one tensor; a batch is a slice of a shuffled
 index, which is several times faster than a per-sample DataLoader for models
 this small. The loop records one history row per epoch and keeps the weights
-of the epoch with the lowest validation loss.
+of the best trained epoch (`train.select_by`: the lowest validation loss, or
+the highest validation accuracy / R^2). The untrained weights are never kept:
+an untrained model's validation loss can be lower than that of a model that
+already classifies well but confidently (a few confident mistakes cost more
+loss than a uniform guess), and keeping it would score the untrained model.
 
 A run diverges when its training or validation loss becomes NaN or infinite,
 or exceeds `DIVERGENCE_FACTOR` times the untrained model's validation loss.
 Training then stops, the run is marked diverged with the epoch and the loss,
-and the best weights seen before are kept: a divergence is a result, not a crash.
+and the best trained weights seen before are kept: a divergence is a result,
+not a crash. A run that diverges in its first epoch has no trained weights:
+its `best_epoch` is None and no test metric is claimed for it.
 
 On CUDA, `train.amp` runs the forward passes in float16 (autocast) with
 gradient scaling, and convolutional models and their images use the
@@ -35,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tuninglab.lab import datasets, models
+from tuninglab.lab import compute, datasets, models
 from tuninglab.lab.params import TrainConfig, no_cuda
 from tuninglab.schema import HISTORY_COLUMNS
 
@@ -361,6 +367,19 @@ def train_epoch(
     return total_loss.item() / len(x), task.quality(hits, y)
 
 
+# `train.select_by`: the history column that picks the kept epoch, and whether higher is better.
+SELECTORS: dict[str, tuple[str, bool]] = {
+    "val_loss": ("val_loss", False),
+    "val_metric": ("val_accuracy", True),
+}
+
+
+def better(row: dict[str, float], best: dict[str, float], select_by: str) -> bool:
+    """Whether epoch `row` beats the kept epoch `best` by `select_by` (a tie keeps the earlier epoch)."""
+    column, higher = SELECTORS[select_by]
+    return row[column] > best[column] if higher else row[column] < best[column]
+
+
 def fit(
     model: nn.Module,
     data: dict[str, torch.Tensor],
@@ -375,10 +394,12 @@ def fit(
     key of `TASKS`) picks the loss table and what the accuracy columns hold.
 
     Returns:
-        The per-epoch history and a summary: best epoch (lowest validation
-        loss; its weights are restored), best validation accuracy, epochs run,
-        early stop, divergence, and the wall and CPU time of training (CPU
-        time does not grow when other work shares the machine).
+        The per-epoch history and a summary: the best trained epoch (by
+        `cfg.select_by`; its weights are restored, and early stopping counts
+        from it) and its validation loss, both None when the first epoch
+        diverged (nothing trained); the best validation
+        accuracy, epochs run, early stop, divergence, and the wall and CPU time
+        of training (CPU time does not grow when other work shares the machine).
     """
     trains = TASKS[task]
     loss_fn = trains.losses[cfg.loss]
@@ -393,7 +414,7 @@ def fit(
     with _autocast(x_train.device, amp):
         untrained_loss, _ = score(model, x_val, y_val, loss_fn, batch_size, trains)
     limit = DIVERGENCE_FACTOR * untrained_loss
-    best = {"epoch": 0, "val_loss": untrained_loss, "state": copy.deepcopy(model.state_dict())}
+    best: dict[str, Any] | None = None
     history: list[dict[str, float]] = []
     summary: dict[str, Any] = {
         "diverged": False,
@@ -420,19 +441,20 @@ def fit(
         history.append(row)
         if on_epoch is not None:
             on_epoch(row)
-        if val_loss < best["val_loss"]:
-            best = {"epoch": epoch, "val_loss": val_loss, "state": copy.deepcopy(model.state_dict())}
+        if best is None or better(row, best["row"], cfg.select_by):
+            best = {"row": row, "state": copy.deepcopy(model.state_dict())}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(val_loss)
         elif scheduler is not None:
             scheduler.step()
-        if cfg.patience and epoch - best["epoch"] >= cfg.patience:
+        if cfg.patience and epoch - best["row"]["epoch"] >= cfg.patience:
             summary["stopped_early"] = True
             break
-    model.load_state_dict(best["state"])
+    if best is not None:
+        model.load_state_dict(best["state"])
     summary.update(
-        best_epoch=best["epoch"],
-        best_val_loss=round(best["val_loss"], 6),
+        best_epoch=best["row"]["epoch"] if best else None,
+        best_val_loss=round(best["row"]["val_loss"], 6) if best else None,
         best_val_accuracy=round(max(row["val_accuracy"] for row in history), 6) if history else None,
         epochs_run=epoch,
         train_time_s=round(time.perf_counter() - started, 3),
@@ -455,8 +477,8 @@ def train(
 
     Returns:
         The trained model (best weights, on the CPU), its history and summary;
-        the summary also names the device and thread count used and counts
-        the model's parameters.
+        the summary also names the device and thread count used, counts the
+        model's parameters and records how the run was computed (`compute.environment`).
     """
     spec = datasets.get(kind)
     threads = configure_threads(cfg.threads)
@@ -483,4 +505,5 @@ def train(
     summary["used_device"] = device.type
     summary["used_threads"] = threads
     summary["n_params"] = sum(p.numel() for p in model.parameters())
+    summary.update(compute.environment())
     return model.cpu(), history, summary
