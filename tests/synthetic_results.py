@@ -183,6 +183,16 @@ HOSTILE_ERROR = "error: train.lr: <img src=x onerror=alert(1)> is not allowed"
 STUDIES = {"ofat": "ofat", "noise": "ofat", "optimizer_lr": "grid", "loss_lr": "grid"}
 
 
+
+# How every synthetic run was computed (`tuninglab.lab.compute.environment`); a test changes it per run.
+COMPUTED = {
+    "cpu_capability": "AVX2",
+    "numpy_simd": "X86_V3",
+    "torch_version": "2.14.1",
+    "numpy_version": "2.4.6",
+    "cpu_model": "Synthetic CPU",
+}
+
 def curve(shape: str, accuracy: float, epochs: int = 30) -> pd.DataFrame:
     """A per-epoch history of the given shape, ending near `accuracy`, as the trainer writes it."""
     e = np.arange(1, epochs + 1, dtype=float)
@@ -257,6 +267,7 @@ def _metrics(
             "used_device": "cpu",
             "n_params": 1000,
         }
+        | COMPUTED
         | details
     )
     names = TEST_METRICS_OF[task]

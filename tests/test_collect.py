@@ -47,6 +47,11 @@ VALUES = {
     "used_threads": 1,
     "used_device": "cpu",
     "n_params": 1000,
+    "cpu_capability": "AVX512",
+    "numpy_simd": "AVX512_ICL",
+    "torch_version": "2.14.1",
+    "numpy_version": "2.4.6",
+    "cpu_model": "AMD EPYC",
 }
 REGRESSION_VALUES = dict.fromkeys(REGRESSION_TEST_METRICS) | {"test_r2": 0.88, "chance_r2": -0.01}
 

@@ -208,11 +208,24 @@ def test_manual_runs_other_data_and_thread_counts_are_reported_apart(written):
     )
     assert "text-source-local" not in text[: text.index("## Other data")]  # 0.810 is not the best text run
     assert (
-        "Runs compared here trained with 1 CPU thread(s), as the baseline did" in text
+        "Runs compared here trained with 1 CPU thread(s) and AVX2 kernels (torch's CPU capability), as the "
+        "baseline did; numpy's SIMD level X86\\_V3, torch 2.14.1, numpy 2.4.6, on Synthetic CPU." in text
         and "Not compared: `noise-seed-3` on tabular, image, text (2 threads vs baseline's 1)." in text
     )
     seed_3 = "| noise-seed-3 | noise | train.seed=3 | 0.990 | 0.900 | 0.600 |"
     assert f"{seed_3} ok, not compared: 2 threads vs baseline's 1 |" in text
+
+
+def test_runs_computed_with_other_kernels_or_threads_are_not_compared(study):
+    runs, _ = results.load(study)
+    other = runs.index[(runs["experiment"] == "ofat-lr-0.1") & (runs["dataset"] == "image")]
+    runs.loc[other, "cpu_capability"] = "AVX512"
+    runs.loc[other, "used_threads"] = 2
+    notes = results.computed_differently(runs)
+    assert notes[other].tolist() == ["2 threads vs baseline's 1; AVX512 kernels vs baseline's AVX2"]
+    assert (notes[runs.index.difference(other)].isin(["", "2 threads vs baseline's 1"])).all()
+    runs["not_compared"] = notes
+    assert other[0] not in results.compared(runs).index
 
 
 def test_time_charts_show_cpu_time_of_training(study):

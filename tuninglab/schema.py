@@ -51,8 +51,9 @@ DETAILS = (
     "numpy_version",
     "cpu_model",
 )
-# How a run was computed (`tuninglab.lab.compute`): what two runs must share to be compared.
-COMPUTED_WITH = ("used_threads", "cpu_capability")
+# How a run was computed (`tuninglab.lab.compute`): what two runs must share to be compared, each with
+# the word a sentence gives its value (`2 threads`, `AVX2 kernels`).
+COMPUTED_WITH = {"used_threads": "threads", "cpu_capability": "kernels"}
 # A test accuracy at most this far above the chance rate is "no better than chance".
 CHANCE_MARGIN = 0.005
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_time_s")

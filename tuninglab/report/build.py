@@ -48,9 +48,9 @@ def observe_all(runs: pd.DataFrame, curves: pd.DataFrame, levels: dict[str, floa
 
     A run with exactly the settings of an earlier one (`same_as`: e.g. image
     augmentation on text is the baseline's run again) is left out: it is
-    merged into that run. A run on another data source or thread count gets
+    merged into that run. A run on another data source, thread count or CPU kernels gets
     no line against the baseline and no underfitting rule (it compares with
-    the baseline's curve); one on another thread count says so. `levels` is
+    the baseline's curve); one computed otherwise says so. `levels` is
     the seed noise per dataset (`sensitivity.noise_levels`).
 
     Columns: experiment, dataset, kind, headline, text.

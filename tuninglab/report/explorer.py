@@ -15,7 +15,7 @@ regression's test R^2) and its task's metrics; the history's accuracy curves
 of a regression are its R^2.
 
 Runs on another data source are another dataset (`text (source: my.csv)`),
-with no baseline; a run on another thread count than the baseline shows no
+with no baseline; a run computed otherwise than the baseline (threads, kernels) shows no
 difference to it. The page, its style and its script are package data
 (`explorer.html`, `explorer.css`, `explorer.js`), inlined into the one output
 file. The page needs no network: Plotly's JavaScript is inlined, the data is
@@ -71,7 +71,7 @@ def _run(
 ) -> dict[str, Any]:
     """One finished run as the page uses it: settings as labels, metrics already formatted, its curve.
 
-    No differences when `baseline` is None or the run is not compared with it (another thread count).
+    No differences when `baseline` is None or the run is not compared with it (computed otherwise).
     `shown_metrics` are the metric columns shown (`metrics`).
     """
     epoch = format.finite(row["diverged_epoch"])

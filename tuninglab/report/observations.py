@@ -17,6 +17,10 @@ The rules, applied to each finished run (thresholds are the constants below):
   configured epochs: fewer epochs would do.
 - **unstable**: the validation loss peaked for a single epoch at least
   `SWING_RISE` above both neighbours, at least `SWINGS` times.
+- **overconfident**: a later epoch's validation accuracy (a regression's R^2) is at
+  least `OVERCONFIDENT_POINTS` points above the first epoch's while its validation
+  loss is above the first epoch's: the model classifies better but pays for its
+  confident mistakes, and `train.select_by: val_loss` keeps an early epoch.
 - **no better than chance**: test accuracy at most `schema.CHANCE_MARGIN` above the
   chance rate (`chance_accuracy`: always predicting the training split's
   majority class, scored on the test split); for a regression, test R^2 at
@@ -50,9 +54,11 @@ UNDERFIT_POINTS = 5.0
 EARLY_FRACTION = 0.2
 SWING_RISE = 0.25
 SWINGS = 2
+OVERCONFIDENT_POINTS = 2.0
 HEADLINE_KINDS = (
     "diverged",
     "no better than chance",
+    "overconfident",
     "overfitting",
     "still improving",
     "underfitting",
@@ -92,10 +98,13 @@ def diverged(run: pd.Series) -> Observation | None:
     loss = run["diverged_loss"]
     shown = "NaN" if pd.isna(loss) else f"{loss:.3g}"
     epoch = int(run["diverged_epoch"])
+    kept = (
+        "no epoch trained, so no test metric is claimed"
+        if pd.isna(run["best_epoch"])
+        else f"the weights of epoch {int(run['best_epoch'])} were kept"
+    )
     return Observation(
-        "diverged",
-        f"the loss diverged at epoch {epoch}",
-        f"diverged at epoch {epoch} (loss {shown}); the weights of epoch {int(run['best_epoch'])} were kept",
+        "diverged", f"the loss diverged at epoch {epoch}", f"diverged at epoch {epoch} (loss {shown}); {kept}"
     )
 
 
@@ -126,13 +135,14 @@ def no_better_than_chance(run: pd.Series) -> Observation | None:
 
 
 def not_compared(run: pd.Series) -> Observation | None:
-    """The run used another number of CPU threads than the baseline, so it is not set against it."""
+    """The run was computed otherwise than the baseline (threads, kernels), so it is not set against it."""
     if not run["not_compared"]:
         return None
     return Observation(
         "not compared",
         f"not compared: {run['not_compared']}",
-        f"not compared with the baseline: {run['not_compared']} (results repeat only for the same count)",
+        f"not compared with the baseline: {run['not_compared']} (results repeat only for the same thread "
+        "count and CPU kernels)",
     )
 
 
@@ -158,6 +168,26 @@ def overfitting(history: pd.DataFrame) -> Observation | None:
             f"{train_at_best:.3f} to {train_end:.3f}; the gap at the end is {end - train_end:.3f}",
         )
     return None
+
+
+def overconfident(history: pd.DataFrame, run: pd.Series) -> Observation | None:
+    """A later epoch scores clearly better than the first, at a higher validation loss than the first's."""
+    if len(history) < 2:
+        return None
+    first, most = history.iloc[0], history.loc[history["val_accuracy"].idxmax()]
+    gain = _points(most["val_accuracy"] - first["val_accuracy"])
+    if gain < OVERCONFIDENT_POINTS or most["val_loss"] <= first["val_loss"]:
+        return None
+    short, epoch = primary.words(run["dataset"]).short, int(most["epoch"])
+    kept = "" if pd.isna(run["best_epoch"]) else f"; epoch {int(run['best_epoch'])} was kept"
+    return Observation(
+        "overconfident",
+        f"overconfident: best validation {short} at epoch {epoch}, at a higher loss",
+        f"overconfident: validation {short} rose {gain:.1f} points from epoch 1 to epoch {epoch} "
+        f"({first['val_accuracy']:.3f} to {most['val_accuracy']:.3f}) while validation loss rose above "
+        f"epoch 1's ({first['val_loss']:.3f} to {most['val_loss']:.3f}): confident mistakes cost loss"
+        f"{kept} (train.select_by: val_metric keeps the most accurate epoch)",
+    )
 
 
 def still_improving(history: pd.DataFrame, run: pd.Series) -> Observation | None:
@@ -234,6 +264,7 @@ def observe(history: pd.DataFrame, run: pd.Series, baseline_history: pd.DataFram
     found = [
         diverged(run),
         no_better_than_chance(run),
+        overconfident(history, run),
         overfitting(history),
         still_improving(history, run),
         underfitting(history, run, baseline_history),
@@ -259,6 +290,10 @@ def versus_baseline(
     changed = settings(run) or "the baseline's settings"
     name = primary.metric(run["dataset"])
     mine, base, reference = run[name], baseline[name], primary.chance(run)
+    if pd.isna(mine):  # diverged in its first epoch: nothing trained, nothing to compare
+        text = f"with {changed}: no test {primary.words(run['dataset']).short} (nothing trained)"
+        headlines = [o.headline for o in observations if o.kind in HEADLINE_KINDS]
+        return Observation("vs baseline", "no trained epoch", "; ".join([text, *headlines[:1]]))
     delta = _points(mine - base)
     chance = f"; chance {reference:.3f}" if pd.notna(reference) else ""
     text = (
@@ -277,7 +312,7 @@ def status_text(run: pd.Series) -> str:
     """A run's status as the report shows it: `ok`, `diverged at epoch 3`, `failed`, ...
 
     Flagged `no better than chance` at chance, and `not compared: ...` when it
-    used another thread count than the baseline.
+    was computed otherwise than the baseline (threads, CPU kernels).
     """
     status = str(run["status"])
     if status == "diverged" and pd.notna(run["diverged_epoch"]):

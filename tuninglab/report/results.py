@@ -4,8 +4,9 @@ Both files are written by `python -m tuninglab study collect` (and at the end
 of `study run`). `load` checks them before any analysis starts and says what
 to run when one is missing, empty or from an older version. It also marks
 which runs can be set against the baseline: a run on another data source is
-another dataset, and a run that used another number of CPU threads than the
-baseline is not compared with it (results repeat only for the same count).
+another dataset, and a run computed otherwise than the baseline (another number
+of CPU threads, other CPU kernels) is not compared with it: results repeat only
+for the same thread count and kernels.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 from tuninglab.lab.datasets import dataset_names
 from tuninglab.report import primary
 from tuninglab.schema import (
+    COMPUTED_WITH,
     HISTORY_COLUMNS,
     REGRESSION_TEST_METRICS,
     RESULT_METRICS,
@@ -70,8 +72,9 @@ def load(directory: Path = RESULTS_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
       dataset);
     - `other_source`: the run's data source where it is not the baseline's
       (then it is another dataset), else empty;
-    - `not_compared`: for a finished run that used another number of CPU
-      threads than the baseline, `N threads vs baseline's M`, else empty;
+    - `not_compared`: for a finished run computed otherwise than the baseline
+      (another number of CPU threads, other CPU kernels: `computed_differently`),
+      how, else empty;
     - `same_as`: for a finished run with exactly the settings of an earlier
       one on that dataset (the baseline first, then one-at-a-time studies),
       that run's name, else empty.
@@ -105,7 +108,7 @@ def load(directory: Path = RESULTS_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
     runs[["error", "study_kind"]] = runs[["error", "study_kind"]].fillna("")
     runs["changed"] = changed_params(runs)
     runs["other_source"] = other_sources(runs)
-    runs["not_compared"] = thread_mismatches(runs)
+    runs["not_compared"] = computed_differently(runs)
     runs["same_as"] = same_settings(runs)
     return runs, curves
 
@@ -135,33 +138,38 @@ def other_sources(runs: pd.DataFrame) -> pd.Series:
     return runs[SOURCE].astype(str).where(differs, "")
 
 
-def _threads(value: float) -> str:
-    return "unknown" if pd.isna(value) else f"{float(value):.0f}"
+def computed_value(value: object) -> str:
+    """One value of `schema.COMPUTED_WITH` as text: `2` (a thread count), `AVX2`; `unknown` when missing."""
+    if pd.isna(value):
+        return "unknown"
+    return f"{float(value):.0f}" if isinstance(value, int | float) else str(value)
 
 
-def thread_mismatches(runs: pd.DataFrame) -> pd.Series:
-    """Per finished row: `N threads vs baseline's M` where it used another thread count than the baseline."""
-    base = runs["dataset"].map(baselines(runs)["used_threads"])
+def computed_differently(runs: pd.DataFrame) -> pd.Series:
+    """Per finished row, how it was computed where that differs from the baseline, else "".
+
+    Results repeat only for the same thread count and the same CPU kernels
+    (`schema.COMPUTED_WITH`): `2 threads vs baseline's 1`, `AVX2 kernels vs baseline's AVX512`.
+    """
+    base = baselines(runs)
     done = runs["status"].isin(TRAINED_STATUSES)
-    return pd.Series(
-        [
-            f"{_threads(mine)} threads vs baseline's {_threads(theirs)}"
-            if finished and not _same(mine, theirs)
-            else ""
-            for mine, theirs, finished in zip(runs["used_threads"], base, done, strict=True)
-        ],
-        index=runs.index,
-    )
+    notes: dict[object, list[str]] = {index: [] for index in runs.index}
+    for column, unit in COMPUTED_WITH.items():
+        theirs = runs["dataset"].map(base[column])
+        for index, mine, other, finished_run in zip(runs.index, runs[column], theirs, done, strict=True):
+            if finished_run and not _same(mine, other):
+                notes[index].append(f"{computed_value(mine)} {unit} vs baseline's {computed_value(other)}")
+    return pd.Series({index: "; ".join(found) for index, found in notes.items()}, dtype=str)
 
 
 def same_settings(runs: pd.DataFrame) -> pd.Series:
-    """Per finished row: the first run with exactly its settings on its dataset (and thread count), else "".
+    """Per finished row: the first run with exactly its settings on its dataset, computed alike, else "".
 
     "First" puts the baseline first, then runs of one-at-a-time studies, then
     the rest in table order: `optimizer_lr-optimizer-adam-lr-0.01` is the same
     as `ofat-lr-0.01`, not the other way round.
     """
-    names = [*param_columns(runs), "used_threads"]
+    names = [*param_columns(runs), *COMPUTED_WITH]
     rank = (runs["experiment"] != "baseline").astype(int) * (1 + (runs["study_kind"] != "ofat").astype(int))
     ordered = runs[runs["status"].isin(TRAINED_STATUSES)].assign(rank=rank).sort_values("rank", kind="stable")
     first: dict[tuple[str, ...], str] = {}
@@ -183,7 +191,7 @@ def finished(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def compared(runs: pd.DataFrame) -> pd.DataFrame:
-    """The finished runs that can be set against the baseline: its data source and its thread count."""
+    """The finished runs that can be set against the baseline: its data source, computed alike."""
     done = finished(runs)
     return done[(done["other_source"] == "") & (done["not_compared"] == "")]
 

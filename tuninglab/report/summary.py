@@ -95,19 +95,29 @@ def repeats(runs: pd.DataFrame) -> dict[str, list[str]]:
     return found
 
 
-def _threads_sentence(runs: pd.DataFrame) -> str:
-    """The thread counts of the compared runs, and which runs are not compared for their thread count."""
-    counts = results.compared(runs).groupby("dataset", sort=False)["used_threads"].unique()
-    shown = {
-        d: ", ".join(sorted({f"{t:.0f}" for t in c if pd.notna(t)})) or "unknown" for d, c in counts.items()
+def _listed(values: pd.Series) -> str:
+    """The distinct values of a column, as text, in order (`unknown` for a missing one)."""
+    return ", ".join(sorted({results.computed_value(value) for value in values}))
+
+
+def _computed_sentence(runs: pd.DataFrame) -> str:
+    """How the compared runs were computed (threads, kernels, numpy, versions, CPU); what is not compared."""
+    compared = results.compared(runs)
+    how = {
+        dataset: f"{_listed(rows['used_threads'])} CPU thread(s) and {_listed(rows['cpu_capability'])} "
+        "kernels"
+        for dataset, rows in compared.groupby("dataset", sort=False)
     }
-    if len(set(shown.values())) == 1:
-        where = f"{next(iter(shown.values()))} CPU thread(s)"
+    if len(set(how.values())) == 1:
+        where = next(iter(how.values()))
     else:
-        where = "; ".join(f"{text(d)}: {n} CPU thread(s)" for d, n in shown.items())
+        where = "; ".join(f"{text(d)}: {n}" for d, n in how.items())
     sentence = (
-        f"Runs compared here trained with {where}, as the baseline did: results repeat only for the "
-        "same thread count, so a run that used another count is not compared with the baseline."
+        f"Runs compared here trained with {text(where)} (torch's CPU capability), as the baseline did; "
+        f"numpy's SIMD level {text(_listed(compared['numpy_simd']))}, torch "
+        f"{text(_listed(compared['torch_version']))}, numpy {text(_listed(compared['numpy_version']))}, "
+        f"on {text(_listed(compared['cpu_model']))}. Results repeat only for the same thread count and CPU "
+        "kernels, so a run computed otherwise is not compared with the baseline."
     )
     others = runs[runs["not_compared"] != ""]
     if not others.empty:
@@ -120,7 +130,7 @@ def _threads_sentence(runs: pd.DataFrame) -> str:
 
 
 def setup_section(runs: pd.DataFrame) -> str:
-    """Where the numbers come from: commit, studies, datasets, thread counts and baseline settings."""
+    """Where the numbers come from: commit, studies, datasets, how runs were computed, baseline settings."""
     baseline = results.baselines(runs)
     experiments = runs.drop_duplicates("experiment")
     studies = experiments[experiments["experiment"] != "baseline"]["study"].value_counts()
@@ -134,7 +144,7 @@ def setup_section(runs: pd.DataFrame) -> str:
         + f"), each trained on all {len(baseline)} datasets."
         + (f" Failed (no metrics): {codes(failed)}." if failed else ""),
         "",
-        _threads_sentence(runs),
+        _computed_sentence(runs),
         "",
         _table(baseline[[c for c in MODEL_COLUMNS if c in baseline]].map(format.value).reset_index()),
         "",
@@ -765,9 +775,9 @@ def rules_section(datasets: Iterable[str] = ()) -> str:
             "range is worth extending only where the param's allowed values go further that way.",
             "- one at a time: only runs of one-at-a-time studies; a run of any study with exactly the "
             'settings of another is merged into it ("also run as").',
-            "- not compared: a run on another data source is another dataset; a run that used another "
-            "number of CPU threads than the baseline is not set against it, nor counted in sensitivity "
-            "or noise.",
+            "- not compared: a run on another data source is another dataset; a run computed otherwise "
+            "than the baseline (another number of CPU threads, other CPU kernels) is not set against it, "
+            "nor counted in sensitivity or noise.",
             "- time: CPU time of training (the process's CPU seconds), which does not depend on what "
             "else the machine ran; wall time is in the results table.",
         ]
