@@ -341,3 +341,22 @@ def test_train_stage_says_when_the_batch_is_larger_than_the_training_split(
         f"each step uses all {rows} rows" in capsys.readouterr().out
     )
     assert (tmp_path / "metrics" / "tabular" / "test.json").is_file()
+
+
+def test_a_run_that_diverges_in_its_first_epoch_claims_no_test_metric(tmp_path, monkeypatch, default_params):
+    from stages import train as stage
+    from tuninglab.lab.files import read_json, save_arrays
+
+    prepared = tmp_path / "data" / "prepared" / "tabular"
+    prepared.mkdir(parents=True)
+    save_arrays(prepared, split_arrays(*blobs()), {**META, "chance_accuracy": 0.333333})
+    default_params["train"].update(optimizer="sgd", lr=1e9, momentum=0.0, epochs=3)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params))
+    monkeypatch.chdir(tmp_path)
+    stage.main("tabular", prepared, tmp_path / "models" / "tabular")
+    test = read_json(schema.metrics_path("tabular", "test"))["tabular"]
+    assert test == {"test_accuracy": None, "macro_f1": None, "chance_accuracy": 0.333333}
+    trained = read_json(schema.metrics_path("tabular", "train"))["tabular"]
+    assert trained["diverged"] is True and trained["best_epoch"] is None and trained["cpu_capability"]
+    assert schema.plots_path("tabular", "confusion").read_text().strip() == "actual,predicted"
+    assert read_json(schema.metrics_path("tabular", "details"))["test_loss"] is None

@@ -236,7 +236,8 @@ def _effect(dataset: str, name: str, group: pd.DataFrame, level: float | None) -
     """The effect of `name` on `dataset` from its rows (`varied_alone`) and the dataset's seed noise."""
     values = _values(group, name)
     accuracies = [value.accuracy for value in values]
-    high, low = max(accuracies), min(accuracies)
+    scored = [accuracy for accuracy in accuracies if pd.notna(accuracy)]  # a run that trained nothing: none
+    high, low = max(scored), min(scored)
     spread = high - low
     within_noise = level is not None and bool(spread <= level)
     tops = [value for value in values if value.accuracy == high]
