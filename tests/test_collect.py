@@ -296,3 +296,50 @@ def test_collect_refuses_an_unreadable_results_file_unless_forced(lab, capsys):
     assert len(err) == 1 and "results/experiments.csv cannot be read" in err[0] and "--force" in err[0]
     assert Path("results/experiments.csv").read_text() == "not,a\nresults,file\n"
     assert main(["study", "collect", "--force"]) == 0
+
+
+def test_collect_says_a_results_file_cut_short_is_damaged_and_force_keeps_nothing_of_it(lab, capsys):
+    assert main(["study", "collect"]) == 0
+    capsys.readouterr()
+    whole = Path("results/experiments.csv").read_bytes()
+    cut = whole[: whole.rindex(b"\nofat-lr-0.3") + len(b"\nofat-lr-0.")]  # the last line stops in its name
+    Path("results/experiments.csv").write_bytes(cut)
+    last = len(cut.splitlines())
+    assert main(["study", "collect"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: results/experiments.csv is damaged: its last line (line {last}) stops "
+        "without a line end: the file was cut short; restore it with git (git restore "
+        "results/experiments.csv), or pass --force to rebuild it from DVC's experiments"
+    ]
+    assert Path("results/experiments.csv").read_bytes() == cut
+    assert main(["study", "collect", "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "results/experiments.csv is damaged: its last line" in out
+    assert "; replaced it with the 3 experiments DVC holds" in out and "ofat-lr-0." not in out
+    assert Path("results/experiments.csv").read_bytes() == whole
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (
+            lambda text: text.replace(b",ofat,", b",", 1),
+            "line {line} has {short} fields where the header has {all}",
+        ),
+        (lambda text: b"\x89PNG\r\n\x1a\n\x00\xff" + text, "byte 0x89 on line 1 is not UTF-8 text"),
+    ],
+    ids=["a record short of fields", "binary garbage"],
+)
+def test_collect_refuses_a_damaged_results_file_naming_its_line(lab, capsys, damage, said):
+    assert main(["study", "collect"]) == 0
+    whole = Path("results/experiments.csv").read_bytes()
+    columns = len(pd.read_csv("results/experiments.csv").columns)
+    Path("results/experiments.csv").write_bytes(damage(whole))
+    capsys.readouterr()
+    assert main(["study", "collect"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: results/experiments.csv is damaged: ")
+    first_ofat = len(dataset_names()) + 2  # the header, then the baseline's row of each dataset
+    assert said.format(line=first_ofat, short=columns - 1, all=columns) in err[0]
+    assert "git restore results/experiments.csv" in err[0] and "--force" in err[0]
+    assert Path("results/experiments.csv").read_bytes() == damage(whole)

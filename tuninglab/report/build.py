@@ -114,20 +114,25 @@ def write(results_dir: Path = results.RESULTS_DIR, out: Path = REPORTS_DIR, forc
         "" for a new report, else one sentence with the old and new experiment counts.
 
     Raises:
-        ReportError: the results are missing, empty or from an older version,
+        ReportError: `out` cannot be made or written (checked first), the
+            results are missing, empty, damaged or from an older version,
             `out` holds anything the report did not write, or it holds a
             report of experiments these results lack and not `force`;
             nothing is written then.
     """
+    try:
+        owned.check_writable(out)
+        owned.check_owned(out)
+    except (owned.NotWritableError, owned.ForeignEntriesError) as err:
+        raise results.ReportError(str(err)) from None
     runs, curves = results.load(results_dir)
     written_from = collect.holding(runs)
     record = {"baseline_commit": written_from.commit, "experiments": sorted(written_from.experiments)}
     try:
-        owned.check_owned(out)
         replaced = collect.replacing(out, _previous(out), written_from, force)
         with owned.owned_dir(out, record) as tmp:
             _write_files(runs, curves, results_dir, tmp)
-    except (owned.ForeignEntriesError, collect.OverwriteError) as err:
+    except (owned.NotWritableError, owned.ForeignEntriesError, collect.OverwriteError) as err:
         raise results.ReportError(str(err)) from None
     return replaced
 

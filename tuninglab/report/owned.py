@@ -26,6 +26,10 @@ class ForeignEntriesError(ValueError):
     """A folder the lab would replace holds entries that its manifest does not list."""
 
 
+class NotWritableError(ValueError):
+    """A folder the lab would write cannot be made or changed: a file is in the way, or permission lacks."""
+
+
 def _listed(manifest: Any) -> set[str]:
     """The relative paths a manifest lists; paths that could leave the folder are ignored."""
     files = manifest.get("files") if isinstance(manifest, dict) else None
@@ -86,6 +90,50 @@ def check_owned(folder: Path) -> None:
     )
 
 
+def _usable(folder: Path) -> bool:
+    """Whether files can be listed, made and deleted in `folder`: `os.access`, then a real attempt.
+
+    The attempt catches what `os.access` may not, such as a read-only file system.
+    """
+    if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".tuninglab-check-"):
+            return True
+    except OSError:
+        return False
+
+
+def check_writable(folder: Path) -> None:
+    """Raise `NotWritableError` unless `owned_dir` can write `folder`; nothing is left behind.
+
+    `owned_dir` makes the new folder beside `folder` (making the folders above
+    it that are missing) and deletes the old folder's files: the nearest
+    existing folder above `folder` must be writable, and so must an existing
+    `folder` and the folders in it that its manifest lists. A `folder` that is
+    itself a file is `check_owned`'s to refuse.
+    """
+    full = folder.resolve()
+    existing = next(path for path in (full, *full.parents) if path.exists())
+    if existing == full:
+        if not full.is_dir():
+            return
+        inside = {parent for name in _listed(read_manifest(full)) for parent in PurePosixPath(name).parents}
+        places = [full.parent, *(full / name for name in sorted(inside | {PurePosixPath(".")}))]
+    elif existing.is_dir():
+        places = [existing]
+    else:
+        raise NotWritableError(
+            f"{folder} cannot be made: {existing} is a file, not a folder; name a new or empty folder"
+        )
+    denied = [path for path in places if path.is_dir() and not _usable(path)]
+    if denied:
+        raise NotWritableError(
+            f"{folder} cannot be written: permission denied on {', '.join(map(str, denied))} (the lab must "
+            "list, make and delete files there); make it writable, or name another folder"
+        )
+
+
 def _remove_owned(folder: Path) -> None:
     """Delete the files `folder`'s manifest lists, the manifest, then the folders they leave empty."""
     owned = sorted(_listed(read_manifest(folder)) | {MANIFEST}, key=lambda name: -name.count("/"))
@@ -111,8 +159,11 @@ def owned_dir(folder: Path, record: dict[str, Any]) -> Iterator[Path]:
         ForeignEntriesError: `folder` holds anything its manifest does not list
             (checked before the block, and again before replacing); nothing
             is changed then.
+        NotWritableError: `folder` cannot be made or changed (`check_writable`,
+            before the block); nothing is changed then.
     """
     folder = folder.resolve()
+    check_writable(folder)
     check_owned(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-new-", dir=folder.parent))
@@ -124,8 +175,16 @@ def owned_dir(folder: Path, record: dict[str, Any]) -> Iterator[Path]:
         check_owned(folder)
         if folder.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{folder.name}-old-", dir=folder.parent))
-            os.replace(folder, old)
-            os.replace(tmp, folder)
+            try:
+                os.replace(folder, old)
+            except OSError:
+                old.rmdir()
+                raise
+            try:
+                os.replace(tmp, folder)
+            except OSError:
+                os.replace(old, folder)
+                raise
             _remove_owned(old)
         else:
             os.replace(tmp, folder)

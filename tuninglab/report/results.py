@@ -2,7 +2,7 @@
 
 Both files are written by `python -m tuninglab study collect` (and at the end
 of `study run`). `load` checks them before any analysis starts and says what
-to run when one is missing, empty or from an older version. It also marks
+to run when one is missing, empty, damaged or from an older version. It also marks
 which runs can be set against the baseline: a run on another data source is
 another dataset, and a run computed otherwise than the baseline (another number
 of CPU threads, other CPU kernels) is not compared with it: results repeat only
@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from tuninglab.lab.datasets import dataset_names
+from tuninglab.lab.files import DamagedFileError, read_whole_csv
 from tuninglab.report import primary
 from tuninglab.schema import (
     COMPUTED_WITH,
@@ -47,9 +48,14 @@ def _read(path: Path, required: list[str]) -> pd.DataFrame:
     if not path.is_file():
         raise ReportError(f"{path} not found: run a study first ({RUN_STUDY}), or {COLLECT} after one")
     try:
-        frame = pd.read_csv(path)
+        frame = read_whole_csv(path)
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame()
+    except DamagedFileError as err:
+        raise ReportError(
+            f"{err}; restore it with git (git restore {path}), or run "
+            f"{COLLECT} --force to write it again from DVC's experiments"
+        ) from None
     if frame.empty:
         raise ReportError(f"{path} is empty: run a study first ({RUN_STUDY}), or {COLLECT} after one")
     missing = [column for column in required if column not in frame]

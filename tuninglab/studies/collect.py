@@ -7,7 +7,8 @@ commit with `git show`: its diagnostics (`metrics/<dataset>/details.json`) and
 its per-epoch history (`plots/<dataset>/history.csv`). `collect` writes one
 row per experiment and dataset, the baseline included, to
 `results/experiments.csv`, and the histories to `results/curves.csv`; it never
-replaces a results file holding experiments the new one lacks unless forced.
+replaces a results file holding experiments the new one lacks, or one that is
+damaged, unless forced.
 The experiments are those of HEAD by default, or of any baseline commit whose
 experiments DVC still holds (`study collect --rev`).
 """
@@ -24,7 +25,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from tuninglab.lab.datasets import dataset_names
-from tuninglab.lab.files import write_text
+from tuninglab.lab.files import DamagedFileError, read_whole_csv, write_text
 from tuninglab.lab.params import dataset_groups, train_settings
 from tuninglab.schema import (
     DETAILS,
@@ -340,26 +341,36 @@ def curves(frame: pd.DataFrame, cwd: Path = Path()) -> pd.DataFrame:
     return joined[columns + [c for c in joined if c not in columns]]
 
 
-def _holding_of(path: Path, force: bool) -> Holding | None:
-    """What the results file at `path` holds; None when there is none, it is empty, or (forced) unreadable.
+def _previous(path: Path, force: bool) -> tuple[Holding | None, str]:
+    """What the results file at `path` holds, and why it was set aside when it cannot be trusted.
+
+    Returns (None, "") when there is no file or it is empty. A file that is
+    damaged (cut short, corrupted: `files.read_whole_csv`) or cannot be read as
+    a results table is set aside whole with `force`: (None, what is wrong with it).
 
     Raises:
-        OverwriteError: the file cannot be read and not `force`.
+        OverwriteError: the file is damaged or cannot be read, and not `force`; the message says
+            what is wrong (naming the line) and how to go on.
     """
     if not path.is_file():
-        return None
+        return None, ""
     try:
-        frame = pd.read_csv(path, usecols=["experiment", "baseline_commit"])
+        frame = read_whole_csv(path, usecols=["experiment", "baseline_commit"])
     except pd.errors.EmptyDataError:
-        return None
-    except (ValueError, pd.errors.ParserError) as err:
-        if force:
-            return None
-        raise OverwriteError(
-            f"{path} cannot be read ({str(err).splitlines()[0]}), so what it holds is unknown; "
-            "pass --force to replace it"
-        ) from None
-    return holding(frame) if not frame.empty else None
+        return None, ""
+    except DamagedFileError as err:
+        what = str(err)
+        advice = (
+            f"restore it with git (git restore {path}), or pass --force to rebuild it from DVC's experiments"
+        )
+    except ValueError as err:  # without the columns of a results table
+        what = f"{path} cannot be read ({str(err).splitlines()[0]})"
+        advice = "so what it holds is unknown; pass --force to replace it"
+    else:
+        return (holding(frame) if not frame.empty else None), ""
+    if not force:
+        raise OverwriteError(f"{what}; {advice}")
+    return None, what
 
 
 def collect(
@@ -382,13 +393,20 @@ def collect(
         The experiments table, and what it replaced ("" when `out` did not exist).
 
     Raises:
-        OverwriteError: experiments of the existing `out` would be lost; nothing is written then.
+        OverwriteError: experiments of the existing `out` would be lost, or it is damaged or cannot
+            be read; nothing is written then.
         RuntimeError: dvc failed, or a finished run's commit lacks one of its files.
     """
+    old, set_aside = _previous(cwd / out, force)  # a damaged file is refused before DVC is asked
     baseline, experiments = read(cwd, rev=rev)
     baseline, *experiments = with_details([baseline, *experiments], cwd)
     frame = rows(baseline, experiments, studies)
-    note = replacing(out, _holding_of(cwd / out, force), holding(frame), force)
+    new = holding(frame)
+    note = (
+        f"{set_aside}; replaced it with the {len(new.experiments)} experiments DVC holds"
+        if set_aside
+        else replacing(out, old, new, force)
+    )
     write_text(cwd / curves_out, curves(frame, cwd).to_csv(index=False))
     write_text(cwd / out, frame.to_csv(index=False))
     return frame, note

@@ -19,8 +19,9 @@ from typing import Any
 import dvc.api
 import pandas as pd
 
+from tuninglab.lab import params
 from tuninglab.lab.datasets import dataset_names
-from tuninglab.lab.params import KIND, PARAMS_FILE, dataset_groups, kind_of, read_yaml
+from tuninglab.lab.params import KIND, PARAMS_FILE, dataset_groups, kind_of
 from tuninglab.report import format, primary
 from tuninglab.report.observations import within_chance
 from tuninglab.schema import OK, SUCCESS
@@ -109,8 +110,12 @@ def table(
 
 
 def render(repo: Path = Path()) -> str:
-    """The table as text, with a line on what the numbers are."""
-    tree = read_yaml(repo / PARAMS_FILE)
+    """The table as text, with a line on what the numbers are.
+
+    Raises:
+        ParamError: the repository's params.yaml is missing or not valid (`params.load`).
+    """
+    tree = params.load(repo / PARAMS_FILE)
     groups = dataset_groups(tree)
     primary.learn_kinds({group: kind_of(tree, group) for group in groups if KIND in tree[group]["data"]})
     frame = table(dvc.api.exp_show(repo=str(repo)), param_keys(tree), groups)
