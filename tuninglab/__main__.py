@@ -15,6 +15,7 @@ Studies are declared in studies.yaml.
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from collections import Counter
@@ -46,6 +47,12 @@ def _check_jobs(jobs: int) -> None:
         raise spec.StudyError(f"--jobs: {jobs} is not allowed; expected an integer >= 1")
 
 
+def _check_seconds(option: str, seconds: float) -> None:
+    """Refuse a number of seconds that is not finite and above 0, before any work starts."""
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise spec.StudyError(f"{option}: {seconds:g} is not allowed; expected a number of seconds > 0")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tuninglab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -72,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--address", help="ray: the cluster, auto or HOST:PORT (default: Ray's own choice)")
     run.add_argument("--cpus-per-trial", type=float, metavar="N", help="ray: CPUs per experiment (default 1)")
     run.add_argument("--gpus-per-trial", type=float, metavar="G", help="ray: GPUs per experiment (default 0)")
+    run.add_argument(
+        "--connect-timeout",
+        type=float,
+        metavar="S",
+        help=f"ray: seconds a cluster at --address gets to answer (default {cluster.CONNECT_SECONDS:g})",
+    )
     gather = study.add_parser("collect", help=f"write {collect.RESULTS_FILE} and {collect.CURVES_FILE}")
     for command in (run, gather):
         command.add_argument(
@@ -121,10 +134,13 @@ def main(argv: list[str] | None = None) -> int:
                 "--address": args.address,
                 "--cpus-per-trial": args.cpus_per_trial,
                 "--gpus-per-trial": args.gpus_per_trial,
+                "--connect-timeout": args.connect_timeout,
             }
             given = [option for option, value in ray_only.items() if value is not None]
             if args.backend != "ray" and given:
                 raise spec.StudyError(f"{', '.join(given)}: only for --backend ray, not {args.backend}")
+            if args.connect_timeout is not None:
+                _check_seconds("--connect-timeout", args.connect_timeout)
             remote = None
             try:
                 if args.backend == "ray":
@@ -134,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
                         args.address,
                         1.0 if args.cpus_per_trial is None else args.cpus_per_trial,
                         args.gpus_per_trial or 0.0,
+                        connect_timeout=(
+                            cluster.CONNECT_SECONDS if args.connect_timeout is None else args.connect_timeout
+                        ),
                     )
                     counts, remote = Counter(outcome.status for outcome in outcomes), found.git
                 else:
