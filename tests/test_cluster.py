@@ -36,7 +36,7 @@ from tests import cluster_fakes
 from tests.conftest import commit_all, make_lab_repo, sh
 from tuninglab.__main__ import main
 from tuninglab.schema import FAILED, RESULT_METRICS, SUCCESS
-from tuninglab.studies import cluster, collect, runner
+from tuninglab.studies import cluster, collect, runner, spec
 from tuninglab.studies.spec import Experiment, StudyError
 
 VENV_BIN = str(Path(sys.executable).parent)
@@ -138,6 +138,16 @@ def test_the_study_is_checked_as_by_the_local_runner_before_the_remotes(
     monkeypatch.setattr(cluster, "remotes", lambda cwd: pytest.fail("the remotes must not be checked"))
     (line,) = refused(capsys, repo, monkeypatch)
     assert line.startswith("error: the workspace differs from HEAD in params.yaml (train.lr: 0.1")
+
+
+def test_a_study_above_its_limit_is_refused_before_the_remotes(
+    tmp_path, monkeypatch, capsys, default_params, venv_path
+):
+    repo = small_lab(tmp_path / "lab", default_params, pipeline=False)
+    monkeypatch.setattr(spec, "MAX_EXPERIMENTS", 1)
+    monkeypatch.setattr(cluster, "remotes", lambda cwd: pytest.fail("the remotes must not be checked"))
+    (line,) = refused(capsys, repo, monkeypatch)
+    assert line.startswith("error: study stop: 2 experiments, more than its limit of 1 (max_experiments")
 
 
 def test_an_experiment_on_the_remote_with_other_settings_is_refused(tmp_path, default_params, venv_path):
@@ -436,7 +446,10 @@ def test_connect_timeout_is_passed_on_and_checked(monkeypatch, capsys):
 
     monkeypatch.setattr(cluster, "run", run)
     assert main(["study", "run", "stop", "--backend", "ray", "--connect-timeout", "5"]) == 2
-    assert passed == [{"connect_timeout": 5.0}] and capsys.readouterr().err == "error: stopped here\n"
+    assert (
+        passed == [{"connect_timeout": 5.0, "allow_large": False}]
+        and capsys.readouterr().err == "error: stopped here\n"
+    )
     for value in ("0", "-1", "nan", "inf"):
         assert main(["study", "run", "stop", "--backend", "ray", "--connect-timeout", value]) == 2
         assert capsys.readouterr().err == (

@@ -26,6 +26,8 @@ from tuninglab.report import build, results
 from tuninglab.schema import FAILED, SUCCESS
 from tuninglab.studies import cluster, collect, estimate, runner, show, spec
 
+PLAN_HEAD = 20  # the experiments `study plan` lists of a study larger than its limit
+
 
 def _collect(force: bool = False, rev: str = "HEAD", remote: str | None = None) -> None:
     if remote:
@@ -39,6 +41,29 @@ def _collect(force: bool = False, rev: str = "HEAD", remote: str | None = None) 
     counts = frame.drop_duplicates("experiment")["study"].value_counts().to_dict()
     print(f"{collect.RESULTS_FILE}: {len(frame)} rows; experiments per study {counts}")
     print(f"{collect.CURVES_FILE}: per-epoch curves of the finished runs")
+
+
+def _plan(name: str, jobs: int, allow_large: bool) -> None:
+    """Print a study's experiments as `dvc exp run --queue` commands, then its estimated wall time.
+
+    A study larger than its limit is refused (`estimate.check_size`) unless
+    `allow_large`; then only its first `PLAN_HEAD` experiments are listed, and
+    it is estimated from a sample of its experiments.
+    """
+    baseline = params.load()
+    total = estimate.check_size(name, baseline, jobs, allow_large)
+    study = spec.definition(name)
+    large = total > spec.limit(name, study)
+    experiments = spec.head(name, study, baseline, PLAN_HEAD) if large else spec.plan(name, baseline=baseline)
+    for experiment in experiments:
+        print(shlex.join(["dvc", "exp", "run", "--queue", "-n", experiment.name, *experiment.set_args()]))
+    if large:
+        print(f"... and up to {total - len(experiments):,} more: {total:,} experiments in all")
+    try:
+        sample = spec.sample(name, study, baseline) if large else experiments
+        print(estimate.describe(sample, baseline, jobs, total=total if large else None))
+    except spec.StudyError as err:  # the plan stands without an estimate
+        print(f"no wall-time estimate: {err}")
 
 
 def _check_jobs(jobs: int) -> None:
@@ -66,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("name", help="a study of studies.yaml")
     plan.add_argument("-j", "--jobs", type=int, default=1, help="workers the estimate assumes (default 1)")
     run = study.add_parser("run", help="run a study on DVC's queue or a Ray cluster, then collect")
+    for command in (plan, run):
+        command.add_argument(
+            "--allow-large",
+            action="store_true",
+            help=f"go ahead with a study of more experiments than its max_experiments "
+            f"(default {spec.MAX_EXPERIMENTS:,})",
+        )
     run.add_argument("name", help="a study of studies.yaml")
     run.add_argument(
         "-j", "--jobs", type=int, help="parallel workers (default 1; on Ray: as many as the cluster holds)"
@@ -118,15 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.out}: summary.md, summary.html, explorer.html and the tables written")
         elif args.action == "plan":
             _check_jobs(args.jobs)
-            baseline = params.load()
-            experiments = spec.plan(args.name, baseline=baseline)
-            for experiment in experiments:
-                command = ["dvc", "exp", "run", "--queue", "-n", experiment.name, *experiment.set_args()]
-                print(shlex.join(command))
-            try:
-                print(estimate.describe(experiments, baseline, args.jobs))
-            except spec.StudyError as err:  # the plan stands without an estimate
-                print(f"no wall-time estimate: {err}")
+            _plan(args.name, args.jobs, args.allow_large)
         elif args.action == "run":
             if args.jobs is not None:
                 _check_jobs(args.jobs)
@@ -153,10 +177,11 @@ def main(argv: list[str] | None = None) -> int:
                         connect_timeout=(
                             cluster.CONNECT_SECONDS if args.connect_timeout is None else args.connect_timeout
                         ),
+                        allow_large=args.allow_large,
                     )
                     counts, remote = Counter(outcome.status for outcome in outcomes), found.git
                 else:
-                    counts = runner.run(args.name, args.jobs or 1)
+                    counts = runner.run(args.name, args.jobs or 1, allow_large=args.allow_large)
             except KeyboardInterrupt:  # the runner stopped its workers and said how to resume
                 return 130
             print(f"study {args.name}: {counts[SUCCESS]} succeeded, {counts[FAILED]} failed")

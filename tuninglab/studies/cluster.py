@@ -54,7 +54,7 @@ from tqdm import tqdm
 from tuninglab.lab import params
 from tuninglab.lab.datasets import dataset_names
 from tuninglab.schema import FAILED, QUEUED, RUNNING, SUCCESS
-from tuninglab.studies import collect, runner, spec
+from tuninglab.studies import collect, estimate, runner, spec
 
 RETRIES = 2  # how often Ray runs a task again after losing its worker or node
 STOP_SECONDS = 15.0  # how long cancelled tasks get to stop their runs and remove their clones
@@ -638,6 +638,7 @@ def run(
     gpus: float = 0.0,
     cwd: Path = Path(),
     connect_timeout: float = CONNECT_SECONDS,
+    allow_large: bool = False,
 ) -> tuple[Remotes, list[Outcome]]:
     """Run the study's experiments not yet on the git remote as Ray tasks, and wait for all.
 
@@ -651,12 +652,13 @@ def run(
         gpus: GPUs each trial reserves (fractions share a GPU).
         cwd: the repository.
         connect_timeout: the seconds an existing cluster gets to answer (`connected`).
+        allow_large: run a study larger than its limit (`estimate.check_size`).
 
     Returns:
         The remotes it used, and one Outcome per experiment it ran.
 
     Raises:
-        StudyError: the study is refused as by the local runner, a precondition
+        StudyError: the study is refused as by the local runner (its size included), a precondition
             for the cluster is missing (one line each), or no node can hold a
             trial; nothing has been started then.
         ParamError: HEAD's params.yaml is not valid.
@@ -666,6 +668,7 @@ def run(
     check_trial_resources(cpus, gpus)
     runner.check_workspace(cwd)
     baseline_params = runner.head_params(cwd)
+    estimate.check_size(name, baseline_params, jobs or 1, allow_large, cwd)
     planned = spec.plan(name, cwd / spec.STUDIES_FILE, baseline_params)
     runner.check_threads(baseline_params, planned)
     check_devices(baseline_params, planned, gpus)
