@@ -614,7 +614,10 @@ def follow(
                     else:
                         states[name] = RUNNING
     except BaseException as err:  # Ctrl-C, or the driver losing the cluster: no trial goes on unwatched
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
+        # A second Ctrl-C or SIGTERM must not cut the cleanup.
+        previous = {
+            number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             stopped = _cancel(flying)
             if isinstance(err, KeyboardInterrupt):
@@ -625,7 +628,8 @@ def follow(
                     file=sys.stderr,
                 )
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
         raise
     return outcomes
 
