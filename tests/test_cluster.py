@@ -36,7 +36,7 @@ from tests import cluster_fakes
 from tests.conftest import commit_all, make_lab_repo, sh
 from tuninglab.__main__ import main
 from tuninglab.schema import FAILED, RESULT_METRICS, SUCCESS
-from tuninglab.studies import cluster, collect, runner
+from tuninglab.studies import cluster, collect, runner, spec
 from tuninglab.studies.spec import Experiment, StudyError
 
 VENV_BIN = str(Path(sys.executable).parent)
@@ -138,6 +138,16 @@ def test_the_study_is_checked_as_by_the_local_runner_before_the_remotes(
     monkeypatch.setattr(cluster, "remotes", lambda cwd: pytest.fail("the remotes must not be checked"))
     (line,) = refused(capsys, repo, monkeypatch)
     assert line.startswith("error: the workspace differs from HEAD in params.yaml (train.lr: 0.1")
+
+
+def test_a_study_above_its_limit_is_refused_before_the_remotes(
+    tmp_path, monkeypatch, capsys, default_params, venv_path
+):
+    repo = small_lab(tmp_path / "lab", default_params, pipeline=False)
+    monkeypatch.setattr(spec, "MAX_EXPERIMENTS", 1)
+    monkeypatch.setattr(cluster, "remotes", lambda cwd: pytest.fail("the remotes must not be checked"))
+    (line,) = refused(capsys, repo, monkeypatch)
+    assert line.startswith("error: study stop: 2 experiments, more than its limit of 1 (max_experiments")
 
 
 def test_an_experiment_on_the_remote_with_other_settings_is_refused(tmp_path, default_params, venv_path):
@@ -364,6 +374,131 @@ def test_no_cluster_at_the_address_is_one_error_line(monkeypatch):
         "HOST:PORT of a running head node (`ray start --head`), or local for a new instance on this machine"
     )
     assert fake.calls == [("init", "auto")]
+
+
+class SilentRay(FakeRay):
+    """A Ray whose `init` of an existing cluster gets no answer, as at an address where nothing listens:
+    it blocks until `answer` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(initialized=False)
+        self.answer = threading.Event()
+
+    def init(self, address: str | None) -> None:
+        self.calls.append(("init", address))
+        self.answer.wait(60)
+        raise ConnectionError(f"Failed to connect to Ray cluster at {address}")
+
+
+@pytest.fixture
+def silent_ray(monkeypatch) -> Iterator[SilentRay]:
+    fake = SilentRay()
+    for name in ("is_initialized", "init", "shutdown"):
+        monkeypatch.setattr(cluster.ray, name, getattr(fake, name))
+    yield fake
+    fake.answer.set()  # ends the connecting thread
+
+
+def test_a_cluster_that_does_not_answer_is_given_up_after_the_timeout(silent_ray):
+    start = time.monotonic()
+    with pytest.raises(RuntimeError) as err, cluster.connected("10.1.2.3:6379", timeout=0.5):
+        pytest.fail("the block must not run")
+    assert time.monotonic() - start < 5
+    assert str(err.value) == (
+        "--address: no Ray cluster answered at 10.1.2.3:6379 within 0.5 s; check that `ray start --head` "
+        "runs there, that the port is its --port (6379 by default) and that no firewall blocks it "
+        "(or wait longer: --connect-timeout SECONDS)"
+    )
+    assert silent_ray.calls == [("init", "10.1.2.3:6379")]  # nothing was started: nothing to shut down
+
+
+def test_sigterm_while_connecting_stops_like_ctrl_c(silent_ray, capsys):
+    before = signal.getsignal(signal.SIGTERM)
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt), cluster.connected("10.1.2.3:6379", timeout=30):
+        pytest.fail("the block must not run")
+    assert time.monotonic() - start < 5
+    assert (
+        capsys.readouterr().err
+        == "interrupted while connecting to Ray at 10.1.2.3:6379: nothing was started\n"
+    )
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_sigterm_during_a_study_on_ray_stops_it_like_ctrl_c(monkeypatch):
+    fake = FakeRay(initialized=False)
+    for name in ("is_initialized", "init", "shutdown"):
+        monkeypatch.setattr(cluster.ray, name, getattr(fake, name))
+    with pytest.raises(KeyboardInterrupt), cluster.connected("auto"):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        pytest.fail("SIGTERM must interrupt the study")
+    assert fake.calls == [("init", "auto"), ("shutdown",)]
+
+
+def test_connect_timeout_is_passed_on_and_checked(monkeypatch, capsys):
+    passed = []
+
+    def run(*args, **kwargs):
+        passed.append(kwargs)
+        raise StudyError("stopped here")
+
+    monkeypatch.setattr(cluster, "run", run)
+    assert main(["study", "run", "stop", "--backend", "ray", "--connect-timeout", "5"]) == 2
+    assert (
+        passed == [{"connect_timeout": 5.0, "allow_large": False}]
+        and capsys.readouterr().err == "error: stopped here\n"
+    )
+    for value in ("0", "-1", "nan", "inf"):
+        assert main(["study", "run", "stop", "--backend", "ray", "--connect-timeout", value]) == 2
+        assert capsys.readouterr().err == (
+            f"error: --connect-timeout: {float(value):g} is not allowed; expected a number of seconds > 0\n"
+        )
+    assert main(["study", "run", "stop", "--connect-timeout", "5"]) == 2
+    assert capsys.readouterr().err == "error: --connect-timeout: only for --backend ray, not local\n"
+
+
+CONNECT = """
+import sys
+from tuninglab.studies import cluster
+try:
+    with cluster.connected("127.0.0.1:1", timeout=float(sys.argv[1])):
+        pass
+except RuntimeError as err:
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(2)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+@pytest.mark.slow
+def test_real_ray_at_an_unreachable_address_ends_in_the_timeout_or_at_sigterm(tmp_path):
+    """Ray itself, in a process of its own: it retries 127.0.0.1:1 for about ten minutes, deaf to signals."""
+    start = time.monotonic()
+    given_up = subprocess.run(
+        [sys.executable, "-c", CONNECT, "3"], capture_output=True, text=True, timeout=60, cwd=Path.cwd()
+    )
+    assert given_up.returncode == 2 and time.monotonic() - start < 30
+    assert given_up.stderr.splitlines()[-1].startswith(
+        "error: --address: no Ray cluster answered at 127.0.0.1:1 within 3 s;"
+    )
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as err:
+        waiting = subprocess.Popen([sys.executable, "-c", CONNECT, "600"], stderr=err, cwd=Path.cwd())
+    try:
+        deadline = time.monotonic() + 60
+        while "Connecting to existing Ray cluster" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)  # inside Ray's connection attempt
+        waiting.send_signal(signal.SIGTERM)
+        assert waiting.wait(timeout=15) == 130
+    finally:
+        waiting.kill()
+    assert log.read_text().splitlines()[-1] == (
+        "interrupted while connecting to Ray at 127.0.0.1:1: nothing was started"
+    )
 
 
 # --- one trial on its node -------------------------------------------------------------------------------

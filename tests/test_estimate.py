@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import yaml
 
+from tests.test_studies import MILLION
 from tuninglab import schema
-from tuninglab.__main__ import main
+from tuninglab.__main__ import PLAN_HEAD, main
 from tuninglab.lab import params
-from tuninglab.studies import estimate
+from tuninglab.studies import estimate, spec
 from tuninglab.studies.spec import Experiment, StudyError
 
 # A fake baseline: seconds of training and epochs run per dataset.
@@ -96,6 +98,67 @@ def test_a_missing_or_broken_baseline_names_its_file(tmp_path, default_params):
 def test_plan_refuses_no_workers(capsys):
     assert main(["study", "plan", "ofat", "-j", "0"]) == 2
     assert "--jobs: 0 is not allowed; expected an integer >= 1" in capsys.readouterr().err
+
+
+def big_lab(root, default_params, **settings):
+    """params.yaml, a fake baseline and the study `big` of 10^6 combinations (`settings` added)."""
+    (root / "params.yaml").write_text(yaml.safe_dump(default_params))
+    (root / "studies.yaml").write_text(yaml.safe_dump({"big": MILLION | settings}, sort_keys=False))
+    write_baseline(root)
+
+
+def test_a_study_above_its_limit_is_refused_in_one_line_without_being_listed(
+    tmp_path, monkeypatch, capsys, default_params
+):
+    big_lab(tmp_path, default_params)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(estimate.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(spec, "expand", lambda *args: pytest.fail("a study that large must not be listed"))
+    # every combination changes shared train settings at the baseline's epochs: each retrains every dataset
+    each = estimate.DVC_S + 4 * estimate.STAGE_S + 86.0
+    start = time.monotonic()
+    assert main(["study", "plan", "big", "-j", "2"]) == 2
+    assert time.monotonic() - start < 10
+    assert capsys.readouterr().err == (
+        "error: study big: 1,000,000 experiments, more than its limit of 1,000 (max_experiments in "
+        f"studies.yaml); estimated {10**6 / 2 * each / 60:,.0f} min with 2 workers; "
+        "pass --allow-large to go ahead\n"
+    )
+    with pytest.raises(StudyError, match=r"^study big: 1,000,000 experiments, more than .* --allow-large"):
+        estimate.check_size("big", default_params, 1, root=tmp_path)
+    assert estimate.check_size("big", default_params, 1, allow_large=True, root=tmp_path) == 10**6
+
+
+def test_a_large_study_allowed_is_planned_from_its_head_and_a_sample(
+    tmp_path, monkeypatch, capsys, default_params
+):
+    big_lab(tmp_path, default_params)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(estimate.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(spec, "expand", lambda *args: pytest.fail("a study that large must not be listed"))
+    each = estimate.DVC_S + 4 * estimate.STAGE_S + 86.0
+    assert main(["study", "plan", "big", "--allow-large"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == PLAN_HEAD + 2
+    assert out[0].startswith("dvc exp run --queue -n big-lr-0.001-dropout-0.0-")
+    assert out[-2] == f"... and up to {10**6 - PLAN_HEAD:,} more: 1,000,000 experiments in all"
+    assert out[-1].startswith(
+        f"estimated wall time: {10**6 * each / 60:,.1f} min for 1,000,000 experiments with 1 worker "
+        f"(the mean of a sample of {spec.SAMPLE}: "
+    )
+
+
+def test_a_study_may_raise_its_own_limit(tmp_path, monkeypatch, capsys, default_params):
+    study = {"kind": "grid", "params": {"train.lr": [0.1, 0.2, 0.3], "train.seed": [1, 2, 3]}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params))
+    (tmp_path / "studies.yaml").write_text(
+        yaml.safe_dump({"nine": study | {"max_experiments": 8}, "ok": study | {"max_experiments": 9}})
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["study", "plan", "nine"]) == 2
+    assert capsys.readouterr().err.startswith("error: study nine: 9 experiments, more than its limit of 8 ")
+    assert main(["study", "plan", "ok"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 9 + 1  # every experiment, then the estimate
 
 
 ETA_SECONDS = {"a": 100.0, "b": 100.0, "c": 100.0, "d": 100.0}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import commit_all, make_lab_repo, sh
+from tests.conftest import ROOT, commit_all, make_lab_repo, sh
 from tuninglab import schema
 from tuninglab.lab import datasets
 from tuninglab.lab.datasets import dataset_names
@@ -118,6 +119,37 @@ def test_show_lists_what_each_experiment_changed_and_its_accuracy(repo):
     rows = [line for line in out.splitlines() if "train.lr=0.1" in line and "workspace" not in line]
     assert rows and len(re.findall(r"\b[01]\.\d{3}\b", rows[0])) == len(dataset_names())
     assert all(f"{d} (chance" in out for d in dataset_names())
+
+
+def readme_comparison() -> list[str]:
+    """The README's `dvc exp show` command: each dataset's primary metric and the changed params."""
+    readme = (ROOT / "README.md").read_text()
+    (line,) = [line for line in readme.splitlines() if line.startswith("dvc exp show --only-changed --keep")]
+    return shlex.split(line)
+
+
+def test_the_readmes_comparison_fits_every_primary_metric_and_the_changed_param_in_160_columns(
+    repo, monkeypatch
+):
+    """After the `train.lr=0.1` experiment, in a 160-column terminal, with train.json carrying more keys
+    (a thread count and a CPU capability string) than it does today."""
+    monkeypatch.setenv("COLUMNS", "160")
+    saved = {d: (repo / schema.metrics_path(d, "train")).read_text() for d in dataset_names()}
+    try:
+        for dataset, text in saved.items():
+            summary = json.loads(text)
+            summary[dataset] |= {"used_threads": 1, "cpu_capability": "AVX512"}
+            (repo / schema.metrics_path(dataset, "train")).write_text(json.dumps(summary))
+        table = sh(repo, *readme_comparison(), "--no-pager").stdout.splitlines()
+    finally:
+        for dataset, text in saved.items():
+            (repo / schema.metrics_path(dataset, "train")).write_text(text)
+    header = table[1].split()
+    primaries = [f"{d}.{schema.PRIMARY_METRIC_OF[task(d)]}" for d in dataset_names()]
+    assert header == ["Experiment", *primaries, "train.lr"]
+    assert max(len(line) for line in table) <= 160
+    (row,) = [line.split() for line in table if line.split()[-1:] == ["0.1"] and "workspace" not in line]
+    assert len(row) == 3 + len(primaries) + 1  # the tree mark, rev and name, one score per dataset, lr
 
 
 def test_one_datasets_setting_retrains_only_that_dataset(repo):

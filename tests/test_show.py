@@ -83,3 +83,31 @@ def test_show_without_a_usable_params_file_says_so_in_one_line(tmp_path, monkeyp
         (tmp_path / "params.yaml").write_text(content)
     assert main(["show"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"error: {said}"]
+
+
+def test_diverged_is_read_as_dvc_api_gives_it_and_said_when_a_run_has_no_score():
+    """`dvc.api.exp_show` gives a JSON true as the text 'True'; a run that diverged at its first epoch has
+    no test metrics (null), and its cell says so instead of a silent '-'."""
+    records = [
+        record("workspace", typ="baseline", **accuracies(0.9, 0.97, 0.75)),
+        record("main", typ="baseline", **accuracies(0.9, 0.97, 0.75), **{"text.diverged": "False"}),
+        record(
+            "a1",
+            name="huge-lr",
+            lr=1e9,
+            **accuracies(0.5, 0.2, None, None),
+            **{
+                "tabular.diverged": "True",
+                "image.diverged": "true",
+                "text.diverged": 1.0,
+                "regression.diverged": True,
+            },
+        ),
+        record("b2", name="calm", lr=0.01, **accuracies(0.91, 0.96, 0.76), **{"text.diverged": "False"}),
+    ]
+    frame = show.table(records, KEYS).set_index("experiment")
+    huge = frame.loc["huge-lr"]
+    assert huge["state"] == "tabular diverged; image diverged; text diverged; regression diverged"
+    assert huge["text (chance 0.578)"] == huge["regression (chance -0.009)"] == "diverged"
+    assert huge["tabular (chance 0.333)"] == "0.500 (-40.0)"
+    assert frame.loc["calm", "state"] == frame.loc["baseline (main)", "state"] == "ok"

@@ -104,6 +104,10 @@ def test_random_search_draws_the_same_configurations_from_the_same_seed(default_
             "trials None is not",
         ),
         ({"kind": "ofat", "trials": 3, "params": {"train.lr": [0.1]}}, "unknown setting(s) trials"),
+        (
+            {"kind": "grid", "max_experiments": 0, "params": {"train.lr": [0.1]}},
+            "max_experiments 0 is not allowed; expected an integer >= 1",
+        ),
     ],
 )
 def test_bad_study_is_refused_with_a_clear_message(default_params, study, words):
@@ -137,3 +141,53 @@ def test_plan_starts_from_the_given_baseline_not_the_workspace_params(tmp_path, 
     default_params["train"]["lr"] = 0.005  # HEAD's, say
     assert [e.name for e in spec.plan("lrs", baseline=default_params)] == ["lrs-lr-0.1"]
     assert [e.name for e in spec.plan("lrs")] == ["lrs-lr-0.005"]  # study plan: the workspace's
+
+
+MILLION = {  # six hyperparameters of ten values each: 10^6 combinations
+    "kind": "grid",
+    "params": {
+        "train.lr": [round(0.001 * (i + 1), 3) for i in range(10)],
+        "train.dropout": [round(0.05 * i, 2) for i in range(10)],
+        "train.weight_decay": [round(0.0001 * i, 4) for i in range(10)],
+        "train.seed": list(range(10)),
+        "train.batch_size": [16 + 8 * i for i in range(10)],
+        "train.hidden": [[16 * (i + 1)] for i in range(10)],
+    },
+}
+
+
+def test_a_study_is_counted_without_listing_it(default_params):
+    assert spec.count("big", MILLION) == 10**6
+    assert spec.limit("big", MILLION) == spec.MAX_EXPERIMENTS == 1000
+    assert spec.limit("big", MILLION | {"max_experiments": 2 * 10**6}) == 2 * 10**6
+    ofat = {"kind": "ofat", "params": {"train.lr": [0.005, 0.1], "train.seed": [1, 2, 3]}}
+    assert spec.count("o", ofat) == 5  # at most: the baseline's lr 0.005 is skipped when listed
+    draws = {"kind": "random", "trials": 10**9, "seed": 0, "params": {"train.lr": {"uniform": [0.1, 0.2]}}}
+    assert spec.count("r", draws) == 10**9
+    with pytest.raises(StudyError, match="kind 'sweep' is not allowed"):
+        spec.count("s", {"kind": "sweep", "params": {}})
+
+
+@pytest.mark.parametrize(
+    "study",
+    [
+        {"kind": "grid", "params": {"train.optimizer": ["sgd", "adam"], "train.lr": [0.01, 0.1, 0.2]}},
+        {"kind": "ofat", "params": {"train.lr": [0.005, 0.1, 0.2], "train.seed": [1, 2, 3, 4]}},
+    ],
+)
+def test_a_sample_and_a_head_are_experiments_of_the_study(default_params, study):
+    listed = spec.expand("s", study, default_params)
+    assert spec.head("s", study, default_params, 3) == listed[:3]
+    assert spec.sample("s", study, default_params, size=100) == listed  # all of a study that small
+    picked = spec.sample("s", study, default_params, size=3)
+    assert picked and len(picked) <= 3 and all(experiment in listed for experiment in picked)
+
+
+def test_a_sample_of_a_million_combinations_is_drawn_over_all_of_them(default_params):
+    picked = spec.sample("big", MILLION, default_params)
+    assert len(picked) == spec.SAMPLE
+    for hyperparameter in MILLION["params"]:
+        seen = {str(experiment.settings[hyperparameter]) for experiment in picked}
+        assert len(seen) >= 8, hyperparameter  # every hyperparameter's values, not the first combinations'
+    first = spec.head("big", MILLION, default_params, 1)[0]
+    assert first.name == "big-lr-0.001-dropout-0.0-weight_decay-0.0-seed-0-batch_size-16-hidden-16"

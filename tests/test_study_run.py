@@ -16,7 +16,7 @@ import yaml
 from tests.conftest import commit_all, make_lab_repo, sh
 from tuninglab.__main__ import main
 from tuninglab.lab.datasets import dataset_names
-from tuninglab.studies import collect, runner
+from tuninglab.studies import collect, runner, spec
 from tuninglab.studies.spec import StudyError
 
 
@@ -52,6 +52,17 @@ def test_bad_study_is_refused_before_anything_is_queued(tmp_path, monkeypatch, d
     repo = committed_lab(tmp_path, default_params, {"s": {"kind": "ofat", "params": {"train.lrr": [1]}}})
     monkeypatch.setattr(collect, "dvc", no_dvc)
     with pytest.raises(StudyError, match=r"train\.lrr: unknown parameter"):
+        runner.run("s", jobs=2, cwd=repo)
+
+
+def test_a_study_above_its_limit_is_refused_before_anything_is_queued(tmp_path, monkeypatch, default_params):
+    study = {"kind": "grid", "max_experiments": 3, "params": {"train.lr": [0.1, 0.2], "train.seed": [1, 2]}}
+    repo = committed_lab(tmp_path, default_params, {"s": study})
+    monkeypatch.setattr(collect, "dvc", no_dvc)
+    monkeypatch.setattr(spec, "expand", lambda *args: pytest.fail("a study that large must not be listed"))
+    with pytest.raises(
+        StudyError, match=r"^study s: 4 experiments, more than its limit of 3 .*--allow-large"
+    ):
         runner.run("s", jobs=2, cwd=repo)
 
 
@@ -367,7 +378,7 @@ def test_study_run_force_replaces_results_of_another_baseline(monkeypatch, tmp_p
     monkeypatch.chdir(tmp_path)
     study = {"s": {"kind": "ofat", "params": {"train.lr": [0.1]}}}
     (tmp_path / "studies.yaml").write_text(yaml.safe_dump(study))
-    monkeypatch.setattr(runner, "run", lambda name, jobs: runner.Counter(success=1))
+    monkeypatch.setattr(runner, "run", lambda name, jobs, **options: runner.Counter(success=1))
     forced = []
     frame = pd.DataFrame({"experiment": ["s-lr-0.1"], "study": ["s"]})
     monkeypatch.setattr(collect, "collect", lambda kinds, force, rev: forced.append(force) or (frame, ""))

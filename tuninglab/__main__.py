@@ -15,6 +15,7 @@ Studies are declared in studies.yaml.
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from collections import Counter
@@ -24,6 +25,8 @@ from tuninglab.lab import params
 from tuninglab.report import build, results
 from tuninglab.schema import FAILED, SUCCESS
 from tuninglab.studies import cluster, collect, estimate, runner, show, spec
+
+PLAN_HEAD = 20  # the experiments `study plan` lists of a study larger than its limit
 
 
 def _collect(force: bool = False, rev: str = "HEAD", remote: str | None = None) -> None:
@@ -40,10 +43,39 @@ def _collect(force: bool = False, rev: str = "HEAD", remote: str | None = None) 
     print(f"{collect.CURVES_FILE}: per-epoch curves of the finished runs")
 
 
+def _plan(name: str, jobs: int, allow_large: bool) -> None:
+    """Print a study's experiments as `dvc exp run --queue` commands, then its estimated wall time.
+
+    A study larger than its limit is refused (`estimate.check_size`) unless
+    `allow_large`; then only its first `PLAN_HEAD` experiments are listed, and
+    it is estimated from a sample of its experiments.
+    """
+    baseline = params.load()
+    total = estimate.check_size(name, baseline, jobs, allow_large)
+    study = spec.definition(name)
+    large = total > spec.limit(name, study)
+    experiments = spec.head(name, study, baseline, PLAN_HEAD) if large else spec.plan(name, baseline=baseline)
+    for experiment in experiments:
+        print(shlex.join(["dvc", "exp", "run", "--queue", "-n", experiment.name, *experiment.set_args()]))
+    if large:
+        print(f"... and up to {total - len(experiments):,} more: {total:,} experiments in all")
+    try:
+        sample = spec.sample(name, study, baseline) if large else experiments
+        print(estimate.describe(sample, baseline, jobs, total=total if large else None))
+    except spec.StudyError as err:  # the plan stands without an estimate
+        print(f"no wall-time estimate: {err}")
+
+
 def _check_jobs(jobs: int) -> None:
     """Refuse a worker count below 1 before any work starts."""
     if jobs < 1:
         raise spec.StudyError(f"--jobs: {jobs} is not allowed; expected an integer >= 1")
+
+
+def _check_seconds(option: str, seconds: float) -> None:
+    """Refuse a number of seconds that is not finite and above 0, before any work starts."""
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise spec.StudyError(f"{option}: {seconds:g} is not allowed; expected a number of seconds > 0")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("name", help="a study of studies.yaml")
     plan.add_argument("-j", "--jobs", type=int, default=1, help="workers the estimate assumes (default 1)")
     run = study.add_parser("run", help="run a study on DVC's queue or a Ray cluster, then collect")
+    for command in (plan, run):
+        command.add_argument(
+            "--allow-large",
+            action="store_true",
+            help=f"go ahead with a study of more experiments than its max_experiments "
+            f"(default {spec.MAX_EXPERIMENTS:,})",
+        )
     run.add_argument("name", help="a study of studies.yaml")
     run.add_argument(
         "-j", "--jobs", type=int, help="parallel workers (default 1; on Ray: as many as the cluster holds)"
@@ -72,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--address", help="ray: the cluster, auto or HOST:PORT (default: Ray's own choice)")
     run.add_argument("--cpus-per-trial", type=float, metavar="N", help="ray: CPUs per experiment (default 1)")
     run.add_argument("--gpus-per-trial", type=float, metavar="G", help="ray: GPUs per experiment (default 0)")
+    run.add_argument(
+        "--connect-timeout",
+        type=float,
+        metavar="S",
+        help=f"ray: seconds a cluster at --address gets to answer (default {cluster.CONNECT_SECONDS:g})",
+    )
     gather = study.add_parser("collect", help=f"write {collect.RESULTS_FILE} and {collect.CURVES_FILE}")
     for command in (run, gather):
         command.add_argument(
@@ -105,15 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.out}: summary.md, summary.html, explorer.html and the tables written")
         elif args.action == "plan":
             _check_jobs(args.jobs)
-            baseline = params.load()
-            experiments = spec.plan(args.name, baseline=baseline)
-            for experiment in experiments:
-                command = ["dvc", "exp", "run", "--queue", "-n", experiment.name, *experiment.set_args()]
-                print(shlex.join(command))
-            try:
-                print(estimate.describe(experiments, baseline, args.jobs))
-            except spec.StudyError as err:  # the plan stands without an estimate
-                print(f"no wall-time estimate: {err}")
+            _plan(args.name, args.jobs, args.allow_large)
         elif args.action == "run":
             if args.jobs is not None:
                 _check_jobs(args.jobs)
@@ -121,10 +158,13 @@ def main(argv: list[str] | None = None) -> int:
                 "--address": args.address,
                 "--cpus-per-trial": args.cpus_per_trial,
                 "--gpus-per-trial": args.gpus_per_trial,
+                "--connect-timeout": args.connect_timeout,
             }
             given = [option for option, value in ray_only.items() if value is not None]
             if args.backend != "ray" and given:
                 raise spec.StudyError(f"{', '.join(given)}: only for --backend ray, not {args.backend}")
+            if args.connect_timeout is not None:
+                _check_seconds("--connect-timeout", args.connect_timeout)
             remote = None
             try:
                 if args.backend == "ray":
@@ -134,10 +174,14 @@ def main(argv: list[str] | None = None) -> int:
                         args.address,
                         1.0 if args.cpus_per_trial is None else args.cpus_per_trial,
                         args.gpus_per_trial or 0.0,
+                        connect_timeout=(
+                            cluster.CONNECT_SECONDS if args.connect_timeout is None else args.connect_timeout
+                        ),
+                        allow_large=args.allow_large,
                     )
                     counts, remote = Counter(outcome.status for outcome in outcomes), found.git
                 else:
-                    counts = runner.run(args.name, args.jobs or 1)
+                    counts = runner.run(args.name, args.jobs or 1, allow_large=args.allow_large)
             except KeyboardInterrupt:  # the runner stopped its workers and said how to resume
                 return 130
             print(f"study {args.name}: {counts[SUCCESS]} succeeded, {counts[FAILED]} failed")

@@ -26,6 +26,7 @@ and shuts Ray down if it started it.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import platform
@@ -34,6 +35,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -52,10 +54,12 @@ from tqdm import tqdm
 from tuninglab.lab import params
 from tuninglab.lab.datasets import dataset_names
 from tuninglab.schema import FAILED, QUEUED, RUNNING, SUCCESS
-from tuninglab.studies import collect, runner, spec
+from tuninglab.studies import collect, estimate, runner, spec
 
 RETRIES = 2  # how often Ray runs a task again after losing its worker or node
 STOP_SECONDS = 15.0  # how long cancelled tasks get to stop their runs and remove their clones
+CONNECT_SECONDS = 30.0  # how long an existing cluster gets to answer the driver
+RAY_DRIVER_LOGGER = "ray._private.worker"  # the logger of ray.init's messages
 WAIT_SECONDS = 1.0  # the driver's longest wait for news, so that Ctrl-C is answered at once
 SCRATCH = "tuninglab-trials"  # under each node's temporary folder: one folder per running trial
 
@@ -412,14 +416,69 @@ def check_trial_resources(cpus: float, gpus: float) -> None:
             )
 
 
-@contextmanager
-def connected(address: str | None) -> Iterator[None]:
-    """Be connected to Ray inside the block: to `address` unless this process is already.
+class _NotMainThread(logging.Filter):
+    """Drops Ray's warning that a driver connected outside the main thread sets no SIGTERM handler:
+    `connected` sets its own."""
 
-    Ray is shut down when the block ends, however it ends, if it was started here.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("SIGTERM handler is not set")
+
+
+def _join(address: str, timeout: float) -> None:
+    """`ray.init(address=address)` of an existing cluster, waited for at most `timeout` seconds.
+
+    Ray retries an address where no cluster answers for about ten minutes, in
+    calls that Python's signal handlers cannot interrupt. Run in a thread of its
+    own, the wait is bounded and Ctrl-C or SIGTERM is answered at once; a thread
+    given up on goes on waiting, idle, until the process ends.
 
     Raises:
-        RuntimeError: no Ray cluster at `address`.
+        RuntimeError: nothing answered within `timeout`; names the address and what to check.
+        ConnectionError, ValueError: Ray's own refusal (no cluster found, a malformed address).
+    """
+    failures: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            ray.init(address=address)
+        except BaseException as err:  # handed to the waiting thread
+            failures.append(err)
+
+    thread = threading.Thread(target=attempt, name="ray-connect", daemon=True)
+    quiet = _NotMainThread()
+    logging.getLogger(RAY_DRIVER_LOGGER).addFilter(quiet)
+    try:
+        thread.start()
+        thread.join(timeout)
+    finally:
+        logging.getLogger(RAY_DRIVER_LOGGER).removeFilter(quiet)
+    if thread.is_alive():
+        raise RuntimeError(
+            f"--address: no Ray cluster answered at {address} within {timeout:g} s; check that "
+            "`ray start --head` runs there, that the port is its --port (6379 by default) and that no "
+            "firewall blocks it (or wait longer: --connect-timeout SECONDS)"
+        )
+    if failures:
+        raise failures[0]
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM's handler while a study runs on Ray: it stops the study as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def connected(address: str | None, timeout: float = CONNECT_SECONDS) -> Iterator[None]:
+    """Be connected to Ray inside the block: to `address` unless this process is already.
+
+    An existing cluster (any `address` but none and `local`) gets `timeout`
+    seconds to answer (`_join`). Until the block ends, SIGTERM stops the study
+    as Ctrl-C does. Ray is shut down when the block ends, however it ends, if it
+    was started here.
+
+    Raises:
+        RuntimeError: no Ray cluster at `address`, or none answered in `timeout` seconds.
+        KeyboardInterrupt: Ctrl-C or SIGTERM while connecting; nothing was started then.
     """
     if ray.is_initialized():
         yield
@@ -428,17 +487,28 @@ def connected(address: str | None) -> Iterator[None]:
         # A study started as a background job of a script inherits SIGINT ignored, and so would the
         # workers of a Ray started here: then neither Ctrl-C nor Ray's cancel could stop a trial.
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    terminate = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        ray.init(address=address)
-    except (ConnectionError, ValueError) as err:
-        raise RuntimeError(
-            f"--address: no Ray cluster at {address} ({_last_line(err)}); expected auto, HOST:PORT of a "
-            "running head node (`ray start --head`), or local for a new instance on this machine"
-        ) from None
-    try:
-        yield
+        try:
+            if address in (None, "local") and not os.environ.get("RAY_ADDRESS"):
+                ray.init(address=address)  # a new instance; Ray starts it from the main thread only
+                signal.signal(signal.SIGTERM, _interrupt)  # in place of the one Ray set
+            else:
+                _join(str(address or os.environ["RAY_ADDRESS"]), timeout)
+        except (ConnectionError, ValueError) as err:
+            raise RuntimeError(
+                f"--address: no Ray cluster at {address} ({_last_line(err)}); expected auto, HOST:PORT of "
+                "a running head node (`ray start --head`), or local for a new instance on this machine"
+            ) from None
+        except KeyboardInterrupt:
+            print(f"interrupted while connecting to Ray at {address}: nothing was started", file=sys.stderr)
+            raise
+        try:
+            yield
+        finally:
+            ray.shutdown()
     finally:
-        ray.shutdown()
+        signal.signal(signal.SIGTERM, terminate)
 
 
 def remote_trial(cpus: float, gpus: float) -> Any:
@@ -544,7 +614,10 @@ def follow(
                     else:
                         states[name] = RUNNING
     except BaseException as err:  # Ctrl-C, or the driver losing the cluster: no trial goes on unwatched
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
+        # A second Ctrl-C or SIGTERM must not cut the cleanup.
+        previous = {
+            number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             stopped = _cancel(flying)
             if isinstance(err, KeyboardInterrupt):
@@ -555,7 +628,8 @@ def follow(
                     file=sys.stderr,
                 )
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
         raise
     return outcomes
 
@@ -567,6 +641,8 @@ def run(
     cpus: float = 1.0,
     gpus: float = 0.0,
     cwd: Path = Path(),
+    connect_timeout: float = CONNECT_SECONDS,
+    allow_large: bool = False,
 ) -> tuple[Remotes, list[Outcome]]:
     """Run the study's experiments not yet on the git remote as Ray tasks, and wait for all.
 
@@ -579,21 +655,24 @@ def run(
         cpus: CPUs each trial reserves.
         gpus: GPUs each trial reserves (fractions share a GPU).
         cwd: the repository.
+        connect_timeout: the seconds an existing cluster gets to answer (`connected`).
+        allow_large: run a study larger than its limit (`estimate.check_size`).
 
     Returns:
         The remotes it used, and one Outcome per experiment it ran.
 
     Raises:
-        StudyError: the study is refused as by the local runner, a precondition
+        StudyError: the study is refused as by the local runner (its size included), a precondition
             for the cluster is missing (one line each), or no node can hold a
             trial; nothing has been started then.
         ParamError: HEAD's params.yaml is not valid.
-        RuntimeError: the Ray cluster cannot be reached.
-        KeyboardInterrupt: on Ctrl-C, once every trial is stopped.
+        RuntimeError: the Ray cluster cannot be reached, or did not answer in `connect_timeout` seconds.
+        KeyboardInterrupt: on Ctrl-C or SIGTERM, once every trial is stopped.
     """
     check_trial_resources(cpus, gpus)
     runner.check_workspace(cwd)
     baseline_params = runner.head_params(cwd)
+    estimate.check_size(name, baseline_params, jobs or 1, allow_large, cwd)
     planned = spec.plan(name, cwd / spec.STUDIES_FILE, baseline_params)
     runner.check_threads(baseline_params, planned)
     check_devices(baseline_params, planned, gpus)
@@ -602,7 +681,7 @@ def run(
     there = on_remote(found.git_url, baseline, cwd)
     check_settings(planned, there, baseline, found.git, cwd)
     missing = [experiment for experiment in planned if experiment.name not in there]
-    with connected(address):
+    with connected(address, connect_timeout):
         _check_resources(cpus, gpus)
         print(
             f"study {name}: {len(planned)} experiments, {len(planned) - len(missing)} already on git remote "

@@ -23,6 +23,7 @@ faster than estimated the study has gone so far.
 from __future__ import annotations
 
 import heapq
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import Any
 from tuninglab.lab import params
 from tuninglab.lab.files import read_json
 from tuninglab.schema import ENDED_STATES, RUNNING, metrics_path
+from tuninglab.studies import spec
 from tuninglab.studies.spec import Experiment, StudyError
 
 # Measured on the 2-core machine, quiet, by `python -m benchmarks.study ofat 1 2`: a train stage's wall time
@@ -183,18 +185,73 @@ class Eta:
         return wall_seconds(queued, self.jobs, self.cores, busy)
 
 
+def _sampled_wall(
+    sample: list[Experiment], total: int, baseline_params: dict[str, Any], jobs: int, root: Path
+) -> float:
+    """The wall time of `total` experiments each taking the mean estimate of `sample`'s, dealt to `jobs`
+    workers: `wall_seconds` of equal experiments, without a list of `total` of them."""
+    estimates = list(experiment_estimates(sample, baseline_params, root).values())
+    mean = sum(estimates) / len(estimates) if estimates else 0.0
+    return math.ceil(total / jobs) * mean * _slowdown(jobs, None)
+
+
+def _workers(jobs: int) -> str:
+    return f"{jobs} worker" + ("s" if jobs > 1 else "")
+
+
 def describe(
-    experiments: list[Experiment], baseline_params: dict[str, Any], jobs: int, root: Path = Path()
+    experiments: list[Experiment],
+    baseline_params: dict[str, Any],
+    jobs: int,
+    root: Path = Path(),
+    total: int | None = None,
 ) -> str:
     """One line: the study's estimated wall time with `jobs` workers, and how it was estimated.
+
+    `total`: the study's size when `experiments` are a `spec.sample` of a study
+    too large to list; each of its experiments is then taken at the sample's
+    mean estimate.
 
     Raises:
         StudyError: when the baseline's metrics are missing (`baselines`).
     """
-    wall = wall_seconds(list(experiment_estimates(experiments, baseline_params, root).values()), jobs)
-    workers = f"{jobs} worker" + ("s" if jobs > 1 else "")
+    if total is None:
+        total = len(experiments)
+        wall = wall_seconds(list(experiment_estimates(experiments, baseline_params, root).values()), jobs)
+        sampled = ""
+    else:
+        wall = _sampled_wall(experiments, total, baseline_params, jobs, root)
+        sampled = f"the mean of a sample of {len(experiments)}: "
     return (
-        f"estimated wall time: {wall / 60:.1f} min for {len(experiments)} experiments with {workers} "
-        f"(the baseline's training time of each dataset an experiment retrains, scaled by its epochs, "
-        f"+ {DVC_S:g} s of DVC per experiment + {STAGE_S:g} s per train stage, as measured here)"
+        f"estimated wall time: {wall / 60:,.1f} min for {total:,} experiments with {_workers(jobs)} "
+        f"({sampled}the baseline's training time of each dataset an experiment retrains, scaled by its "
+        f"epochs, + {DVC_S:g} s of DVC per experiment + {STAGE_S:g} s per train stage, as measured here)"
+    )
+
+
+def check_size(
+    name: str, baseline_params: dict[str, Any], jobs: int, allow_large: bool = False, root: Path = Path()
+) -> int:
+    """Refuse a study of more experiments than its limit (`spec.limit`) unless `allow_large`; its size.
+
+    The study is counted, not listed (`spec.count`), and so is estimated from a
+    sample of its experiments (`spec.sample`). `root`: the repository.
+
+    Raises:
+        StudyError: one line with the study's size, its limit, its estimated
+            wall time with `jobs` workers and the option that allows it.
+    """
+    study = spec.definition(name, root / spec.STUDIES_FILE)
+    total, most = spec.count(name, study), spec.limit(name, study)
+    if total <= most or allow_large:
+        return total
+    try:
+        sample = spec.sample(name, study, baseline_params)
+        wall = _sampled_wall(sample, total, baseline_params, jobs, root)
+        time = f"estimated {wall / 60:,.0f} min with {_workers(jobs)}"
+    except StudyError as err:
+        time = f"no time estimate ({err})"
+    raise StudyError(
+        f"study {name}: {total:,} experiments, more than its limit of {most:,} "
+        f"(max_experiments in {spec.STUDIES_FILE}); {time}; pass --allow-large to go ahead"
     )

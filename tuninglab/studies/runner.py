@@ -472,7 +472,7 @@ def stop(study: str, names: set[str], pending: set[str], cwd: Path = Path()) -> 
     )
 
 
-def run(name: str, jobs: int, cwd: Path = Path()) -> Counter:
+def run(name: str, jobs: int, cwd: Path = Path(), allow_large: bool = False) -> Counter:
     """Queue the study's missing experiments, run them with `jobs` workers and wait for all.
 
     On Ctrl-C the workers and their experiments are stopped (`stop`), one line
@@ -480,12 +480,14 @@ def run(name: str, jobs: int, cwd: Path = Path()) -> Counter:
     again.
 
     Raises:
-        StudyError: the workspace differs from HEAD, or the study is malformed
-            or refused by the param rules; nothing has been queued then.
+        StudyError: the workspace differs from HEAD, the study is malformed,
+            refused by the param rules, or larger than its limit without
+            `allow_large` (`estimate.check_size`); nothing has been queued then.
         ParamError: HEAD's params.yaml is not valid.
     """
     check_workspace(cwd)
     baseline = head_params(cwd)
+    estimate.check_size(name, baseline, jobs, allow_large, cwd)
     planned = spec.plan(name, cwd / spec.STUDIES_FILE, baseline)
     check_threads(baseline, planned)
     names = {experiment.name for experiment in planned}

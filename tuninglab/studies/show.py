@@ -24,7 +24,7 @@ from tuninglab.lab.datasets import dataset_names
 from tuninglab.lab.params import KIND, PARAMS_FILE, dataset_groups, kind_of
 from tuninglab.report import format, primary
 from tuninglab.report.observations import within_chance
-from tuninglab.schema import OK, SUCCESS
+from tuninglab.schema import DIVERGED, OK, SUCCESS
 from tuninglab.studies.collect import flatten
 
 
@@ -50,11 +50,22 @@ def _number(record: dict[str, Any], key: str) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def diverged(record: dict[str, Any], dataset: str) -> bool:
+    """Whether a dataset's run diverged: its `diverged` metric is true.
+
+    `dvc.api.exp_show` hands a JSON true over as the text `True` (`dvc exp show
+    --json` as true); 1 counts too.
+    """
+    return str(record.get(f"{dataset}.diverged")).strip().lower() in {"true", "1", "1.0"}
+
+
 def _accuracy(record: dict[str, Any], baseline: dict[str, Any], dataset: str) -> str:
+    """The primary metric's cell: its value (and difference to the baseline), `diverged` for a run that
+    diverged before it had a score, else `-`."""
     key = f"{dataset}.{primary.metric(dataset)}"
     accuracy = _number(record, key)
     if accuracy is None:
-        return "-"
+        return DIVERGED if diverged(record, dataset) else "-"
     base = _number(baseline, key)
     if base is None or record is baseline:
         return f"{accuracy:.3f}"
@@ -69,7 +80,7 @@ def state(record: dict[str, Any], datasets: tuple[str, ...] = dataset_names()) -
     for dataset in datasets:
         accuracy = _number(record, f"{dataset}.{primary.metric(dataset)}")
         chance = _number(record, f"{dataset}.{primary.chance_metric(dataset)}")
-        if record.get(f"{dataset}.diverged") is True:
+        if diverged(record, dataset):
             notes.append(f"{dataset} diverged")
         elif within_chance(accuracy, chance):
             notes.append(f"{dataset} no better than chance")

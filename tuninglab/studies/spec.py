@@ -8,7 +8,10 @@ name: the hyperparameter it changed is the dotted key (`train.lr`) everywhere
 else, in the results table and the report.
 
 Every configuration is checked against the parameter rules before anything is
-queued, so an unknown hyperparameter or a bad value is refused up front.
+queued, so an unknown hyperparameter or a bad value is refused up front. A
+study's size is counted without listing it (`count`): one above its limit
+(`max_experiments`, by default `MAX_EXPERIMENTS`) is only planned or run when
+the user allows it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import random
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,8 @@ from tuninglab.report import format
 
 STUDIES_FILE = Path("studies.yaml")
 KINDS = ("ofat", "grid", "random")
+MAX_EXPERIMENTS = 1000  # a study's most experiments without --allow-large, unless it sets max_experiments
+SAMPLE = 100  # the experiments a study too large to list is estimated from
 
 
 class StudyError(ValueError):
@@ -120,7 +127,9 @@ def _check_definition(name: str, study: Any) -> None:
     if not isinstance(study, dict) or study.get("kind") not in KINDS:
         kind = study.get("kind") if isinstance(study, dict) else study
         raise StudyError(f"{where}: kind {kind!r} is not allowed; expected one of {' | '.join(KINDS)}")
-    allowed = {"kind", "params"} | ({"trials", "seed"} if study["kind"] == "random" else set())
+    allowed = {"kind", "params", "max_experiments"} | (
+        {"trials", "seed"} if study["kind"] == "random" else set()
+    )
     unknown = set(study) - allowed
     if unknown:
         raise StudyError(
@@ -138,12 +147,59 @@ def _check_definition(name: str, study: Any) -> None:
             )
         if study["kind"] != "random" and (not isinstance(values, list) or not values):
             raise StudyError(f"{where}: {hyperparameter} has no values; expected a non-empty list")
-    if study["kind"] == "random":
-        for key in ("trials", "seed"):
-            if not isinstance(study.get(key), int) or isinstance(study.get(key), bool) or study[key] < 0:
-                raise StudyError(
-                    f"{where}: {key} {study.get(key)!r} is not allowed; expected an integer >= 0"
-                )
+    integers = {"trials": 0, "seed": 0} if study["kind"] == "random" else {}
+    if "max_experiments" in study:
+        integers["max_experiments"] = 1
+    for key, least in integers.items():
+        value = study.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise StudyError(f"{where}: {key} {value!r} is not allowed; expected an integer >= {least}")
+
+
+def _ofat_experiment(name: str, hyperparameter: str, value: Any) -> Experiment:
+    return Experiment(
+        f"{name}-{_short(hyperparameter)}-{format.name_part(value)}", _settings(hyperparameter, value)
+    )
+
+
+def _grid_experiment(name: str, space: dict[str, Any], combination: tuple[Any, ...]) -> Experiment:
+    settings: dict[str, Any] = {}
+    parts = [name]
+    for hyperparameter, value in zip(space, combination, strict=True):
+        settings |= _settings(hyperparameter, value)
+        parts += [_short(hyperparameter), format.name_part(value)]
+    return Experiment("-".join(parts), settings)
+
+
+def _experiments(name: str, study: dict[str, Any], baseline: dict[str, Any]) -> Iterator[Experiment]:
+    """The experiments of a checked study, in order, one at a time and not yet checked against the rules."""
+    space: dict[str, Any] = study["params"]
+    if study["kind"] == "ofat":
+        for hyperparameter, values in space.items():
+            for value in values:
+                experiment = _ofat_experiment(name, hyperparameter, value)
+                if not experiment.matches(baseline):  # else it is the baseline itself
+                    yield experiment
+    elif study["kind"] == "grid":
+        for combination in itertools.product(*space.values()):
+            yield _grid_experiment(name, space, combination)
+    else:
+        rng = np.random.default_rng(study["seed"])
+        width = len(str(study["trials"]))
+        for trial in range(1, study["trials"] + 1):
+            settings = {}
+            for hyperparameter, distribution in space.items():
+                settings |= _settings(hyperparameter, _sample(rng, distribution))
+            yield Experiment(f"{name}-{trial:0{width}d}", settings)
+
+
+def _checked(name: str, experiment: Experiment, baseline: dict[str, Any]) -> Experiment:
+    """The experiment, once the param rules accept the baseline with its settings."""
+    try:
+        params.validate(experiment.applied_to(baseline))
+    except params.ParamError as err:
+        raise StudyError(f"{STUDIES_FILE}: study {name}, experiment {experiment.name}: {err}") from None
+    return experiment
 
 
 def expand(name: str, study: dict[str, Any], baseline: dict[str, Any]) -> list[Experiment]:
@@ -159,39 +215,84 @@ def expand(name: str, study: dict[str, Any], baseline: dict[str, Any]) -> list[E
             the param rules refuse; nothing has been queued then.
     """
     _check_definition(name, study)
+    return [_checked(name, experiment, baseline) for experiment in _experiments(name, study, baseline)]
+
+
+def count(name: str, study: dict[str, Any]) -> int:
+    """How many experiments a study has, at most, without listing them: a random study's trials, a grid's
+    product of its value counts, an ofat study's sum of them (values equal to the baseline's, which it
+    skips, included).
+
+    Raises:
+        StudyError: for a malformed study.
+    """
+    _check_definition(name, study)
+    if study["kind"] == "random":
+        return study["trials"]
+    lengths = [len(values) for values in study["params"].values()]
+    return math.prod(lengths) if study["kind"] == "grid" else sum(lengths)
+
+
+def limit(name: str, study: dict[str, Any]) -> int:
+    """The most experiments the study may have without `--allow-large`: its `max_experiments`, by default
+    `MAX_EXPERIMENTS`.
+
+    Raises:
+        StudyError: for a malformed study.
+    """
+    _check_definition(name, study)
+    return study.get("max_experiments", MAX_EXPERIMENTS)
+
+
+def _nth(name: str, study: dict[str, Any], index: int) -> Experiment:
+    """The `index`-th configuration of an ofat or grid study (0 <= index < `count`), found without listing
+    the others (an ofat one equal to the baseline included)."""
     space: dict[str, Any] = study["params"]
-    experiments: list[Experiment] = []
     if study["kind"] == "ofat":
         for hyperparameter, values in space.items():
-            for value in values:
-                settings = _settings(hyperparameter, value)
-                experiment = Experiment(
-                    f"{name}-{_short(hyperparameter)}-{format.name_part(value)}", settings
-                )
-                if not experiment.matches(baseline):  # else it is the baseline itself
-                    experiments.append(experiment)
-    elif study["kind"] == "grid":
-        for combination in itertools.product(*space.values()):
-            settings: dict[str, Any] = {}
-            parts = [name]
-            for hyperparameter, value in zip(space, combination, strict=True):
-                settings |= _settings(hyperparameter, value)
-                parts += [_short(hyperparameter), format.name_part(value)]
-            experiments.append(Experiment("-".join(parts), settings))
-    else:
-        rng = np.random.default_rng(study["seed"])
-        width = len(str(study["trials"]))
-        for trial in range(1, study["trials"] + 1):
-            settings = {}
-            for hyperparameter, distribution in space.items():
-                settings |= _settings(hyperparameter, _sample(rng, distribution))
-            experiments.append(Experiment(f"{name}-{trial:0{width}d}", settings))
-    for experiment in experiments:
-        try:
-            params.validate(experiment.applied_to(baseline))
-        except params.ParamError as err:
-            raise StudyError(f"{STUDIES_FILE}: study {name}, experiment {experiment.name}: {err}") from None
-    return experiments
+            if index < len(values):
+                return _ofat_experiment(name, hyperparameter, values[index])
+            index -= len(values)
+        raise IndexError(index)
+    combination = []
+    for values in reversed(space.values()):  # the last hyperparameter varies fastest
+        index, position = divmod(index, len(values))
+        combination.append(values[position])
+    return _grid_experiment(name, space, tuple(reversed(combination)))
+
+
+def head(name: str, study: dict[str, Any], baseline: dict[str, Any], size: int) -> list[Experiment]:
+    """The study's first `size` experiments, checked against the param rules, without listing the rest.
+
+    Raises:
+        StudyError: for a malformed study or a value the param rules refuse.
+    """
+    _check_definition(name, study)
+    return [
+        _checked(name, experiment, baseline)
+        for experiment in itertools.islice(_experiments(name, study, baseline), size)
+    ]
+
+
+def sample(
+    name: str, study: dict[str, Any], baseline: dict[str, Any], size: int = SAMPLE
+) -> list[Experiment]:
+    """Up to `size` of the study's experiments spread over all of it, found without listing it, each
+    checked against the param rules: what the estimate of a study too large to list is based on.
+
+    A grid's or an ofat study's are drawn at random (seed 0) among its
+    configurations, a random study's are its first trials (each drawn alike).
+
+    Raises:
+        StudyError: for a malformed study or a value the param rules refuse.
+    """
+    total = count(name, study)
+    if study["kind"] == "random" or total <= size:
+        return head(name, study, baseline, size)
+    draw = random.Random(0)
+    indices = sorted({draw.randrange(total) for _ in range(size)})
+    picked = (_nth(name, study, index) for index in indices)
+    return [_checked(name, e, baseline) for e in picked if study["kind"] == "grid" or not e.matches(baseline)]
 
 
 def _known(tree: dict[str, Any], dotted: str) -> bool:
@@ -213,6 +314,18 @@ def load(path: Path = STUDIES_FILE) -> dict[str, Any]:
     return studies
 
 
+def definition(name: str, path: Path = STUDIES_FILE) -> dict[str, Any]:
+    """The definition of the study `name` in the studies file.
+
+    Raises:
+        StudyError: no such file, or no such study in it.
+    """
+    studies = load(path)
+    if name not in studies:
+        raise StudyError(f"{path}: no study named {name!r}; studies: {', '.join(studies)}")
+    return studies[name]
+
+
 def plan(name: str, path: Path = STUDIES_FILE, baseline: dict[str, Any] | None = None) -> list[Experiment]:
     """The checked experiments of the study `name`.
 
@@ -222,7 +335,4 @@ def plan(name: str, path: Path = STUDIES_FILE, baseline: dict[str, Any] | None =
         baseline: the validated params the experiments start from; by default
             the workspace's params.yaml.
     """
-    studies = load(path)
-    if name not in studies:
-        raise StudyError(f"{path}: no study named {name!r}; studies: {', '.join(studies)}")
-    return expand(name, studies[name], params.load() if baseline is None else baseline)
+    return expand(name, definition(name, path), params.load() if baseline is None else baseline)
