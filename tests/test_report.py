@@ -213,7 +213,8 @@ def test_manual_runs_other_data_and_thread_counts_are_reported_apart(written):
     assert "text-source-local" not in text[: text.index("## Other data")]  # 0.810 is not the best text run
     assert (
         "Runs compared here trained with 1 CPU thread(s) and AVX2 kernels (torch's CPU capability), as the "
-        "baseline did; numpy's SIMD level X86\\_V3, torch 2.14.1, numpy 2.4.6, on Synthetic CPU." in text
+        "baseline did; numpy's SIMD level X86\\_V3, torch 2.14.1, numpy 2.4.6, on Synthetic CPU."
+        in text
         and "Not compared: `noise-seed-3` on tabular, image, text (2 threads vs baseline's 1)." in text
     )
     seed_3 = "| noise-seed-3 | noise | train.seed=3 | 0.990 | 0.900 | 0.600 |"
