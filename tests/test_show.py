@@ -111,3 +111,21 @@ def test_diverged_is_read_as_dvc_api_gives_it_and_said_when_a_run_has_no_score()
     assert huge["text (chance 0.578)"] == huge["regression (chance -0.009)"] == "diverged"
     assert huge["tabular (chance 0.333)"] == "0.500 (-40.0)"
     assert frame.loc["calm", "state"] == frame.loc["baseline (main)", "state"] == "ok"
+
+
+def test_a_run_computed_with_other_cpu_kernels_is_shown_but_not_compared():
+    records = [
+        record("workspace", typ="baseline", **accuracies(0.9, 0.97, 0.75)),
+        record("main", typ="baseline", **accuracies(0.9, 0.97, 0.75), **{"image.cpu_capability": "AVX512"}),
+        record(
+            "a1", name="elsewhere", lr=0.01, **accuracies(0.9, 0.95, 0.75), **{"image.cpu_capability": "AVX2"}
+        ),
+        record(
+            "b2", name="here", lr=0.01, **accuracies(0.9, 0.95, 0.75), **{"image.cpu_capability": "AVX512"}
+        ),
+    ]
+    frame = show.table(records, KEYS).set_index("experiment")
+    image = next(column for column in frame if column.startswith("image"))
+    assert frame.loc["elsewhere", image] == "0.950"  # no difference to a baseline computed otherwise
+    assert frame.loc["elsewhere", "state"] == "image not compared (AVX2 kernels vs baseline's AVX512)"
+    assert frame.loc["here", image] == "0.950 (-2.0)" and frame.loc["here", "state"] == "ok"

@@ -59,21 +59,39 @@ def diverged(record: dict[str, Any], dataset: str) -> bool:
     return str(record.get(f"{dataset}.diverged")).strip().lower() in {"true", "1", "1.0"}
 
 
+def other_kernels(record: dict[str, Any], baseline: dict[str, Any], dataset: str) -> str | None:
+    """`AVX2 kernels vs baseline's AVX512` when the run used other CPU kernels than the baseline, else None.
+
+    Results repeat only with the same kernels (`cpu_capability` in train.json), so such a run is not
+    compared with the baseline.
+    """
+    key = f"{dataset}.cpu_capability"
+    mine, theirs = record.get(key), baseline.get(key)
+    if isinstance(mine, str) and isinstance(theirs, str) and mine != theirs:
+        return f"{mine} kernels vs baseline's {theirs}"
+    return None
+
+
 def _accuracy(record: dict[str, Any], baseline: dict[str, Any], dataset: str) -> str:
-    """The primary metric's cell: its value (and difference to the baseline), `diverged` for a run that
-    diverged before it had a score, else `-`."""
+    """The primary metric's cell: its value (and difference to the baseline, for a run computed alike),
+    `diverged` for a run that diverged before it had a score, else `-`."""
     key = f"{dataset}.{primary.metric(dataset)}"
     accuracy = _number(record, key)
     if accuracy is None:
         return DIVERGED if diverged(record, dataset) else "-"
     base = _number(baseline, key)
-    if base is None or record is baseline:
+    if base is None or record is baseline or other_kernels(record, baseline, dataset):
         return f"{accuracy:.3f}"
     return format.against(accuracy, base)
 
 
-def state(record: dict[str, Any], datasets: tuple[str, ...] = dataset_names()) -> str:
-    """queued / running / failed from DVC's queue; else which datasets diverged or scored at chance."""
+def state(
+    record: dict[str, Any],
+    datasets: tuple[str, ...] = dataset_names(),
+    baseline: dict[str, Any] | None = None,
+) -> str:
+    """queued / running / failed from DVC's queue; else which datasets diverged, scored at chance, or
+    were computed with other CPU kernels than the `baseline` (not compared)."""
     if record.get("State") and record["State"].lower() != SUCCESS:
         return record["State"].lower()
     notes = []
@@ -84,6 +102,9 @@ def state(record: dict[str, Any], datasets: tuple[str, ...] = dataset_names()) -
             notes.append(f"{dataset} diverged")
         elif within_chance(accuracy, chance):
             notes.append(f"{dataset} no better than chance")
+        kernels = other_kernels(record, baseline, dataset) if baseline is not None else None
+        if kernels:
+            notes.append(f"{dataset} not compared ({kernels})")
     return "; ".join(notes) or OK
 
 
@@ -112,7 +133,7 @@ def table(
             {
                 "experiment": name,
                 **{headers[d]: _accuracy(record, baseline, d) for d in datasets},
-                "state": state(record, datasets),
+                "state": state(record, datasets, baseline),
                 "changed": "-" if record is baseline else changed(record, baseline, keys),
             }
             for name, record in rows
