@@ -340,7 +340,7 @@ def curves(frame: pd.DataFrame, cwd: Path = Path()) -> pd.DataFrame:
     return joined[columns + [c for c in joined if c not in columns]]
 
 
-def _holding_of(path: Path, force: bool) -> Holding | None:
+def holding_of(path: Path, force: bool) -> Holding | None:
     """What the results file at `path` holds; None when there is none, it is empty, or (forced) unreadable.
 
     Raises:
@@ -388,7 +388,7 @@ def collect(
     baseline, experiments = read(cwd, rev=rev)
     baseline, *experiments = with_details([baseline, *experiments], cwd)
     frame = rows(baseline, experiments, studies)
-    note = replacing(out, _holding_of(cwd / out, force), holding(frame), force)
+    note = replacing(out, holding_of(cwd / out, force), holding(frame), force)
     write_text(cwd / curves_out, curves(frame, cwd).to_csv(index=False))
     write_text(cwd / out, frame.to_csv(index=False))
     return frame, note
