@@ -282,9 +282,11 @@ def process_record(path, pid):
 
 SLEEP = "import time; time.sleep(60)"
 FAKE_WORKER = (  # reads an infofile path a line and starts a fake `dvc exp exec-run` for it; prints its PID
-    "import subprocess, sys\n"
+    "import subprocess, sys, psutil\n"
     "for line in sys.stdin:\n"
     f"    child = subprocess.Popen([sys.executable, '-c', {SLEEP!r}, 'exp', 'exec-run', '--infofile', line.strip()])\n"
+    "    while not psutil.Process(child.pid).cmdline():  # the kernel shows it a moment after exec\n"
+    "        pass\n"
     "    print(child.pid, flush=True)\n"
 )
 
@@ -329,6 +331,8 @@ def queue_processes(tmp_path):
             child = subprocess.Popen([sys.executable, "-c", SLEEP, "exp", "run"])
             children.append(child)
             pid = child.pid
+            while not psutil.Process(pid).cmdline():  # the kernel shows it a moment after exec
+                pass
         else:
             worker.stdin.write(f"{info}\n")
             worker.stdin.flush()

@@ -272,8 +272,8 @@ def _identify(path: Path, command: Callable[[list[str]], bool]) -> tuple[bool, p
     The process is the record's only when it runs, started at most
     `SPAWN_SECONDS` before the record was written (not after: then its PID was
     reused) and its command line passes `command`. `known` is False when that
-    cannot be told (the record is unreadable, or the process's details are
-    not ours to read); a record that is `known` without a process is of a
+    cannot be told (the record is unreadable, the process's details are not
+    ours to read, or it is being started); a record that is `known` without a process is of a
     process that has ended.
     """
     try:
@@ -291,7 +291,10 @@ def _identify(path: Path, command: Callable[[list[str]], bool]) -> tuple[bool, p
         started = process.create_time()
         if not written - SPAWN_SECONDS <= started <= written + CLOCK_SLACK:
             return True, None
-        return True, process if command(process.cmdline()) else None
+        cmdline = process.cmdline()
+        if not cmdline:  # being started: its command line shows a moment later
+            return False, None
+        return True, process if command(cmdline) else None
     except psutil.NoSuchProcess:
         return True, None
     except psutil.Error:
