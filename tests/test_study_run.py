@@ -284,7 +284,8 @@ SLEEP = "import time; time.sleep(60)"
 FAKE_WORKER = (  # reads an infofile path a line and starts a fake `dvc exp exec-run` for it; prints its PID
     "import subprocess, sys, psutil\n"
     "for line in sys.stdin:\n"
-    f"    child = subprocess.Popen([sys.executable, '-c', {SLEEP!r}, 'exp', 'exec-run', '--infofile', line.strip()])\n"
+    f"    command = [sys.executable, '-c', {SLEEP!r}, 'exp', 'exec-run', '--infofile', line.strip()]\n"
+    "    child = subprocess.Popen(command)\n"
     "    while not psutil.Process(child.pid).cmdline():  # the kernel shows it a moment after exec\n"
     "        pass\n"
     "    print(child.pid, flush=True)\n"
@@ -481,9 +482,8 @@ def test_a_second_study_run_in_the_same_repo_is_refused_in_one_line(tmp_path, mo
     repo = committed_lab(tmp_path, default_params, {"s": {"kind": "ofat", "params": {"train.epochs": [3]}}})
     monkeypatch.setattr(collect, "dvc", no_dvc)
     monkeypatch.setattr(collect, "read", no_dvc)
-    with runner.study_lock("other", repo):
-        with pytest.raises(StudyError) as refused:
-            runner.run("s", jobs=1, cwd=repo)
+    with runner.study_lock("other", repo), pytest.raises(StudyError) as refused:
+        runner.run("s", jobs=1, cwd=repo)
     assert str(refused.value).startswith(
         f"study other (PID {os.getpid()}) is already running in this repository"
     )
