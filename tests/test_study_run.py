@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -526,3 +529,63 @@ def test_the_bar_counts_each_ended_experiment_once(monkeypatch, tmp_path, capsys
     shown = capsys.readouterr().err
     assert "1/2 [00:00, done=0, failed=1, running=0, remaining=1]" in shown
     assert "2/2 [00:00, done=1, failed=1, running=0, remaining=0]" in shown
+
+
+FAKE_STUDY_RUN = """
+import json, subprocess, sys, time
+from tuninglab.__main__ import main
+from tuninglab.studies import collect, runner
+
+runner.POLL_SECONDS = 0.2
+queued = [{"name": "s-epochs-3", "rev": "r", "state": "queued", "log": None, "params": {}, "metrics": {}}]
+looks = iter([[]])  # nothing on the commit before queuing; queued after
+collect.read = lambda cwd=None, timeout=None: ({"rev": "c0mmit", "name": "main"}, next(looks, queued))
+collect.dvc = lambda *args, **kwargs: ""
+runner._queue = lambda experiments, cwd: None
+
+def start_workers(jobs, cwd, study):  # a fake worker with the lab's mark, in its own session as DVC's
+    env = {**__import__("os").environ, runner.STARTED_BY: study}
+    code = "import time; print('started', flush=True); time.sleep(60)"
+    node = sys.argv[1]
+    worker = subprocess.Popen([sys.executable, "-c", code, "exp", "queue-worker", node], env=env,
+                              start_new_session=True, stdout=sys.stdout)
+    path = cwd / runner.QUEUE_DIR / "celery" / "dvc-exp-worker-1.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pid": worker.pid, "returncode": None}))
+
+runner.start_workers = start_workers
+sys.exit(main(["study", "run", "s"]))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+def test_sighup_and_sigterm_stop_a_study_run_as_ctrl_c_does(tmp_path, default_params, sig):
+    repo = committed_lab(tmp_path, default_params, {"s": {"kind": "ofat", "params": {"train.epochs": [3]}}})
+    out, err = (tmp_path / "out.txt").open("w+"), (tmp_path / "err.txt").open("w+")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    study = subprocess.Popen(
+        [sys.executable, "-c", FAKE_STUDY_RUN, worker_node(repo, 1)],
+        cwd=repo,
+        env=env,
+        stdout=out,
+        stderr=err,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while "started" not in (tmp_path / "out.txt").read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (worker,) = runner.workers(repo)
+        study.send_signal(sig)
+        assert study.wait(timeout=30) == 128 + sig
+    finally:
+        study.kill()
+    err.seek(0)
+    said = err.read()
+    assert "Traceback" not in said
+    (line,) = [line for line in said.splitlines() if line.startswith("interrupted: ")]
+    assert line.startswith(
+        "interrupted: stopped 1 queue worker(s); 1 experiment(s) of the study still queued"
+    )
+    with contextlib.suppress(psutil.NoSuchProcess):
+        assert worker.status() == psutil.STATUS_ZOMBIE  # ended: its parent, the study run, is gone
+    assert not (repo / QUEUE_DIR / "celery" / "dvc-exp-worker-1.json").exists()  # its record: cleaned
