@@ -506,11 +506,11 @@ def progress(bar: tqdm, counts: Counter, left: float | None = None) -> None:
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C, SIGTERM or SIGHUP while a study is followed.
 
-    `running` and `queued`: the experiments the last look found so; `signum`:
-    the signal.
+    `running`: the experiments the last look found running; `queued`: those it
+    found queued, name -> queue task (rev); `signum`: the signal.
     """
 
-    def __init__(self, running: set[str], queued: set[str], signum: int = signal.SIGINT) -> None:
+    def __init__(self, running: set[str], queued: dict[str, str], signum: int = signal.SIGINT) -> None:
         super().__init__()
         self.running = running
         self.queued = queued
@@ -597,7 +597,7 @@ def wait(
         Interrupted: on Ctrl-C, or on SIGTERM or SIGHUP within `stop_signals`.
     """
     running: set[str] = set()
-    queued: set[str] = set()
+    queued: dict[str, str] = {}
     unseen_looks = 0
     try:
         records = look(cwd, pause=poll)
@@ -608,7 +608,7 @@ def wait(
         with bar:
             while True:
                 running = {record["name"] for record in records if record["state"] == RUNNING}
-                queued = {record["name"] for record in records if record["state"] == QUEUED}
+                queued = {record["name"]: record["rev"] for record in records if record["state"] == QUEUED}
                 found = orphans(records, cwd)
                 for record in records:
                     if record["name"] in found & suspects and _end_orphan(record, cwd):
@@ -686,7 +686,7 @@ def stop(
     study: str,
     planned: list[spec.Experiment],
     running: set[str],
-    queued: set[str] = frozenset(),
+    queued: dict[str, str] | None = None,
     cwd: Path = Path(),
 ) -> str:
     """Stop the queue workers a study run started and the experiments they run; returns one line saying
@@ -700,10 +700,14 @@ def stop(
             queued again (queued ones stay queued); other stopped
             experiments stay, marked failed.
         running: the experiments running at the last look before the interrupt.
-        queued: the experiments queued at the last look before the interrupt.
+        queued: the experiments queued at the last look before the interrupt, name -> queue task
+            (rev); those a worker has started since (they have a `run/<rev>/` folder) count as running.
         cwd: the repository.
     """
     names = {experiment.name for experiment in planned}
+    queued = queued or {}
+    running = running | {name for name, rev in queued.items() if (cwd / QUEUE_DIR / "run" / rev).exists()}
+    waiting = set(queued) - running
     count = _stop_workers(cwd)
     records = look(cwd, tries=2, pause=1.0)
     failed = {record["name"] for record in records if record["state"] == FAILED}
@@ -715,8 +719,8 @@ def stop(
     records = [record | {"state": FAILED} if record["name"] in stuck else record for record in records]
     clean_workspaces(records, names, cwd)
     clean_worker_records(cwd)
-    stopped = failed & (running | queued | set(stuck))
-    taken = [e for e in planned if e.name in stopped and e.name in queued and e.name not in stuck]
+    stopped = failed & (running | waiting | set(stuck))
+    taken = [e for e in planned if e.name in stopped and e.name in waiting and e.name not in stuck]
     requeued = bool(taken) and _requeue(taken, cwd)
     removed = sorted(name for name in stopped & names if not (requeued and name in {e.name for e in taken}))
     if removed:
@@ -803,7 +807,7 @@ def run(name: str, jobs: int, cwd: Path = Path(), force: bool = False) -> Counte
         except KeyboardInterrupt as interrupt:
             signum = getattr(interrupt, "signum", signal.SIGINT)
             running = interrupt.running if isinstance(interrupt, Interrupted) else set()
-            waiting = interrupt.queued if isinstance(interrupt, Interrupted) else set()
+            waiting = interrupt.queued if isinstance(interrupt, Interrupted) else {}
             with ignoring_stop_signals():
                 line = stop(name, planned, running, waiting, cwd)
                 with suppress(OSError):
