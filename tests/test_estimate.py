@@ -58,9 +58,21 @@ def test_fewer_epochs_than_the_baseline_ran_take_that_share_of_its_time(tmp_path
 
 def test_workers_take_the_next_experiment_when_free_and_share_the_cores():
     assert estimate.wall_seconds([10, 10, 10, 10], jobs=1, cores=2) == 40
-    assert estimate.wall_seconds([10, 10, 10, 10], jobs=2, cores=2) == 20
-    assert estimate.wall_seconds([30, 10, 10, 10], jobs=2, cores=2) == 30
-    assert estimate.wall_seconds([10, 10, 10, 10], jobs=4, cores=2) == 20  # two cores: each twice as slow
+    shared = estimate.SHARED  # workers side by side: each experiment this much slower
+    assert estimate.wall_seconds([10, 10, 10, 10], jobs=2, cores=2) == pytest.approx(20 * shared)
+    assert estimate.wall_seconds([30, 10, 10, 10], jobs=2, cores=2) == pytest.approx(30 * shared)
+    # two cores: each twice as slow on top
+    assert estimate.wall_seconds([10, 10, 10, 10], jobs=4, cores=2) == pytest.approx(20 * shared)
+
+
+def test_a_study_run_adds_queuing_and_its_end_and_two_workers_do_not_halve_the_running():
+    """ofat as measured (benchmarks/study.py): 1373 s running with one worker, 807 s with two; 14.0 min in all
+    with two. Its 23 experiments, at one worker's pace, estimated with each worker's share of the machine."""
+    seconds = [1373 / 23] * 23
+    assert estimate.wall_seconds(seconds, jobs=2, cores=2) == pytest.approx(807, rel=0.05)  # 23: 12 rounds
+    whole = estimate.study_seconds(seconds, jobs=2, cores=2)
+    assert whole == pytest.approx(23 * estimate.QUEUE_S + 12 * 1373 / 23 * estimate.SHARED + estimate.END_S)
+    assert whole / 60 == pytest.approx(14.0, rel=0.1)
 
 
 def test_plan_prints_the_estimate_for_the_workers_asked(tmp_path, monkeypatch, capsys, default_params):
@@ -72,15 +84,16 @@ def test_plan_prints_the_estimate_for_the_workers_asked(tmp_path, monkeypatch, c
     monkeypatch.setattr(estimate.os, "cpu_count", lambda: 2)
     per_lr = estimate.DVC_S + 4 * estimate.STAGE_S + 86.0
     augment = estimate.DVC_S + estimate.STAGE_S + 60.0
+    ends = 3 * estimate.QUEUE_S + estimate.END_S
     assert main(["study", "plan", "s"]) == 0
     line = capsys.readouterr().out.splitlines()[-1]
     assert line.startswith(
-        f"estimated wall time: {(2 * per_lr + augment) / 60:.1f} min for 3 experiments with 1 worker"
+        f"estimated wall time: {(ends + 2 * per_lr + augment) / 60:.1f} min for 3 experiments with 1 worker"
     )
     assert main(["study", "plan", "s", "-j", "2"]) == 0
     line = capsys.readouterr().out.splitlines()[-1]
     assert line.startswith(
-        f"estimated wall time: {max(per_lr + augment, per_lr) / 60:.1f} min for 3 experiments"
+        f"estimated wall time: {(ends + (per_lr + augment) * estimate.SHARED) / 60:.1f} min for 3 experiments"
     )
     assert "with 2 workers" in line and "measured" in line
 
@@ -119,9 +132,10 @@ def test_a_study_above_its_limit_is_refused_in_one_line_without_being_listed(
     start = time.monotonic()
     assert main(["study", "plan", "big", "-j", "2"]) == 2
     assert time.monotonic() - start < 10
+    study_s = estimate.QUEUE_S * 10**6 + 10**6 / 2 * each * estimate.SHARED + estimate.END_S
     assert capsys.readouterr().err == (
         "error: study big: 1,000,000 experiments, more than its limit of 1,000 (max_experiments in "
-        f"studies.yaml); estimated {10**6 / 2 * each / 60:,.0f} min with 2 workers; "
+        f"studies.yaml); estimated {study_s / 60:,.0f} min with 2 workers; "
         "pass --allow-large to go ahead\n"
     )
     with pytest.raises(StudyError, match=r"^study big: 1,000,000 experiments, more than .* --allow-large"):
@@ -143,7 +157,8 @@ def test_a_large_study_allowed_is_planned_from_its_head_and_a_sample(
     assert out[0].startswith("dvc exp run --queue -n big-lr-0.001-dropout-0.0-")
     assert out[-2] == f"... and up to {10**6 - PLAN_HEAD:,} more: 1,000,000 experiments in all"
     assert out[-1].startswith(
-        f"estimated wall time: {10**6 * each / 60:,.1f} min for 1,000,000 experiments with 1 worker "
+        f"estimated wall time: {(10**6 * (each + estimate.QUEUE_S) + estimate.END_S) / 60:,.1f} min for "
+        "1,000,000 experiments with 1 worker "
         f"(the mean of a sample of {spec.SAMPLE}: "
     )
 
@@ -181,7 +196,8 @@ def test_the_time_left_scales_by_how_long_the_ended_experiments_took():
     assert eta.update(ended, now=900.0) == 0.0
 
 
-def test_a_running_experiment_leaves_its_worker_once_its_paced_estimate_is_spent():
+def test_a_running_experiment_leaves_its_worker_once_its_paced_estimate_is_spent(monkeypatch):
+    monkeypatch.setattr(estimate, "SHARED", 1.0)  # workers side by side as fast as alone, for round numbers
     eta = estimate.Eta(ETA_SECONDS, jobs=2, cores=2)
     eta.update(QUEUED | {"a": "running", "b": "running"}, now=0.0)
     # after 30 s, a and b have 70 s left each; c and d follow on the two workers

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 import yaml
 
@@ -289,31 +294,74 @@ def process_record(path, pid):
     path.write_text(json.dumps({"pid": pid, "stdout": None, "returncode": None}))
 
 
+SLEEP = "import time; time.sleep(60)"
+FAKE_WORKER = (  # reads an infofile path a line and starts a fake `dvc exp exec-run` for it; prints its PID
+    "import subprocess, sys, psutil\n"
+    "for line in sys.stdin:\n"
+    f"    command = [sys.executable, '-c', {SLEEP!r}, 'exp', 'exec-run', '--infofile', line.strip()]\n"
+    "    child = subprocess.Popen(command)\n"
+    "    while not psutil.Process(child.pid).cmdline():  # the kernel shows it a moment after exec\n"
+    "        pass\n"
+    "    print(child.pid, flush=True)\n"
+)
+
+
+def worker_node(repo, number):
+    """The node name DVC gives queue worker `number` of `repo` (from its celery/ folder's path)."""
+    folder = str((repo / QUEUE_DIR / "celery").resolve())
+    return f"dvc-exp-{hashlib.sha256(folder.encode()).hexdigest()[:6]}-{number}@localhost"
+
+
+def fake_worker(repo, number, env=None, session=False):
+    """A process whose command line is DVC's queue worker `number` of `repo`, recorded as DVC records it;
+    with `session`, in its own session and process group, as DVC starts its workers."""
+    worker = subprocess.Popen(
+        [sys.executable, "-c", FAKE_WORKER, "exp", "queue-worker", worker_node(repo, number)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=session,
+    )
+    process_record(repo / QUEUE_DIR / "celery" / f"dvc-exp-worker-{number}.json", worker.pid)
+    return worker
+
+
 @pytest.fixture
 def queue_processes(tmp_path):
-    """Process records under tmp_path: worker 1 (this process) runs s-a's executor, worker 2 is dead.
+    """Process records under tmp_path: worker 1 (a fake worker) runs s-a's executor, worker 2 is dead.
 
     Yields the pid of a process that has ended, and a started function: `started(rev)` records a live
-    executor of this process for the queue task `rev`.
+    executor of worker 1 for the queue task `rev`.
     """
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
+    worker = fake_worker(tmp_path, 1)
     children = []
 
     def started(rev, name=None):
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-        children.append(child)
-        process_record(tmp_path / QUEUE_DIR / "run" / rev / f"{rev}.json", child.pid)
+        info = tmp_path / QUEUE_DIR / "run" / rev / f"{rev}.run"
+        info.parent.mkdir(parents=True, exist_ok=True)
+        if rev == "workspace":  # `dvc exp run` in the workspace: the executor is that process itself
+            child = subprocess.Popen([sys.executable, "-c", SLEEP, "exp", "run"])
+            children.append(child)
+            pid = child.pid
+            while not psutil.Process(pid).cmdline():  # the kernel shows it a moment after exec
+                pass
+        else:
+            worker.stdin.write(f"{info}\n")
+            worker.stdin.flush()
+            pid = int(worker.stdout.readline())
+        process_record(info.with_suffix(".json"), pid)
         if name:
-            (tmp_path / QUEUE_DIR / "run" / rev / f"{rev}.run").write_text(json.dumps({"name": name}))
+            info.write_text(json.dumps({"name": name}))
 
-    celery = tmp_path / QUEUE_DIR / "celery"
-    process_record(celery / "dvc-exp-worker-1.json", os.getpid())
-    process_record(celery / "dvc-exp-worker-2.json", ended.pid)
+    process_record(tmp_path / QUEUE_DIR / "celery" / "dvc-exp-worker-2.json", ended.pid)
     yield ended.pid, started
-    for child in children:
+    for child in [*psutil.Process(worker.pid).children(), *children]:
         child.kill()
-        child.wait()
+    worker.kill()
+    worker.wait()
 
 
 def test_wait_marks_failed_an_experiment_whose_worker_died(monkeypatch, tmp_path, capsys, queue_processes):
@@ -385,3 +433,170 @@ def test_study_run_force_replaces_results_of_another_baseline(monkeypatch, tmp_p
     assert main(["study", "run", "s", "--force"]) == 0
     assert main(["study", "run", "s"]) == 0
     assert forced == [True, False]
+
+
+@pytest.fixture
+def stranger():
+    """A `sleep` in its own session, not started by the lab: a reused PID in a stale DVC record."""
+    sleep = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    yield sleep
+    sleep.kill()
+    sleep.wait()
+
+
+def test_a_stale_worker_record_is_neither_waited_for_nor_signalled(monkeypatch, tmp_path, stranger):
+    """A killed worker's record keeps returncode null; its PID now belongs to someone else's process."""
+    record_path = tmp_path / QUEUE_DIR / "celery" / "dvc-exp-worker-7.json"
+    process_record(record_path, stranger.pid)
+    record_path.with_suffix(".out").write_text("the worker's log\n")
+    record_path.with_suffix(".pid").write_text(str(stranger.pid))
+    looks = iter([[record("s-1", state="queued")], [record("s-1")]])
+    monkeypatch.setattr(collect, "read", lambda cwd, timeout: (record("main"), next(looks)))
+    calls = []
+    monkeypatch.setattr(collect, "dvc", lambda *args, **kw: calls.append(args))
+    assert runner.workers(tmp_path) == []
+    runner.wait({"s-1"}, jobs=1, cwd=tmp_path, poll=0)
+    assert calls == [("queue", "start", "-j", "1")]  # the stale record did not count as a live worker
+    assert runner._stop_workers(tmp_path) == 0
+    assert stranger.poll() is None  # never signalled
+    assert runner.clean_worker_records(tmp_path) == ["dvc-exp-worker-7"]
+    assert not record_path.exists() and not record_path.with_suffix(".pid").exists()
+    assert record_path.with_suffix(".out").read_text() == "the worker's log\n"  # the log stays
+
+
+def test_only_workers_a_study_run_started_are_stopped(tmp_path):
+    by_hand = fake_worker(tmp_path, 1, env={k: v for k, v in os.environ.items() if k != runner.STARTED_BY})
+    by_lab = fake_worker(tmp_path, 2, env={**os.environ, runner.STARTED_BY: "s:1"}, session=True)
+    try:
+        assert {p.pid for p in runner.workers(tmp_path)} == {by_hand.pid, by_lab.pid}
+        assert runner._stop_workers(tmp_path) == 1
+        assert by_lab.wait(timeout=10) is not None
+        assert by_hand.poll() is None
+        assert runner.clean_worker_records(tmp_path) == ["dvc-exp-worker-2"]  # its record: proven dead
+    finally:
+        by_hand.kill()
+        by_hand.wait()
+
+
+def test_a_record_written_before_its_process_started_is_not_its_process(tmp_path):
+    """A PID reused by a process that started after the record was written (a dead worker's record)."""
+    record_path = tmp_path / QUEUE_DIR / "celery" / "dvc-exp-worker-1.json"
+    worker = fake_worker(tmp_path, 1)
+    try:
+        assert runner.workers(tmp_path)
+        old = psutil.Process(worker.pid).create_time() - runner.CLOCK_SLACK - 5
+        os.utime(record_path, (old, old))
+        assert runner.workers(tmp_path) == []
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+def test_a_second_study_run_in_the_same_repo_is_refused_in_one_line(tmp_path, monkeypatch, default_params):
+    repo = committed_lab(tmp_path, default_params, {"s": {"kind": "ofat", "params": {"train.epochs": [3]}}})
+    monkeypatch.setattr(collect, "dvc", no_dvc)
+    monkeypatch.setattr(collect, "read", no_dvc)
+    with runner.study_lock("other", repo), pytest.raises(StudyError) as refused:
+        runner.run("s", jobs=1, cwd=repo)
+    assert str(refused.value).startswith(
+        f"study other (PID {os.getpid()}) is already running in this repository"
+    )
+    monkeypatch.setattr(collect, "read", dvc_reached)
+    with pytest.raises(RuntimeError, match="dvc reached"):  # released: the next study run goes on
+        runner.run("s", jobs=1, cwd=repo)
+
+
+def test_study_run_refuses_before_queuing_when_it_would_drop_collected_results(
+    tmp_path, monkeypatch, default_params
+):
+    repo = committed_lab(tmp_path, default_params, {"s": {"kind": "ofat", "params": {"train.epochs": [3]}}})
+    (repo / "results").mkdir()
+    old = pd.DataFrame({"experiment": ["baseline", "s-epochs-3"], "baseline_commit": ["0ldc0mmit"] * 2})
+    old.to_csv(repo / "results" / "experiments.csv", index=False)
+    monkeypatch.setattr(collect, "read", lambda cwd, **kw: (record("main") | {"rev": "n3wc0mmit"}, []))
+    queued = []
+    monkeypatch.setattr(runner, "_queue", lambda experiments, cwd: queued.append(experiments))
+    monkeypatch.setattr(runner, "wait", lambda *args, **kw: runner.Counter())
+    with pytest.raises(collect.OverwriteError, match=r"of commit 0ldc0mm.*pass --force"):
+        runner.run("s", jobs=1, cwd=repo)
+    assert queued == []
+    runner.run("s", jobs=1, cwd=repo, force=True)
+    assert [e.name for e in queued[0]] == ["s-epochs-3"]
+
+
+def test_the_bar_counts_each_ended_experiment_once(monkeypatch, tmp_path, capsys):
+    """An experiment DVC lists twice (failed, then queued again) is not ended while one entry is queued."""
+    looks = iter(
+        [
+            [record("s-1", state="failed"), record("s-1", state="queued"), record("s-2", state="failed")],
+            [record("s-1", state="failed"), record("s-1"), record("s-2", state="failed")],
+        ]
+    )
+    monkeypatch.setattr(collect, "read", lambda cwd, timeout: (record("main"), next(looks)))
+    monkeypatch.setattr(runner, "orphans", lambda records, cwd: set())
+    monkeypatch.setattr(runner, "workers", lambda cwd: ["a live worker"])
+    counts = runner.wait({"s-1", "s-2"}, jobs=1, cwd=tmp_path, poll=0)
+    assert counts == {"success": 1, "failed": 1}
+    shown = capsys.readouterr().err
+    assert "1/2 [00:00, done=0, failed=1, running=0, remaining=1]" in shown
+    assert "2/2 [00:00, done=1, failed=1, running=0, remaining=0]" in shown
+
+
+FAKE_STUDY_RUN = """
+import json, subprocess, sys, time
+from tuninglab.__main__ import main
+from tuninglab.studies import collect, runner
+
+runner.POLL_SECONDS = 0.2
+queued = [{"name": "s-epochs-3", "rev": "r", "state": "queued", "log": None, "params": {}, "metrics": {}}]
+looks = iter([[]])  # nothing on the commit before queuing; queued after
+collect.read = lambda cwd=None, timeout=None: ({"rev": "c0mmit", "name": "main"}, next(looks, queued))
+collect.dvc = lambda *args, **kwargs: ""
+runner._queue = lambda experiments, cwd: None
+
+def start_workers(jobs, cwd, study):  # a fake worker with the lab's mark, in its own session as DVC's
+    env = {**__import__("os").environ, runner.STARTED_BY: study}
+    code = "import time; print('started', flush=True); time.sleep(60)"
+    node = sys.argv[1]
+    worker = subprocess.Popen([sys.executable, "-c", code, "exp", "queue-worker", node], env=env,
+                              start_new_session=True, stdout=sys.stdout)
+    path = cwd / runner.QUEUE_DIR / "celery" / "dvc-exp-worker-1.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pid": worker.pid, "returncode": None}))
+
+runner.start_workers = start_workers
+sys.exit(main(["study", "run", "s"]))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+def test_sighup_and_sigterm_stop_a_study_run_as_ctrl_c_does(tmp_path, default_params, sig):
+    repo = committed_lab(tmp_path, default_params, {"s": {"kind": "ofat", "params": {"train.epochs": [3]}}})
+    out, err = (tmp_path / "out.txt").open("w+"), (tmp_path / "err.txt").open("w+")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    study = subprocess.Popen(
+        [sys.executable, "-c", FAKE_STUDY_RUN, worker_node(repo, 1)],
+        cwd=repo,
+        env=env,
+        stdout=out,
+        stderr=err,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while "started" not in (tmp_path / "out.txt").read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (worker,) = runner.workers(repo)
+        study.send_signal(sig)
+        assert study.wait(timeout=30) == 128 + sig
+    finally:
+        study.kill()
+    err.seek(0)
+    said = err.read()
+    assert "Traceback" not in said
+    (line,) = [line for line in said.splitlines() if line.startswith("interrupted: ")]
+    assert line.startswith(
+        "interrupted: stopped 1 queue worker(s); 1 experiment(s) of the study still queued"
+    )
+    with contextlib.suppress(psutil.NoSuchProcess):
+        assert worker.status() == psutil.STATUS_ZOMBIE  # ended: its parent, the study run, is gone
+    assert not (repo / QUEUE_DIR / "celery" / "dvc-exp-worker-1.json").exists()  # its record: cleaned

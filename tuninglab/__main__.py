@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import shlex
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
@@ -181,9 +182,11 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     counts, remote = Counter(outcome.status for outcome in outcomes), found.git
                 else:
-                    counts = runner.run(args.name, args.jobs or 1, allow_large=args.allow_large)
-            except KeyboardInterrupt:  # the runner stopped its workers and said how to resume
-                return 130
+                    counts = runner.run(
+                        args.name, args.jobs or 1, allow_large=args.allow_large, force=args.force
+                    )
+            except KeyboardInterrupt as stopped:  # the runner stopped its workers and said how to resume
+                return 128 + getattr(stopped, "signum", signal.SIGINT)
             print(f"study {args.name}: {counts[SUCCESS]} succeeded, {counts[FAILED]} failed")
             _collect(force=args.force, remote=remote)
         else:

@@ -341,7 +341,7 @@ def curves(frame: pd.DataFrame, cwd: Path = Path()) -> pd.DataFrame:
     return joined[columns + [c for c in joined if c not in columns]]
 
 
-def _previous(path: Path, force: bool) -> tuple[Holding | None, str]:
+def previous(path: Path, force: bool) -> tuple[Holding | None, str]:
     """What the results file at `path` holds, and why it was set aside when it cannot be trusted.
 
     Returns (None, "") when there is no file or it is empty. A file that is
@@ -397,7 +397,7 @@ def collect(
             be read; nothing is written then.
         RuntimeError: dvc failed, or a finished run's commit lacks one of its files.
     """
-    old, set_aside = _previous(cwd / out, force)  # a damaged file is refused before DVC is asked
+    old, set_aside = previous(cwd / out, force)  # a damaged file is refused before DVC is asked
     baseline, experiments = read(cwd, rev=rev)
     baseline, *experiments = with_details([baseline, *experiments], cwd)
     frame = rows(baseline, experiments, studies)

@@ -9,8 +9,12 @@ data setting re-runs (`split.*`, `<d>.data.*`; its preprocessing time is not
 counted). Both constants were measured with `python -m benchmarks.speed
 --parts stages,fixed` on the lab's 2-core machine (see the README's
 Performance section). The experiments are then dealt
-out, in order, to the first free of `jobs` workers; workers beyond the
-machine's cores share them, and slow down in proportion.
+out, in order, to the first free of `jobs` workers. Workers running side by
+side do not share the cores perfectly (DVC's own processes, the runner's
+looks and memory compete too): each experiment is `SHARED` times slower with
+more than one worker, and workers beyond the machine's cores slow down in
+proportion on top. A study run adds `QUEUE_S` per experiment to queue it
+before any worker starts, and `END_S` to notice the end and collect.
 
 What a setting does to the time per epoch (a smaller batch, a wider model) is
 not modelled: such an experiment is estimated at the baseline's pace.
@@ -41,6 +45,12 @@ from tuninglab.studies.spec import Experiment, StudyError
 # their stage processes (DVC's temporary workspace, status, hashing, lock, commit and the worker's pick-up).
 DVC_S = 13.0  # DVC's work per experiment: workspace copy, status, hashing, lock and commit
 STAGE_S = 2.4  # one stage process besides its training: start-up, loading data, evaluation, writing
+# Measured by the same benchmark: ofat's running phase took 1373 s with one worker and 807 s with two
+# (two workers' time, 2 x 807 s, over one's: 1.18); queuing 30 s for 23 experiments; collecting 6 s, and
+# the runner notices the end half a look (10 s) late on average.
+SHARED = 1.18  # each experiment's slowdown when more than one worker runs
+QUEUE_S = 1.4  # queuing one experiment, before any worker starts
+END_S = 16.0  # noticing that the last experiment ended, and collecting
 SHARED_GROUPS = ("split", "train")  # a change here re-runs every dataset's train stage
 
 
@@ -104,8 +114,9 @@ def experiment_seconds(
 
 
 def _slowdown(jobs: int, cores: int | None) -> float:
-    """How much slower each experiment runs with `jobs` workers on `cores` (this machine's by default)."""
-    return max(1.0, jobs / (cores or os.cpu_count() or 1))
+    """How much slower each experiment runs with `jobs` workers on `cores` (this machine's by default):
+    `SHARED` with more than one worker, times jobs / cores with more workers than cores."""
+    return (SHARED if jobs > 1 else 1.0) * max(1.0, jobs / (cores or os.cpu_count() or 1))
 
 
 def wall_seconds(
@@ -113,7 +124,7 @@ def wall_seconds(
 ) -> float:
     """The wall time of experiments of `seconds` each, handed in order to the first free of `jobs` workers.
 
-    With more workers than `cores` (this machine's by default), each experiment is slower by jobs / cores.
+    Each experiment is slower by `_slowdown` (more than one worker, more workers than `cores`).
     `busy`: the seconds until each worker still running an experiment is free; the others are free now.
     """
     free_at = [*busy, *[0.0] * max(0, jobs - len(busy))]
@@ -121,6 +132,12 @@ def wall_seconds(
     for duration in seconds:
         heapq.heappush(free_at, heapq.heappop(free_at) + duration * _slowdown(jobs, cores))
     return max(free_at)
+
+
+def study_seconds(seconds: list[float], jobs: int, cores: int | None = None) -> float:
+    """The wall time of a whole `study run` of experiments of `seconds` each (alone) with `jobs` workers:
+    queuing them, running them (`wall_seconds`) and ending."""
+    return QUEUE_S * len(seconds) + wall_seconds(seconds, jobs, cores) + END_S
 
 
 def experiment_estimates(
@@ -188,11 +205,11 @@ class Eta:
 def _sampled_wall(
     sample: list[Experiment], total: int, baseline_params: dict[str, Any], jobs: int, root: Path
 ) -> float:
-    """The wall time of `total` experiments each taking the mean estimate of `sample`'s, dealt to `jobs`
-    workers: `wall_seconds` of equal experiments, without a list of `total` of them."""
+    """The wall time of a study of `total` experiments each taking the mean estimate of `sample`'s, dealt
+    to `jobs` workers: `study_seconds` of equal experiments, without a list of `total` of them."""
     estimates = list(experiment_estimates(sample, baseline_params, root).values())
     mean = sum(estimates) / len(estimates) if estimates else 0.0
-    return math.ceil(total / jobs) * mean * _slowdown(jobs, None)
+    return QUEUE_S * total + math.ceil(total / jobs) * mean * _slowdown(jobs, None) + END_S
 
 
 def _workers(jobs: int) -> str:
@@ -217,7 +234,7 @@ def describe(
     """
     if total is None:
         total = len(experiments)
-        wall = wall_seconds(list(experiment_estimates(experiments, baseline_params, root).values()), jobs)
+        wall = study_seconds(list(experiment_estimates(experiments, baseline_params, root).values()), jobs)
         sampled = ""
     else:
         wall = _sampled_wall(experiments, total, baseline_params, jobs, root)
@@ -225,7 +242,9 @@ def describe(
     return (
         f"estimated wall time: {wall / 60:,.1f} min for {total:,} experiments with {_workers(jobs)} "
         f"({sampled}the baseline's training time of each dataset an experiment retrains, scaled by its "
-        f"epochs, + {DVC_S:g} s of DVC per experiment + {STAGE_S:g} s per train stage, as measured here)"
+        f"epochs, + {DVC_S:g} s of DVC per experiment + {STAGE_S:g} s per train stage, each {SHARED:g}x "
+        f"slower when workers run side by side, + {QUEUE_S:g} s per experiment to queue it + {END_S:g} s "
+        "to end, as measured here)"
     )
 
 
