@@ -183,7 +183,6 @@ HOSTILE_ERROR = "error: train.lr: <img src=x onerror=alert(1)> is not allowed"
 STUDIES = {"ofat": "ofat", "noise": "ofat", "optimizer_lr": "grid", "loss_lr": "grid"}
 
 
-
 # How every synthetic run was computed (`tuninglab.lab.compute.environment`); a test changes it per run.
 COMPUTED = {
     "cpu_capability": "AVX2",
@@ -192,6 +191,7 @@ COMPUTED = {
     "numpy_version": "2.4.6",
     "cpu_model": "Synthetic CPU",
 }
+
 
 def curve(shape: str, accuracy: float, epochs: int = 30) -> pd.DataFrame:
     """A per-epoch history of the given shape, ending near `accuracy`, as the trainer writes it."""
@@ -242,7 +242,12 @@ def _metrics(
     diverged = shape == "diverged"
     task = datasets.get(dataset).task
     tests = (
-        {"test_accuracy": accuracy, "macro_f1": accuracy - 0.01, "chance_accuracy": chance}
+        {
+            "test_accuracy": accuracy,
+            "macro_f1": accuracy - 0.01,
+            "balanced_accuracy": accuracy - 0.02,
+            "chance_accuracy": chance,
+        }
         if task == datasets.CLASSIFICATION
         else dict.fromkeys(REGRESSION_TEST_METRICS)
         | {"test_r2": accuracy, "test_rmse": 0.4 * (1 - accuracy), "test_mae": 0.3 * (1 - accuracy)}

@@ -209,7 +209,8 @@ def test_manual_runs_other_data_and_thread_counts_are_reported_apart(written):
     assert "text-source-local" not in text[: text.index("## Other data")]  # 0.810 is not the best text run
     assert (
         "Runs compared here trained with 1 CPU thread(s) and AVX2 kernels (torch's CPU capability), as the "
-        "baseline did; numpy's SIMD level X86\\_V3, torch 2.14.1, numpy 2.4.6, on Synthetic CPU." in text
+        "baseline did; numpy's SIMD level X86\\_V3, torch 2.14.1, numpy 2.4.6, on Synthetic CPU."
+        in text
         and "Not compared: `noise-seed-3` on tabular, image, text (2 threads vs baseline's 1)." in text
     )
     seed_3 = "| noise-seed-3 | noise | train.seed=3 | 0.990 | 0.900 | 0.600 |"
@@ -400,3 +401,13 @@ def test_report_command_exits_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and "study run ofat" in err[0]
     assert not (tmp_path / "reports").exists()
+
+
+def test_results_from_before_balanced_accuracy_load_with_it_empty(study, tmp_path):
+    old = pd.read_csv(study / "experiments.csv").drop(columns=["balanced_accuracy"])
+    old.to_csv(study / "experiments.csv", index=False)
+    runs, _ = results.load(study)
+    assert runs["balanced_accuracy"].isna().all() and runs["macro_f1"].notna().any()
+    build.write(study, tmp_path / "reports")
+    summary = (tmp_path / "reports" / "summary.md").read_text()
+    assert "balanced accuracy" in summary and "primary metric: runs of a classifier" in summary
