@@ -410,4 +410,7 @@ def test_results_from_before_balanced_accuracy_load_with_it_empty(study, tmp_pat
     assert runs["balanced_accuracy"].isna().all() and runs["macro_f1"].notna().any()
     build.write(study, tmp_path / "reports")
     summary = (tmp_path / "reports" / "summary.md").read_text()
-    assert "balanced accuracy" in summary and "primary metric: runs of a classifier" in summary
+    assert (
+        "balanced accuracy" in summary
+        and "- ranking: runs of a classifier are ranked by test accuracy" in summary
+    )

@@ -749,7 +749,7 @@ def rules_section(datasets: Iterable[str] = ()) -> str:
         [
             "## How the observations are made",
             "",
-            "- primary metric: runs of a classifier are ranked by test accuracy, for every data type "
+            "- ranking: runs of a classifier are ranked by test accuracy, for every data type "
             "alike, so that data types and data sources compare on one scale, each beside its chance rate "
             "(always predicting the majority class). Where classes are imbalanced (as in the tabular "
             "default, four classes of run time), accuracy mostly counts the large classes: read macro F1 and "
