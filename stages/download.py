@@ -1,8 +1,8 @@
 """Stage download: fetch one dataset's raw file and its provenance into its raw folder (data/raw/<dataset>/).
 
-A text source's rows with empty text or label (a regression CSV's rows without
-a target) are dropped; provenance.json counts them (`dropped_empty_rows`) and
-the stage says how many.
+A text source's rows with empty text or label (a tabular CSV's rows without a
+label, a regression CSV's without a target) are dropped; provenance.json counts
+them (`dropped_empty_rows`) and the stage says how many.
 
 Usage: python -m stages.download DATASET RAW_DIR
 """
@@ -13,19 +13,19 @@ from tuninglab.lab import params, sources
 from tuninglab.lab.files import atomic_dir, write_json
 from tuninglab.lab.stage import run_stage
 
+# What a dropped row lacked, by data type.
+EMPTY = {"text": "text or label", "tabular": "label", "regression": "target"}
+
 
 def main(dataset: str, raw_dir: Path) -> None:
     """Replace `raw_dir` with the raw file fetched from `<dataset>.data.source` and its provenance.json."""
     p = params.load()
+    spec = params.dataset_spec(p, dataset)
     with atomic_dir(raw_dir) as out:
-        record = {
-            "dataset": dataset,
-            **sources.fetch(params.dataset_spec(p, dataset), p[dataset]["data"]["source"], out),
-        }
+        record = {"dataset": dataset, **sources.fetch(spec, p[dataset]["data"]["source"], out)}
         write_json(out / "provenance.json", record)
     dropped = record.get("dropped_empty_rows")
-    empty = "text or label" if "classes" in record else "target"
-    note = f"; dropped {dropped} rows with empty {empty}" if dropped else ""
+    note = f"; dropped {dropped} rows with empty {EMPTY.get(spec.name, 'values')}" if dropped else ""
     what = f"classes {record['classes']}" if "classes" in record else f"target {record['target']}"
     print(f"{dataset}: {record['rows']} rows from {record['source']}, {what}{note}")
 

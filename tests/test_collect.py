@@ -32,6 +32,7 @@ STUDIES = {"ofat": "ofat", "grid": "grid"}
 VALUES = {
     "test_accuracy": 0.9,
     "macro_f1": 0.8,
+    "balanced_accuracy": 0.85,
     "chance_accuracy": 0.4,
     "test_loss": 0.3,
     "best_epoch": 3,

@@ -43,26 +43,24 @@ def test_same_seed_same_split_other_seed_other_split():
 
 
 def iris_like(n: int = 90) -> pd.DataFrame:
+    """Two numeric features (no label: what `read_table` hands the featurizer)."""
     rng = np.random.default_rng(0)
-    return pd.DataFrame(
-        {
-            "a": rng.normal(10, 3, n),
-            "b": rng.normal(-5, 0.5, n),
-            "label": np.array(["x", "y", "z"])[np.arange(n) % 3],
-        }
-    )
+    return pd.DataFrame({"a": rng.normal(10, 3, n), "b": rng.normal(-5, 0.5, n)})
+
+
+TABULAR_DATA = {"source": "iris", "normalize": True, "min_level_rows": 1}
 
 
 def test_tabular_scaling_uses_training_rows_only():
     frame = iris_like()
     splits = prepare.split_indices(np.arange(90) % 3, 0.2, 0.2, seed=0)
-    features, info = prepare.prepare_tabular(frame, splits, {"normalize": True})
+    features, info = prepare.prepare_tabular(frame, splits, TABULAR_DATA)
     np.testing.assert_allclose(features[splits["train"]].mean(axis=0), 0, atol=1e-5)
     np.testing.assert_allclose(features[splits["train"]].std(axis=0), 1, atol=1e-4)
     # Changing every test row changes nothing about how the training rows are scaled.
     shifted = frame.copy()
     shifted.loc[splits["test"], ["a", "b"]] += 1000
-    features2, info2 = prepare.prepare_tabular(shifted, splits, {"normalize": True})
+    features2, info2 = prepare.prepare_tabular(shifted, splits, TABULAR_DATA)
     np.testing.assert_array_equal(features[splits["train"]], features2[splits["train"]])
     assert info == info2
 
@@ -70,9 +68,75 @@ def test_tabular_scaling_uses_training_rows_only():
 def test_tabular_without_normalize_keeps_raw_values():
     frame = iris_like()
     splits = prepare.split_indices(np.arange(90) % 3, 0.2, 0.2, seed=0)
-    features, info = prepare.prepare_tabular(frame, splits, {"normalize": False})
+    features, info = prepare.prepare_tabular(frame, splits, {**TABULAR_DATA, "normalize": False})
     np.testing.assert_allclose(features, frame[["a", "b"]].to_numpy(np.float32))
-    assert info == {"preprocessing": {"features": ["a", "b"], "normalize": False}}
+    assert info == {
+        "preprocessing": {
+            "numeric": ["a", "b"],
+            "categorical": [],
+            "missing_indicators": [],
+            "min_level_rows": 1,
+            "inputs": 2,
+            "levels": {},
+            "normalize": False,
+        }
+    }
+
+
+def mixed_jobs(n: int = 100) -> pd.DataFrame:
+    """Numbers with gaps (one column only outside the training rows' reach), levels with a rare one."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(
+        {
+            "hour": rng.uniform(0, 24, n),
+            "pending": rng.integers(0, 50, n).astype(float),
+            "compounds": rng.normal(500, 100, n),
+            "day": rng.choice(["Mon", "Tue", "Wed"], n),
+        }
+    )
+    frame.loc[::7, "hour"] = np.nan
+    frame.loc[[3, 4], "day"] = "Sat"
+    return frame
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_tabular_mixed_columns_get_one_hot_levels_and_missing_indicators(normalize):
+    frame = mixed_jobs()
+    splits = prepare.split_indices(np.arange(100) % 2, 0.2, 0.2, seed=0)
+    train = splits["train"]
+    features, entries = prepare.prepare_tabular(
+        frame, splits, {**TABULAR_DATA, "normalize": normalize, "min_level_rows": 5}
+    )
+    info = entries["preprocessing"]
+    assert info["numeric"] == ["hour", "pending", "compounds"] and info["categorical"] == ["day"]
+    assert info["missing_indicators"] == ["hour"]  # the only numeric column with gaps
+    # 3 numbers and the indicator of hour, then Mon/Tue/Wed and one rare column (Sat has fewer than 5 rows).
+    assert info["levels"] == {"day": ["Mon", "Tue", "Wed"]} and info["inputs"] == features.shape[1] == 8
+    missing = frame["hour"].isna().to_numpy()
+    np.testing.assert_array_equal(features[:, 3], missing.astype(np.float32))  # 0 or 1, never scaled
+    np.testing.assert_array_equal(features[[3, 4], -1], [1, 1])  # Sat: the rare column
+    hour = features[:, 0]
+    assert len(set(hour[missing].tolist())) == 1  # every gap takes one value: the training median
+    median = np.nanmedian(frame["hour"].to_numpy()[train])
+    if normalize:
+        known = frame["hour"].to_numpy()[train]
+        known = known[~np.isnan(known)]
+        assert hour[missing][0] == pytest.approx((median - known.mean()) / known.std(), rel=1e-5)
+        np.testing.assert_allclose(features[train, 1:3].mean(axis=0), 0, atol=1e-5)
+    else:
+        assert hour[missing][0] == pytest.approx(median, rel=1e-6)
+        np.testing.assert_allclose(features[:, 1], frame["pending"].to_numpy(np.float32))
+
+
+def test_the_missing_indicator_is_fitted_on_the_training_rows_only():
+    """A column whose gaps lie outside the training rows gets no indicator; its gaps take the median."""
+    frame = mixed_jobs()
+    splits = prepare.split_indices(np.arange(100) % 2, 0.2, 0.2, seed=0)
+    frame["hour"] = np.arange(100, dtype=float)
+    frame.loc[splits["test"][:3], "hour"] = np.nan
+    features, entries = prepare.prepare_tabular(frame, splits, TABULAR_DATA)
+    assert entries["preprocessing"]["missing_indicators"] == []
+    assert not np.isnan(features).any()
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -301,7 +365,7 @@ def test_bundled_data_is_checked_against_the_split_too(tmp_path):
             datasets.get("tabular"),
             tmp_path,
             {**SPLIT, "test_size": 0.01},
-            {"source": "iris", "normalize": True},
+            TABULAR_DATA,
         )
 
 

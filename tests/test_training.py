@@ -355,7 +355,12 @@ def test_a_run_that_diverges_in_its_first_epoch_claims_no_test_metric(tmp_path, 
     monkeypatch.chdir(tmp_path)
     stage.main("tabular", prepared, tmp_path / "models" / "tabular")
     test = read_json(schema.metrics_path("tabular", "test"))["tabular"]
-    assert test == {"test_accuracy": None, "macro_f1": None, "chance_accuracy": 0.333333}
+    assert test == {
+        "test_accuracy": None,
+        "macro_f1": None,
+        "balanced_accuracy": None,
+        "chance_accuracy": 0.333333,
+    }
     trained = read_json(schema.metrics_path("tabular", "train"))["tabular"]
     assert trained["diverged"] is True and trained["best_epoch"] is None and trained["cpu_capability"]
     assert schema.plots_path("tabular", "confusion").read_text().strip() == "actual,predicted"

@@ -21,8 +21,8 @@ does `best_val_accuracy` in details.json.
 
 The metrics are nested under the dataset's name so that `dvc exp show` can
 label each column with a short unique name (`image.test_accuracy`) instead of
-the file path, and they are few, so that every dataset's test accuracy and F1
-fit in its first 200 characters. The test loss is a detail: it is not
+the file path, and they are few, so that every classifier's test accuracy and
+F1 fit in its first 250 characters. The test loss is a detail: it is not
 comparable across experiments that change `train.loss`.
 """
 
@@ -30,7 +30,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-TEST_METRICS = ("test_accuracy", "macro_f1", "chance_accuracy")
+# A classifier's test metrics: accuracy (the primary metric), macro F1 and balanced accuracy (the mean
+# recall per class: the ones to read for imbalanced classes), and the chance reference.
+TEST_METRICS = ("test_accuracy", "macro_f1", "balanced_accuracy", "chance_accuracy")
 # `best_epoch` is null, and every test metric but the chance reference, for a run that diverged in
 # its first epoch: it has no trained weights to score. `cpu_capability` is the CPU kernels torch
 # used (`avx512`, `avx2`, `default`): runs computed with other kernels are not compared silently.

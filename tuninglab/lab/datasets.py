@@ -258,19 +258,23 @@ def _image_input_size(data: dict[str, Any]) -> tuple[int, int]:
     return size.rows, math.prod(size.shape)
 
 
-SHIPPED_REGRESSION_ROWS = {"ames": 2_930}
-REGRESSION_COLUMNS = 400  # Ames' 73 features one-hot encoded: at most this many input values per row
+# Rows and input values per row (after one-hot encoding, with room to spare) of each shipped table source.
+SHIPPED_TABLES = {
+    "iris": (150, 4),  # 150 flowers, 4 measurements
+    "hpc": (4_331, 40),  # 5 numbers, the protocol (14 levels) and the day (7)
+    "ames": (2_930, 400),  # 73 features
+}
 
 
-def _regression_input_size(data: dict[str, Any]) -> tuple[int, int]:
-    """Rows and input values per row: known for the shipped source; a CSV's lines and header columns.
+def _table_input_size(data: dict[str, Any]) -> tuple[int, int]:
+    """Rows and input values per row: known for a shipped source; a CSV's lines and header columns.
 
     One-hot encoding widens a CSV's categorical columns; the memory check is a bound on the big
     terms, not a prediction, so a CSV counts one value per column.
     """
     source = data["source"]
-    if source in SHIPPED_REGRESSION_ROWS:
-        return SHIPPED_REGRESSION_ROWS[source], REGRESSION_COLUMNS
+    if source in SHIPPED_TABLES:
+        return SHIPPED_TABLES[source]
     path = Path(source)
     if not path.is_file():
         return 0, 0  # the download stage reports a missing file
@@ -283,14 +287,15 @@ def _regression_input_size(data: dict[str, Any]) -> tuple[int, int]:
 register(
     DatasetSpec(
         name="tabular",
-        sources={"iris": sources.fetch_iris},
-        raw_file="iris.csv",
+        sources={"hpc": sources.fetch_hpc, "iris": sources.fetch_iris},
+        raw_file="table.csv",
         read_raw=prepare.read_table,
         featurize=prepare.prepare_tabular,
         families=("mlp",),
-        input_size=lambda data: (150, 4),  # Iris: 150 flowers, 4 measurements
-        classes=3,
-        data_settings={"normalize": BOOL},
+        input_size=_table_input_size,
+        classes=4,
+        data_settings={"normalize": BOOL, "min_level_rows": int_at_least(1)},
+        local_csv=LocalCsv("a label and feature", sources.fetch_csv_labelled),
     )
 )
 register(
@@ -353,7 +358,7 @@ register(
         read_raw=prepare.read_target_table,
         featurize=prepare.prepare_mixed_table,
         families=("mlp",),
-        input_size=_regression_input_size,
+        input_size=_table_input_size,
         classes=2,
         data_settings={"log_target": BOOL, "min_level_rows": int_at_least(1)},
         local_csv=LocalCsv("a numeric target and feature", sources.fetch_csv_houses),

@@ -54,6 +54,19 @@ def macro_f1(actual: np.ndarray, predicted: np.ndarray, n_classes: int) -> float
     return float(np.mean(2.0 * hits[present] / either[present]))
 
 
+def balanced_accuracy(actual: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
+    """The unweighted mean of each class's recall, TP / (TP + FN): accuracy with every class weighing alike.
+
+    Over the classes that occur among the actual ones, as
+    `sklearn.metrics.balanced_accuracy_score` counts them; always predicting
+    one class scores 1 / the number of classes.
+    """
+    matrix = confusion_matrix(actual, predicted, n_classes)
+    rows = matrix.sum(axis=1).astype(np.float64)  # TP + FN of each class
+    present = rows > 0
+    return float(np.mean(np.diag(matrix)[present] / rows[present]))
+
+
 def r2(actual: np.ndarray, predicted: np.ndarray) -> float:
     """The coefficient of determination: 1 - squared errors / squared deviations from the actual mean."""
     return float(1 - np.sum((actual - predicted) ** 2) / np.sum((actual - np.mean(actual)) ** 2))
@@ -72,7 +85,7 @@ def mae(actual: np.ndarray, predicted: np.ndarray) -> float:
 def test_metrics(
     model: nn.Module, x: np.ndarray, y: np.ndarray, cfg: TrainConfig, chance_accuracy: float
 ) -> tuple[dict[str, float], np.ndarray]:
-    """Test accuracy, macro F1, the chance rate and the test loss of `model`, and the predicted classes.
+    """Test accuracy, macro F1, balanced accuracy, chance rate and test loss of `model`; predicted classes.
 
     The chance rate (`chance_accuracy`, from the prepare stage) is the accuracy
     of always predicting the training split's majority class; the loss is the
@@ -84,6 +97,7 @@ def test_metrics(
     metrics = {
         "test_accuracy": round(accuracy(y, predicted), 6),
         "macro_f1": round(macro_f1(y, predicted, logits.shape[1]), 6),
+        "balanced_accuracy": round(balanced_accuracy(y, predicted, logits.shape[1]), 6),
         "chance_accuracy": chance_accuracy,
         "test_loss": round(LOSSES[cfg.loss](logits, target).item(), 6),
     }

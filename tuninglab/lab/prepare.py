@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tuninglab.lab.sources import REVIEW_SPLIT, TARGET, DataSourceError
+from tuninglab.lab.sources import LABEL, REVIEW_SPLIT, TARGET, DataSourceError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -207,20 +207,15 @@ def encode_labels(labels: pd.Series | np.ndarray) -> tuple[np.ndarray, list[str]
     return ids.astype(np.int64), [str(n) for n in names]
 
 
-def _standardize(features: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-    from sklearn.preprocessing import StandardScaler
-
-    scaler = StandardScaler().fit(features[train])
-    stats = {"mean": scaler.mean_.round(6).tolist(), "std": scaler.scale_.round(6).tolist()}
-    return scaler.transform(features).astype(np.float32), stats
-
-
 def read_table(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
-    """A CSV of feature columns and a `label` column: the whole table and its labels."""
+    """A CSV of feature columns and a `label` column: the features and the labels (as text).
+
+    Only empty cells are missing values: a level written `NA` stays a level.
+    """
     import pandas as pd
 
-    frame = pd.read_csv(path)
-    return frame, frame["label"].to_numpy()
+    frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={LABEL: str})
+    return frame.drop(columns=LABEL), frame[LABEL].to_numpy()
 
 
 def read_images(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -255,16 +250,16 @@ def read_reviews(path: Path) -> tuple[pd.Series, np.ndarray]:
 def prepare_tabular(
     frame: pd.DataFrame, splits: dict[str, np.ndarray], data: dict[str, Any]
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Feature matrix, standardized with the training rows' statistics when `data["normalize"]`.
+    """The tabular features as the regression's are made (`prepare_mixed_table`), fitted on the training rows.
 
-    Returns the matrix and its meta.json entries (`preprocessing`).
+    `data["normalize"]` false keeps numeric columns on their own scale
+    (missing values still imputed, with their indicator columns); one-hot
+    columns are 0 or 1 either way. Returns the matrix and its meta.json
+    entries (`preprocessing`).
     """
-    normalize = data["normalize"]
-    features = frame.drop(columns="label").to_numpy(np.float32)
-    info: dict[str, Any] = {"features": [c for c in frame.columns if c != "label"], "normalize": normalize}
-    if normalize:
-        features, info["scaling"] = _standardize(features, splits["train"])
-    return features, {"preprocessing": info}
+    features, entries = prepare_mixed_table(frame, splits, data, scale=data["normalize"])
+    entries["preprocessing"]["normalize"] = data["normalize"]
+    return features, entries
 
 
 def channel_stats(levels: np.ndarray) -> tuple[float, float]:
@@ -496,17 +491,21 @@ def read_target_table(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def prepare_mixed_table(
-    frame: pd.DataFrame, splits: dict[str, np.ndarray], data: dict[str, Any]
+    frame: pd.DataFrame, splits: dict[str, np.ndarray], data: dict[str, Any], *, scale: bool = True
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Numeric columns standardized, the others one-hot encoded: a transform fitted on the training rows only.
 
-    Missing numbers take the training median and missing levels a level of
-    their own. A level with fewer than `data["min_level_rows"]` training rows
-    joins its column's one "rare" column; a level never seen in training
-    (in validation or test only) counts as rare too, or as no level at all
-    where the column has no rare levels. Returns the matrix and its meta.json
-    entries (`preprocessing`: the columns, how many inputs they became, and
-    each categorical column's kept levels).
+    Numeric columns are standardized with the training rows' mean and standard
+    deviation (unless `scale` is false); a missing number takes the training
+    median, and each numeric column with a missing value in the training rows
+    gains an indicator column (1 where the value was missing, scikit-learn's
+    `SimpleImputer(add_indicator=True)`). Missing levels are a level of their
+    own. A level with fewer than `data["min_level_rows"]` training rows joins
+    its column's one "rare" column; a level never seen in training (in
+    validation or test only) counts as rare too, or as no level at all where
+    the column has no rare levels. Returns the matrix and its meta.json
+    entries (`preprocessing`: the columns, those with an indicator, how many
+    inputs they became, and each categorical column's kept levels).
     """
     import pandas as pd
     from sklearn.compose import ColumnTransformer
@@ -522,15 +521,17 @@ def prepare_mixed_table(
             handle_unknown="infrequent_if_exist", min_frequency=data["min_level_rows"], sparse_output=False
         ),
     )
-    transform = ColumnTransformer(
-        [
-            ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
-            ("categorical", levels, categorical),
-        ]
+    # Scaled first (the scaler skips missing values), then imputed: the indicators stay 0 or 1.
+    numbers = make_pipeline(
+        *([StandardScaler()] if scale else []),
+        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
     )
-    table = frame.astype({column: str for column in categorical}).where(frame.notna())
+    transform = ColumnTransformer([("numeric", numbers, numeric), ("categorical", levels, categorical)])
+    types = {column: float for column in numeric} | {column: str for column in categorical}
+    table = frame.astype(types).where(frame.notna())
     transform.fit(table.iloc[splits["train"]])
     features = transform.transform(table).astype(np.float32)
+    indicator = transform.named_transformers_["numeric"][-1].indicator_ if numeric else None
     kept: dict[str, list[str]] = {}
     if categorical:
         encoder = transform.named_transformers_["categorical"][-1]
@@ -542,6 +543,7 @@ def prepare_mixed_table(
     info = {
         "numeric": numeric,
         "categorical": categorical,
+        "missing_indicators": [] if indicator is None else [numeric[i] for i in indicator.features_],
         "min_level_rows": data["min_level_rows"],
         "inputs": int(features.shape[1]),
         "levels": kept,

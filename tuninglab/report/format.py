@@ -36,6 +36,7 @@ METRICS: dict[str, tuple[str, int]] = {
     "coverage_90": ("90 % interval coverage", 3),
     "test_loss": ("test loss", 3),
     "macro_f1": ("macro F1", 3),
+    "balanced_accuracy": ("balanced accuracy", 3),
     "best_val_accuracy": ("best validation accuracy", 3),
     "best_epoch": ("best epoch", 0),
     "epochs_run": ("epochs run", 0),

@@ -31,8 +31,10 @@ from tuninglab.studies.collect import CURVES_FILE, RESULTS_FILE
 RESULTS_DIR = RESULTS_FILE.parent
 RUN_COLUMNS = ["experiment", "study", "study_kind", "hyperparameter", "value", "dataset", "status", "error"]
 CURVE_COLUMNS = ["experiment", "dataset", *HISTORY_COLUMNS]
-# Results collected before the regression data type lack its metric columns; they load as empty.
-REQUIRED_METRICS = [m for m in RESULT_METRICS if m not in REGRESSION_TEST_METRICS]
+# Results collected before the regression data type (or before balanced accuracy) lack those metric
+# columns; they load as empty.
+LATER_METRICS = (*REGRESSION_TEST_METRICS, "balanced_accuracy")
+REQUIRED_METRICS = [m for m in RESULT_METRICS if m not in LATER_METRICS]
 SOURCE = "data.source"  # a run on another data source is another dataset
 KIND = "data.kind"  # a dataset group not named after its data type says the type here (`cifar`: image)
 SEED = "train.seed"  # runs that change only the seed are the noise reference, not a hyperparameter
@@ -86,7 +88,8 @@ def load(directory: Path = RESULTS_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
       that run's name, else empty.
 
     Results collected before the regression data type have no regression
-    metric columns: they are added, empty.
+    metric columns, nor those before balanced accuracy its column: they are
+    added, empty.
 
     Raises:
         ReportError: a file is missing, empty, lacks columns (one written before the params
@@ -108,7 +111,7 @@ def load(directory: Path = RESULTS_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
             "that ran them"
         )
     primary.learn_kinds(kinds)
-    for name in REGRESSION_TEST_METRICS:
+    for name in LATER_METRICS:
         if name not in runs:
             runs[name] = float("nan")
     runs[["error", "study_kind"]] = runs[["error", "study_kind"]].fillna("")

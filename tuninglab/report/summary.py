@@ -50,7 +50,7 @@ TRAINING_COLUMNS = [
 # task among the datasets (`TASK_METRICS`), then these.
 BASELINE_METRICS = (["test_loss"], ["cpu_time_s", "train_time_s"])
 TASK_METRICS = {
-    "classification": ["test_accuracy", "chance_accuracy", "macro_f1"],
+    "classification": ["test_accuracy", "chance_accuracy", "macro_f1", "balanced_accuracy"],
     "regression": ["test_r2", "chance_r2", "test_rmse", "rmse_original", "test_nll", "coverage_90"],
 }
 # Where runs of several tasks share a table: each task's primary metric and its chance reference.
@@ -749,6 +749,12 @@ def rules_section(datasets: Iterable[str] = ()) -> str:
         [
             "## How the observations are made",
             "",
+            "- ranking: runs of a classifier are ranked by test accuracy, for every data type "
+            "alike, so that data types and data sources compare on one scale, each beside its chance rate "
+            "(always predicting the majority class). Where classes are imbalanced (as in the tabular "
+            "default, four classes of run time), accuracy mostly counts the large classes: read macro F1 and "
+            "balanced accuracy (the mean recall per class; chance scores 1 / the number of classes) in "
+            "the baselines table for the small ones.",
             "- diverged: the trainer stopped the run on a NaN, infinite or exploding loss.",
             "- no better than chance: test accuracy at most "
             f"{100 * schema.CHANCE_MARGIN:.1f} points above the chance rate, the accuracy of always "
