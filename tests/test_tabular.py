@@ -150,8 +150,8 @@ BAD_CSVS = [
         + b"".join(f"{'fast' if i % 2 else 'slow'},{i}.5\n".encode() for i in range(11))
         + b"slow,n/a\n",
         ": column 'hours' holds numbers, but 1 of its 12 non-empty cells is not (the first, 'n/a', in line "
-        "13); a column is numeric when at least 90% of its non-empty cells are numbers: write a missing value "
-        "as an empty cell, and numbers with a decimal point",
+        "13); a column is numeric when at least 90% of its non-empty cells are numbers: write a missing "
+        "value as an empty cell, and numbers with a decimal point",
     ),
     (
         "no features",
