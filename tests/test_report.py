@@ -233,6 +233,23 @@ def test_runs_computed_with_other_kernels_or_threads_are_not_compared(study):
     assert other[0] not in results.compared(runs).index
 
 
+def test_a_run_with_no_trained_epoch_is_reported_without_a_score(study, tmp_path):
+    """A run that diverged in its first epoch has no test metric: it is said to be diverged, never `nan`."""
+    runs = pd.read_csv(study / "experiments.csv")
+    mine = (runs["experiment"] == "ofat-optimizer-rmsprop") & (runs["dataset"] == "image")
+    runs.loc[mine, ["test_accuracy", "macro_f1", "balanced_accuracy", "best_epoch", "best_val_loss"]] = None
+    runs.loc[mine, ["diverged", "status", "diverged_epoch"]] = [True, "diverged", 1]
+    runs.to_csv(study / "experiments.csv", index=False)
+    build.write(study, tmp_path / "reports")
+    summary = (tmp_path / "reports" / "summary.md").read_text()
+    assert " nan" not in summary  # a missing loss reads NaN; a missing score is never a number
+    assert "| rmsprop |" in summary and "diverged, nothing trained" in summary
+    assert (
+        "`ofat-optimizer-rmsprop` on image: with train.optimizer=rmsprop: no test accuracy (nothing trained)"
+        in (summary)
+    )
+
+
 def test_time_charts_show_cpu_time_of_training(study):
     runs, _ = results.load(study)
     effects = build.by_hyperparameter(runs)["train.lr"]

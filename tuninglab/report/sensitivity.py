@@ -327,6 +327,7 @@ def importance(runs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
         return pd.DataFrame(columns=["dataset", "hyperparameter", "importance", "runs", "oob_r2"])
     shares = []
     for dataset, rows in done.groupby("dataset", sort=False):
+        rows = rows[primary.scores(rows).notna()]  # a run that trained nothing has no score to explain
         names = sorted({n for changed in rows["changed"] for n in changed.split(",") if n and n != SEED})
         if len(rows) < MIN_RUNS_FOR_IMPORTANCE or len(names) < 2:
             continue

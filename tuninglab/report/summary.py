@@ -201,8 +201,13 @@ def _value_table(name: str, effects: dict[str, Effect], baseline: pd.DataFrame) 
     for dataset, effect in effects.items():
         base = baseline.at[dataset, primary.metric(dataset)]
         for value in effect.values:
-            shown = f"{value.accuracy:.3f}" if value.is_baseline else format.against(value.accuracy, base)
-            if value.diverged:
+            if pd.isna(value.accuracy):  # diverged in its first epoch: no trained weights, no score
+                shown = "diverged, nothing trained"
+            elif value.is_baseline:
+                shown = f"{value.accuracy:.3f}"
+            else:
+                shown = format.against(value.accuracy, base)
+            if value.diverged and pd.notna(value.accuracy):
                 shown += " diverged"
             if value.at_chance:
                 shown += " no better than chance"
