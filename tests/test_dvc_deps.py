@@ -130,14 +130,14 @@ def test_the_dvc_datasets_list_is_the_registry():
 
 
 def test_the_test_plot_of_each_dataset_is_the_one_of_its_task():
-    assert dvc_test_plots() == {d: schema.TEST_PLOT_OF[datasets.get(d).task] for d in dataset_names()}
+    assert dvc_test_plots() == {d: datasets.get(d).task.test_plot for d in dataset_names()}
 
 
 @pytest.mark.parametrize("dataset", dataset_names())
 def test_train_outs_are_the_model_folder_and_exactly_the_schemas_files(dataset):
     body = resolved("train", dataset)
     model_dir = body["cmd"].split()[-1]
-    test_plot = schema.TEST_PLOT_OF[datasets.get(dataset).task]
+    test_plot = datasets.get(dataset).task.test_plot
     schema_files = [schema.metrics_path(dataset, name) for name in ("test", "train", "details")] + [
         schema.plots_path(dataset, name) for name in ("history", test_plot)
     ]

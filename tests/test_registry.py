@@ -6,9 +6,9 @@ prepare and train stages as dvc.yaml would run them, in a temporary folder.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +24,7 @@ from stages import prepare as prepare_stage
 from stages import train as train_stage
 from tests import image_fixtures
 from tests.conftest import ROOT, blobs
-from tuninglab import schema
+from tuninglab import schema, tasks
 from tuninglab.lab import datasets, models, params, prepare, resources, sources
 from tuninglab.lab.datasets import DatasetSpec, dataset_names
 from tuninglab.lab.files import write_csv
@@ -191,7 +191,110 @@ def test_the_registry_and_the_checks_load_without_torch_or_scikit_learn():
     assert result.stdout.strip() == "[]"
 
 
-def test_no_lab_module_or_stage_branches_on_a_dataset_name():
-    files = [*(ROOT / "tuninglab" / "lab").glob("*.py"), *(ROOT / "stages").glob("*.py")]
-    branching = [f.name for f in files if re.search(r"\bdataset\s*[!=]=", f.read_text())]
-    assert not branching
+# The registry's own modules: the only code that may name a task or a data type.
+REGISTRY_MODULES = {Path("tuninglab/tasks.py"), Path("tuninglab/lab/datasets.py")}
+# The torch side of each task, looked up by its name: one table each, with every task.
+TASK_TABLES = {
+    Path("tuninglab/lab/training.py"): "TASKS",
+    Path("tuninglab/lab/evaluation.py"): "EVALUATORS",
+    Path("tuninglab/lab/models.py"): "OUTPUTS",
+}
+# Keys only one task's meta.json or provenance.json has: testing for one guesses the task.
+TASK_KEYS = {"classes", "target", "chance_accuracy", "chance_r2"}
+TASK_CONSTANTS = {"CLASSIFICATION", "REGRESSION"}
+
+
+def _names_a_task_or_kind(node: ast.AST, names: set[str]) -> bool:
+    """A string naming a task or a data type, a task constant, or a literal collection holding one."""
+    if isinstance(node, ast.Constant):
+        return node.value in names
+    if isinstance(node, ast.Attribute):  # `tasks.REGRESSION.name` as well as `REGRESSION`
+        return node.attr in TASK_CONSTANTS or _names_a_task_or_kind(node.value, names)
+    if isinstance(node, ast.Name):
+        return node.id in TASK_CONSTANTS
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        return any(_names_a_task_or_kind(element, names) for element in node.elts)
+    return False
+
+
+def branches(tree: ast.AST, names: set[str]) -> list[tuple[int, str]]:
+    """Each place in a module that branches on a task or data type's name, with its line.
+
+    A comparison with such a name (`task == "regression"`, `{"image", "tabular"} <= ...`), a table
+    keyed by two or more of them, and a test for a key only one task writes (`"classes" in meta`).
+    """
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            if any(_names_a_task_or_kind(operand, names) for operand in operands):
+                found.append((node.lineno, "comparison"))
+            elif (
+                any(isinstance(op, ast.In | ast.NotIn) for op in node.ops)
+                and isinstance(node.left, ast.Constant)
+                and node.left.value in TASK_KEYS
+            ):
+                found.append((node.lineno, "key guess"))
+        elif (
+            isinstance(node, ast.Dict)
+            and sum(key is not None and _names_a_task_or_kind(key, names) for key in node.keys) >= 2
+        ):
+            found.append((node.lineno, "table"))
+    return found
+
+
+def _without_task_table(tree: ast.Module, table: str | None) -> ast.Module:
+    """The module less its task table's assignment (`TASK_TABLES`)."""
+
+    def assigns_table(node: ast.stmt) -> bool:
+        targets = [node.target] if isinstance(node, ast.AnnAssign) else getattr(node, "targets", [])
+        return any(isinstance(target, ast.Name) and target.id == table for target in targets)
+
+    body = [node for node in tree.body if not assigns_table(node)]
+    return ast.Module(body=body, type_ignores=[])
+
+
+def test_no_module_outside_the_registry_branches_on_a_task_or_data_type_name():
+    names = {*tasks.TASKS, *dataset_names()}
+    files = [
+        path.relative_to(ROOT)
+        for folder in ("tuninglab/lab", "stages", "tuninglab/report")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+    ]
+    found = [
+        f"{path}:{line} {what}"
+        for path in files
+        if path not in REGISTRY_MODULES
+        for line, what in branches(
+            _without_task_table(ast.parse((ROOT / path).read_text()), TASK_TABLES.get(path)), names
+        )
+    ]
+    assert not found
+
+
+def test_each_task_table_has_every_task_and_nothing_else():
+    from tuninglab.lab import evaluation, training
+
+    for table in (training.TASKS, evaluation.EVALUATORS, models.OUTPUTS, datasets.PREPARERS):
+        assert set(table) == set(tasks.TASKS)
+
+
+def test_the_branch_check_finds_each_kind_of_branch():
+    code = (
+        'if task == "regression": pass\n'
+        'TABLE = {"image": 1, "text": 2}\n'
+        'x = "classes" in meta\n'
+        'y = {"image", "tabular"} <= set(names)\n'
+        "z = datasets.REGRESSION != spec.task\n"
+        "LOOKUP = {tasks.CLASSIFICATION.name: 1, tasks.REGRESSION.name: 2}\n"
+        'column = {"text": 1, "label": 2}\n'
+    )
+    found = branches(ast.parse(code), {"regression", "image", "text", "tabular"})
+    assert sorted(found) == [
+        (1, "comparison"),
+        (2, "table"),
+        (3, "key guess"),
+        (4, "comparison"),
+        (5, "comparison"),
+        (6, "table"),
+    ]

@@ -56,7 +56,11 @@ def test_the_cnn_estimate_counts_the_weights_of_the_model_for_each_image_source(
     """Grey or colour, 16 or 32 pixels: the estimate sizes the very model the trainer builds."""
     default_params["image"]["data"]["source"] = source
     estimate, _ = resources.memory_estimate(default_params, "image")["model"]
-    meta = {"classes": list("0123456789"), "input_shape": list(datasets.image_shape({"source": source}))}
+    meta = {
+        "task": "classification",
+        "classes": list("0123456789"),
+        "input_shape": list(datasets.image_shape({"source": source})),
+    }
     model = models.build("cnn", meta, params.train_config(default_params, "image"))
     weights = sum(p.numel() for p in model.parameters())
     assert estimate == weights * resources.BYTES_PER_WEIGHT * resources.COPIES_OF_WEIGHTS
@@ -69,7 +73,11 @@ def test_the_resnet_estimate_counts_the_weights_of_the_model(default_params, sou
     default_params["image"]["data"]["source"] = source
     default_params["image"]["train"].update(model="resnet", resnet_width=width, resnet_depth=depth)
     terms = resources.memory_estimate(default_params, "image")
-    meta = {"classes": list("0123456789"), "input_shape": list(datasets.image_shape({"source": source}))}
+    meta = {
+        "task": "classification",
+        "classes": list("0123456789"),
+        "input_shape": list(datasets.image_shape({"source": source})),
+    }
     model = models.build("resnet", meta, params.train_config(default_params, "image"))
     weights = sum(p.numel() for p in model.parameters())
     assert terms["model"][0] == weights * resources.BYTES_PER_WEIGHT * resources.COPIES_OF_WEIGHTS

@@ -7,9 +7,9 @@ memory estimate. The stages, the trainer and the checks are the same code for
 every dataset. Adding one: a spec here, its `<name>` group in params.yaml and
 its name in dvc.yaml's `datasets` list and `test_plots` map.
 
-A spec names its task: `classification` (labels, accuracy) or `regression` (a
-numeric target, R^2). The task picks how the target is prepared, the model's
-outputs, the losses it allows, its metrics (`tuninglab.schema.TEST_METRICS_OF`)
+A spec names its task (`tuninglab.tasks`): `classification` (labels, accuracy)
+or `regression` (a numeric target, R^2). The task picks how the target is
+prepared (`PREPARERS`), the model's outputs, the losses it allows, its metrics
 and its test plot; a task whose losses are not the shared `train.loss` choices
 sets `loss` in its own `<name>.train` (`task_rules`).
 
@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from tuninglab import tasks
 from tuninglab.lab import prepare, sources
 from tuninglab.lab.rules import (
     BOOL,
@@ -48,7 +49,6 @@ from tuninglab.lab.rules import (
 )
 
 LOCAL_DATA = PurePosixPath("data/local")  # data/local/<dataset>/: a dependency of that dataset's download
-CLASSIFICATION, REGRESSION = "classification", "regression"
 CLASSIFIER_LOSSES = ("cross_entropy", "mse")  # the shared `train.loss` choices
 
 Fetch = Callable[[Path], dict[str, Any]]
@@ -91,7 +91,8 @@ class DatasetSpec:
             when the source has none; those rows are then the test split (`prepare.prepare`).
         featurize_labels: `featurize` also takes the class ids of every row (keyword `labels`), to fit
             weights on the training rows' labels (the text n-grams' naive Bayes ratios).
-        task: `classification` or `regression` (see the module's docstring).
+        task: `tasks.CLASSIFICATION` or `tasks.REGRESSION` (see the module's docstring).
+        empty_row: what a raw row the download drops lacked (`text or label`), as its log line says.
         losses: the `train.loss` values it trains with; other than `CLASSIFIER_LOSSES`, its own
             `<name>.train.loss` is required (`task_rules`).
     """
@@ -112,11 +113,15 @@ class DatasetSpec:
     size_param: str = "source"
     official_test: Callable[[Path], np.ndarray | None] | None = None
     featurize_labels: bool = False
-    task: str = CLASSIFICATION
+    task: tasks.Task = tasks.CLASSIFICATION
     losses: tuple[str, ...] = CLASSIFIER_LOSSES
+    empty_row: str = "values"
 
 
 REGISTRY: dict[str, DatasetSpec] = {}
+# Two data types the report's cross-dataset section contrasts, hyperparameter by hyperparameter,
+# when both are among its results.
+CONTRASTED = ("image", "tabular")
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:
@@ -195,10 +200,10 @@ def family(spec: DatasetSpec, model: str | None) -> str:
     return model
 
 
-# Per task: how a raw file becomes split arrays and their metadata (classes are stratified).
+# By task name: how a raw file becomes split arrays and their metadata (classes are stratified).
 PREPARERS: dict[str, Callable[..., tuple[dict[str, np.ndarray], dict[str, Any]]]] = {
-    CLASSIFICATION: prepare.prepare,
-    REGRESSION: prepare.prepare_regression,
+    tasks.CLASSIFICATION.name: prepare.prepare,
+    tasks.REGRESSION.name: prepare.prepare_regression,
 }
 
 SHIPPED_TEXT_ROWS = {"rotten_tomatoes": 12_808, "imdb": 50_000}
@@ -296,6 +301,7 @@ register(
         classes=4,
         data_settings={"normalize": BOOL, "min_level_rows": int_at_least(1)},
         local_csv=LocalCsv("a label and feature", sources.fetch_csv_labelled),
+        empty_row="label",
     )
 )
 register(
@@ -348,6 +354,7 @@ register(
         official_test=prepare.read_review_test,
         featurize_labels=True,
         size_param="max_len",
+        empty_row="text or label",
     )
 )
 register(
@@ -362,7 +369,8 @@ register(
         classes=2,
         data_settings={"log_target": BOOL, "min_level_rows": int_at_least(1)},
         local_csv=LocalCsv("a numeric target and feature", sources.fetch_csv_houses),
-        task=REGRESSION,
+        task=tasks.REGRESSION,
         losses=("mse", "gaussian_nll"),
+        empty_row="target",
     )
 )

@@ -1,7 +1,7 @@
 """Score a trained model on the held-out test split.
 
-`EVALUATORS`, keyed by a dataset spec's task, gives its test metrics
-(`tuninglab.schema.TEST_METRICS_OF`, and the test loss) and the columns of its
+`EVALUATORS`, keyed by the name of a dataset spec's task, gives its test
+metrics (the task's `test_metrics`, and the test loss) and the columns of its
 test plot: the confusion rows of a classifier, the predictions of a regression.
 
 The metrics are computed here with numpy, as scikit-learn's `sklearn.metrics`
@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from tuninglab import schema
-from tuninglab.lab import datasets
+from tuninglab import tasks
 from tuninglab.lab.files import Columns
 from tuninglab.lab.params import TrainConfig
 from tuninglab.lab.training import LOSSES, REGRESSION_LOSSES, predict, predicted_variance
+from tuninglab.tasks import Task
 
 INTERVAL = 0.90  # the predictive interval whose coverage a gaussian_nll model reports
 Z_INTERVAL = NormalDist().inv_cdf(0.5 + INTERVAL / 2)  # its half-width in standard deviations (1.645)
@@ -167,21 +167,20 @@ def regression_results(
     return metrics, {"actual": actual, "predicted": predicted, "std": std, "abs_error": error}
 
 
-def untrained_results(task: str, meta: dict[str, Any]) -> tuple[dict[str, Any], Columns]:
+def untrained_results(task: Task, meta: dict[str, Any]) -> tuple[dict[str, Any], Columns]:
     """The test metrics and plot of a run with no trained weights (it diverged in its first epoch).
 
     No test metric is claimed: every one is None except the chance reference,
     which does not depend on the model; the test plot has its columns and no rows.
     """
-    chance = schema.CHANCE_METRIC_OF[task]
-    metrics: dict[str, Any] = {name: None for name in (*schema.TEST_METRICS_OF[task], "test_loss")}
-    metrics[chance] = meta[chance]
-    return metrics, {column: [] for column in schema.PLOT_COLUMNS[schema.TEST_PLOT_OF[task]]}
+    metrics: dict[str, Any] = {name: None for name in (*task.test_metrics, "test_loss")}
+    metrics[task.chance_metric] = meta[task.chance_metric]
+    return metrics, {column: [] for column in task.plot_columns}
 
 
-# Keyed by a dataset spec's task: (model, test inputs, test targets, settings, prepared meta) ->
+# By the name of a dataset spec's task: (model, test inputs, test targets, settings, prepared meta) ->
 # (test metrics with the test loss, the columns of its test plot).
 EVALUATORS: dict[str, Callable[..., tuple[dict[str, Any], Columns]]] = {
-    datasets.CLASSIFICATION: classification_results,
-    datasets.REGRESSION: regression_results,
+    tasks.CLASSIFICATION.name: classification_results,
+    tasks.REGRESSION.name: regression_results,
 }

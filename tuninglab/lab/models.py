@@ -14,8 +14,8 @@
   `activation` do not apply: its blocks use ReLU).
 
 Every family ends in a linear layer with one logit per class or, for a
-numeric target (a regression's meta.json has `target`, not `classes`), the
-outputs its loss reads: the mean, and with gaussian_nll also the log-variance.
+numeric target (meta.json's `task` is a regression), the outputs its loss
+reads: the mean, and with gaussian_nll also the log-variance (`OUTPUTS`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tuninglab import tasks
 from tuninglab.lab import datasets
 from tuninglab.lab.files import read_json, write_json
 from tuninglab.lab.params import TrainConfig
@@ -111,9 +112,16 @@ def resnet(input_shape: list[int], n_classes: int, width: int, depth: int) -> nn
 REGRESSION_OUTPUTS = {"mse": 1, "gaussian_nll": 2}
 
 
+# By the task meta.json names: (meta, settings) -> the width of the last layer.
+OUTPUTS: dict[str, Callable[[dict[str, Any], TrainConfig], int]] = {
+    tasks.CLASSIFICATION.name: lambda meta, cfg: len(meta["classes"]),
+    tasks.REGRESSION.name: lambda meta, cfg: REGRESSION_OUTPUTS[cfg.loss],
+}
+
+
 def n_outputs(meta: dict[str, Any], cfg: TrainConfig) -> int:
     """Width of the last layer: one logit per class, or the outputs the regression loss reads."""
-    return len(meta["classes"]) if "classes" in meta else REGRESSION_OUTPUTS[cfg.loss]
+    return OUTPUTS[meta["task"]](meta, cfg)
 
 
 def _head(meta: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
@@ -197,6 +205,10 @@ def build(family: str, meta: dict[str, Any], cfg: TrainConfig) -> nn.Sequential:
     return FAMILIES[family](meta, cfg)
 
 
+# The meta.json entries model.json keeps: what `build` reads.
+MODEL_META = ("task", "classes", "target", "input_shape", "preprocessing")
+
+
 def save(
     model_dir: Path,
     model: nn.Module,
@@ -218,7 +230,7 @@ def save(
         "kind": kind,
         "family": datasets.family(datasets.get(kind), cfg.model),
         "train": {k: v for k, v in dataclasses.asdict(cfg).items() if v is not None},
-        "data": {k: meta[k] for k in ("classes", "target", "input_shape", "preprocessing") if k in meta},
+        "data": {k: meta[k] for k in MODEL_META if k in meta},
     }
     write_json(model_dir / "model.json", spec)
 

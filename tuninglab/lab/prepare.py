@@ -600,7 +600,8 @@ def prepare_regression(
         )
     test = target[splits["test"]]
     meta: dict[str, Any] = {
-        "dataset": group,
+        "kind": spec.name,
+        "task": spec.task.name,
         "target": {"log": data["log_target"], "mean": mean, "std": std},
         "chance_r2": round(r_squared(test, np.full_like(test, mean)), 6),
     }
@@ -625,9 +626,10 @@ def prepare(
 
     Returns:
         The arrays `x_<split>` and `y_<split>` for train, val and test, and a
-        metadata record (class names, the chance rate `chance_accuracy`, input
-        shape, preprocessing, split sizes, and what else the spec records:
-        text datasets carry their vocabulary under `meta["vocabulary"]`).
+        metadata record (the data type `kind` and its `task`, class names,
+        the chance rate `chance_accuracy`, input shape, preprocessing, split
+        sizes, and what else the spec records: text datasets carry their
+        vocabulary under `meta["vocabulary"]`).
 
     A source with its own test set (the spec's `official_test`) keeps it as
     the test split (`official_split_indices`); any other is split three ways
@@ -651,6 +653,7 @@ def prepare(
 
     meta: dict[str, Any] = {
         "kind": spec.name,
+        "task": spec.task.name,
         "classes": classes,
         "chance_accuracy": chance_accuracy(y[splits["train"]], y[splits["test"]]),
         "official_test": official is not None,
