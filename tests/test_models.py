@@ -54,7 +54,7 @@ def test_activation_table_has_exactly_the_allowed_choices():
 
 
 def test_family_table_builds_exactly_the_registered_families():
-    assert set(models.FAMILIES) == {f for d in datasets.dataset_names() for f in datasets.get(d).families}
+    assert set(models.BUILDERS) == {f for d in datasets.dataset_names() for f in datasets.get(d).families}
 
 
 def test_an_unknown_family_or_activation_is_an_error_not_a_default():

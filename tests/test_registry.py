@@ -25,7 +25,7 @@ from stages import train as train_stage
 from tests import image_fixtures
 from tests.conftest import ROOT, blobs
 from tuninglab import schema, tasks
-from tuninglab.lab import datasets, models, params, prepare, resources, sources
+from tuninglab.lab import datasets, families, models, params, prepare, resources, sources
 from tuninglab.lab.datasets import DatasetSpec, dataset_names
 from tuninglab.lab.files import write_csv
 from tuninglab.lab.rules import BOOL, int_at_least
@@ -162,7 +162,7 @@ def test_each_spec_agrees_with_its_params_group(name):
     assert data_rules["source"].choices == tuple(spec.sources)
     assert group["data"]["source"] in spec.sources
     assert spec.size_param in data_rules
-    assert set(spec.families) <= set(models.FAMILIES)
+    assert set(spec.families) <= set(families.FAMILIES)
     if len(spec.families) > 1:
         assert model_rules["model"].choices == spec.families
     else:

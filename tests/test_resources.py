@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from tests.conftest import ROOT
-from tuninglab.lab import datasets, models, params, resources
+from tuninglab.lab import datasets, families, models, params, resources
 from tuninglab.lab.params import ParamError
 
 
@@ -85,7 +85,7 @@ def test_the_resnet_estimate_counts_the_weights_of_the_model(default_params, sou
 
 
 def test_every_model_family_has_a_memory_estimate():
-    assert set(resources.FAMILY_WEIGHTS) == set(models.FAMILIES)
+    assert set(families.FAMILIES) == set(models.BUILDERS)
 
 
 def test_cuda_without_a_gpu_is_refused(default_params, monkeypatch):

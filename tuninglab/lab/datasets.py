@@ -20,7 +20,8 @@ several datasets of one type, e.g. `image` on the bundled digits and `cifar`
 (`data.kind: image`) on CIFAR-10.
 
 Torch-free: the report and the studies import `dataset_names` from here. Model
-families are named here and built by `models.FAMILIES`.
+families are named here, described by `families.FAMILIES` and built by
+`models.BUILDERS`.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class DatasetSpec:
         read_raw: raw file -> (features, labels): what `featurize` and the label encoding take.
         featurize: (features, split indices, `<name>.data`) -> (the input array, meta.json entries:
             `preprocessing`, and any other the dataset records, such as the text vocabulary).
-        families: the model families (`models.FAMILIES`) it can train; with more than one,
+        families: the model families (`families.FAMILIES`) it can train; with more than one,
             `<name>.train.model` picks.
         input_size: `<name>.data` -> rows and input values per row, known before download
             (the memory check).

@@ -187,8 +187,9 @@ def _resnet(meta: dict[str, Any], cfg: TrainConfig) -> nn.Sequential:
     return resnet(meta["input_shape"], len(meta["classes"]), cfg.resnet_width, cfg.resnet_depth)
 
 
-# A dataset spec names its families; each builds from the prepared data's metadata and the settings.
-FAMILIES: dict[str, Callable[[dict[str, Any], TrainConfig], nn.Sequential]] = {
+# The torch side of each family (`families.FAMILIES`), by its name: each builds from the prepared data's
+# metadata and the settings.
+BUILDERS: dict[str, Callable[[dict[str, Any], TrainConfig], nn.Sequential]] = {
     "mlp": _flat_mlp,
     "cnn": _cnn,
     "embedding_bag": _embedding_bag,
@@ -196,13 +197,9 @@ FAMILIES: dict[str, Callable[[dict[str, Any], TrainConfig], nn.Sequential]] = {
 }
 
 
-# The families built of 2-D convolutions: on CUDA they train in channels_last memory format (faster kernels).
-CONVOLUTIONAL = frozenset({"cnn", "resnet"})
-
-
 def build(family: str, meta: dict[str, Any], cfg: TrainConfig) -> nn.Sequential:
     """The model of one family, from the prepared data's metadata and the training settings."""
-    return FAMILIES[family](meta, cfg)
+    return BUILDERS[family](meta, cfg)
 
 
 # The meta.json entries model.json keeps: what `build` reads.

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tuninglab.lab.metrics import r2
 from tuninglab.lab.sources import LABEL, REVIEW_SPLIT, TARGET, DataSourceError
 
 if TYPE_CHECKING:
@@ -551,11 +552,6 @@ def prepare_mixed_table(
     return features, {"preprocessing": info}
 
 
-def r_squared(actual: np.ndarray, predicted: np.ndarray) -> float:
-    """1 - squared error / the squared deviations of `actual` from its own mean (scikit-learn's R^2)."""
-    return float(1 - ((actual - predicted) ** 2).sum() / ((actual - actual.mean()) ** 2).sum())
-
-
 def prepare_regression(
     spec: DatasetSpec, raw_dir: Path, split: dict[str, Any], data: dict[str, Any], group: str | None = None
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -603,7 +599,7 @@ def prepare_regression(
         "kind": spec.name,
         "task": spec.task.name,
         "target": {"log": data["log_target"], "mean": mean, "std": std},
-        "chance_r2": round(r_squared(test, np.full_like(test, mean)), 6),
+        "chance_r2": round(r2(test, np.full_like(test, mean)), 6),
     }
     x, entries = spec.featurize(features, splits, data)
     meta.update(entries)

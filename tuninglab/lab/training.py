@@ -43,6 +43,7 @@ from torch import nn
 
 from tuninglab import tasks
 from tuninglab.lab import compute, datasets, models
+from tuninglab.lab.families import FAMILIES
 from tuninglab.lab.params import TrainConfig, no_cuda
 from tuninglab.schema import HISTORY_COLUMNS
 
@@ -490,7 +491,7 @@ def train(
         for name, array in arrays.items()
         if not name.endswith("_test")
     }
-    if device.type == "cuda" and family in models.CONVOLUTIONAL:
+    if device.type == "cuda" and FAMILIES[family].convolutional:
         model = model.to(memory_format=torch.channels_last)
         data = {
             k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in data.items()

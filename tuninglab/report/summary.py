@@ -22,18 +22,19 @@ import pandas as pd
 
 from tuninglab import schema
 from tuninglab.lab.datasets import CONTRASTED
+from tuninglab.lab.families import FAMILIES
 from tuninglab.report import format, observations, primary, results, sensitivity
 from tuninglab.report.format import code, codes, points, text
 from tuninglab.report.sensitivity import Effect, Interaction
 from tuninglab.tasks import TASKS
 
-# The baseline's settings in the set-up section: its model, then its training.
+# The baseline's settings in the set-up section: its model (with each family's `shown` settings), then
+# its training.
 MODEL_COLUMNS = [
     "data.source",
     "train.model",
     "train.hidden",
-    "train.channels",
-    "train.embedding_dim",
+    *(f"train.{setting}" for family in FAMILIES.values() for setting in family.shown),
     "n_params",
     "used_device",
 ]
