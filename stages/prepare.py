@@ -12,7 +12,7 @@ Usage: python -m stages.prepare DATASET RAW_DIR PREPARED_DIR
 
 from pathlib import Path
 
-from tuninglab.lab import datasets, params
+from tuninglab.lab import params, prepare
 from tuninglab.lab.files import atomic_dir, save_arrays, write_text
 from tuninglab.lab.stage import run_stage
 
@@ -21,7 +21,7 @@ def main(dataset: str, raw_dir: Path, prepared_dir: Path) -> None:
     """Split and preprocess the raw file in `raw_dir`; replace `prepared_dir` with the arrays and metadata."""
     p = params.load()
     spec = params.dataset_spec(p, dataset)
-    arrays, meta = datasets.PREPARERS[spec.task.name](spec, raw_dir, p["split"], p[dataset]["data"], dataset)
+    arrays, meta = prepare.PREPARERS[spec.task.name](spec, raw_dir, p["split"], p[dataset]["data"], dataset)
     vocabulary = meta.pop("vocabulary", None)
     with atomic_dir(prepared_dir) as out:
         save_arrays(out, arrays, meta)

@@ -58,6 +58,7 @@ TOY = DatasetSpec(
 @pytest.fixture
 def toy(monkeypatch) -> DatasetSpec:
     """The toy dataset, registered for one test only (the registry is restored afterwards)."""
+    datasets.dataset_names()  # every data type's module registered before the copy
     monkeypatch.setattr(datasets, "REGISTRY", dict(datasets.REGISTRY))
     return datasets.register(TOY)
 
@@ -191,10 +192,16 @@ def test_the_registry_and_the_checks_load_without_torch_or_scikit_learn():
     assert result.stdout.strip() == "[]"
 
 
-# The registry's own modules: the only code that may name a task or a data type.
-REGISTRY_MODULES = {Path("tuninglab/tasks.py"), Path("tuninglab/lab/datasets.py")}
+# The registry's own modules: the only code that may name a task or a data type (a data type's own
+# module, in tuninglab/lab/kinds/, names itself).
+REGISTRY_MODULES = {
+    Path("tuninglab/tasks.py"),
+    Path("tuninglab/lab/datasets.py"),
+    *(path.relative_to(ROOT) for path in (ROOT / "tuninglab/lab/kinds").glob("*.py")),
+}
 # The torch side of each task, looked up by its name: one table each, with every task.
 TASK_TABLES = {
+    Path("tuninglab/lab/prepare.py"): "PREPARERS",
     Path("tuninglab/lab/training.py"): "TASKS",
     Path("tuninglab/lab/evaluation.py"): "EVALUATORS",
     Path("tuninglab/lab/models.py"): "OUTPUTS",
@@ -275,7 +282,7 @@ def test_no_module_outside_the_registry_branches_on_a_task_or_data_type_name():
 def test_each_task_table_has_every_task_and_nothing_else():
     from tuninglab.lab import evaluation, training
 
-    for table in (training.TASKS, evaluation.EVALUATORS, models.OUTPUTS, datasets.PREPARERS):
+    for table in (training.TASKS, evaluation.EVALUATORS, models.OUTPUTS, prepare.PREPARERS):
         assert set(table) == set(tasks.TASKS)
 
 

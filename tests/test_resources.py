@@ -11,7 +11,8 @@ import torch
 import yaml
 
 from tests.conftest import ROOT
-from tuninglab.lab import datasets, families, models, params, resources
+from tuninglab.lab import families, models, params, resources
+from tuninglab.lab.kinds import image
 from tuninglab.lab.params import ParamError
 
 
@@ -51,7 +52,7 @@ def test_huge_cnn_is_refused_naming_its_channels(default_params):
     resources.check_memory(default_params, available=24 * 1024**3)
 
 
-@pytest.mark.parametrize("source", sorted(datasets.IMAGE_SIZES))
+@pytest.mark.parametrize("source", sorted(image.IMAGE_SIZES))
 def test_the_cnn_estimate_counts_the_weights_of_the_model_for_each_image_source(default_params, source):
     """Grey or colour, 16 or 32 pixels: the estimate sizes the very model the trainer builds."""
     default_params["image"]["data"]["source"] = source
@@ -59,7 +60,7 @@ def test_the_cnn_estimate_counts_the_weights_of_the_model_for_each_image_source(
     meta = {
         "task": "classification",
         "classes": list("0123456789"),
-        "input_shape": list(datasets.image_shape({"source": source})),
+        "input_shape": list(image.image_shape({"source": source})),
     }
     model = models.build("cnn", meta, params.train_config(default_params, "image"))
     weights = sum(p.numel() for p in model.parameters())
@@ -76,7 +77,7 @@ def test_the_resnet_estimate_counts_the_weights_of_the_model(default_params, sou
     meta = {
         "task": "classification",
         "classes": list("0123456789"),
-        "input_shape": list(datasets.image_shape({"source": source})),
+        "input_shape": list(image.image_shape({"source": source})),
     }
     model = models.build("resnet", meta, params.train_config(default_params, "image"))
     weights = sum(p.numel() for p in model.parameters())

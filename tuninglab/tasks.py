@@ -11,8 +11,8 @@ code guesses it from the keys present.
 The torch side of a task (its losses, the metric of its history, its test
 evaluator, its model's outputs) is looked up by the task's name in the lab
 modules that hold it (`tuninglab.lab.training.TASKS`, `evaluation.EVALUATORS`,
-`models.OUTPUTS`); the preparation of its target by the registry
-(`tuninglab.lab.datasets.PREPARERS`).
+`models.OUTPUTS`), and so is the preparation of its target
+(`tuninglab.lab.prepare.PREPARERS`).
 
 Torch-free, beside the schema: the report and the study tools import it cheaply.
 """

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tuninglab.lab import datasets
+from tuninglab.lab.kinds import image
 from tuninglab.lab.params import TrainConfig
 
 
@@ -40,8 +40,8 @@ def _mlp_size(
 def _cnn_size(
     dataset: str, data: dict[str, Any], cfg: TrainConfig, width: int, n_classes: int
 ) -> tuple[int, list[str]]:
-    """The source's images (`datasets.image_shape`) through the convolution blocks, then the head."""
-    in_channels, *sides = datasets.image_shape(data)
+    """The source's images (`kinds.image.image_shape`) through the convolution blocks, then the head."""
+    in_channels, *sides = image.image_shape(data)
     channels = [in_channels, *cfg.channels]
     norms = 2 if cfg.batch_norm else 0  # a scale and a shift per channel
     convolutions = sum(9 * a * b + b + norms * b for a, b in itertools.pairwise(channels))
@@ -66,15 +66,15 @@ def _embedding_bag_size(
 def _resnet_size(
     dataset: str, data: dict[str, Any], cfg: TrainConfig, width: int, n_classes: int
 ) -> tuple[int, list[str]]:
-    """The stem, the basic blocks of `datasets.RESNET_BLOCKS`, then the linear head.
+    """The stem, the basic blocks of `kinds.image.RESNET_BLOCKS`, then the linear head.
 
     A block has two 3x3 convolutions with their batch norms, and a 1x1
     convolution with a batch norm on its shortcut where the width changes.
     """
-    base, in_channels = cfg.resnet_width, datasets.image_shape(data)[0]
+    base, in_channels = cfg.resnet_width, image.image_shape(data)[0]
     weights = 9 * in_channels * base + 2 * base
     in_channels = base
-    for stage, blocks in enumerate(datasets.RESNET_BLOCKS[cfg.resnet_depth]):
+    for stage, blocks in enumerate(image.RESNET_BLOCKS[cfg.resnet_depth]):
         channels = base * 2**stage
         for block in range(blocks):
             block_in = in_channels if block == 0 else channels

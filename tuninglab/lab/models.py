@@ -33,6 +33,7 @@ from torch import nn
 from tuninglab import tasks
 from tuninglab.lab import datasets
 from tuninglab.lab.files import read_json, write_json
+from tuninglab.lab.kinds.image import RESNET_BLOCKS
 from tuninglab.lab.params import TrainConfig
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -75,7 +76,7 @@ def resnet(input_shape: list[int], n_classes: int, width: int, depth: int) -> nn
 
     The stem is a 3x3 convolution of stride 1 with batch norm and ReLU, and no
     max pool, so a 32x32 image keeps its resolution into the first stage.
-    Four stages of `datasets.RESNET_BLOCKS[depth]` blocks follow, of 1x, 2x,
+    Four stages of `kinds.image.RESNET_BLOCKS[depth]` blocks follow, of 1x, 2x,
     4x and 8x `width` channels, each after the first halving the resolution;
     then global average pooling and a linear layer. With width 64 and depth 18 this is
     `torchvision.models.resnet18` with its stem changed that way, initialized
@@ -89,7 +90,7 @@ def resnet(input_shape: list[int], n_classes: int, width: int, depth: int) -> nn
         nn.ReLU(inplace=True),
     ]
     in_channels = width
-    for stage, blocks in enumerate(datasets.RESNET_BLOCKS[depth]):
+    for stage, blocks in enumerate(RESNET_BLOCKS[depth]):
         channels, stride = width * 2**stage, 1 if stage == 0 else 2
         downsample = None
         if stride != 1 or in_channels != channels:

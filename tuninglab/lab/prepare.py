@@ -16,11 +16,13 @@ and train stages read the registry and need neither.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tuninglab import tasks
 from tuninglab.lab.metrics import r2
 from tuninglab.lab.sources import LABEL, REVIEW_SPLIT, TARGET, DataSourceError
 
@@ -666,3 +668,10 @@ def prepare(
     for name, idx in splits.items():
         arrays[f"x_{name}"], arrays[f"y_{name}"] = x[idx], y[idx]
     return arrays, meta
+
+
+# By task name: how a raw file becomes split arrays and their metadata (classes are stratified).
+PREPARERS: dict[str, Callable[..., tuple[dict[str, np.ndarray], dict[str, Any]]]] = {
+    tasks.CLASSIFICATION.name: prepare,
+    tasks.REGRESSION.name: prepare_regression,
+}
