@@ -23,7 +23,7 @@ from stages import download as download_stage
 from stages import prepare as prepare_stage
 from stages import train as train_stage
 from tests import image_fixtures
-from tests.conftest import ROOT, blobs
+from tests.conftest import ROOT, blobs, commit_all, make_lab_repo, sh
 from tuninglab import schema, tasks
 from tuninglab.lab import datasets, families, models, params, prepare, resources, sources
 from tuninglab.lab.datasets import DatasetSpec, dataset_names
@@ -99,6 +99,97 @@ def test_a_new_dataset_needs_its_spec_and_params_group_only(toy, tmp_path, monke
     model, cfg = models.load(Path("models/toy"))
     assert cfg.epochs == 20 and cfg.lr == 0.05
     assert model[1][0].in_features == TOY_FEATURES
+
+
+# A data type as its own module, as a user adds one: tuninglab/lab/kinds/toy.py.
+TOY_KIND = """\"\"\"A toy data type: three Gaussian blobs of five features and a class label.\"\"\"
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tuninglab.lab import prepare
+from tuninglab.lab.datasets import DatasetSpec, register
+from tuninglab.lab.files import write_csv
+from tuninglab.lab.rules import BOOL, int_at_least
+
+ROWS, FEATURES = 120, 5
+
+
+def fetch_blobs(path: Path) -> dict[str, Any]:
+    \"\"\"Three well separated blobs as a CSV of features and a label.\"\"\"
+    generator = np.random.default_rng(1)
+    labels = np.repeat(np.arange(3), ROWS // 3)
+    frame = pd.DataFrame(generator.normal(size=(ROWS, FEATURES)) + 4 * labels[:, None])
+    frame.columns = [f"f{i}" for i in range(FEATURES)]
+    frame["label"] = np.array(["a", "b", "c"])[labels]
+    write_csv(path, frame)
+    return {"source": "blobs", "rows": ROWS, "classes": frame["label"].value_counts().to_dict()}
+
+
+register(
+    DatasetSpec(
+        name="toy",
+        sources={"blobs": fetch_blobs},
+        raw_file="blobs.csv",
+        read_raw=prepare.read_table,
+        featurize=prepare.prepare_tabular,
+        families=("mlp",),
+        input_size=lambda data: (ROWS, FEATURES),
+        classes=3,
+        data_settings={"normalize": BOOL, "min_level_rows": int_at_least(1)},
+    )
+)
+"""
+
+
+def add_toy_kind(repo: Path) -> None:
+    """Add the toy data type to a copy of the project the way a user would: its module, its params.yaml
+    group, its name in dvc.yaml's lists and its data/local/ folder, and nothing else."""
+    (repo / "tuninglab/lab/kinds/toy.py").write_text(TOY_KIND)
+    settings = yaml.safe_load((repo / "params.yaml").read_text())
+    settings["toy"] = {
+        "data": {"source": "blobs", "normalize": True, "min_level_rows": 5},
+        "train": {"epochs": 20, "lr": 0.05},
+    }
+    (repo / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+    pipeline["vars"][0]["datasets"].append("toy")
+    pipeline["vars"][1]["test_plots"]["toy"] = "confusion"
+    pipeline["metrics"] += ["metrics/toy/test.json", "metrics/toy/train.json"]
+    pipeline["plots"].append(
+        {
+            "toy test confusion": {
+                "template": "confusion",
+                "x": "actual",
+                "y": {"plots/toy/confusion.csv": "predicted"},
+            }
+        }
+    )
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    (repo / "data/local/toy").mkdir(parents=True)
+    (repo / "data/local/toy/README").write_text("The toy data type's own files.\n")
+
+
+@pytest.mark.slow
+def test_a_new_data_type_module_runs_through_dvc_repro(tmp_path):
+    repo = make_lab_repo(tmp_path)
+    add_toy_kind(repo)
+    commit_all(repo, "a toy data type")
+    names = sh(repo, "python", "-c", "from tuninglab.lab import datasets; print(*datasets.dataset_names())")
+    assert names.stdout.split() == [*dataset_names(), "toy"]
+    sh(repo, "dvc", "repro", "train@toy")
+    test = json.loads((repo / schema.metrics_path("toy", "test")).read_text())["toy"]
+    assert tuple(test) == tasks.CLASSIFICATION.test_metrics
+    assert test["test_accuracy"] > test["chance_accuracy"] + 0.3
+    meta = json.loads((repo / "data/prepared/toy/meta.json").read_text())
+    assert (meta["kind"], meta["task"]) == ("toy", "classification")
+    shown = sh(repo, "dvc", "metrics", "show", "--json").stdout
+    assert "toy" in json.loads(shown)[""]["data"]["metrics/toy/test.json"]["data"]
 
 
 def test_a_second_image_group_trains_through_the_stages(tmp_path, monkeypatch):
