@@ -28,6 +28,7 @@ from tuninglab import schema, tasks
 from tuninglab.lab import datasets, families, models, params, prepare, resources, sources
 from tuninglab.lab.datasets import DatasetSpec, dataset_names
 from tuninglab.lab.files import write_csv
+from tuninglab.lab.kinds import image, tabular, text
 from tuninglab.lab.rules import BOOL, int_at_least
 
 TOY_ROWS, TOY_FEATURES = 120, 5
@@ -115,6 +116,7 @@ import pandas as pd
 from tuninglab.lab import prepare
 from tuninglab.lab.datasets import DatasetSpec, register
 from tuninglab.lab.files import write_csv
+from tuninglab.lab.kinds import image, tabular, text
 from tuninglab.lab.rules import BOOL, int_at_least
 
 ROWS, FEATURES = 120, 5
@@ -262,6 +264,15 @@ def test_each_spec_agrees_with_its_params_group(name):
     assert ("augment" in model_rules and "augment_strength" in model_rules) == spec.augments
     assert set(model_rules) <= {field.name for field in dataclasses.fields(params.TrainConfig)}
     assert (ROOT / datasets.LOCAL_DATA / name).is_dir()  # a dependency of its download stage
+
+
+def test_every_shipped_source_has_the_sizes_its_memory_check_reads():
+    """A shipped source missing from its type's size table would size its memory check as 0."""
+    assert set(text.SHIPPED_TEXT_ROWS) == set(text.SHIPPED_TEXT_BAG) == set(datasets.get("text").sources)
+    assert {*datasets.get("tabular").sources, *datasets.get("regression").sources} == set(
+        tabular.SHIPPED_TABLES
+    )
+    assert set(image.IMAGE_SIZES) == set(datasets.get("image").sources)
 
 
 def test_the_family_is_the_only_one_or_the_one_the_model_setting_picks():
