@@ -86,6 +86,9 @@ class DatasetSpec:
         featurize_labels: `featurize` also takes the class ids of every row (keyword `labels`), to fit
             weights on the training rows' labels (the text n-grams' naive Bayes ratios).
         task: `tasks.CLASSIFICATION` or `tasks.REGRESSION` (see the module's docstring).
+        input_shape: `<name>.data` -> the shape of one input, known before download, where a model
+            family reads more than its number of values (a convolution: channels, height, width);
+            None: one row of `input_size`'s values.
         empty_row: what a raw row the download drops lacked (`text or label`), as its log line says.
         losses: the `train.loss` values it trains with; other than `CLASSIFIER_LOSSES`, its own
             `<name>.train.loss` is required (`task_rules`).
@@ -110,6 +113,7 @@ class DatasetSpec:
     task: tasks.Task = tasks.CLASSIFICATION
     losses: tuple[str, ...] = CLASSIFIER_LOSSES
     empty_row: str = "values"
+    input_shape: Callable[[dict[str, Any]], tuple[int, ...]] | None = None
 
 
 REGISTRY: dict[str, DatasetSpec] = {}

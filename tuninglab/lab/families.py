@@ -16,8 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tuninglab.lab.kinds import image
 from tuninglab.lab.params import TrainConfig
+
+# The resnet family's basic blocks per stage, by `<group>.train.resnet_depth` (torchvision's ResNet-18, -34).
+RESNET_BLOCKS: dict[int, tuple[int, ...]] = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 
 
 def _mlp_weights(in_features: int, hidden: list[int], n_classes: int) -> int:
@@ -25,23 +27,23 @@ def _mlp_weights(in_features: int, hidden: list[int], n_classes: int) -> int:
     return sum((a + 1) * b for a, b in itertools.pairwise(widths))
 
 
-# Per model family: (dataset, its data params, settings, input values per row, classes) ->
+# Per model family: (dataset, its data params, settings, the shape of one input, classes) ->
 # (weights, the params other than the hidden widths that size them).
-FamilyWeights = Callable[[str, dict[str, Any], TrainConfig, int, int], tuple[int, list[str]]]
+FamilyWeights = Callable[[str, dict[str, Any], TrainConfig, tuple[int, ...], int], tuple[int, list[str]]]
 
 
 def _mlp_size(
-    dataset: str, data: dict[str, Any], cfg: TrainConfig, width: int, n_classes: int
+    dataset: str, data: dict[str, Any], cfg: TrainConfig, shape: tuple[int, ...], n_classes: int
 ) -> tuple[int, list[str]]:
-    """The input flattened to `width` values, then the fully connected layers."""
-    return _mlp_weights(width, cfg.hidden, n_classes), []
+    """The input flattened to its values, then the fully connected layers."""
+    return _mlp_weights(math.prod(shape), cfg.hidden, n_classes), []
 
 
 def _cnn_size(
-    dataset: str, data: dict[str, Any], cfg: TrainConfig, width: int, n_classes: int
+    dataset: str, data: dict[str, Any], cfg: TrainConfig, shape: tuple[int, ...], n_classes: int
 ) -> tuple[int, list[str]]:
-    """The source's images (`kinds.image.image_shape`) through the convolution blocks, then the head."""
-    in_channels, *sides = image.image_shape(data)
+    """The source's images (its spec's `input_shape`) through the convolution blocks, then the head."""
+    in_channels, *sides = shape
     channels = [in_channels, *cfg.channels]
     norms = 2 if cfg.batch_norm else 0  # a scale and a shift per channel
     convolutions = sum(9 * a * b + b + norms * b for a, b in itertools.pairwise(channels))
@@ -51,7 +53,7 @@ def _cnn_size(
 
 
 def _embedding_bag_size(
-    dataset: str, data: dict[str, Any], cfg: TrainConfig, width: int, n_classes: int
+    dataset: str, data: dict[str, Any], cfg: TrainConfig, shape: tuple[int, ...], n_classes: int
 ) -> tuple[int, list[str]]:
     """One embedding per word and character n-gram kept (and the padding id), then the head."""
     n_grams = data["vocab_size"] + (data["char_vocab_size"] if data["char_ngrams"] else 0)
@@ -64,17 +66,17 @@ def _embedding_bag_size(
 
 
 def _resnet_size(
-    dataset: str, data: dict[str, Any], cfg: TrainConfig, width: int, n_classes: int
+    dataset: str, data: dict[str, Any], cfg: TrainConfig, shape: tuple[int, ...], n_classes: int
 ) -> tuple[int, list[str]]:
-    """The stem, the basic blocks of `kinds.image.RESNET_BLOCKS`, then the linear head.
+    """The stem, the basic blocks of `RESNET_BLOCKS`, then the linear head.
 
     A block has two 3x3 convolutions with their batch norms, and a 1x1
     convolution with a batch norm on its shortcut where the width changes.
     """
-    base, in_channels = cfg.resnet_width, image.image_shape(data)[0]
+    base, in_channels = cfg.resnet_width, shape[0]
     weights = 9 * in_channels * base + 2 * base
     in_channels = base
-    for stage, blocks in enumerate(image.RESNET_BLOCKS[cfg.resnet_depth]):
+    for stage, blocks in enumerate(RESNET_BLOCKS[cfg.resnet_depth]):
         channels = base * 2**stage
         for block in range(blocks):
             block_in = in_channels if block == 0 else channels

@@ -32,8 +32,8 @@ from torch import nn
 
 from tuninglab import tasks
 from tuninglab.lab import datasets
+from tuninglab.lab.families import RESNET_BLOCKS
 from tuninglab.lab.files import read_json, write_json
-from tuninglab.lab.kinds.image import RESNET_BLOCKS
 from tuninglab.lab.params import TrainConfig
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -76,7 +76,7 @@ def resnet(input_shape: list[int], n_classes: int, width: int, depth: int) -> nn
 
     The stem is a 3x3 convolution of stride 1 with batch norm and ReLU, and no
     max pool, so a 32x32 image keeps its resolution into the first stage.
-    Four stages of `kinds.image.RESNET_BLOCKS[depth]` blocks follow, of 1x, 2x,
+    Four stages of `families.RESNET_BLOCKS[depth]` blocks follow, of 1x, 2x,
     4x and 8x `width` channels, each after the first halving the resolution;
     then global average pooling and a linear layer. With width 64 and depth 18 this is
     `torchvision.models.resnet18` with its stem changed that way, initialized

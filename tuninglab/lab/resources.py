@@ -52,8 +52,9 @@ def memory_estimate(params: dict[str, Any], dataset: str) -> dict[str, tuple[flo
     hidden_key = f"{dataset}.train.hidden" if "hidden" in (params[dataset]["train"] or {}) else "train.hidden"
     rows, width = spec.input_size(data)
     arrays = rows * width * spec.value_bytes * COPIES_OF_ARRAYS
+    shape = spec.input_shape(data) if spec.input_shape is not None else (width,)
     weights, sized_by = FAMILIES[datasets.family(spec, cfg.model)].weights(
-        dataset, data, cfg, width, spec.classes
+        dataset, data, cfg, shape, spec.classes
     )
     return {
         "data arrays": (arrays, f"{dataset}.data.{spec.size_param}={data[spec.size_param]}"),

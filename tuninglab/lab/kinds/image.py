@@ -12,10 +12,8 @@ from typing import Any
 
 from tuninglab.lab import prepare, sources
 from tuninglab.lab.datasets import DatasetSpec, register
+from tuninglab.lab.families import RESNET_BLOCKS
 from tuninglab.lab.rules import BOOL, choice, int_at_least, int_list, number_in
-
-# The resnet family's basic blocks per stage, by `<group>.train.resnet_depth` (torchvision's ResNet-18, -34).
-RESNET_BLOCKS: dict[int, tuple[int, ...]] = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 
 # Every image source, by its `<group>.data.source` name: size and shape known before download.
 IMAGE_SIZES: dict[str, sources.ImageSize] = {
@@ -60,5 +58,6 @@ register(
         },
         augments=True,
         official_test=prepare.read_official_test,
+        input_shape=image_shape,
     )
 )
