@@ -168,7 +168,7 @@ def test_plots_diff_draws_curves_and_confusion_per_dataset(repo):
         "classification": ("loss", "validation accuracy", "test confusion"),
         "regression": ("loss", "validation R^2", "test predictions", "predicted std vs absolute error"),
     }
-    expected = {f"{d} {t}" for d in dataset_names() for t in titles[task(d)]}
+    expected = {f"{d} {t}" for d in dataset_names() for t in titles[task(d).name]}
     assert set(plots["data"]) == expected
     for title, renders in plots["data"].items():
         assert sorted(renders[0]["revisions"]) == sorted(names[:2]), title
