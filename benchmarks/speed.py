@@ -165,7 +165,7 @@ def _setup(dataset: str) -> dict[str, Any]:
     training.seed_everything(cfg.seed)
     model = models.build(datasets.family(spec, cfg.model), meta, cfg)
     x, y = torch.from_numpy(arrays["x_train"]), torch.from_numpy(arrays["y_train"])
-    return {"cfg": cfg, "spec": spec, "model": model, "x": x, "y": y, "task": training.TASKS[spec.task]}
+    return {"cfg": cfg, "spec": spec, "model": model, "x": x, "y": y, "task": training.TASKS[spec.task.name]}
 
 
 def _lab_epoch(setup: dict[str, Any], augment: Callable | None = None) -> float:

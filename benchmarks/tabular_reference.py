@@ -34,7 +34,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from tuninglab.lab import datasets, evaluation, params, prepare, sources, training
+from tuninglab.lab import datasets, evaluation, metrics, params, prepare, sources, training
 
 ROOT = Path(__file__).resolve().parents[1]
 C_VALUES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
@@ -46,9 +46,9 @@ TARGET_POINTS = 2.0  # the MLP within this many points of test accuracy of the b
 def scores(actual: np.ndarray, predicted: np.ndarray, n_classes: int) -> dict[str, float]:
     """Test accuracy, balanced accuracy and macro F1, computed as the train stage computes them."""
     return {
-        "test_accuracy": evaluation.accuracy(actual, predicted),
-        "balanced_accuracy": evaluation.balanced_accuracy(actual, predicted, n_classes),
-        "macro_f1": evaluation.macro_f1(actual, predicted, n_classes),
+        "test_accuracy": metrics.accuracy(actual, predicted),
+        "balanced_accuracy": metrics.balanced_accuracy(actual, predicted, n_classes),
+        "macro_f1": metrics.macro_f1(actual, predicted, n_classes),
     }
 
 
@@ -59,7 +59,7 @@ def picked_on_validation(arrays: dict[str, np.ndarray], candidates: dict[str, An
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(arrays["x_train"], arrays["y_train"])
-        accuracy = evaluation.accuracy(arrays["y_val"], model.predict(arrays["x_val"]))
+        accuracy = metrics.accuracy(arrays["y_val"], model.predict(arrays["x_val"]))
         if best is None or accuracy > best[0]:
             best = (accuracy, name, model)
     assert best is not None

@@ -13,9 +13,6 @@ from tuninglab.lab import params, sources
 from tuninglab.lab.files import atomic_dir, write_json
 from tuninglab.lab.stage import run_stage
 
-# What a dropped row lacked, by data type.
-EMPTY = {"text": "text or label", "tabular": "label", "regression": "target"}
-
 
 def main(dataset: str, raw_dir: Path) -> None:
     """Replace `raw_dir` with the raw file fetched from `<dataset>.data.source` and its provenance.json."""
@@ -25,8 +22,8 @@ def main(dataset: str, raw_dir: Path) -> None:
         record = {"dataset": dataset, **sources.fetch(spec, p[dataset]["data"]["source"], out)}
         write_json(out / "provenance.json", record)
     dropped = record.get("dropped_empty_rows")
-    note = f"; dropped {dropped} rows with empty {EMPTY.get(spec.name, 'values')}" if dropped else ""
-    what = f"classes {record['classes']}" if "classes" in record else f"target {record['target']}"
+    note = f"; dropped {dropped} rows with empty {spec.empty_row}" if dropped else ""
+    what = f"{spec.task.raw_target} {record[spec.task.raw_target]}"
     print(f"{dataset}: {record['rows']} rows from {record['source']}, {what}{note}")
 
 

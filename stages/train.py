@@ -14,11 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tuninglab import schema
-from tuninglab.lab import datasets, evaluation, models, params, training
+from tuninglab.lab import evaluation, models, params, training
 from tuninglab.lab.files import atomic_dir, load_arrays, write_json, write_table
 from tuninglab.lab.stage import run_stage
-
-QUALITY = {datasets.CLASSIFICATION: "acc", datasets.REGRESSION: "R^2"}  # the history's accuracy columns
 
 
 def log_epoch(dataset: str, epochs: int, quality: str = "acc") -> Callable[[dict[str, float]], None]:
@@ -52,23 +50,23 @@ def main(dataset: str, prepared_dir: Path, model_dir: Path) -> None:
             f"({rows} rows); each step uses all {rows} rows"
         )
     model, history, summary = training.train(
-        spec.name, arrays, meta, cfg, device, on_epoch=log_epoch(dataset, cfg.epochs, QUALITY[task])
+        spec.name, arrays, meta, cfg, device, on_epoch=log_epoch(dataset, cfg.epochs, task.history_quality)
     )
     with atomic_dir(model_dir) as out:
         models.save(out, model, dataset, cfg, meta, spec.name)
     if summary["best_epoch"] is None:  # diverged in its first epoch: no trained weights to score
         test, rows = evaluation.untrained_results(task, meta)
     else:
-        test, rows = evaluation.EVALUATORS[task](model, arrays["x_test"], arrays["y_test"], cfg, meta)
+        test, rows = evaluation.EVALUATORS[task.name](model, arrays["x_test"], arrays["y_test"], cfg, meta)
     columns = {k: [row[k] for row in history] for k in schema.HISTORY_COLUMNS}
     write_table(schema.plots_path(dataset, "history"), columns)
-    write_table(schema.plots_path(dataset, schema.TEST_PLOT_OF[task]), rows)
+    write_table(schema.plots_path(dataset, task.test_plot), rows)
     details = {**summary, "test_loss": test["test_loss"]}
     write_json(schema.metrics_path(dataset, "details"), {k: details[k] for k in schema.DETAILS})
     write_json(
         schema.metrics_path(dataset, "train"), {dataset: {k: summary[k] for k in schema.TRAIN_METRICS}}
     )
-    names = schema.TEST_METRICS_OF[task]
+    names = task.test_metrics
     write_json(schema.metrics_path(dataset, "test"), {dataset: {k: test[k] for k in names}})
     state = f"diverged at epoch {summary['diverged_epoch']}" if summary["diverged"] else "done"
     kept = f"best epoch {summary['best_epoch']}" if summary["best_epoch"] else "no trained epoch"

@@ -44,9 +44,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tuninglab import tasks
 from tuninglab.lab import datasets
 from tuninglab.lab.datasets import dataset_names
-from tuninglab.schema import DETAILS, REGRESSION_TEST_METRICS, TEST_METRICS_OF, TRAIN_METRICS, metrics_path
+from tuninglab.schema import DETAILS, REGRESSION_TEST_METRICS, TRAIN_METRICS, metrics_path
 from tuninglab.studies import collect
 from tuninglab.studies.spec import Experiment
 
@@ -248,7 +249,7 @@ def _metrics(
             "balanced_accuracy": accuracy - 0.02,
             "chance_accuracy": chance,
         }
-        if task == datasets.CLASSIFICATION
+        if task is tasks.CLASSIFICATION
         else dict.fromkeys(REGRESSION_TEST_METRICS)
         | {"test_r2": accuracy, "test_rmse": 0.4 * (1 - accuracy), "test_mae": 0.3 * (1 - accuracy)}
         | {"rmse_original": 80_000 * (1 - accuracy), "mae_original": 60_000 * (1 - accuracy)}
@@ -275,7 +276,7 @@ def _metrics(
         | COMPUTED
         | details
     )
-    names = TEST_METRICS_OF[task]
+    names = task.test_metrics
     assert set(values) == {*names, *TRAIN_METRICS, *DETAILS}, "the synthetic study lags the schema"
     metrics = {
         metrics_path(dataset, "test").as_posix(): {dataset: {k: values[k] for k in names}},

@@ -20,7 +20,6 @@ from tuninglab.schema import (
     REGRESSION_TEST_METRICS,
     RESULT_METRICS,
     TEST_METRICS,
-    TEST_METRICS_OF,
     TRAIN_METRICS,
     metrics_path,
 )
@@ -78,7 +77,7 @@ def record(
     values = VALUES | REGRESSION_VALUES | {"test_accuracy": accuracy}
     metrics = {}
     for dataset in dataset_names():
-        tests = TEST_METRICS_OF[datasets.get(dataset).task]
+        tests = datasets.get(dataset).task.test_metrics
         metrics[metrics_path(dataset, "test").as_posix()] = {dataset: {k: values[k] for k in tests}}
         metrics[metrics_path(dataset, "train").as_posix()] = {dataset: {k: values[k] for k in TRAIN_METRICS}}
     params = {

@@ -130,14 +130,14 @@ def test_the_dvc_datasets_list_is_the_registry():
 
 
 def test_the_test_plot_of_each_dataset_is_the_one_of_its_task():
-    assert dvc_test_plots() == {d: schema.TEST_PLOT_OF[datasets.get(d).task] for d in dataset_names()}
+    assert dvc_test_plots() == {d: datasets.get(d).task.test_plot for d in dataset_names()}
 
 
 @pytest.mark.parametrize("dataset", dataset_names())
 def test_train_outs_are_the_model_folder_and_exactly_the_schemas_files(dataset):
     body = resolved("train", dataset)
     model_dir = body["cmd"].split()[-1]
-    test_plot = schema.TEST_PLOT_OF[datasets.get(dataset).task]
+    test_plot = datasets.get(dataset).task.test_plot
     schema_files = [schema.metrics_path(dataset, name) for name in ("test", "train", "details")] + [
         schema.plots_path(dataset, name) for name in ("history", test_plot)
     ]
@@ -156,3 +156,24 @@ def test_each_stage_reads_its_deps_and_writes_its_outs(stage, dataset):
     *inputs, output = folders
     assert set(inputs) <= {str(dep) for dep in body["deps"]}
     assert output == out_paths(body)[0]
+
+
+def test_the_metrics_list_is_every_datasets_test_then_train_file_in_registry_order():
+    """`dvc exp show` compares every dataset's test metrics first, then how training went."""
+    expected = [
+        schema.metrics_path(d, name).as_posix() for name in ("test", "train") for d in dataset_names()
+    ]
+    assert dvc_spec()["metrics"] == expected
+
+
+def test_each_datasets_plots_read_its_history_and_its_tasks_test_plot():
+    files: dict[str, set[str]] = {}
+    for plot in dvc_spec()["plots"]:
+        (title, body), *_ = plot.items()
+        dataset = title.split()[0]
+        files.setdefault(dataset, set()).update(body["y"])
+    assert list(files) == list(dataset_names())
+    for dataset, read in files.items():
+        test_plot = datasets.get(dataset).task.test_plot
+        expected = {schema.plots_path(dataset, name).as_posix() for name in ("history", test_plot)}
+        assert read == expected, dataset

@@ -28,7 +28,7 @@ def colour_arrays(n: int = 600, seed: int = 0) -> dict[str, np.ndarray]:
     return split_arrays(x, y)
 
 
-META = {"classes": ["r", "g", "b"], "input_shape": [3, 16, 16], "preprocessing": {}}
+META = {"task": "classification", "classes": ["r", "g", "b"], "input_shape": [3, 16, 16], "preprocessing": {}}
 
 
 @pytest.mark.parametrize("amp", [False, True])

@@ -23,9 +23,19 @@ def build(dataset: str, meta: dict, settings: TrainConfig):
     return models.build(datasets.family(datasets.get(dataset), settings.model), meta, settings)
 
 
-TABULAR = {"classes": ["a", "b", "c"], "input_shape": [4], "preprocessing": {}}
-IMAGE = {"classes": [str(i) for i in range(10)], "input_shape": [1, 28, 28], "preprocessing": {}}
-TEXT = {"classes": ["fresh", "rotten"], "input_shape": [2, 12], "preprocessing": {"vocab_size": 50}}
+TABULAR = {"task": "classification", "classes": ["a", "b", "c"], "input_shape": [4], "preprocessing": {}}
+IMAGE = {
+    "task": "classification",
+    "classes": [str(i) for i in range(10)],
+    "input_shape": [1, 28, 28],
+    "preprocessing": {},
+}
+TEXT = {
+    "task": "classification",
+    "classes": ["fresh", "rotten"],
+    "input_shape": [2, 12],
+    "preprocessing": {"vocab_size": 50},
+}
 
 
 @pytest.mark.parametrize("hidden", [[], [8], [32, 16, 8]])
@@ -44,7 +54,7 @@ def test_activation_table_has_exactly_the_allowed_choices():
 
 
 def test_family_table_builds_exactly_the_registered_families():
-    assert set(models.FAMILIES) == {f for d in datasets.dataset_names() for f in datasets.get(d).families}
+    assert set(models.BUILDERS) == {f for d in datasets.dataset_names() for f in datasets.get(d).families}
 
 
 def test_an_unknown_family_or_activation_is_an_error_not_a_default():
@@ -109,7 +119,12 @@ def test_text_sum_pooling_is_the_weighted_sum_of_embeddings():
     assert table.abs().max() <= 1 / 4 and not table[0].any()  # started small; padding zero
 
 
-COLOUR = {"classes": [str(i) for i in range(10)], "input_shape": [3, 32, 32], "preprocessing": {}}
+COLOUR = {
+    "task": "classification",
+    "classes": [str(i) for i in range(10)],
+    "input_shape": [3, 32, 32],
+    "preprocessing": {},
+}
 
 
 @pytest.mark.parametrize("shape", [[1, 28, 28], [3, 32, 32], [1, 16, 16]])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, commit_all, make_lab_repo, sh
-from tuninglab import schema
+from tuninglab import schema, tasks
 from tuninglab.lab import datasets
 from tuninglab.lab.datasets import dataset_names
 
@@ -30,7 +30,7 @@ def read(repo: Path, dataset: str, name: str) -> dict:
     return json.loads((repo / schema.metrics_path(dataset, name)).read_text())
 
 
-def task(dataset: str) -> str:
+def task(dataset: str) -> tasks.Task:
     return datasets.get(dataset).task
 
 
@@ -40,8 +40,8 @@ def test_repro_trains_evaluates_and_saves_every_dataset(repo):
         assert json.loads((repo / "models" / dataset / "model.json").read_text())["train"]["epochs"] == 2
         test, train = read(repo, dataset, "test")[dataset], read(repo, dataset, "train")[dataset]
         assert train["epochs_run"] == 2 and train["diverged"] is False
-        chance = test[schema.CHANCE_METRIC_OF[task(dataset)]]
-        assert 0 < chance < 1 if task(dataset) == "classification" else abs(chance) < 0.2
+        chance = test[task(dataset).chance_metric]
+        assert 0 < chance < 1 if task(dataset) is tasks.CLASSIFICATION else abs(chance) < 0.2
         history = (repo / schema.plots_path(dataset, "history")).read_text().splitlines()
         assert history[0].split(",") == list(schema.HISTORY_COLUMNS) and len(history) == 3
         assert (repo / "data" / "raw" / dataset / "provenance.json").is_file()
@@ -51,10 +51,10 @@ def test_repro_trains_evaluates_and_saves_every_dataset(repo):
 def test_stages_write_exactly_the_schema(repo):
     for dataset in dataset_names():
         assert list(read(repo, dataset, "test")) == [dataset]
-        assert tuple(read(repo, dataset, "test")[dataset]) == schema.TEST_METRICS_OF[task(dataset)]
+        assert tuple(read(repo, dataset, "test")[dataset]) == task(dataset).test_metrics
         assert tuple(read(repo, dataset, "train")[dataset]) == schema.TRAIN_METRICS
         assert tuple(read(repo, dataset, "details")) == schema.DETAILS
-        test_plot = schema.TEST_PLOT_OF[task(dataset)]
+        test_plot = task(dataset).test_plot
         header = (repo / schema.plots_path(dataset, test_plot)).read_text().splitlines()[0]
         columns = schema.CONFUSION_COLUMNS if test_plot == "confusion" else schema.PREDICTION_COLUMNS
         assert tuple(header.split(",")) == columns
@@ -66,7 +66,7 @@ def test_exp_show_puts_every_datasets_test_accuracy_first(repo, monkeypatch):
     monkeypatch.setenv("COLUMNS", "600")
     header = sh(repo, "dvc", "exp", "show", "--no-pager").stdout.splitlines()[1]
     for dataset in dataset_names():
-        if task(dataset) == "classification":
+        if task(dataset) is tasks.CLASSIFICATION:
             for metric in ("test_accuracy", "macro_f1"):
                 column = f"{dataset}.{metric}"
                 assert column in header and header.index(column) + len(column) <= 250, column
@@ -108,7 +108,7 @@ def test_one_param_experiment_covers_all_four_datasets(repo):
     for dataset in dataset_names():
         test = experiment["metrics"][f"metrics/{dataset}/test.json"][dataset]
         train = experiment["metrics"][f"metrics/{dataset}/train.json"][dataset]
-        names = schema.TEST_METRICS_OF[task(dataset)]
+        names = task(dataset).test_metrics
         assert list(test) == [name for name in names if name in test] and tuple(train) == schema.TRAIN_METRICS
         assert set(names) - set(test) <= {"test_nll", "coverage_90"}  # null with mse: DVC leaves them out
     assert f"metrics/{dataset_names()[0]}/details.json" not in experiment["metrics"]
@@ -146,7 +146,7 @@ def test_the_readmes_comparison_fits_every_primary_metric_and_the_changed_param_
         for dataset, text in saved.items():
             (repo / schema.metrics_path(dataset, "train")).write_text(text)
     header = table[1].split()
-    primaries = [f"{d}.{schema.PRIMARY_METRIC_OF[task(d)]}" for d in dataset_names()]
+    primaries = [f"{d}.{task(d).primary_metric}" for d in dataset_names()]
     assert header == ["Experiment", *primaries, "train.lr"]
     assert max(len(line) for line in table) <= 160
     (row,) = [line.split() for line in table if line.split()[-1:] == ["0.1"] and "workspace" not in line]
@@ -168,7 +168,7 @@ def test_plots_diff_draws_curves_and_confusion_per_dataset(repo):
         "classification": ("loss", "validation accuracy", "test confusion"),
         "regression": ("loss", "validation R^2", "test predictions", "predicted std vs absolute error"),
     }
-    expected = {f"{d} {t}" for d in dataset_names() for t in titles[task(d)]}
+    expected = {f"{d} {t}" for d in dataset_names() for t in titles[task(d).name]}
     assert set(plots["data"]) == expected
     for title, renders in plots["data"].items():
         assert sorted(renders[0]["revisions"]) == sorted(names[:2]), title

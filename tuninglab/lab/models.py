@@ -14,8 +14,8 @@
   `activation` do not apply: its blocks use ReLU).
 
 Every family ends in a linear layer with one logit per class or, for a
-numeric target (a regression's meta.json has `target`, not `classes`), the
-outputs its loss reads: the mean, and with gaussian_nll also the log-variance.
+numeric target (meta.json's `task` is a regression), the outputs its loss
+reads: the mean, and with gaussian_nll also the log-variance (`OUTPUTS`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tuninglab import tasks
 from tuninglab.lab import datasets
+from tuninglab.lab.families import RESNET_BLOCKS
 from tuninglab.lab.files import read_json, write_json
 from tuninglab.lab.params import TrainConfig
 
@@ -74,7 +76,7 @@ def resnet(input_shape: list[int], n_classes: int, width: int, depth: int) -> nn
 
     The stem is a 3x3 convolution of stride 1 with batch norm and ReLU, and no
     max pool, so a 32x32 image keeps its resolution into the first stage.
-    Four stages of `datasets.RESNET_BLOCKS[depth]` blocks follow, of 1x, 2x,
+    Four stages of `families.RESNET_BLOCKS[depth]` blocks follow, of 1x, 2x,
     4x and 8x `width` channels, each after the first halving the resolution;
     then global average pooling and a linear layer. With width 64 and depth 18 this is
     `torchvision.models.resnet18` with its stem changed that way, initialized
@@ -88,7 +90,7 @@ def resnet(input_shape: list[int], n_classes: int, width: int, depth: int) -> nn
         nn.ReLU(inplace=True),
     ]
     in_channels = width
-    for stage, blocks in enumerate(datasets.RESNET_BLOCKS[depth]):
+    for stage, blocks in enumerate(RESNET_BLOCKS[depth]):
         channels, stride = width * 2**stage, 1 if stage == 0 else 2
         downsample = None
         if stride != 1 or in_channels != channels:
@@ -111,9 +113,16 @@ def resnet(input_shape: list[int], n_classes: int, width: int, depth: int) -> nn
 REGRESSION_OUTPUTS = {"mse": 1, "gaussian_nll": 2}
 
 
+# By the task meta.json names: (meta, settings) -> the width of the last layer.
+OUTPUTS: dict[str, Callable[[dict[str, Any], TrainConfig], int]] = {
+    tasks.CLASSIFICATION.name: lambda meta, cfg: len(meta["classes"]),
+    tasks.REGRESSION.name: lambda meta, cfg: REGRESSION_OUTPUTS[cfg.loss],
+}
+
+
 def n_outputs(meta: dict[str, Any], cfg: TrainConfig) -> int:
     """Width of the last layer: one logit per class, or the outputs the regression loss reads."""
-    return len(meta["classes"]) if "classes" in meta else REGRESSION_OUTPUTS[cfg.loss]
+    return OUTPUTS[meta["task"]](meta, cfg)
 
 
 def _head(meta: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
@@ -179,8 +188,9 @@ def _resnet(meta: dict[str, Any], cfg: TrainConfig) -> nn.Sequential:
     return resnet(meta["input_shape"], len(meta["classes"]), cfg.resnet_width, cfg.resnet_depth)
 
 
-# A dataset spec names its families; each builds from the prepared data's metadata and the settings.
-FAMILIES: dict[str, Callable[[dict[str, Any], TrainConfig], nn.Sequential]] = {
+# The torch side of each family (`families.FAMILIES`), by its name: each builds from the prepared data's
+# metadata and the settings.
+BUILDERS: dict[str, Callable[[dict[str, Any], TrainConfig], nn.Sequential]] = {
     "mlp": _flat_mlp,
     "cnn": _cnn,
     "embedding_bag": _embedding_bag,
@@ -188,13 +198,13 @@ FAMILIES: dict[str, Callable[[dict[str, Any], TrainConfig], nn.Sequential]] = {
 }
 
 
-# The families built of 2-D convolutions: on CUDA they train in channels_last memory format (faster kernels).
-CONVOLUTIONAL = frozenset({"cnn", "resnet"})
-
-
 def build(family: str, meta: dict[str, Any], cfg: TrainConfig) -> nn.Sequential:
     """The model of one family, from the prepared data's metadata and the training settings."""
-    return FAMILIES[family](meta, cfg)
+    return BUILDERS[family](meta, cfg)
+
+
+# The meta.json entries model.json keeps: what `build` reads.
+MODEL_META = ("task", "classes", "target", "input_shape", "preprocessing")
 
 
 def save(
@@ -218,7 +228,7 @@ def save(
         "kind": kind,
         "family": datasets.family(datasets.get(kind), cfg.model),
         "train": {k: v for k, v in dataclasses.asdict(cfg).items() if v is not None},
-        "data": {k: meta[k] for k in ("classes", "target", "input_shape", "preprocessing") if k in meta},
+        "data": {k: meta[k] for k in MODEL_META if k in meta},
     }
     write_json(model_dir / "model.json", spec)
 

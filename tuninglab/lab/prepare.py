@@ -16,11 +16,14 @@ and train stages read the registry and need neither.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tuninglab import tasks
+from tuninglab.lab.metrics import r2
 from tuninglab.lab.sources import LABEL, REVIEW_SPLIT, TARGET, DataSourceError
 
 if TYPE_CHECKING:
@@ -551,11 +554,6 @@ def prepare_mixed_table(
     return features, {"preprocessing": info}
 
 
-def r_squared(actual: np.ndarray, predicted: np.ndarray) -> float:
-    """1 - squared error / the squared deviations of `actual` from its own mean (scikit-learn's R^2)."""
-    return float(1 - ((actual - predicted) ** 2).sum() / ((actual - actual.mean()) ** 2).sum())
-
-
 def prepare_regression(
     spec: DatasetSpec, raw_dir: Path, split: dict[str, Any], data: dict[str, Any], group: str | None = None
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -600,9 +598,10 @@ def prepare_regression(
         )
     test = target[splits["test"]]
     meta: dict[str, Any] = {
-        "dataset": group,
+        "kind": spec.name,
+        "task": spec.task.name,
         "target": {"log": data["log_target"], "mean": mean, "std": std},
-        "chance_r2": round(r_squared(test, np.full_like(test, mean)), 6),
+        "chance_r2": round(r2(test, np.full_like(test, mean)), 6),
     }
     x, entries = spec.featurize(features, splits, data)
     meta.update(entries)
@@ -625,9 +624,10 @@ def prepare(
 
     Returns:
         The arrays `x_<split>` and `y_<split>` for train, val and test, and a
-        metadata record (class names, the chance rate `chance_accuracy`, input
-        shape, preprocessing, split sizes, and what else the spec records:
-        text datasets carry their vocabulary under `meta["vocabulary"]`).
+        metadata record (the data type `kind` and its `task`, class names,
+        the chance rate `chance_accuracy`, input shape, preprocessing, split
+        sizes, and what else the spec records: text datasets carry their
+        vocabulary under `meta["vocabulary"]`).
 
     A source with its own test set (the spec's `official_test`) keeps it as
     the test split (`official_split_indices`); any other is split three ways
@@ -651,6 +651,7 @@ def prepare(
 
     meta: dict[str, Any] = {
         "kind": spec.name,
+        "task": spec.task.name,
         "classes": classes,
         "chance_accuracy": chance_accuracy(y[splits["train"]], y[splits["test"]]),
         "official_test": official is not None,
@@ -667,3 +668,10 @@ def prepare(
     for name, idx in splits.items():
         arrays[f"x_{name}"], arrays[f"y_{name}"] = x[idx], y[idx]
     return arrays, meta
+
+
+# By task name: how a raw file becomes split arrays and their metadata (classes are stratified).
+PREPARERS: dict[str, Callable[..., tuple[dict[str, np.ndarray], dict[str, Any]]]] = {
+    tasks.CLASSIFICATION.name: prepare,
+    tasks.REGRESSION.name: prepare_regression,
+}

@@ -209,7 +209,7 @@ class TorchvisionSource(NamedTuple):
 TORCHVISION_ROOT_VARIABLE = "TUNINGLAB_TORCHVISION_ROOT"
 DEFAULT_TORCHVISION_ROOT = Path("~/.cache/tuninglab/torchvision")
 MNIST_DOWNLOADS = tuple(
-    f"{part}-{kind}-ubyte.gz" for part in ("train", "t10k") for kind in ("images-idx3", "labels-idx1")
+    f"{part}-{content}-ubyte.gz" for part in ("train", "t10k") for content in ("images-idx3", "labels-idx1")
 )
 CIFAR10_FILES = tuple(
     f"cifar-10-batches-py/{name}"

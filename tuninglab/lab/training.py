@@ -20,10 +20,10 @@ On CUDA, `train.amp` runs the forward passes in float16 (autocast) with
 gradient scaling, and convolutional models and their images use the
 channels_last memory format. On the CPU neither applies: a CPU run is the
 same, bit for bit, whatever `train.amp` says.
-A dataset's task (its spec's `task`) picks its losses and what the history's
-accuracy columns hold (`TASKS`): for a classifier the share of correct
-classes, for a regression the R^2 of the predicted mean (1 - squared error /
-the variance of the split's targets).
+A dataset's task (its spec's `task`, a `tuninglab.tasks` record) picks, by
+its name, its losses and what the history's accuracy columns hold (`TASKS`):
+for a classifier the share of correct classes, for a regression the R^2 of the
+predicted mean (1 - squared error / the variance of the split's targets).
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tuninglab import tasks
 from tuninglab.lab import compute, datasets, models
+from tuninglab.lab.families import FAMILIES
 from tuninglab.lab.params import TrainConfig, no_cuda
 from tuninglab.schema import HISTORY_COLUMNS
 
@@ -202,7 +204,7 @@ def _split_r_squared(outputs: torch.Tensor, target: torch.Tensor) -> float:
     return _r_squared(_squared_errors(outputs, target), target)
 
 
-class Task(NamedTuple):
+class Objective(NamedTuple):
     """How a task trains and what its history's accuracy columns hold (accuracy, or R^2).
 
     During an epoch `hits` is summed over the batches (correct classes,
@@ -216,10 +218,10 @@ class Task(NamedTuple):
     measure: Callable[[torch.Tensor, torch.Tensor], float]
 
 
-# Keyed by a dataset spec's task.
-TASKS: dict[str, Task] = {
-    datasets.CLASSIFICATION: Task(LOSSES, _correct, _accuracy, _split_accuracy),
-    datasets.REGRESSION: Task(REGRESSION_LOSSES, _squared_errors, _r_squared, _split_r_squared),
+# The torch side of each task, by its name (a dataset spec's `task.name`).
+TASKS: dict[str, Objective] = {
+    tasks.CLASSIFICATION.name: Objective(LOSSES, _correct, _accuracy, _split_accuracy),
+    tasks.REGRESSION.name: Objective(REGRESSION_LOSSES, _squared_errors, _r_squared, _split_r_squared),
 }
 
 
@@ -311,7 +313,7 @@ def score(
     y: torch.Tensor,
     loss_fn: LossFn,
     batch_size: int,
-    task: Task = TASKS[datasets.CLASSIFICATION],
+    task: Objective = TASKS[tasks.CLASSIFICATION.name],
 ) -> tuple[float, float]:
     """Mean loss and accuracy (R^2 for a regression `task`) of `model` on one split."""
     outputs = predict(model, x, batch_size)
@@ -338,7 +340,7 @@ def train_epoch(
     generator: torch.Generator,
     augment: Augment | None,
     scaler: torch.amp.GradScaler,
-    task: Task = TASKS[datasets.CLASSIFICATION],
+    task: Objective = TASKS[tasks.CLASSIFICATION.name],
 ) -> tuple[float, float]:
     """One pass over shuffled training batches; returns the mean data loss and accuracy (or R^2).
 
@@ -386,12 +388,12 @@ def fit(
     cfg: TrainConfig,
     augment: Augment | None = None,
     on_epoch: EpochCallback | None = None,
-    task: str = datasets.CLASSIFICATION,
+    task: Objective = TASKS[tasks.CLASSIFICATION.name],
 ) -> tuple[list[dict[str, float]], dict[str, Any]]:
     """Train `model` in place on `data` (`x_train`, `y_train`, `x_val`, `y_val`).
 
-    `augment` transforms each training batch; `on_epoch` receives each history row; `task` (a
-    key of `TASKS`) picks the loss table and what the accuracy columns hold.
+    `augment` transforms each training batch; `on_epoch` receives each history row; `task` (the
+    task's entry of `TASKS`) picks the loss table and what the accuracy columns hold.
 
     Returns:
         The per-epoch history and a summary: the best trained epoch (by
@@ -401,8 +403,7 @@ def fit(
         accuracy, epochs run, early stop, divergence, and the wall and CPU time
         of training (CPU time does not grow when other work shares the machine).
     """
-    trains = TASKS[task]
-    loss_fn = trains.losses[cfg.loss]
+    loss_fn = task.losses[cfg.loss]
     optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), cfg)
     scheduler = SCHEDULERS[cfg.scheduler](optimizer, cfg)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -412,7 +413,7 @@ def fit(
     scaler = torch.amp.GradScaler(x_train.device.type, enabled=amp)
 
     with _autocast(x_train.device, amp):
-        untrained_loss, _ = score(model, x_val, y_val, loss_fn, batch_size, trains)
+        untrained_loss, _ = score(model, x_val, y_val, loss_fn, batch_size, task)
     limit = DIVERGENCE_FACTOR * untrained_loss
     best: dict[str, Any] | None = None
     history: list[dict[str, float]] = []
@@ -428,10 +429,10 @@ def fit(
         epoch_start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = train_epoch(
-            model, x_train, y_train, loss_fn, optimizer, cfg, generator, augment, scaler, trains
+            model, x_train, y_train, loss_fn, optimizer, cfg, generator, augment, scaler, task
         )
         with _autocast(x_train.device, amp):
-            val_loss, val_acc = score(model, x_val, y_val, loss_fn, batch_size, trains)
+            val_loss, val_acc = score(model, x_val, y_val, loss_fn, batch_size, task)
         bad = next((v for v in (train_loss, val_loss) if not math.isfinite(v) or v > limit), None)
         if bad is not None:
             summary.update(diverged=True, diverged_epoch=epoch, diverged_loss=bad)
@@ -490,7 +491,7 @@ def train(
         for name, array in arrays.items()
         if not name.endswith("_test")
     }
-    if device.type == "cuda" and family in models.CONVOLUTIONAL:
+    if device.type == "cuda" and FAMILIES[family].convolutional:
         model = model.to(memory_format=torch.channels_last)
         data = {
             k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in data.items()
@@ -501,7 +502,7 @@ def train(
         fill = data["x_train"].amin(dim=(0, 2, 3))
         generator = torch.Generator(device=device).manual_seed(cfg.seed)
         augment = AUGMENTERS[cfg.augment_set](cfg.augment_strength, fill, generator)
-    history, summary = fit(model, data, cfg, augment, on_epoch, spec.task)
+    history, summary = fit(model, data, cfg, augment, on_epoch, TASKS[spec.task.name])
     summary["used_device"] = device.type
     summary["used_threads"] = threads
     summary["n_params"] = sum(p.numel() for p in model.parameters())

@@ -42,18 +42,17 @@ from tuninglab.lab.datasets import dataset_names
 from tuninglab.lab.files import write_text
 from tuninglab.report import format, observations, primary, results, summary
 from tuninglab.report.sensitivity import Effect, reading_order
-from tuninglab.schema import DIVERGED, HISTORY_COLUMNS, TEST_METRICS_OF
+from tuninglab.schema import DIVERGED, HISTORY_COLUMNS
+from tuninglab.tasks import TASKS
 
 MISSING = "n/a"
-# A metric whose label is another for a regression: its history's accuracy columns hold R^2.
-REGRESSION_LABELS = {"best_val_accuracy": "best validation R^2"}
 
 
 def metrics(dataset: str) -> list[tuple[str, str]]:
     """The metrics the page shows for a dataset, with labels: `format.METRICS` less other tasks' tests."""
-    task = primary.task(dataset)
-    others = {name for other, names in TEST_METRICS_OF.items() if other != task for name in names}
-    labels = REGRESSION_LABELS if task == "regression" else {}
+    task = primary.task_record(dataset)
+    others = {name for other in TASKS.values() if other != task for name in other.test_metrics}
+    labels = dict(task.metric_labels)
     return [(key, labels.get(key, label)) for key, (label, _) in format.METRICS.items() if key not in others]
 
 

@@ -1,7 +1,7 @@
 """Each data type's primary metric: the test metric the report ranks its runs by, and its chance reference.
 
-A dataset's task (its spec in the registry) picks them (`tuninglab.schema.PRIMARY_METRIC_OF`,
-`CHANCE_METRIC_OF`):
+A dataset's task (its spec in the registry: a `tuninglab.tasks` record) picks them (its
+`primary_metric`, `chance_metric`):
 
 - classification: test accuracy, against always predicting the training split's majority class;
 - regression: test R^2 (on the scale the model fits), against always predicting the training
@@ -12,37 +12,18 @@ spreads and differences are compared in each metric's own points. R^2 has no flo
 than the mean scores below 0), where accuracy stays near chance at worst.
 
 Results of classifiers only read exactly as before: the words below name test accuracy alone
-unless a regression is among the datasets shown.
+(`tuninglab.tasks.DEFAULT`'s words) unless a dataset of another task is among those shown.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
 
 import pandas as pd
 
-from tuninglab import schema
+from tuninglab import tasks as task_records
 from tuninglab.lab import datasets
-from tuninglab.lab.datasets import CLASSIFICATION, REGRESSION
-
-
-class Words(NamedTuple):
-    """How the report names a task's primary metric and its chance reference."""
-
-    metric: str  # `test accuracy`
-    short: str  # `accuracy`: in "training accuracy", "validation accuracy"
-    reference: str  # `majority class`: what chance predicts, in brackets after "chance"
-    predicting: str  # `the training split's majority class`: in "always predicting ..."
-
-
-WORDS = {
-    CLASSIFICATION: Words(
-        "test accuracy", "accuracy", "majority class", "the training split's majority class"
-    ),
-    REGRESSION: Words("test R^2", "R^2", "training mean", "the training split's mean"),
-}
-
+from tuninglab.tasks import Task, Words
 
 # Dataset groups not named after their data type (`cifar`, of type `image`: its `<group>.data.kind`),
 # as the results or params at hand declare them (`learn_kinds`); a group named after a type is that type.
@@ -65,24 +46,29 @@ def ordered(names: Iterable[str]) -> list[str]:
     return sorted(set(names), key=lambda name: (order.index(kind(name)), kind(name) != name, name))
 
 
-def task(dataset: str) -> str:
-    """The task of a dataset group's data type."""
+def task_record(dataset: str) -> Task:
+    """The task of a dataset group's data type, as its record."""
     return datasets.get(kind(dataset)).task
+
+
+def task(dataset: str) -> str:
+    """The name of the task of a dataset group's data type."""
+    return task_record(dataset).name
 
 
 def metric(dataset: str) -> str:
     """The results column of a dataset's primary metric: `test_accuracy`, or `test_r2`."""
-    return schema.PRIMARY_METRIC_OF[task(dataset)]
+    return task_record(dataset).primary_metric
 
 
 def chance_metric(dataset: str) -> str:
     """The results column of a dataset's chance reference: `chance_accuracy`, or `chance_r2`."""
-    return schema.CHANCE_METRIC_OF[task(dataset)]
+    return task_record(dataset).chance_metric
 
 
 def words(dataset: str) -> Words:
     """How the report names a dataset's primary metric."""
-    return WORDS[task(dataset)]
+    return task_record(dataset).words
 
 
 def score(run: pd.Series) -> float:
@@ -106,13 +92,14 @@ def tasks(names: Iterable[str]) -> set[str]:
 
 
 def mixed(names: Iterable[str]) -> bool:
-    """Whether a regression is among these datasets: then the words name both metrics."""
-    return REGRESSION in tasks(names)
+    """Whether a dataset of a task other than the default (a regression) is among these: then the words
+    name both metrics."""
+    return bool(tasks(names) - {task_records.DEFAULT.name})
 
 
 def metric_words(names: Iterable[str], capital: bool = False) -> str:
     """`test accuracy` for classifiers only; else the metric of each task. A noun without article."""
-    words = WORDS[CLASSIFICATION].metric
+    words = task_records.DEFAULT.words.metric
     if mixed(names):
         words = "primary test metric (accuracy for classifiers, R^2 for regression)"
     return words[0].upper() + words[1:] if capital else words

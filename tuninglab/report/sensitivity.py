@@ -42,6 +42,7 @@ from tuninglab.report import format, primary
 from tuninglab.report.observations import at_chance
 from tuninglab.report.results import SEED, baselines, compared
 from tuninglab.schema import is_param_column
+from tuninglab.tasks import TASKS
 
 MIN_RUNS_FOR_IMPORTANCE = 8
 FOREST_TREES = 300
@@ -347,9 +348,10 @@ def importance(runs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(shares, columns=["dataset", "hyperparameter", "importance", "runs", "oob_r2"])
 
 
-# Beside the primary metric, what a grid's table also shows per task: a regression's error in the
-# target's own units and the calibration of its predictive interval (empty cells for an mse run).
-INTERACTION_METRICS = {"classification": [], "regression": ["rmse_original", "coverage_90"]}
+# Beside the primary metric, what a grid's table also shows per task (its `interaction_metrics`): a
+# regression's error in the target's own units and the calibration of its predictive interval (empty
+# cells for an mse run).
+INTERACTION_METRICS = {task.name: list(task.interaction_metrics) for task in TASKS.values()}
 INTERACTION_COLUMNS = [
     "study",
     "dataset",

@@ -21,17 +21,20 @@ import markdown
 import pandas as pd
 
 from tuninglab import schema
+from tuninglab.lab.datasets import CONTRASTED
+from tuninglab.lab.families import FAMILIES
 from tuninglab.report import format, observations, primary, results, sensitivity
 from tuninglab.report.format import code, codes, points, text
 from tuninglab.report.sensitivity import Effect, Interaction
+from tuninglab.tasks import TASKS
 
-# The baseline's settings in the set-up section: its model, then its training.
+# The baseline's settings in the set-up section: its model (with each family's `shown` settings), then
+# its training.
 MODEL_COLUMNS = [
     "data.source",
     "train.model",
     "train.hidden",
-    "train.channels",
-    "train.embedding_dim",
+    *(f"train.{setting}" for family in FAMILIES.values() for setting in family.shown),
     "n_params",
     "used_device",
 ]
@@ -49,14 +52,9 @@ TRAINING_COLUMNS = [
 # The baseline's metrics in the baselines section, around its best epoch: the test metrics of each
 # task among the datasets (`TASK_METRICS`), then these.
 BASELINE_METRICS = (["test_loss"], ["cpu_time_s", "train_time_s"])
-TASK_METRICS = {
-    "classification": ["test_accuracy", "chance_accuracy", "macro_f1", "balanced_accuracy"],
-    "regression": ["test_r2", "chance_r2", "test_rmse", "rmse_original", "test_nll", "coverage_90"],
-}
+TASK_METRICS = {task.name: list(task.baseline_metrics) for task in TASKS.values()}
 # Where runs of several tasks share a table: each task's primary metric and its chance reference.
-PRIMARY_METRICS = {
-    task: [schema.PRIMARY_METRIC_OF[task], schema.CHANCE_METRIC_OF[task]] for task in schema.PRIMARY_METRIC_OF
-}
+PRIMARY_METRICS = {task.name: [task.primary_metric, task.chance_metric] for task in TASKS.values()}
 TRUST_R2 = 0.5  # out-of-bag R^2 below which the forest's importances are only a rough guide
 _FIGURE = re.compile(r'(<img alt="[^"]*" src=")(figures/[\w.-]+\.png)(")')
 
@@ -442,8 +440,8 @@ def comparison_section(
         ]
         lines.append(f"- **{dataset}**: " + ", ".join(items))
     lines += ["", "Does a hyperparameter matter more for one data type than another?", ""]
-    if {"image", "tabular"} <= set(table["dataset"]):
-        lines += [f"- {pair_sentence(table, levels, 'image', 'tabular')}"]
+    if set(CONTRASTED) <= set(table["dataset"]):
+        lines += [f"- {pair_sentence(table, levels, *CONTRASTED)}"]
     lines += [f"- {sentence}" for sentence in cross_dataset_sentences(table, levels)]
     if not importance.empty:
         lines += [
