@@ -9,8 +9,8 @@ import pandas as pd
 
 from tests.synthetic_results import write_results
 from tests.test_show import KEYS, accuracies, record
-from tuninglab.report import build, primary, results
-from tuninglab.studies import collect, show
+from tuninglab.report import build, primary, results, show
+from tuninglab.studies import collect
 
 
 def with_cifar(params: dict) -> dict:

@@ -21,6 +21,7 @@ import yaml
 from tests.conftest import commit_all, make_lab_repo, sh
 from tuninglab.__main__ import main
 from tuninglab.lab.datasets import dataset_names
+from tuninglab.report import owned
 from tuninglab.studies import collect, runner, spec
 from tuninglab.studies.spec import StudyError
 
@@ -517,7 +518,7 @@ def test_study_run_refuses_before_queuing_when_it_would_drop_collected_results(
     queued = []
     monkeypatch.setattr(runner, "_queue", lambda experiments, cwd: queued.append(experiments))
     monkeypatch.setattr(runner, "wait", lambda *args, **kw: runner.Counter())
-    with pytest.raises(collect.OverwriteError, match=r"of commit 0ldc0mm.*pass --force"):
+    with pytest.raises(owned.OverwriteError, match=r"of commit 0ldc0mm.*pass --force"):
         runner.run("s", jobs=1, cwd=repo)
     assert queued == []
     runner.run("s", jobs=1, cwd=repo, force=True)

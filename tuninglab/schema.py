@@ -89,6 +89,10 @@ TEST_PLOT_OF = {"classification": "confusion", "regression": "predictions"}
 PRIMARY_METRIC_OF = {"classification": "test_accuracy", "regression": "test_r2"}
 CHANCE_METRIC_OF = {"classification": "chance_accuracy", "regression": "chance_r2"}
 
+# `study collect` writes the study's results, which the report reads.
+RESULTS_FILE = Path("results/experiments.csv")
+CURVES_FILE = Path("results/curves.csv")  # every trained run's per-epoch history (HISTORY_COLUMNS)
+
 # `study collect` writes results/experiments.csv: one row per experiment and dataset. Its params
 # are the dataset's effective settings, one column per `<group>.<key>`: `split.*`, `train.*` (the
 # shared `train` updated by `<dataset>.train`) and `data.*` (`<dataset>.data`). Its metric columns

@@ -37,7 +37,6 @@ from tuninglab.report import (
     summary,
 )
 from tuninglab.report.sensitivity import Effect
-from tuninglab.studies import collect
 
 REPORTS_DIR = Path("reports")
 TITLE = "Tuning Lab: what each hyperparameter did"
@@ -95,12 +94,12 @@ def _file_name(name: str) -> str:
     return name.replace(".", "_")
 
 
-def _previous(out: Path) -> collect.Holding | None:
+def _previous(out: Path) -> owned.Holding | None:
     """What the report in `out` was written from, as its manifest says; None when unknown."""
     manifest = owned.read_manifest(out)
     if not isinstance(manifest.get("experiments"), list):
         return None
-    return collect.Holding(str(manifest.get("baseline_commit")), frozenset(manifest["experiments"]))
+    return owned.Holding(str(manifest.get("baseline_commit")), frozenset(manifest["experiments"]))
 
 
 def write(results_dir: Path = results.RESULTS_DIR, out: Path = REPORTS_DIR, force: bool = False) -> str:
@@ -126,13 +125,13 @@ def write(results_dir: Path = results.RESULTS_DIR, out: Path = REPORTS_DIR, forc
     except (owned.NotWritableError, owned.ForeignEntriesError) as err:
         raise results.ReportError(str(err)) from None
     runs, curves = results.load(results_dir)
-    written_from = collect.holding(runs)
+    written_from = owned.holding(runs)
     record = {"baseline_commit": written_from.commit, "experiments": sorted(written_from.experiments)}
     try:
-        replaced = collect.replacing(out, _previous(out), written_from, force)
+        replaced = owned.replacing(out, _previous(out), written_from, force)
         with owned.owned_dir(out, record) as tmp:
             _write_files(runs, curves, results_dir, tmp)
-    except (owned.NotWritableError, owned.ForeignEntriesError, collect.OverwriteError) as err:
+    except (owned.NotWritableError, owned.ForeignEntriesError, owned.OverwriteError) as err:
         raise results.ReportError(str(err)) from None
     return replaced
 

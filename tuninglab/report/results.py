@@ -20,13 +20,14 @@ from tuninglab.lab.files import DamagedFileError, read_whole_csv
 from tuninglab.report import primary
 from tuninglab.schema import (
     COMPUTED_WITH,
+    CURVES_FILE,
     HISTORY_COLUMNS,
     REGRESSION_TEST_METRICS,
     RESULT_METRICS,
+    RESULTS_FILE,
     TRAINED_STATUSES,
     is_param_column,
 )
-from tuninglab.studies.collect import CURVES_FILE, RESULTS_FILE
 
 RESULTS_DIR = RESULTS_FILE.parent
 RUN_COLUMNS = ["experiment", "study", "study_kind", "hyperparameter", "value", "dataset", "status", "error"]

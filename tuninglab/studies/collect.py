@@ -20,14 +20,16 @@ import json
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pandas as pd
 
 from tuninglab.lab.datasets import dataset_names
 from tuninglab.lab.files import DamagedFileError, read_whole_csv, write_text
 from tuninglab.lab.params import dataset_groups, train_settings
+from tuninglab.report.owned import Holding, OverwriteError, holding, replacing
 from tuninglab.schema import (
+    CURVES_FILE,
     DETAILS,
     DIVERGED,
     FAILED,
@@ -35,6 +37,7 @@ from tuninglab.schema import (
     PARAM_GROUPS,
     REGRESSION_TEST_METRICS,
     RESULT_METRICS,
+    RESULTS_FILE,
     SUCCESS,
     TEST_METRICS,
     TRAIN_METRICS,
@@ -43,62 +46,6 @@ from tuninglab.schema import (
     metrics_path,
     plots_path,
 )
-
-RESULTS_FILE = Path("results/experiments.csv")
-CURVES_FILE = Path("results/curves.csv")
-SHOWN_NAMES = 5  # experiments named in a message before "and N more"
-
-
-class OverwriteError(ValueError):
-    """Writing would drop experiments that an earlier results file or report holds; `--force` allows it."""
-
-
-class Holding(NamedTuple):
-    """What a results file or a report was written from: the baseline commit and its experiments."""
-
-    commit: str
-    experiments: frozenset[str]
-
-
-def holding(frame: pd.DataFrame) -> Holding:
-    """The baseline commit and the experiment names (the baseline left out) of a results table."""
-    names = frozenset(str(name) for name in frame["experiment"] if name != "baseline")
-    return Holding(str(frame["baseline_commit"].iloc[0]), names)
-
-
-def _names(names: set[str] | frozenset[str]) -> str:
-    shown = sorted(names)[:SHOWN_NAMES]
-    more = len(names) - len(shown)
-    return ", ".join(shown) + (f" and {more} more" if more else "")
-
-
-def replacing(target: Path, old: Holding | None, new: Holding, force: bool) -> str:
-    """Check that writing `new` over `target`, written from `old`, loses no experiment; say what it replaces.
-
-    Experiments of another baseline commit count as lost: they are other runs
-    even where the names match. Returns "" when there was nothing to replace,
-    else one sentence with the old and new experiment counts.
-
-    Raises:
-        OverwriteError: experiments of `old` are missing from `new` and not `force`.
-    """
-    if old is None:
-        return ""
-    same_commit = old.commit == new.commit
-    lost = old.experiments - new.experiments if same_commit else old.experiments
-    commits = "" if same_commit else f" of commit {old.commit[:7]}"
-    if lost and not force:
-        new_commit = "" if same_commit else f" of commit {new.commit[:7]}"
-        raise OverwriteError(
-            f"{target} was written from {len(old.experiments)} experiments{commits}; the new one has "
-            f"{len(new.experiments)}{new_commit} and would lose {len(lost)}: {_names(lost)}; "
-            "pass --force to replace it"
-        )
-    return (
-        f"{target}: replaced {len(old.experiments)} experiments{commits} with {len(new.experiments)}"
-        + (f" of commit {new.commit[:7]}" if not same_commit else "")
-        + (f" ({len(lost)} dropped: {_names(lost)})" if lost and same_commit else "")
-    )
 
 
 def dvc(

@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 
 from tuninglab.lab import params
-from tuninglab.report import format
 
 STUDIES_FILE = Path("studies.yaml")
 KINDS = ("ofat", "grid", "random")
@@ -39,6 +38,22 @@ SAMPLE = 100  # the experiments a study too large to list is estimated from
 
 class StudyError(ValueError):
     """A study definition that cannot be run."""
+
+
+def override(param: Any) -> str:
+    """A param value as DVC's `-S` override grammar reads it back unchanged (`true`, `[64,32]`, `0.1`)."""
+    if isinstance(param, bool):
+        return str(param).lower()
+    if isinstance(param, list):
+        return "[" + ",".join(override(v) for v in param) + "]"
+    return str(param)
+
+
+def name_part(param: Any) -> str:
+    """A param value as it appears in an experiment name: `0.1`, `128-128`, `none` for an empty list."""
+    if isinstance(param, list):
+        return "-".join(name_part(v) for v in param) if param else "none"
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", override(param))
 
 
 @dataclass(frozen=True)
@@ -58,7 +73,7 @@ class Experiment:
 
     def overrides(self) -> list[str]:
         """The `key=value` overrides of its params, as `dvc exp run -S` takes them."""
-        return [f"{key}={format.override(value)}" for key, value in self.settings.items()]
+        return [f"{key}={override(value)}" for key, value in self.settings.items()]
 
     def set_args(self) -> list[str]:
         """The `-S key=value` arguments of `dvc exp run`."""
@@ -157,9 +172,7 @@ def _check_definition(name: str, study: Any) -> None:
 
 
 def _ofat_experiment(name: str, hyperparameter: str, value: Any) -> Experiment:
-    return Experiment(
-        f"{name}-{_short(hyperparameter)}-{format.name_part(value)}", _settings(hyperparameter, value)
-    )
+    return Experiment(f"{name}-{_short(hyperparameter)}-{name_part(value)}", _settings(hyperparameter, value))
 
 
 def _grid_experiment(name: str, space: dict[str, Any], combination: tuple[Any, ...]) -> Experiment:
@@ -167,7 +180,7 @@ def _grid_experiment(name: str, space: dict[str, Any], combination: tuple[Any, .
     parts = [name]
     for hyperparameter, value in zip(space, combination, strict=True):
         settings |= _settings(hyperparameter, value)
-        parts += [_short(hyperparameter), format.name_part(value)]
+        parts += [_short(hyperparameter), name_part(value)]
     return Experiment("-".join(parts), settings)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import dvc.api
 import pandas as pd
+from dvc.utils.flatten import flatten
 
 from tuninglab.lab import params
 from tuninglab.lab.datasets import dataset_names
@@ -25,11 +26,10 @@ from tuninglab.lab.params import KIND, PARAMS_FILE, dataset_groups, kind_of
 from tuninglab.report import format, primary
 from tuninglab.report.observations import within_chance
 from tuninglab.schema import DIVERGED, OK, SUCCESS
-from tuninglab.studies.collect import flatten
 
 
 def param_keys(tree: dict[str, Any]) -> set[str]:
-    """The dotted keys of a params tree, as `dvc exp show` names its param columns."""
+    """The dotted keys of a params tree, as `dvc exp show` names its param columns (DVC's own `flatten`)."""
     return set(flatten(tree))
 
 
