@@ -30,6 +30,7 @@ def make_run(**overrides) -> pd.Series:
     run = {
         "experiment": "ofat-lr-0.1",
         "dataset": "image",
+        "kind": "image",
         "changed": "train.lr",
         "train.lr": 0.1,
         "train.optimizer": "sgd",

@@ -152,7 +152,7 @@ def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, fo
     scored = (
         "Each dataset is scored by its primary metric on its held-out test split: test accuracy for "
         "classifiers, test R^2 for regression; a point is 0.01 of either."
-        if primary.mixed(runs["dataset"])
+        if primary.mixed(runs["kind"])
         else "Accuracies are on each dataset's held-out test split; a point is 0.01 of accuracy."
     )
     sections = [
@@ -178,12 +178,16 @@ def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, fo
     overview = {}
     if not table.empty:
         overview["sensitivity heatmap"] = "figures/sensitivity.png"
-        figures.save(figures.sensitivity_heatmap(table), folder / overview["sensitivity heatmap"])
+        figures.save(
+            figures.sensitivity_heatmap(table, results.kinds(runs)), folder / overview["sensitivity heatmap"]
+        )
     if not importance.empty:
         overview["importance"] = "figures/importance.png"
-        figures.save(figures.importance_bars(importance), folder / overview["importance"])
+        figures.save(
+            figures.importance_bars(importance, results.kinds(runs)), folder / overview["importance"]
+        )
     if not table.empty:
-        sections.append(summary.comparison_section(table, importance, levels, overview))
+        sections.append(summary.comparison_section(table, importance, levels, overview, results.kinds(runs)))
         sections.append(summary.conclusions_section(runs, table, found, levels, together))
     shown = {e for effect in effects for e in effect.runs["experiment"]}
     shown |= {e for again in summary.repeats(runs).values() for e in again}
@@ -191,7 +195,7 @@ def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, fo
         summary.manual_section(runs, shown, found),
         summary.other_runs_section(runs, shown),
         summary.other_data_section(runs, found),
-        summary.rules_section(runs["dataset"]),
+        summary.rules_section(runs["kind"]),
     ]
     text = "\n\n".join(s for s in sections if s) + "\n"
     (folder / "summary.md").write_text(text)

@@ -49,9 +49,9 @@ MISSING = "n/a"
 REGRESSION_LABELS = {"best_val_accuracy": "best validation R^2"}
 
 
-def metrics(dataset: str) -> list[tuple[str, str]]:
-    """The metrics the page shows for a dataset, with labels: `format.METRICS` less other tasks' tests."""
-    task = primary.task(dataset)
+def metrics(kind: str) -> list[tuple[str, str]]:
+    """The metrics the page shows for a data type, with labels: `format.METRICS` less other tasks' tests."""
+    task = primary.task(kind)
     others = {name for other, names in TEST_METRICS_OF.items() if other != task for name in names}
     labels = REGRESSION_LABELS if task == "regression" else {}
     return [(key, labels.get(key, label)) for key, (label, _) in format.METRICS.items() if key not in others]
@@ -121,13 +121,13 @@ def _dataset(
     is_baseline = done["experiment"] == "baseline"
     baseline = done[is_baseline].iloc[0] if is_baseline.any() else None
     unfinished = runs.drop(done.index)
-    dataset = str(runs["dataset"].iloc[0])
-    shown = metrics(dataset)
-    reference = primary.chance_metric(dataset)
+    kind = str(runs["kind"].iloc[0])
+    shown = metrics(kind)
+    reference = primary.chance_metric(kind)
     return {
         "metrics": [list(item) for item in shown] + [["diverged", "diverged"]],
-        "metric": primary.words(dataset).metric,
-        "quality": primary.words(dataset).short,
+        "metric": primary.words(kind).metric,
+        "quality": primary.words(kind).short,
         "params": [
             {
                 "name": name,

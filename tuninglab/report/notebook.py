@@ -40,6 +40,7 @@ class Study:
     Attributes:
         runs: results/experiments.csv, checked and marked by `results.load`.
         curves: results/curves.csv.
+        kinds: dataset -> its data type (`cifar` -> `image`), by which its metrics are read.
         levels: dataset -> seed noise (range of the baseline's test accuracy, or R^2, across seeds).
         effects: one `Effect` per dataset and hyperparameter varied alone.
         table: the sensitivity table (one row per effect).
@@ -49,6 +50,7 @@ class Study:
 
     runs: pd.DataFrame
     curves: pd.DataFrame
+    kinds: dict[str, str]
     levels: dict[str, float]
     effects: list[Effect]
     table: pd.DataFrame
@@ -64,6 +66,7 @@ def load(folder: Path) -> Study:
     return Study(
         runs=runs,
         curves=curves,
+        kinds=results.kinds(runs),
         levels=levels,
         effects=effects,
         table=sensitivity.table(effects),
@@ -93,7 +96,7 @@ def show(study: Study, name: str) -> None:
         return
     by_dataset = study.groups[name]
     table = study.table
-    metric = primary.metric_words(table["dataset"])
+    metric = primary.metric_words(study.kinds[dataset] for dataset in table["dataset"])
     display(Markdown(f"**{name}: sensitivity per dataset** (spread = best minus worst mean {metric})"))
     display(table[table["hyperparameter"] == name].drop(columns="hyperparameter").set_index("dataset"))
     figures.hyperparameter_curves(name, by_dataset, study.curves)

@@ -125,7 +125,7 @@ def no_better_than_chance(run: pd.Series) -> Observation | None:
     """The run scores no better than always predicting the majority class (a regression: the mean)."""
     if not at_chance(run):
         return None
-    chance, words = primary.chance(run), primary.words(run["dataset"])
+    chance, words = primary.chance(run), primary.words(run["kind"])
     return Observation(
         "no better than chance",
         f"no better than chance ({words.reference} {chance:.3f})",
@@ -178,7 +178,7 @@ def overconfident(history: pd.DataFrame, run: pd.Series) -> Observation | None:
     gain = _points(most["val_accuracy"] - first["val_accuracy"])
     if gain < OVERCONFIDENT_POINTS or most["val_loss"] <= first["val_loss"]:
         return None
-    short, epoch = primary.words(run["dataset"]).short, int(most["epoch"])
+    short, epoch = primary.words(run["kind"]).short, int(most["epoch"])
     kept = "" if pd.isna(run["best_epoch"]) else f"; epoch {int(run['best_epoch'])} was kept"
     return Observation(
         "overconfident",
@@ -216,7 +216,7 @@ def underfitting(history: pd.DataFrame, run: pd.Series, baseline_history: pd.Dat
         return Observation(
             "underfitting",
             "underfitting",
-            f"underfitting: training {primary.words(run['dataset']).short} {mine:.1f}% at the end, "
+            f"underfitting: training {primary.words(run['kind']).short} {mine:.1f}% at the end, "
             f"{theirs - mine:.1f} points below the baseline's {theirs:.1f}%",
         )
     return None
@@ -288,16 +288,16 @@ def versus_baseline(
     fraction), when known; a difference no larger than it is called noise.
     """
     changed = settings(run) or "the baseline's settings"
-    name = primary.metric(run["dataset"])
+    name = primary.metric(run["kind"])
     mine, base, reference = run[name], baseline[name], primary.chance(run)
     if pd.isna(mine):  # diverged in its first epoch: nothing trained, nothing to compare
-        text = f"with {changed}: no test {primary.words(run['dataset']).short} (nothing trained)"
+        text = f"with {changed}: no test {primary.words(run['kind']).short} (nothing trained)"
         headlines = [o.headline for o in observations if o.kind in HEADLINE_KINDS]
         return Observation("vs baseline", "no trained epoch", "; ".join([text, *headlines[:1]]))
     delta = _points(mine - base)
     chance = f"; chance {reference:.3f}" if pd.notna(reference) else ""
     text = (
-        f"with {changed}: {primary.words(run['dataset']).metric} {delta:+.1f} points vs baseline "
+        f"with {changed}: {primary.words(run['kind']).metric} {delta:+.1f} points vs baseline "
         f"({mine:.3f} vs {base:.3f}{chance})"
     )
     if noise is not None and abs(delta) <= _points(noise):

@@ -83,6 +83,7 @@ class Effect:
     """What changing one hyperparameter on its own did on one dataset."""
 
     dataset: str
+    kind: str  # the dataset's data type, by which its metrics are read (`primary`)
     hyperparameter: str
     runs: pd.DataFrame  # the baseline's row and the runs that changed only this, repeats included
     values: tuple[Value, ...]  # in reading order (`reading_order`)
@@ -247,6 +248,7 @@ def _effect(dataset: str, name: str, group: pd.DataFrame, level: float | None) -
     baseline = group[group["experiment"] == "baseline"]
     return Effect(
         dataset=dataset,
+        kind=str(group["kind"].iloc[0]),
         hyperparameter=name,
         runs=group,
         values=values,
@@ -373,6 +375,7 @@ class Interaction:
 
     study: str
     dataset: str
+    kind: str  # the dataset's data type, by which its metrics are read (`primary`)
     rows: str  # the categorical one of the two, or the one with fewer values
     columns: str  # the other: numeric where one of them is
     accuracy: pd.DataFrame  # mean primary metric of each cell's runs (NaN: not run)
@@ -446,7 +449,8 @@ def _interaction(
 
     accuracy = grid(cells["_accuracy"].mean())
     extra = {}
-    for metric in INTERACTION_METRICS[primary.task(dataset)]:
+    kind = str(rows["kind"].iloc[0])
+    for metric in INTERACTION_METRICS[primary.task(kind)]:
         values = grid(cells[metric].mean())
         if values.notna().any().any():
             extra[metric] = values
@@ -455,6 +459,7 @@ def _interaction(
     return Interaction(
         study=study,
         dataset=dataset,
+        kind=kind,
         rows=row_name,
         columns=column_name,
         accuracy=accuracy,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import markdown
@@ -70,14 +70,14 @@ def _table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def _accuracy_header(dataset: str, baseline: pd.DataFrame) -> str:
+def _accuracy_header(dataset: str, kind: str, baseline: pd.DataFrame) -> str:
     """`image (chance 0.112)`: a dataset's accuracy (or R^2) column, with the baseline's chance beside it."""
-    return format.dataset_header(dataset, baseline[primary.chance_metric(dataset)].get(dataset))
+    return format.dataset_header(dataset, baseline[primary.chance_metric(kind)].get(dataset))
 
 
-def _by_task(datasets: Iterable[str], metrics: dict[str, list[str]]) -> list[str]:
-    """The metrics (by task) of the tasks among `datasets`, in the order of `metrics`."""
-    tasks = primary.tasks(datasets)
+def _by_task(kinds: Iterable[str], metrics: dict[str, list[str]]) -> list[str]:
+    """The metrics (by task) of the tasks among these data types, in the order of `metrics`."""
+    tasks = primary.tasks(kinds)
     return [name for task, names in metrics.items() if task in tasks for name in names]
 
 
@@ -168,7 +168,7 @@ def baselines_section(runs: pd.DataFrame, noise_table: pd.DataFrame, found: pd.D
     baseline = results.baselines(runs)
     before, after = BASELINE_METRICS
     table = pd.DataFrame(
-        _metric_columns(baseline, [*_by_task(baseline.index, TASK_METRICS), *before])
+        _metric_columns(baseline, [*_by_task(baseline[results.KIND], TASK_METRICS), *before])
         | {"best epoch / run": [f"{int(r.best_epoch)} / {int(r.epochs_run)}" for r in baseline.itertuples()]}
         | _metric_columns(baseline, after)
     )
@@ -199,14 +199,14 @@ def _value_table(name: str, effects: dict[str, Effect], baseline: pd.DataFrame) 
     cells: dict[str, dict[str, str]] = {}
     again: dict[str, set[str]] = {}
     for dataset, effect in effects.items():
-        base = baseline.at[dataset, primary.metric(dataset)]
+        base = baseline.at[dataset, primary.metric(effect.kind)]
         for value in effect.values:
             shown = f"{value.accuracy:.3f}" if value.is_baseline else format.against(value.accuracy, base)
             if value.diverged:
                 shown += " diverged"
             if value.at_chance:
                 shown += " no better than chance"
-            cells.setdefault(value.label, {})[_accuracy_header(dataset, baseline)] = shown
+            cells.setdefault(value.label, {})[_accuracy_header(dataset, effect.kind, baseline)] = shown
             again.setdefault(value.label, set()).update(value.repeats)
     frame = pd.DataFrame.from_dict(cells, orient="index")
     if any(again.values()):
@@ -255,22 +255,23 @@ def hyperparameter_section(
 ) -> str:
     """One hyperparameter: its table, its effect per dataset (`effects`), its figures and observations."""
     baseline = results.baselines(runs)
+    kinds = [effect.kind for effect in effects.values()]
     chance_is = (
         "always predicting the majority class, or the training mean for regression"
-        if primary.mixed(effects)
+        if primary.mixed(kinds)
         else "always predicting the majority class"
     )
     lines = [
         f"### {text(name)}",
         "",
-        f"{primary.metric_words(effects, capital=True)} per value (points vs baseline in brackets; "
+        f"{primary.metric_words(kinds, capital=True)} per value (points vs baseline in brackets; "
         f"chance = {chance_is}):",
         "",
         _value_table(name, effects, baseline),
         "",
     ]
     for dataset, effect in effects.items():
-        chance = baseline.at[dataset, primary.chance_metric(dataset)]
+        chance = baseline.at[dataset, primary.chance_metric(effect.kind)]
         lines.append(f"- **{text(dataset)}** (chance {chance:.3f}): {effect_sentence(effect)}")
     lines += [
         "",
@@ -398,8 +399,8 @@ def interaction_section(found: list[Interaction], runs: pd.DataFrame, figures: d
             dataset = interaction.dataset
             lines += [
                 "",
-                f"**{text(dataset)}**: {primary.words(dataset).metric} "
-                f"(chance {baseline.at[dataset, primary.chance_metric(dataset)]:.3f}):",
+                f"**{text(dataset)}**: {primary.words(interaction.kind).metric} "
+                f"(chance {baseline.at[dataset, primary.chance_metric(interaction.kind)]:.3f}):",
                 "",
                 _grid_table(interaction, interaction.accuracy),
             ]
@@ -416,11 +417,18 @@ def interaction_section(found: list[Interaction], runs: pd.DataFrame, figures: d
 
 
 def comparison_section(
-    table: pd.DataFrame, importance: pd.DataFrame, levels: dict[str, float], figures: dict[str, str]
+    table: pd.DataFrame,
+    importance: pd.DataFrame,
+    levels: dict[str, float],
+    figures: dict[str, str],
+    kinds: Mapping[str, str],
 ) -> str:
-    """The cross-dataset question: which hyperparameters matter where, ranked and side by side."""
+    """The cross-dataset question: which hyperparameters matter where, ranked and side by side.
+
+    `kinds` gives each dataset's data type (`results.kinds`).
+    """
     lines = ["## Across datasets", ""]
-    note = primary.spread_note(table["dataset"])
+    note = primary.spread_note(kinds[dataset] for dataset in table["dataset"])
     lines += [note, ""] if note else []
     lines += [f"![{caption}]({path})" for caption, path in figures.items() if "importance" not in caption]
     spread = (
@@ -429,7 +437,7 @@ def comparison_section(
         else "spread of test accuracy in points"
     )
     lines += ["", f"Ranking per dataset ({spread}; `~` = within seed noise):", ""]
-    for dataset in primary.ordered(table["dataset"]):
+    for dataset in primary.ordered(table["dataset"], kinds):
         ranked = sensitivity.ranking(table, dataset)
         items = [
             f"{text(r.hyperparameter)} {'~' if r.within_noise else ''}{points(r.spread)}"
@@ -448,7 +456,9 @@ def comparison_section(
             "",
         ]
         shares = importance.pivot(index="hyperparameter", columns="dataset", values="importance")
-        shares = shares[primary.ordered(shares.columns)].map(lambda v: f"{v:.2f}" if pd.notna(v) else "")
+        shares = shares[primary.ordered(shares.columns, kinds)].map(
+            lambda v: f"{v:.2f}" if pd.notna(v) else ""
+        )
         lines += [_table(shares.reset_index()), ""]
         fit = importance.drop_duplicates("dataset")
         lines.append(
@@ -532,7 +542,7 @@ def conclusions_section(
     second hyperparameter mattered more with.
     """
     lines = ["## Conclusions", ""]
-    for dataset in primary.ordered(table["dataset"]):
+    for dataset in primary.ordered(table["dataset"], results.kinds(runs)):
         ranked = sensitivity.ranking(table, dataset)
         top = ranked.iloc[0]
         quiet = ranked[ranked["within_noise"]]["hyperparameter"].tolist()
@@ -560,7 +570,10 @@ def conclusions_section(
     ]
     baseline = results.baselines(runs)
     if not candidates.empty:
-        base = {dataset: baseline.at[dataset, primary.metric(dataset)] for dataset in baseline.index}
+        base = {
+            dataset: baseline.at[dataset, primary.metric(kind)]
+            for dataset, kind in baseline[results.KIND].items()
+        }
         gains = candidates.assign(
             score=primary.scores(candidates),
             chance=[primary.chance(run) for _, run in candidates.iterrows()],
@@ -586,7 +599,7 @@ def conclusions_section(
     chance = finished[finished.apply(observations.at_chance, axis=1)]
     if not chance.empty:
         where = chance.groupby("experiment", sort=False)["shown"].agg(", ".join)
-        predicting = "the majority class" + (", or the mean" if primary.mixed(chance["dataset"]) else "")
+        predicting = "the majority class" + (", or the mean" if primary.mixed(chance[results.KIND]) else "")
         lines.append(
             f"- No better than chance (always predicting {predicting}): "
             + "; ".join(f"{code(e)} on {text(d)}" for e, d in where.items())
@@ -634,14 +647,15 @@ def _runs_table(chosen: pd.DataFrame, runs: pd.DataFrame) -> str:
             "study": rows["study"].iloc[0],
             "changes": max(rows.apply(observations.settings, axis=1), key=len),
         }
-        for dataset in primary.ordered(runs["dataset"]):
+        kinds = results.kinds(runs)
+        for dataset in primary.ordered(runs["dataset"], kinds):
             mine = rows[rows["dataset"] == dataset]
             cell = (
                 "other data"
                 if (mine["other_source"] != "").any()
-                else format.number(mine[primary.metric(dataset)].max(), 3)
+                else format.number(mine[primary.metric(kinds[dataset])].max(), 3)
             )
-            row[_accuracy_header(dataset, baseline)] = cell
+            row[_accuracy_header(dataset, kinds[dataset], baseline)] = cell
         row["status"] = _status(rows)
         if again.get(str(experiment)):
             row["also run as"] = ", ".join(again[str(experiment)])
@@ -690,7 +704,7 @@ def other_runs_section(runs: pd.DataFrame, shown: set[str]) -> str:
     lines = [
         "## Other runs",
         "",
-        f"{primary.metric_words(runs['dataset'], capital=True)} of the runs that changed several "
+        f"{primary.metric_words(runs[results.KIND], capital=True)} of the runs that changed several "
         "hyperparameters, the seed re-runs, runs not compared with the baseline, and failed runs:",
         "",
         _runs_table(others, runs),
@@ -714,7 +728,7 @@ def other_data_section(runs: pd.DataFrame, found: pd.DataFrame) -> str:
             "other changes": chosen.assign(changed=chosen["changed"].map(_without_source)).apply(
                 observations.settings, axis=1
             ),
-            **_metric_columns(chosen, _by_task(chosen["dataset"], PRIMARY_METRICS)),
+            **_metric_columns(chosen, _by_task(chosen[results.KIND], PRIMARY_METRICS)),
             "status": chosen.apply(observations.status_text, axis=1),
         }
     )
@@ -740,10 +754,11 @@ def _without_source(changed: str) -> str:
     return ",".join(name for name in changed.split(",") if name != results.SOURCE)
 
 
-def rules_section(datasets: Iterable[str] = ()) -> str:
-    """How the observations were made: each rule and its thresholds (and a regression's, among `datasets`)."""
+def rules_section(kinds: Iterable[str] = ()) -> str:
+    """How the observations were made: each rule and its thresholds (and a regression's, among `kinds`)."""
     o = observations
-    regression = primary.mixed(datasets)
+    kinds = list(kinds)
+    regression = primary.mixed(kinds)
     training = "training accuracy (training R^2 for regression)" if regression else "training accuracy"
     return "\n".join(
         [
@@ -775,7 +790,7 @@ def rules_section(datasets: Iterable[str] = ()) -> str:
             "epochs.",
             f"- unstable: validation loss at least {100 * o.SWING_RISE:.0f}% above both neighbouring "
             f"epochs, {o.SWINGS} times or more.",
-            f"- noise: the range of the baseline's {primary.metric_words(datasets)} across seeds; a spread "
+            f"- noise: the range of the baseline's {primary.metric_words(kinds)} across seeds; a spread "
             "or difference no larger is called noise.",
             "- edge: the best of three or more numeric values is the lowest or the highest tried; the "
             "range is worth extending only where the param's allowed values go further that way.",

@@ -26,7 +26,7 @@ import pandas as pd
 
 from tuninglab.lab.datasets import dataset_names
 from tuninglab.lab.files import DamagedFileError, read_whole_csv, write_text
-from tuninglab.lab.params import dataset_groups, train_settings
+from tuninglab.lab.params import dataset_groups, kind_of, train_settings
 from tuninglab.report.owned import Holding, OverwriteError, holding, replacing
 from tuninglab.schema import (
     CURVES_FILE,
@@ -186,6 +186,8 @@ def rows(
 
     `studies` maps each study of `studies.yaml` to its kind (`ofat`, `grid`,
     `random`): the column `study_kind`, empty for the baseline and manual runs.
+    The column `kind` is the dataset's data type (`image` for a group `cifar`
+    whose `data.kind` is image), by which the report reads its metrics.
     A record's `details` (dataset -> its `details.json`, added by
     `with_details`) fill the diagnostic columns. The datasets are those the
     baseline commit trained (`trained_datasets`). A failed, queued or running
@@ -216,6 +218,7 @@ def rows(
                     "baseline_commit": baseline["rev"],
                     "rev": record["rev"],
                     "dataset": dataset,
+                    "kind": kind_of(baseline["params"], dataset) if baseline.get("params") else dataset,
                     "status": status,
                     "error": error,
                     **_dataset_params(record["params"], dataset),
