@@ -430,7 +430,9 @@ def test_study_run_force_replaces_results_of_another_baseline(monkeypatch, tmp_p
     monkeypatch.setattr(runner, "run", lambda name, jobs, **options: runner.Counter(success=1))
     forced = []
     frame = pd.DataFrame({"experiment": ["s-lr-0.1"], "study": ["s"]})
-    monkeypatch.setattr(collect, "collect", lambda kinds, force, rev: forced.append(force) or (frame, ""))
+    monkeypatch.setattr(
+        collect, "collect", lambda strategies, force, rev: forced.append(force) or (frame, "")
+    )
     assert main(["study", "run", "s", "--force"]) == 0
     assert main(["study", "run", "s"]) == 0
     assert forced == [True, False]

@@ -33,10 +33,8 @@ PLAN_HEAD = 20  # the experiments `study plan` lists of a study larger than its 
 def _collect(force: bool = False, rev: str = "HEAD", remote: str | None = None) -> None:
     if remote:
         cluster.pull_experiments(remote, rev)
-    kinds = {
-        name: study.get("kind", "") if isinstance(study, dict) else "" for name, study in spec.load().items()
-    }
-    frame, replaced = collect.collect(kinds, force=force, rev=rev)
+    strategies = {name: spec.strategy_of(study) for name, study in spec.load().items()}
+    frame, replaced = collect.collect(strategies, force=force, rev=rev)
     if replaced:
         print(replaced)
     counts = frame.drop_duplicates("experiment")["study"].value_counts().to_dict()

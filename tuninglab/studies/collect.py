@@ -184,7 +184,7 @@ def rows(
 
     The params are in `schema.PARAM_GROUPS` order, the metrics in `schema.RESULT_METRICS` order.
 
-    `studies` maps each study of `studies.yaml` to its kind (`ofat`, `grid`,
+    `studies` maps each study of `studies.yaml` to its strategy (`ofat`, `grid`,
     `random`): the column `study_kind`, empty for the baseline and manual runs.
     The column `kind` is the dataset's data type (`image` for a group `cifar`
     whose `data.kind` is image), by which the report reads its metrics.
@@ -333,7 +333,7 @@ def collect(
 ) -> tuple[pd.DataFrame, str]:
     """Write every experiment of the baseline commit `rev` to `out` and their curves to `curves_out`.
 
-    `studies` maps each study to its kind. An existing `out` is replaced only
+    `studies` maps each study to its strategy. An existing `out` is replaced only
     when the new table keeps all of its experiments (those of another baseline
     commit count as lost), or with `force`. `rev` is any git revision with
     experiments (default HEAD): an earlier commit's study is collected again
