@@ -40,6 +40,8 @@ from tuninglab.report.sensitivity import Effect
 
 REPORTS_DIR = Path("reports")
 TITLE = "Tuning Lab: what each hyperparameter did"
+# observations.csv names each observation's rule in its column `kind`
+OBSERVATION_FILE_COLUMNS = {"rule": "kind"}
 
 
 def observe_all(runs: pd.DataFrame, curves: pd.DataFrame, levels: dict[str, float]) -> pd.DataFrame:
@@ -52,7 +54,7 @@ def observe_all(runs: pd.DataFrame, curves: pd.DataFrame, levels: dict[str, floa
     the baseline's curve); one computed otherwise says so. `levels` is
     the seed noise per dataset (`sensitivity.noise_levels`).
 
-    Columns: experiment, dataset, kind, headline, text.
+    Columns: experiment, dataset, rule, headline, text.
     """
     baseline = results.baselines(runs)
     table = []
@@ -163,7 +165,7 @@ def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, fo
         "## Hyperparameters, one at a time",
     ]
     for name, by_dataset in groups.items():
-        curves_png, time_png = (f"figures/{kind}-{_file_name(name)}.png" for kind in ("curves", "time"))
+        curves_png, time_png = (f"figures/{figure}-{_file_name(name)}.png" for figure in ("curves", "time"))
         figures.save(figures.hyperparameter_curves(name, by_dataset, curves), folder / curves_png)
         figures.save(figures.cpu_time(name, by_dataset), folder / time_png)
         pictures = {f"{name}: validation curves": curves_png, f"CPU time of training vs {name}": time_png}
@@ -201,7 +203,7 @@ def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, fo
     (folder / "summary.md").write_text(text)
     (folder / "summary.html").write_text(summary.to_html(text, folder, TITLE))
     explorer.write(runs, curves, effects, folder / "explorer.html")
-    found.to_csv(folder / "observations.csv", index=False)
+    found.rename(columns=OBSERVATION_FILE_COLUMNS).to_csv(folder / "observations.csv", index=False)
     table.to_csv(folder / "sensitivity.csv", index=False)
     importance.to_csv(folder / "importance.csv", index=False)
     sensitivity.interaction_table(together).to_csv(folder / "interactions.csv", index=False)

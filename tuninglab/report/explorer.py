@@ -103,7 +103,7 @@ def _alone(effect: Effect | None) -> dict[str, Any] | None:
         return None
     return {
         "values": [value.label for value in effect.values],
-        "accuracies": [format.finite(value.accuracy) for value in effect.values],
+        "accuracies": [format.finite(value.score) for value in effect.values],
         "sentence": f"Changed alone (one-at-a-time studies): {summary.effect_sentence(effect, str)}",
     }
 

@@ -133,8 +133,8 @@ def interaction_lines(found: list[Interaction]) -> Figure:
     """
     figure, axes = plt.subplots(1, len(found), figsize=(4.6 * len(found), 3.4), squeeze=False)
     for axis, interaction in zip(axes[0], found, strict=True):
-        positions = range(len(interaction.accuracy.columns))
-        for row, values in interaction.accuracy.iterrows():
+        positions = range(len(interaction.score.columns))
+        for row, values in interaction.score.iterrows():
             label = f"{interaction.rows}={row}".replace("$", r"\$")
             (line,) = axis.plot(positions, values.to_numpy(dtype=float), marker="o", label=label)
             diverged = interaction.diverged.loc[row].to_numpy(dtype=bool)
@@ -145,7 +145,7 @@ def interaction_lines(found: list[Interaction]) -> Figure:
                 color=line.get_color(),
                 markersize=10,
             )
-        axis.set_xticks(list(positions), [str(c).replace("$", r"\$") for c in interaction.accuracy.columns])
+        axis.set_xticks(list(positions), [str(c).replace("$", r"\$") for c in interaction.score.columns])
         quality = primary.words(interaction.kind).metric
         axis.set(title=f"{interaction.dataset}", xlabel=interaction.columns, ylabel=quality)
         axis.legend(fontsize="small")

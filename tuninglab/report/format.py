@@ -87,9 +87,9 @@ def difference(amount: Any, base: Any, decimals: int) -> str:
     return f"{0:.{decimals}f}" if float(shown) == 0 else shown
 
 
-def against(accuracy: float, base: float) -> str:
-    """A test accuracy with its difference to the baseline's in points: `0.800 (-10.0)`."""
-    return f"{accuracy:.3f} ({100 * (accuracy - base):+.1f})"
+def against(score: float, base: float) -> str:
+    """A score (accuracy, or R^2) with its difference to the baseline's in points: `0.800 (-10.0)`."""
+    return f"{score:.3f} ({100 * (score - base):+.1f})"
 
 
 def dataset_header(dataset: str, chance: Any) -> str:

@@ -106,4 +106,4 @@ def show(study: Study, name: str) -> None:
     tried = pd.concat(effect.runs for effect in by_dataset.values())[["experiment", "dataset"]]
     display(Markdown(f"**{name}: observations on its runs**"))
     mine = study.found.merge(tried[tried["experiment"] != "baseline"])
-    display(mine[["experiment", "dataset", "kind", "text"]])
+    display(mine[["experiment", "dataset", "rule", "text"]])

@@ -55,7 +55,7 @@ EARLY_FRACTION = 0.2
 SWING_RISE = 0.25
 SWINGS = 2
 OVERCONFIDENT_POINTS = 2.0
-HEADLINE_KINDS = (
+HEADLINE_RULES = (
     "diverged",
     "no better than chance",
     "overconfident",
@@ -67,9 +67,9 @@ HEADLINE_KINDS = (
 
 
 class Observation(NamedTuple):
-    """One finding about a run: its kind, a short headline, and the sentence with its numbers."""
+    """One finding about a run: the rule that made it, a short headline, and the sentence with its numbers."""
 
-    kind: str
+    rule: str
     headline: str
     text: str
 
@@ -292,7 +292,7 @@ def versus_baseline(
     mine, base, reference = run[name], baseline[name], primary.chance(run)
     if pd.isna(mine):  # diverged in its first epoch: nothing trained, nothing to compare
         text = f"with {changed}: no test {primary.words(run['kind']).short} (nothing trained)"
-        headlines = [o.headline for o in observations if o.kind in HEADLINE_KINDS]
+        headlines = [o.headline for o in observations if o.rule in HEADLINE_RULES]
         return Observation("vs baseline", "no trained epoch", "; ".join([text, *headlines[:1]]))
     delta = _points(mine - base)
     chance = f"; chance {reference:.3f}" if pd.notna(reference) else ""
@@ -302,7 +302,7 @@ def versus_baseline(
     )
     if noise is not None and abs(delta) <= _points(noise):
         text += f", within seed noise ({_points(noise):.1f} points)"
-    headlines = [o.headline for o in observations if o.kind in HEADLINE_KINDS]
+    headlines = [o.headline for o in observations if o.rule in HEADLINE_RULES]
     if headlines:
         text += "; " + headlines[0]
     return Observation("vs baseline", f"{delta:+.1f} points vs baseline", text)

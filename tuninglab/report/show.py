@@ -76,18 +76,18 @@ def other_kernels(record: dict[str, Any], baseline: dict[str, Any], dataset: str
 REGISTERED = {name: name for name in dataset_names()}  # each registered type's group, named after it
 
 
-def _accuracy(record: dict[str, Any], baseline: dict[str, Any], dataset: str, kind: str) -> str:
+def _score(record: dict[str, Any], baseline: dict[str, Any], dataset: str, kind: str) -> str:
     """The primary metric's cell (of `dataset`, a group of data type `kind`): its value (and difference
     to the baseline, for a run computed alike), `diverged` for a run that diverged before it had a score,
     else `-`."""
     key = f"{dataset}.{primary.metric(kind)}"
-    accuracy = _number(record, key)
-    if accuracy is None:
+    score = _number(record, key)
+    if score is None:
         return DIVERGED if diverged(record, dataset) else "-"
     base = _number(baseline, key)
     if base is None or record is baseline or other_kernels(record, baseline, dataset):
-        return f"{accuracy:.3f}"
-    return format.against(accuracy, base)
+        return f"{score:.3f}"
+    return format.against(score, base)
 
 
 def state(
@@ -104,11 +104,11 @@ def state(
         return record["State"].lower()
     notes = []
     for dataset, kind in datasets.items():
-        accuracy = _number(record, f"{dataset}.{primary.metric(kind)}")
+        score = _number(record, f"{dataset}.{primary.metric(kind)}")
         chance = _number(record, f"{dataset}.{primary.chance_metric(kind)}")
         if diverged(record, dataset):
             notes.append(f"{dataset} diverged")
-        elif within_chance(accuracy, chance):
+        elif within_chance(score, chance):
             notes.append(f"{dataset} no better than chance")
         kernels = other_kernels(record, baseline, dataset) if baseline is not None else None
         if kernels:
@@ -142,7 +142,7 @@ def table(
         [
             {
                 "experiment": name,
-                **{headers[d]: _accuracy(record, baseline, d, k) for d, k in datasets.items()},
+                **{headers[d]: _score(record, baseline, d, k) for d, k in datasets.items()},
                 "state": state(record, datasets, baseline),
                 "changed": "-" if record is baseline else changed(record, baseline, keys),
             }

@@ -189,7 +189,7 @@ def baselines_section(runs: pd.DataFrame, noise_table: pd.DataFrame, found: pd.D
             "Run `python -m tuninglab study run noise -j 2` for a noise reference.",
             "",
         ]
-    mine = found[(found["experiment"] == "baseline") & (found["kind"] != "vs baseline")]
+    mine = found[(found["experiment"] == "baseline") & (found["rule"] != "vs baseline")]
     lines += [f"- **{text(row.dataset)}**: {text(row.text)}" for row in mine.itertuples()]
     return "\n".join(lines)
 
@@ -201,7 +201,7 @@ def _value_table(name: str, effects: dict[str, Effect], baseline: pd.DataFrame) 
     for dataset, effect in effects.items():
         base = baseline.at[dataset, primary.metric(effect.kind)]
         for value in effect.values:
-            shown = f"{value.accuracy:.3f}" if value.is_baseline else format.against(value.accuracy, base)
+            shown = f"{value.score:.3f}" if value.is_baseline else format.against(value.score, base)
             if value.diverged:
                 shown += " diverged"
             if value.at_chance:
@@ -235,11 +235,11 @@ def effect_sentence(effect: Effect, escape: Callable[[object], str] = text) -> s
     `escape` writes names and values: markdown text by default, `str` for plain text.
     """
     if effect.spread == 0:
-        return f"no effect: every value gave {effect.best.accuracy:.3f}"
+        return f"no effect: every value gave {effect.best.score:.3f}"
     name = escape(effect.hyperparameter)
     sentence = (
         f"spread {points(effect.spread)} points; best {name}={escape(effect.best.label)} "
-        f"({effect.best.accuracy:.3f}), worst {escape(effect.worst.label)}"
+        f"({effect.best.score:.3f}), worst {escape(effect.worst.label)}"
     )
     if effect.within_noise:
         sentence += " - within seed noise"
@@ -290,7 +290,7 @@ def hyperparameter_section(
 
 def _run_line(experiment: str, dataset: str, rows: pd.DataFrame, again: list[str] | None = None) -> str:
     """One run's observations as a bullet: the line against the baseline (or why not), then the details."""
-    leading = rows[rows["kind"].isin(["vs baseline", "not compared"])]
+    leading = rows[rows["rule"].isin(["vs baseline", "not compared"])]
     main = (
         leading["text"].iloc[0] if not leading.empty else "not compared with the baseline (another dataset)"
     )
@@ -323,7 +323,7 @@ def interaction_sentences(interaction: Interaction) -> list[str]:
     `rows` (and whether one spread beats the other beyond seed noise); and
     which value of `rows` wins at each value of `columns`.
     """
-    rows, columns, accuracy = text(interaction.rows), text(interaction.columns), interaction.accuracy
+    rows, columns, accuracy = text(interaction.rows), text(interaction.columns), interaction.score
     best_row, best_column = interaction.best
     lines = [
         f"- Best: {rows}={text(best_row)} with {columns}={text(best_column)} "
@@ -402,7 +402,7 @@ def interaction_section(found: list[Interaction], runs: pd.DataFrame, figures: d
                 f"**{text(dataset)}**: {primary.words(interaction.kind).metric} "
                 f"(chance {baseline.at[dataset, primary.chance_metric(interaction.kind)]:.3f}):",
                 "",
-                _grid_table(interaction, interaction.accuracy),
+                _grid_table(interaction, interaction.score),
             ]
             for metric, cells in interaction.extra.items():
                 lines += [
@@ -616,13 +616,13 @@ def conclusions_section(
                 f"- {text(row['hyperparameter'])} on {row['dataset']}: its best value "
                 f"{text(row['best_value'])} is the {row['at_edge']} allowed, so there is no range to extend."
             )
-    counts = found[found["kind"].isin((*observations.HEADLINE_KINDS, "early best"))]
-    counts = counts.groupby("kind")["experiment"].count()
+    counts = found[found["rule"].isin((*observations.HEADLINE_RULES, "early best"))]
+    counts = counts.groupby("rule")["experiment"].count()
     total = len(found.drop_duplicates(["experiment", "dataset"]))
     if not counts.empty:
         lines.append(
             f"- Across {total} finished runs: "
-            + ", ".join(f"{kind} in {n}" for kind, n in counts.sort_values(ascending=False).items())
+            + ", ".join(f"{rule} in {n}" for rule, n in counts.sort_values(ascending=False).items())
             + "."
         )
     return "\n".join(lines)
