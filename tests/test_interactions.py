@@ -16,7 +16,7 @@ import pytest
 
 from tests.synthetic_results import LOSS_LR, RUNS, write_results
 from tuninglab.lab import params
-from tuninglab.report import build, results, sensitivity, summary
+from tuninglab.report import analysis, build, results, sensitivity, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,8 +118,8 @@ def test_the_report_answers_the_grid_question(loss_lr_study):
 
 def test_results_without_a_grid_have_no_grid_section(tmp_path, default_params):
     write_results(tmp_path / "results", default_params)
-    runs, _ = results.load(tmp_path / "results")
-    without = runs[runs["study_kind"] != "grid"]
-    assert sensitivity.interactions(without) == []
-    assert summary.interaction_section([], without, {}) == ""
+    runs, curves = results.load(tmp_path / "results")
+    without = analysis.analyse(runs[runs["study_kind"] != "grid"], curves)
+    assert without.interactions == []
+    assert summary.interaction_section(without, {}) == ""
     assert sensitivity.interaction_table([]).empty

@@ -19,7 +19,7 @@ import pytest
 from tests.synthetic_results import write_results
 from tests.test_explorer import CHROMIUM, CHROMIUM_ARGS
 from tuninglab.lab import params
-from tuninglab.report import build, explorer, figures, observations, primary, results, sensitivity
+from tuninglab.report import analysis, build, explorer, figures, observations, primary, results, sensitivity
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -191,7 +191,7 @@ def test_a_report_of_classifiers_only_speaks_of_test_accuracy_alone(tmp_path, de
 
 def test_the_curves_of_a_regression_are_labelled_r_squared(regression_study):
     runs, curves = results.load(regression_study / "results")
-    effects = build.by_hyperparameter(runs)["train.lr"]
+    effects = analysis.by_hyperparameter(sensitivity.effects(runs))["train.lr"]
     figure = figures.hyperparameter_curves("train.lr", effects, curves)
     titles = [axis.get_title() for axis in figure.axes]
     assert "regression: validation R^2" in titles and "image: validation accuracy" in titles

@@ -41,6 +41,7 @@ from plotly.offline import get_plotlyjs
 from tuninglab.lab.datasets import dataset_names
 from tuninglab.lab.files import write_text
 from tuninglab.report import format, observations, primary, results, summary
+from tuninglab.report.analysis import Analysis
 from tuninglab.report.sensitivity import Effect, reading_order
 from tuninglab.schema import DIVERGED, HISTORY_COLUMNS, TEST_METRICS_OF
 
@@ -149,24 +150,24 @@ def _dataset(
     }
 
 
-def write(runs: pd.DataFrame, curves: pd.DataFrame, effects: list[Effect], path: Path) -> None:
+def write(analysis: Analysis, path: Path) -> None:
     """Write the explorer page of a study to `path`, atomically: one HTML file that needs no network.
 
     One entry of the dataset selector per dataset, and one per other data
     source a run used (`text (source: my.csv)`), each with a finished run.
 
     Args:
-        runs: the runs table from `results.load` (with its derived columns).
-        curves: the per-epoch curves from `results.load`.
-        effects: `sensitivity.effects(runs)`: what each hyperparameter changed alone did.
+        analysis: the study's analysis (`analysis.analyse`): its runs, curves and what each
+            hyperparameter changed alone did.
         path: the HTML file to write; its folder is made if missing.
     """
+    runs, curves = analysis.runs, analysis.curves
     names = results.param_columns(runs)
     ordered = runs.sort_values("experiment", key=lambda e: e != "baseline", kind="stable")
     shown = ordered.apply(results.dataset_name, axis=1)
     labels = [d for d in dataset_names() if d in set(shown)] + sorted(set(shown) - set(dataset_names()))
     by_dataset: dict[str, dict[str, Effect]] = defaultdict(dict)
-    for effect in effects:
+    for effect in analysis.effects:
         by_dataset[effect.dataset][effect.hyperparameter] = effect
     data = {
         "datasets": {

@@ -1,8 +1,9 @@
 """The research-style summary: markdown written from the numbers, and the same as one HTML page.
 
-Every sentence is generated from the runs table and the analysis (one
-`sensitivity.Effect` per hyperparameter and dataset), so each claim can be
-traced to a number in `results/experiments.csv`. Every value that comes from
+Prose only: every sentence is written from the study's `analysis.Analysis`
+(computed once, the same that the figures, the explorer and the notebooks
+draw), so each claim can be traced to a number in `results/experiments.csv`;
+no sentence is read back to write another. Every value that comes from
 params, names, paths or error lines goes in through `format.text` (escaped
 markdown and HTML) or `format.code` (an inline code span), and the HTML page
 is made with raw HTML turned off: a name such as `<script>` shows as text,
@@ -14,7 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import markdown
@@ -22,6 +23,7 @@ import pandas as pd
 
 from tuninglab import schema
 from tuninglab.report import format, observations, primary, results, sensitivity
+from tuninglab.report.analysis import Analysis
 from tuninglab.report.format import code, codes, points, text
 from tuninglab.report.sensitivity import Effect, Interaction
 
@@ -79,20 +81,6 @@ def _by_task(kinds: Iterable[str], metrics: dict[str, list[str]]) -> list[str]:
     """The metrics (by task) of the tasks among these data types, in the order of `metrics`."""
     tasks = primary.tasks(kinds)
     return [name for task, names in metrics.items() if task in tasks for name in names]
-
-
-def repeats(runs: pd.DataFrame) -> dict[str, list[str]]:
-    """Experiment -> the experiments that repeat it with exactly its settings on every dataset.
-
-    A repeat is merged into the run it repeats: one row, one line, one legend
-    entry, "also run as" the repeats.
-    """
-    found: dict[str, list[str]] = {}
-    for experiment, rows in runs[runs["experiment"] != "baseline"].groupby("experiment", sort=False):
-        targets = set(rows["same_as"])
-        if results.finished(rows).shape[0] == len(rows) and len(targets) == 1 and "" not in targets:
-            found.setdefault(targets.pop(), []).append(str(experiment))
-    return found
 
 
 def _listed(values: pd.Series) -> str:
@@ -160,12 +148,10 @@ def _metric_columns(rows: pd.DataFrame, names: list[str]) -> dict[str, pd.Series
     return {format.METRICS[n][0]: rows[n].map(lambda v, n=n: format.metric(n, v)) for n in names}
 
 
-def baselines_section(runs: pd.DataFrame, noise_table: pd.DataFrame, found: pd.DataFrame) -> str:
-    """The baseline's test metrics per dataset beside its chance rate, the seed noise, its curves.
-
-    `noise_table` is `sensitivity.noise(runs)`: the seed runs per dataset.
-    """
-    baseline = results.baselines(runs)
+def baselines_section(analysis: Analysis) -> str:
+    """The baseline's test metrics per dataset beside its chance rate, the seed noise, its curves."""
+    noise_table, found = analysis.noise, analysis.found
+    baseline = results.baselines(analysis.runs)
     before, after = BASELINE_METRICS
     table = pd.DataFrame(
         _metric_columns(baseline, [*_by_task(baseline[results.KIND], TASK_METRICS), *before])
@@ -180,7 +166,7 @@ def baselines_section(runs: pd.DataFrame, noise_table: pd.DataFrame, found: pd.D
         for d in table.index
     ]
     lines = ["## Baselines", "", _table(table.reset_index()), ""]
-    again = repeats(runs).get("baseline", [])
+    again = analysis.repeats.get("baseline", [])
     if again:
         lines += [f"The baseline was also run as {codes(again)} (the same settings).", ""]
     if noise_table.empty:
@@ -250,11 +236,10 @@ def effect_sentence(effect: Effect, escape: Callable[[object], str] = text) -> s
     return sentence
 
 
-def hyperparameter_section(
-    name: str, effects: dict[str, Effect], runs: pd.DataFrame, found: pd.DataFrame, figures: dict[str, str]
-) -> str:
-    """One hyperparameter: its table, its effect per dataset (`effects`), its figures and observations."""
-    baseline = results.baselines(runs)
+def hyperparameter_section(analysis: Analysis, name: str, figures: dict[str, str]) -> str:
+    """One hyperparameter: its table, its effect per dataset, its figures and observations."""
+    effects, found = analysis.groups[name], analysis.found
+    baseline = results.baselines(analysis.runs)
     kinds = [effect.kind for effect in effects.values()]
     chance_is = (
         "always predicting the majority class, or the training mean for regression"
@@ -316,6 +301,36 @@ def _grid_table(interaction: Interaction, cells: pd.DataFrame, metric: str | Non
     return _table(shown.reset_index())
 
 
+def _best_cell(interaction: Interaction) -> str:
+    """The best cell of a grid: `train.optimizer=adam with train.lr=0.01 (0.912)`."""
+    best_row, best_column = interaction.best
+    return (
+        f"{text(interaction.rows)}={text(best_row)} with {text(interaction.columns)}={text(best_column)} "
+        f"({interaction.score.at[best_row, best_column]:.3f})"
+    )
+
+
+def _matters_more(interaction: Interaction) -> str:
+    """With which value of `rows` the grid's `columns` moved the metric most, against seed noise; "" when
+    fewer than two rows were measured."""
+    rows, columns = text(interaction.rows), text(interaction.columns)
+    spreads = interaction.spreads.dropna()
+    if len(spreads) < 2:
+        return ""
+    most, least = spreads.idxmax(), spreads.idxmin()
+    gap = spreads[most] - spreads[least]
+    if interaction.noise is None:
+        verdict = f"(no seed-noise reference for {text(interaction.dataset)})"
+    elif gap <= interaction.noise:
+        verdict = f"- a difference within seed noise ({points(interaction.noise)} points)"
+    else:
+        verdict = f"- beyond seed noise ({points(interaction.noise)} points)"
+    return (
+        f"{columns} matters more with {rows}={text(most)} than with {text(least)}: a spread of "
+        f"{points(spreads[most])} against {points(spreads[least])} points {verdict}"
+    )
+
+
 def interaction_sentences(interaction: Interaction) -> list[str]:
     """What a grid study's two hyperparameters did on one dataset, as bullets drawn from the interaction.
 
@@ -324,11 +339,7 @@ def interaction_sentences(interaction: Interaction) -> list[str]:
     which value of `rows` wins at each value of `columns`.
     """
     rows, columns, accuracy = text(interaction.rows), text(interaction.columns), interaction.score
-    best_row, best_column = interaction.best
-    lines = [
-        f"- Best: {rows}={text(best_row)} with {columns}={text(best_column)} "
-        f"({accuracy.at[best_row, best_column]:.3f})."
-    ]
+    lines = [f"- Best: {_best_cell(interaction)}."]
     for row, values in accuracy.iterrows():
         measured = values.dropna()
         if len(measured) < 2:
@@ -341,20 +352,9 @@ def interaction_sentences(interaction: Interaction) -> list[str]:
             + (f"; diverged at {columns}={text(', '.join(diverged))}" if diverged else "")
             + "."
         )
-    spreads = interaction.spreads.dropna()
-    if len(spreads) >= 2:
-        most, least = spreads.idxmax(), spreads.idxmin()
-        gap = spreads[most] - spreads[least]
-        if interaction.noise is None:
-            verdict = f"(no seed-noise reference for {text(interaction.dataset)})"
-        elif gap <= interaction.noise:
-            verdict = f"- a difference within seed noise ({points(interaction.noise)} points)"
-        else:
-            verdict = f"- beyond seed noise ({points(interaction.noise)} points)"
-        lines.append(
-            f"- {columns} matters more with {rows}={text(most)} than with {text(least)}: a spread of "
-            f"{points(spreads[most])} against {points(spreads[least])} points {verdict}."
-        )
+    more = _matters_more(interaction)
+    if more:
+        lines.append(f"- {more}.")
     winners = accuracy.idxmax(axis=0, skipna=True)
     measured = accuracy.notna().all(axis=0)
     if measured.any():
@@ -376,14 +376,15 @@ def interaction_sentences(interaction: Interaction) -> list[str]:
     return lines
 
 
-def interaction_section(found: list[Interaction], runs: pd.DataFrame, figures: dict[str, str]) -> str:
+def interaction_section(analysis: Analysis, figures: dict[str, str]) -> str:
     """Grid studies of two hyperparameters: per study and dataset, the grid, what it says, its figure.
 
     `figures` maps each study to its figure's path.
     """
+    found = analysis.interactions
     if not found:
         return ""
-    baseline = results.baselines(runs)
+    baseline = results.baselines(analysis.runs)
     lines = [
         "## Two hyperparameters together",
         "",
@@ -416,17 +417,9 @@ def interaction_section(found: list[Interaction], runs: pd.DataFrame, figures: d
     return "\n".join(lines)
 
 
-def comparison_section(
-    table: pd.DataFrame,
-    importance: pd.DataFrame,
-    levels: dict[str, float],
-    figures: dict[str, str],
-    kinds: Mapping[str, str],
-) -> str:
-    """The cross-dataset question: which hyperparameters matter where, ranked and side by side.
-
-    `kinds` gives each dataset's data type (`results.kinds`).
-    """
+def comparison_section(analysis: Analysis, figures: dict[str, str]) -> str:
+    """The cross-dataset question: which hyperparameters matter where, ranked and side by side."""
+    table, importance, levels, kinds = analysis.table, analysis.importance, analysis.levels, analysis.kinds
     lines = ["## Across datasets", ""]
     note = primary.spread_note(kinds[dataset] for dataset in table["dataset"])
     lines += [note, ""] if note else []
@@ -529,20 +522,15 @@ def cross_dataset_sentences(table: pd.DataFrame, levels: dict[str, float]) -> li
     return sentences
 
 
-def conclusions_section(
-    runs: pd.DataFrame,
-    table: pd.DataFrame,
-    found: pd.DataFrame,
-    levels: dict[str, float],
-    together: list[Interaction] = (),
-) -> str:
+def conclusions_section(analysis: Analysis) -> str:
     """Conclusions, each from a number above: what mattered most, what was noise, what to try next.
 
-    `together` are the grid studies' interactions: each gets its best cell and which row value its
-    second hyperparameter mattered more with.
+    Each grid study's interaction gets its best cell and which row value its second hyperparameter
+    mattered more with.
     """
+    runs, table, found, levels = analysis.runs, analysis.table, analysis.found, analysis.levels
     lines = ["## Conclusions", ""]
-    for dataset in primary.ordered(table["dataset"], results.kinds(runs)):
+    for dataset in primary.ordered(table["dataset"], analysis.kinds):
         ranked = sensitivity.ranking(table, dataset)
         top = ranked.iloc[0]
         quiet = ranked[ranked["within_noise"]]["hyperparameter"].tolist()
@@ -553,41 +541,21 @@ def conclusions_section(
         if quiet:
             sentence += f"; within seed noise: {text(', '.join(quiet))}"
         lines.append(sentence + ".")
-    for interaction in together:
-        said = interaction_sentences(interaction)
-        best = said[0].removeprefix("- Best: ").rstrip(".")
-        more = [line for line in said if " matters more with " in line]
+    for interaction in analysis.interactions:
+        best, more = _best_cell(interaction), _matters_more(interaction)
         lines.append(
             f"- **{text(interaction.dataset)}**, grid {code(interaction.study)}: best {best}"
-            + (f"; {more[0][2].lower()}{more[0][3:].rstrip('.')}" if more else "")
+            + (f"; {more[0].lower()}{more[1:]}" if more else "")
             + "."
         )
-    done = results.compared(runs)
-    candidates = done[
-        (done["experiment"] != "baseline")
-        & ~done["changed"].isin(["", results.SEED])
-        & (done["same_as"] == "")
-    ]
-    baseline = results.baselines(runs)
-    if not candidates.empty:
-        base = {
-            dataset: baseline.at[dataset, primary.metric(kind)]
-            for dataset, kind in baseline[results.KIND].items()
-        }
-        gains = candidates.assign(
-            score=primary.scores(candidates),
-            chance=[primary.chance(run) for _, run in candidates.iterrows()],
+    for _, best in analysis.best_runs.iterrows():
+        level = levels.get(best["dataset"])
+        verdict = "" if level is None or best["gain"] > level else ", within seed noise: no real gain"
+        lines.append(
+            f"- Best run on {text(best['dataset'])}: {code(best['experiment'])} ({best['score']:.3f}, "
+            f"chance {best['chance']:.3f}; {100 * best['gain']:+.1f} points vs baseline"
+            f"{verdict})."
         )
-        gains["gain"] = gains["score"] - gains["dataset"].map(base)
-        for dataset, rows in gains.groupby("dataset", sort=False):
-            best = rows.loc[rows["gain"].idxmax()]
-            level = levels.get(dataset)
-            verdict = "" if level is None or best["gain"] > level else ", within seed noise: no real gain"
-            lines.append(
-                f"- Best run on {text(dataset)}: {code(best['experiment'])} ({best['score']:.3f}, "
-                f"chance {best['chance']:.3f}; {100 * best['gain']:+.1f} points vs baseline"
-                f"{verdict})."
-            )
     finished = results.finished(runs)
     finished = finished[finished["same_as"] == ""].assign(
         shown=lambda f: f.apply(results.dataset_name, axis=1)
@@ -636,10 +604,10 @@ def _status(rows: pd.DataFrame) -> str:
     return "; ".join(f"{dataset}: {status}" for dataset, status in shown.items())
 
 
-def _runs_table(chosen: pd.DataFrame, runs: pd.DataFrame) -> str:
+def _runs_table(chosen: pd.DataFrame, analysis: Analysis) -> str:
     """One row per experiment: study, changes, test accuracy per dataset (with chance), status, repeats."""
+    runs, kinds, again = analysis.runs, analysis.kinds, analysis.repeats
     baseline = results.baselines(runs)
-    again = repeats(runs)
     table = []
     for experiment, rows in chosen.groupby("experiment", sort=False):
         row: dict[str, str] = {
@@ -647,7 +615,6 @@ def _runs_table(chosen: pd.DataFrame, runs: pd.DataFrame) -> str:
             "study": rows["study"].iloc[0],
             "changes": max(rows.apply(observations.settings, axis=1), key=len),
         }
-        kinds = results.kinds(runs)
         for dataset in primary.ordered(runs["dataset"], kinds):
             mine = rows[rows["dataset"] == dataset]
             cell = (
@@ -673,9 +640,9 @@ def _rest(runs: pd.DataFrame, shown: set[str]) -> pd.DataFrame:
     return rows[rows["experiment"].isin(rows[own]["experiment"])]
 
 
-def manual_section(runs: pd.DataFrame, shown: set[str], found: pd.DataFrame) -> str:
+def manual_section(analysis: Analysis, shown: set[str]) -> str:
     """Runs made by hand (study `manual`) that no other section shows: their table and observations."""
-    rest = _rest(runs, shown)
+    rest = _rest(analysis.runs, shown)
     chosen = rest[rest["study"] == "manual"]
     if chosen.empty:
         return ""
@@ -684,10 +651,10 @@ def manual_section(runs: pd.DataFrame, shown: set[str], found: pd.DataFrame) -> 
         "",
         "Experiments run or queued by hand (not part of any study), against the baseline:",
         "",
-        _runs_table(chosen, runs),
+        _runs_table(chosen, analysis),
         "",
     ]
-    mine = found.merge(chosen[chosen["other_source"] == ""][["experiment", "dataset"]])
+    mine = analysis.found.merge(chosen[chosen["other_source"] == ""][["experiment", "dataset"]])
     for (experiment, dataset), rows in mine.groupby(["experiment", "dataset"], sort=False):
         lines.append(_run_line(str(experiment), str(dataset), rows))
     failed = chosen[chosen["status"] == "failed"].drop_duplicates("experiment")
@@ -695,8 +662,9 @@ def manual_section(runs: pd.DataFrame, shown: set[str], found: pd.DataFrame) -> 
     return "\n".join(lines)
 
 
-def other_runs_section(runs: pd.DataFrame, shown: set[str]) -> str:
+def other_runs_section(analysis: Analysis, shown: set[str]) -> str:
     """Runs of studies that no other section shows: several changes at once, seeds, failed, not compared."""
+    runs = analysis.runs
     rest = _rest(runs, shown)
     others = rest[rest["study"] != "manual"]
     if others.empty:
@@ -707,7 +675,7 @@ def other_runs_section(runs: pd.DataFrame, shown: set[str]) -> str:
         f"{primary.metric_words(runs[results.KIND], capital=True)} of the runs that changed several "
         "hyperparameters, the seed re-runs, runs not compared with the baseline, and failed runs:",
         "",
-        _runs_table(others, runs),
+        _runs_table(others, analysis),
     ]
     failed = others[others["status"] == "failed"].drop_duplicates("experiment")
     if not failed.empty:
@@ -715,9 +683,10 @@ def other_runs_section(runs: pd.DataFrame, shown: set[str]) -> str:
     return "\n".join(lines)
 
 
-def other_data_section(runs: pd.DataFrame, found: pd.DataFrame) -> str:
+def other_data_section(analysis: Analysis) -> str:
     """Runs on another data source than the baseline's: other datasets, never set against the baseline."""
-    chosen = runs[runs["other_source"] != ""]
+    found = analysis.found
+    chosen = analysis.runs[analysis.runs["other_source"] != ""]
     if chosen.empty:
         return ""
     table = pd.DataFrame(
