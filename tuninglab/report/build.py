@@ -29,6 +29,7 @@ from tuninglab.report import (
     figures,
     format,
     owned,
+    page,
     primary,
     results,
     sensitivity,
@@ -145,7 +146,7 @@ def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, fo
     ]
     text = "\n\n".join(s for s in sections if s) + "\n"
     (folder / "summary.md").write_text(text)
-    (folder / "summary.html").write_text(summary.to_html(text, folder, TITLE))
+    (folder / "summary.html").write_text(page.to_html(text, folder, TITLE))
     explorer.write(analysis, folder / "explorer.html")
     analysis.found.rename(columns=OBSERVATION_FILE_COLUMNS).to_csv(folder / "observations.csv", index=False)
     analysis.table.to_csv(folder / "sensitivity.csv", index=False)

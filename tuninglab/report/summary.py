@@ -1,24 +1,17 @@
-"""The research-style summary: markdown written from the numbers, and the same as one HTML page.
+"""The research-style summary: markdown written from the numbers (`page` makes it one HTML page).
 
 Prose only: every sentence is written from the study's `analysis.Analysis`
 (computed once, the same that the figures, the explorer and the notebooks
 draw), so each claim can be traced to a number in `results/experiments.csv`;
 no sentence is read back to write another. Every value that comes from
 params, names, paths or error lines goes in through `format.text` (escaped
-markdown and HTML) or `format.code` (an inline code span), and the HTML page
-is made with raw HTML turned off: a name such as `<script>` shows as text,
-never as markup.
+markdown and HTML) or `format.code` (an inline code span).
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import re
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
-import markdown
 import pandas as pd
 
 from tuninglab import schema
@@ -60,7 +53,6 @@ PRIMARY_METRICS = {
     task: [schema.PRIMARY_METRIC_OF[task], schema.CHANCE_METRIC_OF[task]] for task in schema.PRIMARY_METRIC_OF
 }
 TRUST_R2 = 0.5  # out-of-bag R^2 below which the forest's importances are only a rough guide
-_FIGURE = re.compile(r'(<img alt="[^"]*" src=")(figures/[\w.-]+\.png)(")')
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -771,26 +763,4 @@ def rules_section(kinds: Iterable[str] = ()) -> str:
             "- time: CPU time of training (the process's CPU seconds), which does not depend on what "
             "else the machine ran; wall time is in the results table.",
         ]
-    )
-
-
-def to_html(markdown_text: str, base: Path, title: str) -> str:
-    """The markdown as one self-contained HTML page: figures inlined, raw HTML shown as text."""
-
-    def inline(match: re.Match) -> str:
-        data = base64.b64encode((base / match.group(2)).read_bytes()).decode()
-        return f"{match.group(1)}data:image/png;base64,{data}{match.group(3)}"
-
-    converter = markdown.Markdown(extensions=["tables"])
-    converter.preprocessors.deregister("html_block")  # markup in the text is shown, never parsed
-    converter.inlinePatterns.deregister("html")
-    body = _FIGURE.sub(inline, converter.convert(markdown_text))
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px}"
-        "th{background:#f3f3f3}img{max-width:100%}code{background:#f6f6f6}"
-    )
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{style}</style></head><body>\n{body}\n</body></html>\n"
     )
