@@ -25,6 +25,27 @@ BEST_RUN_COLUMNS = ["dataset", "experiment", "score", "chance", "gain"]
 
 
 @dataclass(frozen=True)
+class Contrast:
+    """How far one hyperparameter moved each dataset's metric, against the seed noise of the extremes."""
+
+    hyperparameter: str
+    spreads: list[tuple[str, float]]  # (dataset, spread) per dataset it varied on, the largest first
+    gap: float  # the largest spread minus the smallest, a fraction
+    margin: float  # the larger seed noise of those two datasets (0 where not measured)
+    measured: bool  # both of those datasets have a seed-noise reference
+
+    @property
+    def top(self) -> str:
+        """The dataset it moved most."""
+        return self.spreads[0][0]
+
+    @property
+    def bottom(self) -> str:
+        """The dataset it moved least."""
+        return self.spreads[-1][0]
+
+
+@dataclass(frozen=True)
 class Analysis:
     """Collected results and everything the report computes from them.
 
@@ -42,6 +63,7 @@ class Analysis:
         found: every observation on every finished run (`observe_all`): reports/observations.csv.
         repeats: experiment -> the experiments that repeat it on every dataset (`repeats`).
         best_runs: per dataset, its best run against the baseline (`best_runs`).
+        contrasts: per hyperparameter varied alone on two or more datasets, its `Contrast`.
     """
 
     runs: pd.DataFrame
@@ -57,12 +79,14 @@ class Analysis:
     found: pd.DataFrame
     repeats: dict[str, list[str]]
     best_runs: pd.DataFrame
+    contrasts: list[Contrast]
 
 
 def analyse(runs: pd.DataFrame, curves: pd.DataFrame) -> Analysis:
     """The whole analysis of loaded results (`results.load`), each part computed once."""
     levels = sensitivity.noise_levels(runs)
     effects = sensitivity.effects(runs)
+    table = sensitivity.table(effects)
     return Analysis(
         runs=runs,
         curves=curves,
@@ -70,13 +94,14 @@ def analyse(runs: pd.DataFrame, curves: pd.DataFrame) -> Analysis:
         noise=sensitivity.noise(runs),
         levels=levels,
         effects=effects,
-        table=sensitivity.table(effects),
+        table=table,
         groups=by_hyperparameter(effects),
         interactions=sensitivity.interactions(runs),
         importance=sensitivity.importance(runs),
         found=observe_all(runs, curves, levels),
         repeats=repeats(runs),
         best_runs=best_runs(runs),
+        contrasts=contrasts(table, levels),
     )
 
 
@@ -176,3 +201,25 @@ def best_runs(runs: pd.DataFrame) -> pd.DataFrame:
     gains["gain"] = gains["score"] - gains["dataset"].map(base)
     best = [rows.loc[rows["gain"].idxmax()] for _, rows in gains.groupby("dataset", sort=False)]
     return pd.DataFrame(best)[BEST_RUN_COLUMNS].reset_index(drop=True)
+
+
+def contrasts(table: pd.DataFrame, levels: dict[str, float]) -> list[Contrast]:
+    """Per hyperparameter of the sensitivity `table` varied on two or more datasets, in table order:
+    its spread on each dataset, the gap between the largest and the smallest, and the seed noise
+    (`levels`) that gap must beat."""
+    found = []
+    for name, rows in table.groupby("hyperparameter", sort=False):
+        if len(rows) < 2:
+            continue
+        rows = rows.sort_values("spread", ascending=False)
+        top, bottom = rows.iloc[0], rows.iloc[-1]
+        found.append(
+            Contrast(
+                hyperparameter=str(name),
+                spreads=[(r.dataset, r.spread) for r in rows.itertuples()],
+                gap=top["spread"] - bottom["spread"],
+                margin=max(levels.get(top["dataset"], 0.0), levels.get(bottom["dataset"], 0.0)),
+                measured=top["dataset"] in levels and bottom["dataset"] in levels,
+            )
+        )
+    return found

@@ -432,7 +432,7 @@ def comparison_section(analysis: Analysis, figures: dict[str, str]) -> str:
     lines += ["", "Does a hyperparameter matter more for one data type than another?", ""]
     if {"image", "tabular"} <= set(table["dataset"]):
         lines += [f"- {pair_sentence(table, levels, 'image', 'tabular')}"]
-    lines += [f"- {sentence}" for sentence in cross_dataset_sentences(table, levels)]
+    lines += [f"- {sentence}" for sentence in cross_dataset_sentences(analysis)]
     if not importance.empty:
         lines += [
             "",
@@ -492,25 +492,20 @@ def pair_sentence(table: pd.DataFrame, levels: dict[str, float], first: str, sec
     return sentence + f"; about the same (gap within seed noise, {points(margin)} points): {listed(same)}"
 
 
-def cross_dataset_sentences(table: pd.DataFrame, levels: dict[str, float]) -> list[str]:
+def cross_dataset_sentences(analysis: Analysis) -> list[str]:
     """Per hyperparameter: where it moved test accuracy most and least; does the gap beat the noise."""
     sentences = []
-    for name, rows in table.groupby("hyperparameter", sort=False):
-        if len(rows) < 2:
-            continue
-        rows = rows.sort_values("spread", ascending=False)
-        top, bottom = rows.iloc[0], rows.iloc[-1]
-        gap = top["spread"] - bottom["spread"]
-        margin = max(levels.get(top["dataset"], 0.0), levels.get(bottom["dataset"], 0.0))
-        spreads = ", ".join(f"{r.dataset} {points(r.spread)}" for r in rows.itertuples())
+    for contrast in analysis.contrasts:
+        spreads = ", ".join(f"{dataset} {points(spread)}" for dataset, spread in contrast.spreads)
+        margin = points(contrast.margin)
         verdict = (
-            f"matters more for {top['dataset']} than for {bottom['dataset']}"
-            if gap > margin
-            else f"matters about as much everywhere (the gap is within seed noise, {points(margin)} points)"
+            f"matters more for {contrast.top} than for {contrast.bottom}"
+            if contrast.gap > contrast.margin
+            else f"matters about as much everywhere (the gap is within seed noise, {margin} points)"
         )
-        if top["dataset"] not in levels or bottom["dataset"] not in levels:
+        if not contrast.measured:
             verdict += " (seed noise not measured)"
-        sentences.append(f"**{text(name)}** {verdict}: spread {spreads} points")
+        sentences.append(f"**{text(contrast.hyperparameter)}** {verdict}: spread {spreads} points")
     return sentences
 
 
