@@ -33,9 +33,9 @@ JOBS = 2
 STEPS = ("clone", "pull", "run", "push")
 
 
-def kinds() -> dict[str, str]:
-    """Each study of the working directory's studies.yaml and its kind."""
-    return {name: study["kind"] for name, study in spec.load().items()}
+def strategies() -> dict[str, str]:
+    """Each study of the working directory's studies.yaml and its strategy."""
+    return {name: spec.strategy_of(study) for name, study in spec.load().items()}
 
 
 def lab(base: Path) -> Path:
@@ -58,7 +58,7 @@ def on_queue(study: str, repo: Path) -> tuple[float, float]:
         start = time.perf_counter()
         counts = runner.run(study, JOBS)
         ran = time.perf_counter()
-        collect.collect(kinds())
+        collect.collect(strategies())
     print(f"local queue: {counts[SUCCESS]} succeeded, {counts[FAILED]} failed", flush=True)
     return ran - start, time.perf_counter() - ran
 
@@ -71,7 +71,7 @@ def on_ray(study: str, repo: Path) -> tuple[float, float, list[cluster.Outcome]]
         remotes, outcomes = cluster.run(study, JOBS)
         ran = time.perf_counter()
         cluster.pull_experiments(remotes.git)
-        collect.collect(kinds())
+        collect.collect(strategies())
     failed = sum(outcome.status == FAILED for outcome in outcomes)
     print(f"Ray: {len(outcomes) - failed} succeeded, {failed} failed", flush=True)
     return ran - start, time.perf_counter() - ran, outcomes

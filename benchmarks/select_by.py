@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tuninglab.studies.collect import CURVES_FILE, RESULTS_FILE
+from tuninglab.schema import CURVES_FILE, RESULTS_FILE
 
 
 def kept_epochs(curves: pd.DataFrame) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -17,7 +18,7 @@ from plotly.offline import get_plotlyjs
 
 from tests.synthetic_results import HOSTILE_SOURCE, LOCAL_SOURCE, write_results
 from tuninglab.lab import params
-from tuninglab.report import build, explorer, results, sensitivity
+from tuninglab.report import analysis, build, explorer, results
 from tuninglab.schema import TRAINED_STATUSES
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame,
     write_results(directory, params.load(ROOT / "params.yaml"))
     runs, curves = results.load(directory)
     page = directory / "report" / "explorer.html"
-    explorer.write(runs, curves, sensitivity.effects(runs), page)
+    explorer.write(analysis.analyse(runs, curves), page)
     return page, pd.read_csv(directory / "experiments.csv"), pd.read_csv(directory / "curves.csv")
 
 
@@ -195,10 +196,11 @@ def test_each_hyperparameter_changed_alone_carries_its_effect(
 
 def test_nan_and_infinity_are_null(tmp_path: Path, default_params: dict) -> None:
     write_results(tmp_path, default_params)
-    runs, curves = results.load(tmp_path)
+    study = analysis.load(tmp_path)
+    runs, curves = study.runs.copy(), study.curves.copy()
     runs.loc[runs["experiment"] == "ofat-lr-0.1", "test_loss"] = float("inf")
     curves.loc[curves["experiment"] == "ofat-lr-0.1", "val_loss"] = float("nan")
-    explorer.write(runs, curves, sensitivity.effects(runs), tmp_path / "explorer.html")
+    explorer.write(dataclasses.replace(study, runs=runs, curves=curves), tmp_path / "explorer.html")
     run = next(
         r for r in embedded(tmp_path / "explorer.html")["image"]["runs"] if r["experiment"] == "ofat-lr-0.1"
     )

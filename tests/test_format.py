@@ -1,4 +1,4 @@
-"""Values and labels: one writer per purpose, the same for the studies, `show` and the report."""
+"""Values and labels: one writer per purpose, the same for `show` and the report."""
 
 from __future__ import annotations
 
@@ -7,21 +7,6 @@ import pytest
 
 from tuninglab.report import format
 from tuninglab.schema import RESULT_METRICS
-
-
-@pytest.mark.parametrize(
-    ("param", "override", "name_part"),
-    [
-        (True, "true", "true"),
-        (0.1, "0.1", "0.1"),
-        ([64, 32], "[64,32]", "64-32"),
-        ([], "[]", "none"),
-        ("data/local/text/x.csv", "data/local/text/x.csv", "data_local_text_x.csv"),
-    ],
-)
-def test_a_param_value_for_dvc_and_for_an_experiment_name(param, override, name_part):
-    assert format.override(param) == override
-    assert format.name_part(param) == name_part
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import pytest
 
 from tests.synthetic_results import LOSS_LR, RUNS, write_results
 from tuninglab.lab import params
-from tuninglab.report import build, results, sensitivity, summary
+from tuninglab.report import analysis, build, results, sensitivity, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,12 +39,12 @@ def test_a_grid_of_two_shared_params_is_an_interaction_on_every_dataset(loss_lr_
     interaction = found(loss_lr_study)["optimizer_lr", "image"]
     # the categorical param down (the baseline's adam first), the numeric one across, in order
     assert (interaction.rows, interaction.columns) == ("train.optimizer", "train.lr")
-    assert list(interaction.accuracy.index) == ["adam", "sgd"]
-    assert list(interaction.accuracy.columns) == ["0.01", "0.1"]
+    assert list(interaction.score.index) == ["adam", "sgd"]
+    assert list(interaction.score.columns) == ["0.01", "0.1"]
     for optimizer in ("adam", "sgd"):
         for lr in ("0.01", "0.1"):
             expected = RUNS[f"optimizer_lr-optimizer-{optimizer}-lr-{lr}"][1]["image"][0]
-            assert interaction.accuracy.at[optimizer, lr] == pytest.approx(expected)
+            assert interaction.score.at[optimizer, lr] == pytest.approx(expected)
     assert interaction.diverged.at["adam", "0.1"] and not interaction.diverged.at["sgd", "0.1"]
     assert interaction.best == ("sgd", "0.1")  # 0.97
     assert interaction.spreads.to_dict() == pytest.approx({"adam": 0.85, "sgd": 0.02})
@@ -55,10 +55,10 @@ def test_a_grid_over_a_datasets_own_param_is_an_interaction_there_only(loss_lr_s
     assert [dataset for study, dataset in interactions if study == "loss_lr"] == ["regression"]
     interaction = interactions["loss_lr", "regression"]
     assert (interaction.rows, interaction.columns) == ("train.loss", "train.lr")
-    assert list(interaction.accuracy.index) == ["mse", "gaussian_nll"]  # the baseline's loss first
+    assert list(interaction.score.index) == ["mse", "gaussian_nll"]  # the baseline's loss first
     for name, (settings, r2, coverage) in LOSS_LR.items():
         cell = settings["regression.train.loss"], str(settings["train.lr"])
-        assert interaction.accuracy.at[cell] == pytest.approx(r2)
+        assert interaction.score.at[cell] == pytest.approx(r2)
         assert interaction.experiments.at[cell] == name
         if coverage is None:
             assert np.isnan(interaction.extra["coverage_90"].at[cell])
@@ -118,8 +118,8 @@ def test_the_report_answers_the_grid_question(loss_lr_study):
 
 def test_results_without_a_grid_have_no_grid_section(tmp_path, default_params):
     write_results(tmp_path / "results", default_params)
-    runs, _ = results.load(tmp_path / "results")
-    without = runs[runs["study_kind"] != "grid"]
-    assert sensitivity.interactions(without) == []
-    assert summary.interaction_section([], without, {}) == ""
+    runs, curves = results.load(tmp_path / "results")
+    without = analysis.analyse(runs[runs["study_kind"] != "grid"], curves)
+    assert without.interactions == []
+    assert summary.interaction_section(without, {}) == ""
     assert sensitivity.interaction_table([]).empty

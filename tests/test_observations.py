@@ -30,6 +30,7 @@ def make_run(**overrides) -> pd.Series:
     run = {
         "experiment": "ofat-lr-0.1",
         "dataset": "image",
+        "kind": "image",
         "changed": "train.lr",
         "train.lr": 0.1,
         "train.optimizer": "sgd",
@@ -50,14 +51,14 @@ def make_run(**overrides) -> pd.Series:
 SMOOTH = [1.0, 0.6, 0.45, 0.4, 0.38, 0.37, 0.365, 0.362, 0.361, 0.3605]
 
 
-def kinds(history, run, baseline_history=None) -> list[str]:
+def rules(history, run, baseline_history=None) -> list[str]:
     baseline_history = make_history(SMOOTH) if baseline_history is None else baseline_history
-    return [o.kind for o in observations.observe(history, run, baseline_history)]
+    return [o.rule for o in observations.observe(history, run, baseline_history)]
 
 
 def test_a_smooth_converged_run_has_nothing_to_report():
     run = make_run(best_epoch=10, stopped_early=False, **{"train.epochs": 10})
-    assert kinds(make_history(SMOOTH), run) == []
+    assert rules(make_history(SMOOTH), run) == []
 
 
 def test_overfitting_names_the_epoch_the_rise_and_the_gap():
@@ -159,7 +160,7 @@ def test_no_better_than_chance_within_half_a_point_of_the_majority_class(accurac
     run = make_run(test_accuracy=accuracy)
     found = observations.no_better_than_chance(run)
     assert (found is not None) == fires
-    assert ("no better than chance" in kinds(make_history(SMOOTH), run)) == fires
+    assert ("no better than chance" in rules(make_history(SMOOTH), run)) == fires
     if fires:
         assert found.headline == "no better than chance (majority class 0.578)"
         assert found.text.startswith(f"no better than chance: test accuracy {accuracy:.3f}")

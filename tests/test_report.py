@@ -16,7 +16,7 @@ import pytest
 from tests.synthetic_results import LOCAL_SOURCE, write_results
 from tuninglab.__main__ import main
 from tuninglab.lab import files, params
-from tuninglab.report import build, figures, owned, results, sensitivity
+from tuninglab.report import analysis, build, figures, owned, results, sensitivity
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,7 +81,7 @@ def test_one_effect_per_hyperparameter_and_dataset_feeds_the_table_and_the_secti
     runs, _ = results.load(study)
     effects = sensitivity.effects(runs)
     assert sensitivity.table(effects).equals(sensitivity.one_at_a_time(runs))
-    grouped = build.by_hyperparameter(runs, effects)
+    grouped = analysis.by_hyperparameter(effects)
     assert next(iter(grouped)) == "train.lr"  # the largest spread first
     lr = grouped["train.lr"]["image"]
     assert lr in effects and lr.row() == row(sensitivity.table(effects), "image", "train.lr").to_dict()
@@ -252,7 +252,7 @@ def test_a_run_with_no_trained_epoch_is_reported_without_a_score(study, tmp_path
 
 def test_time_charts_show_cpu_time_of_training(study):
     runs, _ = results.load(study)
-    effects = build.by_hyperparameter(runs)["train.lr"]
+    effects = analysis.by_hyperparameter(sensitivity.effects(runs))["train.lr"]
     figure = figures.cpu_time("train.lr", effects)
     axis = figure.axes[0]
     assert axis.get_ylabel() == "CPU seconds (training)" and "CPU time" in axis.get_title()

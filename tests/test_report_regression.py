@@ -19,7 +19,7 @@ import pytest
 from tests.synthetic_results import write_results
 from tests.test_explorer import CHROMIUM, CHROMIUM_ARGS
 from tuninglab.lab import params
-from tuninglab.report import build, explorer, figures, observations, primary, results, sensitivity
+from tuninglab.report import analysis, build, explorer, figures, observations, primary, results, sensitivity
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,15 @@ def regression_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_each_dataset_is_read_by_its_primary_metric():
     assert (primary.metric("image"), primary.chance_metric("image")) == ("test_accuracy", "chance_accuracy")
     assert (primary.metric("regression"), primary.chance_metric("regression")) == ("test_r2", "chance_r2")
-    run = pd.Series({"dataset": "regression", "test_r2": 0.9, "chance_r2": -0.01, "test_accuracy": np.nan})
+    run = pd.Series(
+        {
+            "dataset": "regression",
+            "kind": "regression",
+            "test_r2": 0.9,
+            "chance_r2": -0.01,
+            "test_accuracy": np.nan,
+        }
+    )
     assert (primary.score(run), primary.chance(run)) == (0.9, -0.01)
     assert primary.metric_words(["tabular", "text"]) == "test accuracy"
     assert primary.metric_words(["tabular", "regression"], capital=True).startswith("Primary test metric")
@@ -49,6 +57,7 @@ def regression_run(**overrides) -> pd.Series:
     run = {
         "experiment": "ofat-lr-0.1",
         "dataset": "regression",
+        "kind": "regression",
         "changed": "train.lr",
         "train.lr": 0.1,
         "diverged": False,
@@ -119,7 +128,7 @@ def test_results_from_before_the_regression_type_load_with_empty_regression_colu
 def test_a_dataset_this_lab_does_not_know_is_refused(tmp_path, default_params):
     write_results(tmp_path, default_params)
     table = pd.read_csv(tmp_path / "experiments.csv")
-    table.loc[table["dataset"] == "text", "dataset"] = "audio"
+    table.loc[table["dataset"] == "text", ["dataset", "kind"]] = "audio"
     table.to_csv(tmp_path / "experiments.csv", index=False)
     with pytest.raises(
         results.ReportError, match=r"holds the dataset\(s\) audio, which this lab does not know"
@@ -182,7 +191,7 @@ def test_a_report_of_classifiers_only_speaks_of_test_accuracy_alone(tmp_path, de
 
 def test_the_curves_of_a_regression_are_labelled_r_squared(regression_study):
     runs, curves = results.load(regression_study / "results")
-    effects = build.by_hyperparameter(runs)["train.lr"]
+    effects = analysis.by_hyperparameter(sensitivity.effects(runs))["train.lr"]
     figure = figures.hyperparameter_curves("train.lr", effects, curves)
     titles = [axis.get_title() for axis in figure.axes]
     assert "regression: validation R^2" in titles and "image: validation accuracy" in titles

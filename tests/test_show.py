@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tuninglab.__main__ import main
-from tuninglab.studies import show
+from tuninglab.report import show
 
 KEYS = {"train.lr", "train.optimizer", "image.train.model"}
 

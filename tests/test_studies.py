@@ -191,3 +191,18 @@ def test_a_sample_of_a_million_combinations_is_drawn_over_all_of_them(default_pa
         assert len(seen) >= 8, hyperparameter  # every hyperparameter's values, not the first combinations'
     first = spec.head("big", MILLION, default_params, 1)[0]
     assert first.name == "big-lr-0.001-dropout-0.0-weight_decay-0.0-seed-0-batch_size-16-hidden-16"
+
+
+@pytest.mark.parametrize(
+    ("param", "override", "name_part"),
+    [
+        (True, "true", "true"),
+        (0.1, "0.1", "0.1"),
+        ([64, 32], "[64,32]", "64-32"),
+        ([], "[]", "none"),
+        ("data/local/text/x.csv", "data/local/text/x.csv", "data_local_text_x.csv"),
+    ],
+)
+def test_a_param_value_for_dvc_and_for_an_experiment_name(param, override, name_part):
+    assert spec.override(param) == override
+    assert spec.name_part(param) == name_part

@@ -21,6 +21,7 @@ import yaml
 from tests.conftest import commit_all, make_lab_repo, sh
 from tuninglab.__main__ import main
 from tuninglab.lab.datasets import dataset_names
+from tuninglab.report import owned
 from tuninglab.studies import collect, runner, spec
 from tuninglab.studies.spec import StudyError
 
@@ -429,7 +430,9 @@ def test_study_run_force_replaces_results_of_another_baseline(monkeypatch, tmp_p
     monkeypatch.setattr(runner, "run", lambda name, jobs, **options: runner.Counter(success=1))
     forced = []
     frame = pd.DataFrame({"experiment": ["s-lr-0.1"], "study": ["s"]})
-    monkeypatch.setattr(collect, "collect", lambda kinds, force, rev: forced.append(force) or (frame, ""))
+    monkeypatch.setattr(
+        collect, "collect", lambda strategies, force, rev: forced.append(force) or (frame, "")
+    )
     assert main(["study", "run", "s", "--force"]) == 0
     assert main(["study", "run", "s"]) == 0
     assert forced == [True, False]
@@ -517,7 +520,7 @@ def test_study_run_refuses_before_queuing_when_it_would_drop_collected_results(
     queued = []
     monkeypatch.setattr(runner, "_queue", lambda experiments, cwd: queued.append(experiments))
     monkeypatch.setattr(runner, "wait", lambda *args, **kw: runner.Counter())
-    with pytest.raises(collect.OverwriteError, match=r"of commit 0ldc0mm.*pass --force"):
+    with pytest.raises(owned.OverwriteError, match=r"of commit 0ldc0mm.*pass --force"):
         runner.run("s", jobs=1, cwd=repo)
     assert queued == []
     runner.run("s", jobs=1, cwd=repo, force=True)

@@ -23,9 +23,9 @@ from collections import Counter
 from pathlib import Path
 
 from tuninglab.lab import params
-from tuninglab.report import build, results
-from tuninglab.schema import FAILED, SUCCESS
-from tuninglab.studies import cluster, collect, estimate, runner, show, spec
+from tuninglab.report import build, owned, results, show
+from tuninglab.schema import CURVES_FILE, FAILED, RESULTS_FILE, SUCCESS
+from tuninglab.studies import cluster, collect, estimate, runner, spec
 
 PLAN_HEAD = 20  # the experiments `study plan` lists of a study larger than its limit
 
@@ -33,15 +33,13 @@ PLAN_HEAD = 20  # the experiments `study plan` lists of a study larger than its 
 def _collect(force: bool = False, rev: str = "HEAD", remote: str | None = None) -> None:
     if remote:
         cluster.pull_experiments(remote, rev)
-    kinds = {
-        name: study.get("kind", "") if isinstance(study, dict) else "" for name, study in spec.load().items()
-    }
-    frame, replaced = collect.collect(kinds, force=force, rev=rev)
+    strategies = {name: spec.strategy_of(study) for name, study in spec.load().items()}
+    frame, replaced = collect.collect(strategies, force=force, rev=rev)
     if replaced:
         print(replaced)
     counts = frame.drop_duplicates("experiment")["study"].value_counts().to_dict()
-    print(f"{collect.RESULTS_FILE}: {len(frame)} rows; experiments per study {counts}")
-    print(f"{collect.CURVES_FILE}: per-epoch curves of the finished runs")
+    print(f"{RESULTS_FILE}: {len(frame)} rows; experiments per study {counts}")
+    print(f"{CURVES_FILE}: per-epoch curves of the finished runs")
 
 
 def _plan(name: str, jobs: int, allow_large: bool) -> None:
@@ -118,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="S",
         help=f"ray: seconds a cluster at --address gets to answer (default {cluster.CONNECT_SECONDS:g})",
     )
-    gather = study.add_parser("collect", help=f"write {collect.RESULTS_FILE} and {collect.CURVES_FILE}")
+    gather = study.add_parser("collect", help=f"write {RESULTS_FILE} and {CURVES_FILE}")
     for command in (run, gather):
         command.add_argument(
             "--force", action="store_true", help="replace results holding experiments the new ones lack"
@@ -195,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         spec.StudyError,
         params.ParamError,
         results.ReportError,
-        collect.OverwriteError,
+        owned.OverwriteError,
         RuntimeError,
     ) as err:
         print("\n".join(f"error: {line}" for line in str(err).splitlines()), file=sys.stderr)

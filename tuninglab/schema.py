@@ -80,6 +80,10 @@ REGRESSION_TEST_METRICS = (
 # standard deviation (gaussian_nll; empty with mse) and the absolute error. The std column is there,
 # empty, with mse too: `dvc plots` refuses a plot whose field a file lacks.
 PREDICTION_COLUMNS = ("actual", "predicted", "std", "abs_error")
+# `study collect` writes the study's results, which the report reads.
+RESULTS_FILE = Path("results/experiments.csv")
+CURVES_FILE = Path("results/curves.csv")  # every trained run's per-epoch history (HISTORY_COLUMNS)
+
 # `study collect` writes results/experiments.csv: one row per experiment and dataset. Its params
 # are the dataset's effective settings, one column per `<group>.<key>`: `split.*`, `train.*` (the
 # shared `train` updated by `<dataset>.train`) and `data.*` (`<dataset>.data`). Its metric columns

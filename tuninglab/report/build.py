@@ -20,7 +20,6 @@ holds anything else, and one written from experiments these results lack
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
@@ -29,78 +28,31 @@ from tuninglab.report import (
     explorer,
     figures,
     format,
-    observations,
     owned,
+    page,
     primary,
     results,
     sensitivity,
     summary,
 )
-from tuninglab.report.sensitivity import Effect
-from tuninglab.studies import collect
+from tuninglab.report.analysis import analyse
 
 REPORTS_DIR = Path("reports")
 TITLE = "Tuning Lab: what each hyperparameter did"
-
-
-def observe_all(runs: pd.DataFrame, curves: pd.DataFrame, levels: dict[str, float]) -> pd.DataFrame:
-    """Every observation on every finished run, plus one line per run against the baseline (or why not).
-
-    A run with exactly the settings of an earlier one (`same_as`: e.g. image
-    augmentation on text is the baseline's run again) is left out: it is
-    merged into that run. A run on another data source, thread count or CPU kernels gets
-    no line against the baseline and no underfitting rule (it compares with
-    the baseline's curve); one computed otherwise says so. `levels` is
-    the seed noise per dataset (`sensitivity.noise_levels`).
-
-    Columns: experiment, dataset, kind, headline, text.
-    """
-    baseline = results.baselines(runs)
-    table = []
-    for _, run in results.finished(runs).iterrows():
-        if run["same_as"]:
-            continue
-        dataset = run["dataset"]
-        is_compared = not run["other_source"] and not run["not_compared"]
-        found = observations.observe(
-            results.history(curves, run["experiment"], dataset),
-            run,
-            results.history(curves, "baseline", dataset) if is_compared else pd.DataFrame(),
-        )
-        if run["experiment"] != "baseline" and is_compared:
-            found.append(observations.versus_baseline(run, baseline.loc[dataset], levels.get(dataset), found))
-        elif run["not_compared"]:
-            found.insert(0, observations.not_compared(run))
-        table += [{"experiment": run["experiment"], "dataset": dataset, **o._asdict()} for o in found]
-    return pd.DataFrame(table, columns=["experiment", "dataset", *observations.Observation._fields])
-
-
-def by_hyperparameter(
-    runs: pd.DataFrame, effects: list[Effect] | None = None
-) -> dict[str, dict[str, Effect]]:
-    """Hyperparameter -> dataset -> its effect there (the runs that changed only it, and what they did).
-
-    Hyperparameters come in order of the largest spread of test accuracy they
-    caused on any dataset: what mattered most first. `effects` is
-    `sensitivity.effects(runs)`, computed here when not given.
-    """
-    grouped: dict[str, dict[str, Effect]] = defaultdict(dict)
-    for effect in sensitivity.effects(runs) if effects is None else effects:
-        grouped[effect.hyperparameter][effect.dataset] = effect
-    largest = {name: max(e.spread for e in by_dataset.values()) for name, by_dataset in grouped.items()}
-    return dict(sorted(grouped.items(), key=lambda item: -largest[item[0]]))
+# observations.csv names each observation's rule in its column `kind`
+OBSERVATION_FILE_COLUMNS = {"rule": "kind"}
 
 
 def _file_name(name: str) -> str:
     return name.replace(".", "_")
 
 
-def _previous(out: Path) -> collect.Holding | None:
+def _previous(out: Path) -> owned.Holding | None:
     """What the report in `out` was written from, as its manifest says; None when unknown."""
     manifest = owned.read_manifest(out)
     if not isinstance(manifest.get("experiments"), list):
         return None
-    return collect.Holding(str(manifest.get("baseline_commit")), frozenset(manifest["experiments"]))
+    return owned.Holding(str(manifest.get("baseline_commit")), frozenset(manifest["experiments"]))
 
 
 def write(results_dir: Path = results.RESULTS_DIR, out: Path = REPORTS_DIR, force: bool = False) -> str:
@@ -126,13 +78,13 @@ def write(results_dir: Path = results.RESULTS_DIR, out: Path = REPORTS_DIR, forc
     except (owned.NotWritableError, owned.ForeignEntriesError) as err:
         raise results.ReportError(str(err)) from None
     runs, curves = results.load(results_dir)
-    written_from = collect.holding(runs)
+    written_from = owned.holding(runs)
     record = {"baseline_commit": written_from.commit, "experiments": sorted(written_from.experiments)}
     try:
-        replaced = collect.replacing(out, _previous(out), written_from, force)
+        replaced = owned.replacing(out, _previous(out), written_from, force)
         with owned.owned_dir(out, record) as tmp:
             _write_files(runs, curves, results_dir, tmp)
-    except (owned.NotWritableError, owned.ForeignEntriesError, collect.OverwriteError) as err:
+    except (owned.NotWritableError, owned.ForeignEntriesError, owned.OverwriteError) as err:
         raise results.ReportError(str(err)) from None
     return replaced
 
@@ -140,66 +92,64 @@ def write(results_dir: Path = results.RESULTS_DIR, out: Path = REPORTS_DIR, forc
 def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, folder: Path) -> None:
     """Every file of the report, from the loaded results, into `folder`.
 
-    The effects of the hyperparameters are computed once; the summary, the
-    figures, the explorer and sensitivity.csv draw from them.
+    The analysis is computed once (`analysis.analyse`); the summary, the
+    figures, the explorer and the tables draw from it.
     """
-    noise_table = sensitivity.noise(runs)
-    levels = sensitivity.noise_levels(runs)
-    effects = sensitivity.effects(runs)
-    table = sensitivity.table(effects)
-    importance = sensitivity.importance(runs)
-    found = observe_all(runs, curves, levels)
-    groups = by_hyperparameter(runs, effects)
+    analysis = analyse(runs, curves)
     scored = (
         "Each dataset is scored by its primary metric on its held-out test split: test accuracy for "
         "classifiers, test R^2 for regression; a point is 0.01 of either."
-        if primary.mixed(runs["dataset"])
+        if primary.mixed(runs["kind"])
         else "Accuracies are on each dataset's held-out test split; a point is 0.01 of accuracy."
     )
     sections = [
         f"# {TITLE}",
         f"Written by `python -m tuninglab report` from {format.code(results_dir)}. {scored}",
         summary.setup_section(runs),
-        summary.baselines_section(runs, noise_table, found),
+        summary.baselines_section(analysis),
         "## Hyperparameters, one at a time",
     ]
-    for name, by_dataset in groups.items():
-        curves_png, time_png = (f"figures/{kind}-{_file_name(name)}.png" for kind in ("curves", "time"))
+    for name, by_dataset in analysis.groups.items():
+        curves_png, time_png = (f"figures/{figure}-{_file_name(name)}.png" for figure in ("curves", "time"))
         figures.save(figures.hyperparameter_curves(name, by_dataset, curves), folder / curves_png)
         figures.save(figures.cpu_time(name, by_dataset), folder / time_png)
         pictures = {f"{name}: validation curves": curves_png, f"CPU time of training vs {name}": time_png}
-        sections.append(summary.hyperparameter_section(name, by_dataset, runs, found, pictures))
-    together = sensitivity.interactions(runs)
+        sections.append(summary.hyperparameter_section(analysis, name, pictures))
     grids = {}
-    for study in dict.fromkeys(interaction.study for interaction in together):
+    for study in dict.fromkeys(interaction.study for interaction in analysis.interactions):
         grids[study] = f"figures/grid-{_file_name(study)}.png"
-        chosen = [interaction for interaction in together if interaction.study == study]
+        chosen = [interaction for interaction in analysis.interactions if interaction.study == study]
         figures.save(figures.interaction_lines(chosen), folder / grids[study])
-    sections.append(summary.interaction_section(together, runs, grids))
+    sections.append(summary.interaction_section(analysis, grids))
     overview = {}
-    if not table.empty:
+    if not analysis.table.empty:
         overview["sensitivity heatmap"] = "figures/sensitivity.png"
-        figures.save(figures.sensitivity_heatmap(table), folder / overview["sensitivity heatmap"])
-    if not importance.empty:
+        figures.save(
+            figures.sensitivity_heatmap(analysis.table, analysis.kinds),
+            folder / overview["sensitivity heatmap"],
+        )
+    if not analysis.importance.empty:
         overview["importance"] = "figures/importance.png"
-        figures.save(figures.importance_bars(importance), folder / overview["importance"])
-    if not table.empty:
-        sections.append(summary.comparison_section(table, importance, levels, overview))
-        sections.append(summary.conclusions_section(runs, table, found, levels, together))
-    shown = {e for effect in effects for e in effect.runs["experiment"]}
-    shown |= {e for again in summary.repeats(runs).values() for e in again}
+        figures.save(
+            figures.importance_bars(analysis.importance, analysis.kinds), folder / overview["importance"]
+        )
+    if not analysis.table.empty:
+        sections.append(summary.comparison_section(analysis, overview))
+        sections.append(summary.conclusions_section(analysis))
+    shown = {e for effect in analysis.effects for e in effect.runs["experiment"]}
+    shown |= {e for again in analysis.repeats.values() for e in again}
     sections += [
-        summary.manual_section(runs, shown, found),
-        summary.other_runs_section(runs, shown),
-        summary.other_data_section(runs, found),
-        summary.rules_section(runs["dataset"]),
+        summary.manual_section(analysis, shown),
+        summary.other_runs_section(analysis, shown),
+        summary.other_data_section(analysis),
+        summary.rules_section(runs["kind"]),
     ]
     text = "\n\n".join(s for s in sections if s) + "\n"
     (folder / "summary.md").write_text(text)
-    (folder / "summary.html").write_text(summary.to_html(text, folder, TITLE))
-    explorer.write(runs, curves, effects, folder / "explorer.html")
-    found.to_csv(folder / "observations.csv", index=False)
-    table.to_csv(folder / "sensitivity.csv", index=False)
-    importance.to_csv(folder / "importance.csv", index=False)
-    sensitivity.interaction_table(together).to_csv(folder / "interactions.csv", index=False)
-    noise_table.to_csv(folder / "noise.csv", index=False)
+    (folder / "summary.html").write_text(page.to_html(text, folder, TITLE))
+    explorer.write(analysis, folder / "explorer.html")
+    analysis.found.rename(columns=OBSERVATION_FILE_COLUMNS).to_csv(folder / "observations.csv", index=False)
+    analysis.table.to_csv(folder / "sensitivity.csv", index=False)
+    analysis.importance.to_csv(folder / "importance.csv", index=False)
+    sensitivity.interaction_table(analysis.interactions).to_csv(folder / "interactions.csv", index=False)
+    analysis.noise.to_csv(folder / "noise.csv", index=False)

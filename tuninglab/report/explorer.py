@@ -41,6 +41,7 @@ from plotly.offline import get_plotlyjs
 from tuninglab.lab.datasets import dataset_names
 from tuninglab.lab.files import write_text
 from tuninglab.report import format, observations, primary, results, summary
+from tuninglab.report.analysis import Analysis
 from tuninglab.report.sensitivity import Effect, reading_order
 from tuninglab.schema import DIVERGED, HISTORY_COLUMNS
 from tuninglab.tasks import TASKS
@@ -48,9 +49,9 @@ from tuninglab.tasks import TASKS
 MISSING = "n/a"
 
 
-def metrics(dataset: str) -> list[tuple[str, str]]:
-    """The metrics the page shows for a dataset, with labels: `format.METRICS` less other tasks' tests."""
-    task = primary.task_record(dataset)
+def metrics(kind: str) -> list[tuple[str, str]]:
+    """The metrics the page shows for a data type, with labels: `format.METRICS` less other tasks' tests."""
+    task = primary.task_record(kind)
     others = {name for other in TASKS.values() if other != task for name in other.test_metrics}
     labels = dict(task.metric_labels)
     return [(key, labels.get(key, label)) for key, (label, _) in format.METRICS.items() if key not in others]
@@ -102,7 +103,7 @@ def _alone(effect: Effect | None) -> dict[str, Any] | None:
         return None
     return {
         "values": [value.label for value in effect.values],
-        "accuracies": [format.finite(value.accuracy) for value in effect.values],
+        "accuracies": [format.finite(value.score) for value in effect.values],
         "sentence": f"Changed alone (one-at-a-time studies): {summary.effect_sentence(effect, str)}",
     }
 
@@ -120,13 +121,13 @@ def _dataset(
     is_baseline = done["experiment"] == "baseline"
     baseline = done[is_baseline].iloc[0] if is_baseline.any() else None
     unfinished = runs.drop(done.index)
-    dataset = str(runs["dataset"].iloc[0])
-    shown = metrics(dataset)
-    reference = primary.chance_metric(dataset)
+    kind = str(runs["kind"].iloc[0])
+    shown = metrics(kind)
+    reference = primary.chance_metric(kind)
     return {
         "metrics": [list(item) for item in shown] + [["diverged", "diverged"]],
-        "metric": primary.words(dataset).metric,
-        "quality": primary.words(dataset).short,
+        "metric": primary.words(kind).metric,
+        "quality": primary.words(kind).short,
         "params": [
             {
                 "name": name,
@@ -148,24 +149,24 @@ def _dataset(
     }
 
 
-def write(runs: pd.DataFrame, curves: pd.DataFrame, effects: list[Effect], path: Path) -> None:
+def write(analysis: Analysis, path: Path) -> None:
     """Write the explorer page of a study to `path`, atomically: one HTML file that needs no network.
 
     One entry of the dataset selector per dataset, and one per other data
     source a run used (`text (source: my.csv)`), each with a finished run.
 
     Args:
-        runs: the runs table from `results.load` (with its derived columns).
-        curves: the per-epoch curves from `results.load`.
-        effects: `sensitivity.effects(runs)`: what each hyperparameter changed alone did.
+        analysis: the study's analysis (`analysis.analyse`): its runs, curves and what each
+            hyperparameter changed alone did.
         path: the HTML file to write; its folder is made if missing.
     """
+    runs, curves = analysis.runs, analysis.curves
     names = results.param_columns(runs)
     ordered = runs.sort_values("experiment", key=lambda e: e != "baseline", kind="stable")
     shown = ordered.apply(results.dataset_name, axis=1)
     labels = [d for d in dataset_names() if d in set(shown)] + sorted(set(shown) - set(dataset_names()))
     by_dataset: dict[str, dict[str, Effect]] = defaultdict(dict)
-    for effect in effects:
+    for effect in analysis.effects:
         by_dataset[effect.dataset][effect.hyperparameter] = effect
     data = {
         "datasets": {

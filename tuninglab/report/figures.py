@@ -6,6 +6,7 @@ figures of one hyperparameter draw its `sensitivity.Effect` on each dataset.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -48,7 +49,7 @@ def hyperparameter_curves(name: str, effects: dict[str, Effect], curves: pd.Data
             loss_axis.plot(curve["epoch"], curve["val_loss"], label=text, **style, **marker)
             accuracy_axis.plot(curve["epoch"], curve["val_accuracy"], label=text, **style, **marker)
         loss_axis.set(title=f"{dataset}: validation loss", xlabel="epoch", ylabel="loss")
-        quality = primary.words(dataset).short
+        quality = primary.words(effect.kind).short
         accuracy_axis.set(title=f"{dataset}: validation {quality}", xlabel="epoch", ylabel=quality)
         accuracy_axis.legend(title=name, fontsize="small")
     figure.tight_layout()
@@ -73,15 +74,16 @@ def cpu_time(name: str, effects: dict[str, Effect]) -> Figure:
     return figure
 
 
-def sensitivity_heatmap(sensitivity: pd.DataFrame) -> Figure:
+def sensitivity_heatmap(sensitivity: pd.DataFrame, kinds: Mapping[str, str]) -> Figure:
     """Dataset x hyperparameter: the spread of test accuracy in points; `~` marks one within seed noise.
 
     With a regression among the datasets, each row is the spread of its own primary metric (R^2).
+    `kinds` gives each dataset's data type (`results.kinds`).
     """
     spread = sensitivity.pivot(index="dataset", columns="hyperparameter", values="spread") * 100
     noise = sensitivity.pivot(index="dataset", columns="hyperparameter", values="within_noise")
     order = spread.max().sort_values(ascending=False).index
-    datasets = primary.ordered(spread.index)
+    datasets = primary.ordered(spread.index, kinds)
     spread, noise = spread.loc[datasets, order], noise.loc[datasets, order]
     figure, axis = plt.subplots(figsize=(1.1 * len(order) + 2, 0.7 * len(spread) + 1.8))
     image = axis.imshow(spread.to_numpy(dtype=float), cmap="viridis", aspect="auto")
@@ -94,7 +96,7 @@ def sensitivity_heatmap(sensitivity: pd.DataFrame) -> Figure:
                 mark = "~" if noise.at[dataset, name] else ""
                 color = "black" if value > 0.6 * spread.max().max() else "white"
                 axis.text(j, i, f"{mark}{value:.1f}", ha="center", va="center", color=color, fontsize=9)
-    if primary.mixed(datasets):
+    if primary.mixed(kinds[dataset] for dataset in datasets):
         label, title = (
             "spread of its own metric (points)",
             "How much each hyperparameter moved accuracy or R^2",
@@ -107,13 +109,16 @@ def sensitivity_heatmap(sensitivity: pd.DataFrame) -> Figure:
     return figure
 
 
-def importance_bars(importance: pd.DataFrame) -> Figure:
-    """Random-forest importance shares, one group of bars per hyperparameter, one bar per dataset."""
+def importance_bars(importance: pd.DataFrame, kinds: Mapping[str, str]) -> Figure:
+    """Random-forest importance shares, one group of bars per hyperparameter, one bar per dataset.
+
+    `kinds` gives each dataset's data type (`results.kinds`).
+    """
     shares = importance.pivot(index="hyperparameter", columns="dataset", values="importance")
     shares = shares.loc[shares.max(axis=1).sort_values(ascending=False).index]
     figure, axis = plt.subplots(figsize=(7, 3.5))
     shares.plot.bar(ax=axis, rot=30)
-    measured = "test accuracy or R^2" if primary.mixed(shares.columns) else "test-accuracy"
+    measured = "test accuracy or R^2" if primary.mixed(kinds[d] for d in shares.columns) else "test-accuracy"
     axis.set(title=f"Share of {measured} variance (random forest)", xlabel="", ylabel="share")
     figure.tight_layout()
     return figure
@@ -128,8 +133,8 @@ def interaction_lines(found: list[Interaction]) -> Figure:
     """
     figure, axes = plt.subplots(1, len(found), figsize=(4.6 * len(found), 3.4), squeeze=False)
     for axis, interaction in zip(axes[0], found, strict=True):
-        positions = range(len(interaction.accuracy.columns))
-        for row, values in interaction.accuracy.iterrows():
+        positions = range(len(interaction.score.columns))
+        for row, values in interaction.score.iterrows():
             label = f"{interaction.rows}={row}".replace("$", r"\$")
             (line,) = axis.plot(positions, values.to_numpy(dtype=float), marker="o", label=label)
             diverged = interaction.diverged.loc[row].to_numpy(dtype=bool)
@@ -140,8 +145,8 @@ def interaction_lines(found: list[Interaction]) -> Figure:
                 color=line.get_color(),
                 markersize=10,
             )
-        axis.set_xticks(list(positions), [str(c).replace("$", r"\$") for c in interaction.accuracy.columns])
-        quality = primary.words(interaction.dataset).metric
+        axis.set_xticks(list(positions), [str(c).replace("$", r"\$") for c in interaction.score.columns])
+        quality = primary.words(interaction.kind).metric
         axis.set(title=f"{interaction.dataset}", xlabel=interaction.columns, ylabel=quality)
         axis.legend(fontsize="small")
     figure.suptitle(f"{found[0].study}: {found[0].rows} x {found[0].columns}".replace("$", r"\$"))

@@ -1,14 +1,13 @@
 """How the lab writes values and labels, one function per purpose.
 
-- `override`: a param value in DVC's `-S key=value` grammar (`dvc exp run`, the runner's messages).
-- `name_part`: a param value as part of an experiment name (a valid git ref component).
 - `value`, `setting`: a param value, or `key=value`, as the report and `show` print it.
 - `finite`, `number`, `metric`, `points`, `difference`, `against`: numbers as the report prints them.
 - `dataset_header`: a dataset's accuracy (or R^2) column, with its chance rate.
 - `text`, `code`, `codes`: any value as markdown text or an inline code span, escaped.
 - `METRICS`: the label and decimals of each metric column the report shows.
 
-Torch-free: `studies/spec.py` and `studies/show.py` use it as well as the report.
+Torch-free: `show` uses it as well as the report. How a param value is written into an
+experiment's name or a DVC override is the studies' (`tuninglab.studies.spec`).
 """
 
 from __future__ import annotations
@@ -45,22 +44,6 @@ METRICS: dict[str, tuple[str, int]] = {
     "used_threads": ("CPU threads", 0),
 }
 _MARKDOWN_SYNTAX = re.compile(r"([\\`*_\[\]|])")
-
-
-def override(param: Any) -> str:
-    """A param value as DVC's `-S` override grammar reads it back unchanged (`true`, `[64,32]`, `0.1`)."""
-    if isinstance(param, bool):
-        return str(param).lower()
-    if isinstance(param, list):
-        return "[" + ",".join(override(v) for v in param) + "]"
-    return str(param)
-
-
-def name_part(param: Any) -> str:
-    """A param value as it appears in an experiment name: `0.1`, `128-128`, `none` for an empty list."""
-    if isinstance(param, list):
-        return "-".join(name_part(v) for v in param) if param else "none"
-    return re.sub(r"[^A-Za-z0-9_.]+", "_", override(param))
 
 
 def value(param: Any, missing: str = "") -> str:
@@ -104,9 +87,9 @@ def difference(amount: Any, base: Any, decimals: int) -> str:
     return f"{0:.{decimals}f}" if float(shown) == 0 else shown
 
 
-def against(accuracy: float, base: float) -> str:
-    """A test accuracy with its difference to the baseline's in points: `0.800 (-10.0)`."""
-    return f"{accuracy:.3f} ({100 * (accuracy - base):+.1f})"
+def against(score: float, base: float) -> str:
+    """A score (accuracy, or R^2) with its difference to the baseline's in points: `0.800 (-10.0)`."""
+    return f"{score:.3f} ({100 * (score - base):+.1f})"
 
 
 def dataset_header(dataset: str, chance: Any) -> str:

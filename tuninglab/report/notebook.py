@@ -1,4 +1,4 @@
-"""What the experiment notebooks share: where the results are, one study loaded once, one setting shown.
+"""What the experiment notebooks share: where the results are, one study analysed once, one setting shown.
 
 The notebooks under `notebooks/` import this module (the package is installed
 by `make install`), so none of them copies a helper or edits `sys.path`.
@@ -7,15 +7,14 @@ by `make install`), so none of them copies a helper or edits `sys.path`.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from tuninglab.report import build, figures, primary, results, sensitivity
-from tuninglab.report.sensitivity import Effect
+from tuninglab.report import analysis, figures, primary, results
+from tuninglab.report.analysis import Analysis
 
 RESULTS_VARIABLE = "TUNINGLAB_RESULTS"  # another results folder than the repository's results/
 
@@ -33,43 +32,9 @@ def results_folder(start: Path | None = None) -> Path:
     return root / results.RESULTS_DIR
 
 
-@dataclass(frozen=True)
-class Study:
-    """Collected results and what the report computes from them, once, for every cell of a notebook.
-
-    Attributes:
-        runs: results/experiments.csv, checked and marked by `results.load`.
-        curves: results/curves.csv.
-        levels: dataset -> seed noise (range of the baseline's test accuracy, or R^2, across seeds).
-        effects: one `Effect` per dataset and hyperparameter varied alone.
-        table: the sensitivity table (one row per effect).
-        found: every observation on every finished run.
-        groups: hyperparameter -> dataset -> its `Effect`, what mattered most first.
-    """
-
-    runs: pd.DataFrame
-    curves: pd.DataFrame
-    levels: dict[str, float]
-    effects: list[Effect]
-    table: pd.DataFrame
-    found: pd.DataFrame
-    groups: dict[str, dict[str, Effect]]
-
-
-def load(folder: Path) -> Study:
-    """Read a results folder and compute the report's analysis of it."""
-    runs, curves = results.load(folder)
-    levels = sensitivity.noise_levels(runs)
-    effects = sensitivity.effects(runs)
-    return Study(
-        runs=runs,
-        curves=curves,
-        levels=levels,
-        effects=effects,
-        table=sensitivity.table(effects),
-        found=build.observe_all(runs, curves, levels),
-        groups=build.by_hyperparameter(runs, effects),
-    )
+def load(folder: Path) -> Analysis:
+    """Read a results folder and compute the report's analysis of it, once for every cell of a notebook."""
+    return analysis.load(folder)
 
 
 def set_display_options() -> None:
@@ -80,7 +45,7 @@ def set_display_options() -> None:
     pd.set_option("display.width", 250)
 
 
-def show(study: Study, name: str) -> None:
+def show(study: Analysis, name: str) -> None:
     """One hyperparameter varied alone: its sensitivity rows, two figures, the observations on its runs.
 
     `name` is the dotted id (`train.lr`). Without a finished run that changed
@@ -93,7 +58,7 @@ def show(study: Study, name: str) -> None:
         return
     by_dataset = study.groups[name]
     table = study.table
-    metric = primary.metric_words(table["dataset"])
+    metric = primary.metric_words(study.kinds[dataset] for dataset in table["dataset"])
     display(Markdown(f"**{name}: sensitivity per dataset** (spread = best minus worst mean {metric})"))
     display(table[table["hyperparameter"] == name].drop(columns="hyperparameter").set_index("dataset"))
     figures.hyperparameter_curves(name, by_dataset, study.curves)
@@ -103,4 +68,4 @@ def show(study: Study, name: str) -> None:
     tried = pd.concat(effect.runs for effect in by_dataset.values())[["experiment", "dataset"]]
     display(Markdown(f"**{name}: observations on its runs**"))
     mine = study.found.merge(tried[tried["experiment"] != "baseline"])
-    display(mine[["experiment", "dataset", "kind", "text"]])
+    display(mine[["experiment", "dataset", "rule", "text"]])

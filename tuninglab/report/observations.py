@@ -55,7 +55,7 @@ EARLY_FRACTION = 0.2
 SWING_RISE = 0.25
 SWINGS = 2
 OVERCONFIDENT_POINTS = 2.0
-HEADLINE_KINDS = (
+HEADLINE_RULES = (
     "diverged",
     "no better than chance",
     "overconfident",
@@ -67,9 +67,9 @@ HEADLINE_KINDS = (
 
 
 class Observation(NamedTuple):
-    """One finding about a run: its kind, a short headline, and the sentence with its numbers."""
+    """One finding about a run: the rule that made it, a short headline, and the sentence with its numbers."""
 
-    kind: str
+    rule: str
     headline: str
     text: str
 
@@ -125,7 +125,7 @@ def no_better_than_chance(run: pd.Series) -> Observation | None:
     """The run scores no better than always predicting the majority class (a regression: the mean)."""
     if not at_chance(run):
         return None
-    chance, words = primary.chance(run), primary.words(run["dataset"])
+    chance, words = primary.chance(run), primary.words(run["kind"])
     return Observation(
         "no better than chance",
         f"no better than chance ({words.reference} {chance:.3f})",
@@ -178,7 +178,7 @@ def overconfident(history: pd.DataFrame, run: pd.Series) -> Observation | None:
     gain = _points(most["val_accuracy"] - first["val_accuracy"])
     if gain < OVERCONFIDENT_POINTS or most["val_loss"] <= first["val_loss"]:
         return None
-    short, epoch = primary.words(run["dataset"]).short, int(most["epoch"])
+    short, epoch = primary.words(run["kind"]).short, int(most["epoch"])
     kept = "" if pd.isna(run["best_epoch"]) else f"; epoch {int(run['best_epoch'])} was kept"
     return Observation(
         "overconfident",
@@ -216,7 +216,7 @@ def underfitting(history: pd.DataFrame, run: pd.Series, baseline_history: pd.Dat
         return Observation(
             "underfitting",
             "underfitting",
-            f"underfitting: training {primary.words(run['dataset']).short} {mine:.1f}% at the end, "
+            f"underfitting: training {primary.words(run['kind']).short} {mine:.1f}% at the end, "
             f"{theirs - mine:.1f} points below the baseline's {theirs:.1f}%",
         )
     return None
@@ -288,21 +288,21 @@ def versus_baseline(
     fraction), when known; a difference no larger than it is called noise.
     """
     changed = settings(run) or "the baseline's settings"
-    name = primary.metric(run["dataset"])
+    name = primary.metric(run["kind"])
     mine, base, reference = run[name], baseline[name], primary.chance(run)
     if pd.isna(mine):  # diverged in its first epoch: nothing trained, nothing to compare
-        text = f"with {changed}: no test {primary.words(run['dataset']).short} (nothing trained)"
-        headlines = [o.headline for o in observations if o.kind in HEADLINE_KINDS]
+        text = f"with {changed}: no test {primary.words(run['kind']).short} (nothing trained)"
+        headlines = [o.headline for o in observations if o.rule in HEADLINE_RULES]
         return Observation("vs baseline", "no trained epoch", "; ".join([text, *headlines[:1]]))
     delta = _points(mine - base)
     chance = f"; chance {reference:.3f}" if pd.notna(reference) else ""
     text = (
-        f"with {changed}: {primary.words(run['dataset']).metric} {delta:+.1f} points vs baseline "
+        f"with {changed}: {primary.words(run['kind']).metric} {delta:+.1f} points vs baseline "
         f"({mine:.3f} vs {base:.3f}{chance})"
     )
     if noise is not None and abs(delta) <= _points(noise):
         text += f", within seed noise ({_points(noise):.1f} points)"
-    headlines = [o.headline for o in observations if o.kind in HEADLINE_KINDS]
+    headlines = [o.headline for o in observations if o.rule in HEADLINE_RULES]
     if headlines:
         text += "; " + headlines[0]
     return Observation("vs baseline", f"{delta:+.1f} points vs baseline", text)

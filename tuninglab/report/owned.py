@@ -5,6 +5,10 @@ folder's `manifest.json` lists every file the lab wrote (and what from); the
 old folder loses only those files, and a folder holding anything else is
 refused. The report's `--out` goes through here, never through
 `files.atomic_dir`, which replaces a whole DVC output folder.
+
+`replacing` is the guard that both the report's folder and `study collect`'s
+results file pass before they are written again: nothing that an earlier one
+holds (its baseline commit and experiments: `Holding`) is lost unless forced.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
+
+import pandas as pd
 
 from tuninglab.lab.files import read_json, write_json
 
 MANIFEST = "manifest.json"  # what `owned_dir` wrote in a folder, and what from
+SHOWN_NAMES = 5  # experiments named in a message before "and N more"
 
 
 class ForeignEntriesError(ValueError):
@@ -190,3 +197,55 @@ def owned_dir(folder: Path, record: dict[str, Any]) -> Iterator[Path]:
             os.replace(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+class OverwriteError(ValueError):
+    """Writing would drop experiments that an earlier results file or report holds; `--force` allows it."""
+
+
+class Holding(NamedTuple):
+    """What a results file or a report was written from: the baseline commit and its experiments."""
+
+    commit: str
+    experiments: frozenset[str]
+
+
+def holding(frame: pd.DataFrame) -> Holding:
+    """The baseline commit and the experiment names (the baseline left out) of a results table."""
+    names = frozenset(str(name) for name in frame["experiment"] if name != "baseline")
+    return Holding(str(frame["baseline_commit"].iloc[0]), names)
+
+
+def _names(names: set[str] | frozenset[str]) -> str:
+    shown = sorted(names)[:SHOWN_NAMES]
+    more = len(names) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more else "")
+
+
+def replacing(target: Path, old: Holding | None, new: Holding, force: bool) -> str:
+    """Check that writing `new` over `target`, written from `old`, loses no experiment; say what it replaces.
+
+    Experiments of another baseline commit count as lost: they are other runs
+    even where the names match. Returns "" when there was nothing to replace,
+    else one sentence with the old and new experiment counts.
+
+    Raises:
+        OverwriteError: experiments of `old` are missing from `new` and not `force`.
+    """
+    if old is None:
+        return ""
+    same_commit = old.commit == new.commit
+    lost = old.experiments - new.experiments if same_commit else old.experiments
+    commits = "" if same_commit else f" of commit {old.commit[:7]}"
+    if lost and not force:
+        new_commit = "" if same_commit else f" of commit {new.commit[:7]}"
+        raise OverwriteError(
+            f"{target} was written from {len(old.experiments)} experiments{commits}; the new one has "
+            f"{len(new.experiments)}{new_commit} and would lose {len(lost)}: {_names(lost)}; "
+            "pass --force to replace it"
+        )
+    return (
+        f"{target}: replaced {len(old.experiments)} experiments{commits} with {len(new.experiments)}"
+        + (f" of commit {new.commit[:7]}" if not same_commit else "")
+        + (f" ({len(lost)} dropped: {_names(lost)})" if lost and same_commit else "")
+    )

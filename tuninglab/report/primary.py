@@ -12,7 +12,11 @@ spreads and differences are compared in each metric's own points. R^2 has no flo
 than the mean scores below 0), where accuracy stays near chance at worst.
 
 Results of classifiers only read exactly as before: the words below name test accuracy alone
-(`tuninglab.tasks.DEFAULT`'s words) unless a dataset of another task is among those shown.
+(`tuninglab.tasks.DEFAULT`'s words) unless a data type of another task is among those shown.
+
+Everything here is looked up by a data type (`kind`): a results row carries its own (the `kind`
+column that `study collect` writes: `image` for a dataset group `cifar`), so a group not named
+after its type is read by its type's metric.
 """
 
 from __future__ import annotations
@@ -25,60 +29,49 @@ from tuninglab import tasks as task_records
 from tuninglab.lab import datasets
 from tuninglab.tasks import Task, Words
 
-# Dataset groups not named after their data type (`cifar`, of type `image`: its `<group>.data.kind`),
-# as the results or params at hand declare them (`learn_kinds`); a group named after a type is that type.
-_KINDS: dict[str, str] = {}
 
+def ordered(names: Iterable[str], kinds: Mapping[str, str]) -> list[str]:
+    """Dataset groups in the order of the report: by their data type's registration, then by name.
 
-def learn_kinds(kinds: Mapping[str, str]) -> None:
-    """Record the data type of each dataset group not named after one (`cifar` -> `image`)."""
-    _KINDS.update(kinds)
-
-
-def kind(dataset: str) -> str:
-    """The data type of a dataset group (a results row's `dataset`): `image` for `cifar`."""
-    return _KINDS.get(dataset, dataset)
-
-
-def ordered(names: Iterable[str]) -> list[str]:
-    """Dataset groups in the order of the report: by their data type's registration, then by name."""
+    `kinds` gives each group's data type (`results.kinds`).
+    """
     order = list(datasets.dataset_names())
-    return sorted(set(names), key=lambda name: (order.index(kind(name)), kind(name) != name, name))
+    return sorted(set(names), key=lambda name: (order.index(kinds[name]), kinds[name] != name, name))
 
 
-def task_record(dataset: str) -> Task:
-    """The task of a dataset group's data type, as its record."""
-    return datasets.get(kind(dataset)).task
+def task_record(kind: str) -> Task:
+    """The task of a data type, as its record."""
+    return datasets.get(kind).task
 
 
-def task(dataset: str) -> str:
-    """The name of the task of a dataset group's data type."""
-    return task_record(dataset).name
+def task(kind: str) -> str:
+    """The name of the task of a data type."""
+    return task_record(kind).name
 
 
-def metric(dataset: str) -> str:
-    """The results column of a dataset's primary metric: `test_accuracy`, or `test_r2`."""
-    return task_record(dataset).primary_metric
+def metric(kind: str) -> str:
+    """The results column of a data type's primary metric: `test_accuracy`, or `test_r2`."""
+    return task_record(kind).primary_metric
 
 
-def chance_metric(dataset: str) -> str:
-    """The results column of a dataset's chance reference: `chance_accuracy`, or `chance_r2`."""
-    return task_record(dataset).chance_metric
+def chance_metric(kind: str) -> str:
+    """The results column of a data type's chance reference: `chance_accuracy`, or `chance_r2`."""
+    return task_record(kind).chance_metric
 
 
-def words(dataset: str) -> Words:
-    """How the report names a dataset's primary metric."""
-    return task_record(dataset).words
+def words(kind: str) -> Words:
+    """How the report names a data type's primary metric."""
+    return task_record(kind).words
 
 
 def score(run: pd.Series) -> float:
-    """A results row's primary metric (its dataset's)."""
-    return run[metric(run["dataset"])]
+    """A results row's primary metric (its data type's: the row's `kind`)."""
+    return run[metric(run["kind"])]
 
 
 def chance(run: pd.Series) -> float:
-    """A results row's chance reference (its dataset's)."""
-    return run[chance_metric(run["dataset"])]
+    """A results row's chance reference (its data type's)."""
+    return run[chance_metric(run["kind"])]
 
 
 def scores(runs: pd.DataFrame) -> pd.Series:
@@ -86,28 +79,28 @@ def scores(runs: pd.DataFrame) -> pd.Series:
     return pd.Series([score(run) for _, run in runs.iterrows()], index=runs.index, dtype=float)
 
 
-def tasks(names: Iterable[str]) -> set[str]:
-    """The tasks of these datasets."""
-    return {task(name) for name in names}
+def tasks(kinds: Iterable[str]) -> set[str]:
+    """The tasks of these data types."""
+    return {task(kind) for kind in kinds}
 
 
-def mixed(names: Iterable[str]) -> bool:
-    """Whether a dataset of a task other than the default (a regression) is among these: then the words
-    name both metrics."""
-    return bool(tasks(names) - {task_records.DEFAULT.name})
+def mixed(kinds: Iterable[str]) -> bool:
+    """Whether a data type of a task other than the default (a regression) is among these: then the
+    words name both metrics."""
+    return bool(tasks(kinds) - {task_records.DEFAULT.name})
 
 
-def metric_words(names: Iterable[str], capital: bool = False) -> str:
+def metric_words(kinds: Iterable[str], capital: bool = False) -> str:
     """`test accuracy` for classifiers only; else the metric of each task. A noun without article."""
     words = task_records.DEFAULT.words.metric
-    if mixed(names):
+    if mixed(kinds):
         words = "primary test metric (accuracy for classifiers, R^2 for regression)"
     return words[0].upper() + words[1:] if capital else words
 
 
-def spread_note(names: Iterable[str]) -> str:
+def spread_note(kinds: Iterable[str]) -> str:
     """For results with a regression: how spreads of accuracy and of R^2 are set side by side; else ""."""
-    if not mixed(names):
+    if not mixed(kinds):
         return ""
     return (
         "Each dataset is scored by its own primary metric: test accuracy for classifiers, test R^2 for "

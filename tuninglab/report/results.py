@@ -17,16 +17,16 @@ import pandas as pd
 
 from tuninglab.lab.datasets import dataset_names
 from tuninglab.lab.files import DamagedFileError, read_whole_csv
-from tuninglab.report import primary
 from tuninglab.schema import (
     COMPUTED_WITH,
+    CURVES_FILE,
     HISTORY_COLUMNS,
     REGRESSION_TEST_METRICS,
     RESULT_METRICS,
+    RESULTS_FILE,
     TRAINED_STATUSES,
     is_param_column,
 )
-from tuninglab.studies.collect import CURVES_FILE, RESULTS_FILE
 
 RESULTS_DIR = RESULTS_FILE.parent
 RUN_COLUMNS = ["experiment", "study", "study_kind", "hyperparameter", "value", "dataset", "status", "error"]
@@ -36,7 +36,8 @@ CURVE_COLUMNS = ["experiment", "dataset", *HISTORY_COLUMNS]
 LATER_METRICS = (*REGRESSION_TEST_METRICS, "balanced_accuracy")
 REQUIRED_METRICS = [m for m in RESULT_METRICS if m not in LATER_METRICS]
 SOURCE = "data.source"  # a run on another data source is another dataset
-KIND = "data.kind"  # a dataset group not named after its data type says the type here (`cifar`: image)
+KIND = "kind"  # a run's data type (`image` for a group `cifar`), by which the report reads its metrics
+KIND_PARAM = "data.kind"  # in results collected before the `kind` column, a group not named after its type
 SEED = "train.seed"  # runs that change only the seed are the noise reference, not a hyperparameter
 COLLECT = "python -m tuninglab study collect"
 RUN_STUDY = "python -m tuninglab study run ofat -j 2"
@@ -97,20 +98,20 @@ def load(directory: Path = RESULTS_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
             this lab does not know (a dataset group's type is its `data.kind`, else its name).
     """
     runs = _read(directory / RESULTS_FILE.name, [*RUN_COLUMNS, SOURCE, SEED, *REQUIRED_METRICS])
+    if KIND not in runs:
+        runs.insert(runs.columns.get_loc("dataset") + 1, KIND, kinds_of_older(runs))
     curves = _read(directory / CURVES_FILE.name, CURVE_COLUMNS)
     if not (runs["experiment"] == "baseline").any():
         raise ReportError(
             f"{directory / RESULTS_FILE.name} has no baseline rows: run {COLLECT} to write it again"
         )
-    kinds = runs.dropna(subset=[KIND]).groupby("dataset")[KIND].first().to_dict() if KIND in runs else {}
-    unknown = sorted({kinds.get(name, name) for name in runs["dataset"]} - set(dataset_names()))
+    unknown = sorted(set(runs[KIND]) - set(dataset_names()))
     if unknown:
         raise ReportError(
             f"{directory / RESULTS_FILE.name} holds the dataset(s) {', '.join(map(str, unknown))}, which "
             f"this lab does not know (it knows {', '.join(dataset_names())}): report them with the lab "
             "that ran them"
         )
-    primary.learn_kinds(kinds)
     for name in LATER_METRICS:
         if name not in runs:
             runs[name] = float("nan")
@@ -120,6 +121,18 @@ def load(directory: Path = RESULTS_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
     runs["not_compared"] = computed_differently(runs)
     runs["same_as"] = same_settings(runs)
     return runs, curves
+
+
+def kinds_of_older(runs: pd.DataFrame) -> pd.Series:
+    """The data type of each row of results collected before the `kind` column: the group's `data.kind`
+    where it has one, else the group's own name (a group named after its type)."""
+    declared = runs[KIND_PARAM] if KIND_PARAM in runs else pd.Series(index=runs.index, dtype=object)
+    return declared.groupby(runs["dataset"]).transform("first").fillna(runs["dataset"])
+
+
+def kinds(runs: pd.DataFrame) -> dict[str, str]:
+    """Each dataset group of the runs table and its data type (`cifar` -> `image`)."""
+    return dict(zip(runs["dataset"], runs[KIND], strict=True))
 
 
 def param_columns(runs: pd.DataFrame) -> list[str]:

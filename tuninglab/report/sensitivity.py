@@ -73,7 +73,7 @@ class Value:
     experiment: str  # the run shown for it: the first that repeats no other (`same_as` empty)
     repeats: tuple[str, ...]  # runs of other studies with exactly its settings, merged into it
     is_baseline: bool  # the baseline's value: the baseline is one of its runs
-    accuracy: float  # mean test accuracy of its runs (a regression's test R^2)
+    score: float  # mean primary metric of its runs: test accuracy (a regression's test R^2)
     cpu_time: float  # mean CPU seconds of training of its runs
     diverged: bool  # one of its runs diverged
     at_chance: bool  # one of its runs is no better than chance
@@ -84,6 +84,7 @@ class Effect:
     """What changing one hyperparameter on its own did on one dataset."""
 
     dataset: str
+    kind: str  # the dataset's data type, by which its metrics are read (`primary`)
     hyperparameter: str
     runs: pd.DataFrame  # the baseline's row and the runs that changed only this, repeats included
     values: tuple[Value, ...]  # in reading order (`reading_order`)
@@ -102,10 +103,10 @@ class Effect:
             "dataset": self.dataset,
             "hyperparameter": self.hyperparameter,
             "values": json.dumps([v.label for v in self.values]),
-            "accuracies": json.dumps([round(v.accuracy, 4) for v in self.values]),
+            "accuracies": json.dumps([round(v.score, 4) for v in self.values]),
             "baseline_value": self.baseline_value,
             "best_value": self.best.label,
-            "best_accuracy": self.best.accuracy,
+            "best_accuracy": self.best.score,
             "worst_value": self.worst.label,
             "spread": self.spread,
             "diverged_values": json.dumps([v.label for v in self.values if v.diverged]),
@@ -224,7 +225,7 @@ def _values(group: pd.DataFrame, name: str) -> tuple[Value, ...]:
                 experiment=rows[~repeats]["experiment"].iloc[0],
                 repeats=tuple(rows[repeats]["experiment"]),
                 is_baseline=bool((rows["experiment"] == "baseline").any()),
-                accuracy=primary.scores(rows).mean(),
+                score=primary.scores(rows).mean(),
                 cpu_time=rows["cpu_time_s"].mean(),
                 diverged=bool(rows["diverged"].astype(bool).any()),
                 at_chance=any(at_chance(row) for _, row in rows.iterrows()),
@@ -236,24 +237,25 @@ def _values(group: pd.DataFrame, name: str) -> tuple[Value, ...]:
 def _effect(dataset: str, name: str, group: pd.DataFrame, level: float | None) -> Effect:
     """The effect of `name` on `dataset` from its rows (`varied_alone`) and the dataset's seed noise."""
     values = _values(group, name)
-    accuracies = [value.accuracy for value in values]
-    scored = [accuracy for accuracy in accuracies if pd.notna(accuracy)]  # a run that trained nothing: none
+    scores = [value.score for value in values]
+    scored = [score for score in scores if pd.notna(score)]  # a run that trained nothing: none
     high, low = max(scored), min(scored)
     spread = high - low
     within_noise = level is not None and bool(spread <= level)
-    tops = [value for value in values if value.accuracy == high]
+    tops = [value for value in values if value.score == high]
     at_edge = ""
     if _numeric([value.raw for value in values]) and len(values) >= 3 and not within_noise:
         at_edge = "lowest" if tops == [values[0]] else "highest" if tops == [values[-1]] else ""
     baseline = group[group["experiment"] == "baseline"]
     return Effect(
         dataset=dataset,
+        kind=str(group["kind"].iloc[0]),
         hyperparameter=name,
         runs=group,
         values=values,
         baseline_value=format.value(baseline[name].iloc[0]),
-        best=values[accuracies.index(high)],
-        worst=values[accuracies.index(low)],
+        best=values[scores.index(high)],
+        worst=values[scores.index(low)],
         spread=spread,
         at_edge=at_edge,
         extend=extension(name, dataset, tops[0].raw, at_edge) if at_edge else "",
@@ -376,9 +378,10 @@ class Interaction:
 
     study: str
     dataset: str
+    kind: str  # the dataset's data type, by which its metrics are read (`primary`)
     rows: str  # the categorical one of the two, or the one with fewer values
     columns: str  # the other: numeric where one of them is
-    accuracy: pd.DataFrame  # mean primary metric of each cell's runs (NaN: not run)
+    score: pd.DataFrame  # mean primary metric of each cell's runs (NaN: not run)
     diverged: pd.DataFrame  # True where one of the cell's runs diverged
     experiments: pd.DataFrame  # the run shown for each cell (its first)
     extra: dict[str, pd.DataFrame]  # metric column -> its cells (`INTERACTION_METRICS`), where measured
@@ -388,7 +391,7 @@ class Interaction:
 
     def rows_frame(self) -> pd.DataFrame:
         """The cells as rows of `reports/interactions.csv` (`INTERACTION_COLUMNS`)."""
-        cells = self.accuracy.stack().index
+        cells = self.score.stack().index
         return pd.DataFrame(
             [
                 {
@@ -399,7 +402,7 @@ class Interaction:
                     "columns": self.columns,
                     "column_value": column,
                     "experiment": self.experiments.at[row, column],
-                    "accuracy": self.accuracy.at[row, column],
+                    "accuracy": self.score.at[row, column],
                     "diverged": bool(self.diverged.at[row, column]),
                 }
                 for row, column in cells
@@ -439,7 +442,7 @@ def _interaction(
     cells = rows.assign(
         _row=rows[row_name].map(format.value),
         _column=rows[column_name].map(format.value),
-        _accuracy=primary.scores(rows),
+        _score=primary.scores(rows),
         _diverged=rows["diverged"].astype(bool),
     ).groupby(["_row", "_column"], sort=False)
 
@@ -447,20 +450,22 @@ def _interaction(
         table = values.unstack().reindex(index=order[row_name], columns=order[column_name])
         return table.rename_axis(index=row_name, columns=column_name)
 
-    accuracy = grid(cells["_accuracy"].mean())
+    score = grid(cells["_score"].mean())
     extra = {}
-    for metric in INTERACTION_METRICS[primary.task(dataset)]:
+    kind = str(rows["kind"].iloc[0])
+    for metric in INTERACTION_METRICS[primary.task(kind)]:
         values = grid(cells[metric].mean())
         if values.notna().any().any():
             extra[metric] = values
-    spreads = accuracy.max(axis=1) - accuracy.min(axis=1)
-    best = accuracy.stack().idxmax()
+    spreads = score.max(axis=1) - score.min(axis=1)
+    best = score.stack().idxmax()
     return Interaction(
         study=study,
         dataset=dataset,
+        kind=kind,
         rows=row_name,
         columns=column_name,
-        accuracy=accuracy,
+        score=score,
         diverged=grid(cells["_diverged"].any()).fillna(False).astype(bool),
         experiments=grid(cells["experiment"].first()),
         extra=extra,

@@ -1,29 +1,24 @@
-"""The research-style summary: markdown written from the numbers, and the same as one HTML page.
+"""The research-style summary: markdown written from the numbers (`page` makes it one HTML page).
 
-Every sentence is generated from the runs table and the analysis (one
-`sensitivity.Effect` per hyperparameter and dataset), so each claim can be
-traced to a number in `results/experiments.csv`. Every value that comes from
+Prose only: every sentence is written from the study's `analysis.Analysis`
+(computed once, the same that the figures, the explorer and the notebooks
+draw), so each claim can be traced to a number in `results/experiments.csv`;
+no sentence is read back to write another. Every value that comes from
 params, names, paths or error lines goes in through `format.text` (escaped
-markdown and HTML) or `format.code` (an inline code span), and the HTML page
-is made with raw HTML turned off: a name such as `<script>` shows as text,
-never as markup.
+markdown and HTML) or `format.code` (an inline code span).
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import re
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
-import markdown
 import pandas as pd
 
 from tuninglab import schema
 from tuninglab.lab.datasets import CONTRASTED
 from tuninglab.lab.families import FAMILIES
 from tuninglab.report import format, observations, primary, results, sensitivity
+from tuninglab.report.analysis import Analysis
 from tuninglab.report.format import code, codes, points, text
 from tuninglab.report.sensitivity import Effect, Interaction
 from tuninglab.tasks import TASKS
@@ -56,7 +51,6 @@ TASK_METRICS = {task.name: list(task.baseline_metrics) for task in TASKS.values(
 # Where runs of several tasks share a table: each task's primary metric and its chance reference.
 PRIMARY_METRICS = {task.name: [task.primary_metric, task.chance_metric] for task in TASKS.values()}
 TRUST_R2 = 0.5  # out-of-bag R^2 below which the forest's importances are only a rough guide
-_FIGURE = re.compile(r'(<img alt="[^"]*" src=")(figures/[\w.-]+\.png)(")')
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -68,29 +62,15 @@ def _table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def _accuracy_header(dataset: str, baseline: pd.DataFrame) -> str:
+def _accuracy_header(dataset: str, kind: str, baseline: pd.DataFrame) -> str:
     """`image (chance 0.112)`: a dataset's accuracy (or R^2) column, with the baseline's chance beside it."""
-    return format.dataset_header(dataset, baseline[primary.chance_metric(dataset)].get(dataset))
+    return format.dataset_header(dataset, baseline[primary.chance_metric(kind)].get(dataset))
 
 
-def _by_task(datasets: Iterable[str], metrics: dict[str, list[str]]) -> list[str]:
-    """The metrics (by task) of the tasks among `datasets`, in the order of `metrics`."""
-    tasks = primary.tasks(datasets)
+def _by_task(kinds: Iterable[str], metrics: dict[str, list[str]]) -> list[str]:
+    """The metrics (by task) of the tasks among these data types, in the order of `metrics`."""
+    tasks = primary.tasks(kinds)
     return [name for task, names in metrics.items() if task in tasks for name in names]
-
-
-def repeats(runs: pd.DataFrame) -> dict[str, list[str]]:
-    """Experiment -> the experiments that repeat it with exactly its settings on every dataset.
-
-    A repeat is merged into the run it repeats: one row, one line, one legend
-    entry, "also run as" the repeats.
-    """
-    found: dict[str, list[str]] = {}
-    for experiment, rows in runs[runs["experiment"] != "baseline"].groupby("experiment", sort=False):
-        targets = set(rows["same_as"])
-        if results.finished(rows).shape[0] == len(rows) and len(targets) == 1 and "" not in targets:
-            found.setdefault(targets.pop(), []).append(str(experiment))
-    return found
 
 
 def _listed(values: pd.Series) -> str:
@@ -158,15 +138,13 @@ def _metric_columns(rows: pd.DataFrame, names: list[str]) -> dict[str, pd.Series
     return {format.METRICS[n][0]: rows[n].map(lambda v, n=n: format.metric(n, v)) for n in names}
 
 
-def baselines_section(runs: pd.DataFrame, noise_table: pd.DataFrame, found: pd.DataFrame) -> str:
-    """The baseline's test metrics per dataset beside its chance rate, the seed noise, its curves.
-
-    `noise_table` is `sensitivity.noise(runs)`: the seed runs per dataset.
-    """
-    baseline = results.baselines(runs)
+def baselines_section(analysis: Analysis) -> str:
+    """The baseline's test metrics per dataset beside its chance rate, the seed noise, its curves."""
+    noise_table, found = analysis.noise, analysis.found
+    baseline = results.baselines(analysis.runs)
     before, after = BASELINE_METRICS
     table = pd.DataFrame(
-        _metric_columns(baseline, [*_by_task(baseline.index, TASK_METRICS), *before])
+        _metric_columns(baseline, [*_by_task(baseline[results.KIND], TASK_METRICS), *before])
         | {"best epoch / run": [f"{int(r.best_epoch)} / {int(r.epochs_run)}" for r in baseline.itertuples()]}
         | _metric_columns(baseline, after)
     )
@@ -178,7 +156,7 @@ def baselines_section(runs: pd.DataFrame, noise_table: pd.DataFrame, found: pd.D
         for d in table.index
     ]
     lines = ["## Baselines", "", _table(table.reset_index()), ""]
-    again = repeats(runs).get("baseline", [])
+    again = analysis.repeats.get("baseline", [])
     if again:
         lines += [f"The baseline was also run as {codes(again)} (the same settings).", ""]
     if noise_table.empty:
@@ -187,7 +165,7 @@ def baselines_section(runs: pd.DataFrame, noise_table: pd.DataFrame, found: pd.D
             "Run `python -m tuninglab study run noise -j 2` for a noise reference.",
             "",
         ]
-    mine = found[(found["experiment"] == "baseline") & (found["kind"] != "vs baseline")]
+    mine = found[(found["experiment"] == "baseline") & (found["rule"] != "vs baseline")]
     lines += [f"- **{text(row.dataset)}**: {text(row.text)}" for row in mine.itertuples()]
     return "\n".join(lines)
 
@@ -197,19 +175,19 @@ def _value_table(name: str, effects: dict[str, Effect], baseline: pd.DataFrame) 
     cells: dict[str, dict[str, str]] = {}
     again: dict[str, set[str]] = {}
     for dataset, effect in effects.items():
-        base = baseline.at[dataset, primary.metric(dataset)]
+        base = baseline.at[dataset, primary.metric(effect.kind)]
         for value in effect.values:
-            if pd.isna(value.accuracy):  # diverged in its first epoch: no trained weights, no score
+            if pd.isna(value.score):  # diverged in its first epoch: no trained weights, no score
                 shown = "diverged, nothing trained"
             elif value.is_baseline:
-                shown = f"{value.accuracy:.3f}"
+                shown = f"{value.score:.3f}"
             else:
-                shown = format.against(value.accuracy, base)
-            if value.diverged and pd.notna(value.accuracy):
+                shown = format.against(value.score, base)
+            if value.diverged and pd.notna(value.score):
                 shown += " diverged"
             if value.at_chance:
                 shown += " no better than chance"
-            cells.setdefault(value.label, {})[_accuracy_header(dataset, baseline)] = shown
+            cells.setdefault(value.label, {})[_accuracy_header(dataset, effect.kind, baseline)] = shown
             again.setdefault(value.label, set()).update(value.repeats)
     frame = pd.DataFrame.from_dict(cells, orient="index")
     if any(again.values()):
@@ -238,11 +216,11 @@ def effect_sentence(effect: Effect, escape: Callable[[object], str] = text) -> s
     `escape` writes names and values: markdown text by default, `str` for plain text.
     """
     if effect.spread == 0:
-        return f"no effect: every value gave {effect.best.accuracy:.3f}"
+        return f"no effect: every value gave {effect.best.score:.3f}"
     name = escape(effect.hyperparameter)
     sentence = (
         f"spread {points(effect.spread)} points; best {name}={escape(effect.best.label)} "
-        f"({effect.best.accuracy:.3f}), worst {escape(effect.worst.label)}"
+        f"({effect.best.score:.3f}), worst {escape(effect.worst.label)}"
     )
     if effect.within_noise:
         sentence += " - within seed noise"
@@ -253,27 +231,27 @@ def effect_sentence(effect: Effect, escape: Callable[[object], str] = text) -> s
     return sentence
 
 
-def hyperparameter_section(
-    name: str, effects: dict[str, Effect], runs: pd.DataFrame, found: pd.DataFrame, figures: dict[str, str]
-) -> str:
-    """One hyperparameter: its table, its effect per dataset (`effects`), its figures and observations."""
-    baseline = results.baselines(runs)
+def hyperparameter_section(analysis: Analysis, name: str, figures: dict[str, str]) -> str:
+    """One hyperparameter: its table, its effect per dataset, its figures and observations."""
+    effects, found = analysis.groups[name], analysis.found
+    baseline = results.baselines(analysis.runs)
+    kinds = [effect.kind for effect in effects.values()]
     chance_is = (
         "always predicting the majority class, or the training mean for regression"
-        if primary.mixed(effects)
+        if primary.mixed(kinds)
         else "always predicting the majority class"
     )
     lines = [
         f"### {text(name)}",
         "",
-        f"{primary.metric_words(effects, capital=True)} per value (points vs baseline in brackets; "
+        f"{primary.metric_words(kinds, capital=True)} per value (points vs baseline in brackets; "
         f"chance = {chance_is}):",
         "",
         _value_table(name, effects, baseline),
         "",
     ]
     for dataset, effect in effects.items():
-        chance = baseline.at[dataset, primary.chance_metric(dataset)]
+        chance = baseline.at[dataset, primary.chance_metric(effect.kind)]
         lines.append(f"- **{text(dataset)}** (chance {chance:.3f}): {effect_sentence(effect)}")
     lines += [
         "",
@@ -292,7 +270,7 @@ def hyperparameter_section(
 
 def _run_line(experiment: str, dataset: str, rows: pd.DataFrame, again: list[str] | None = None) -> str:
     """One run's observations as a bullet: the line against the baseline (or why not), then the details."""
-    leading = rows[rows["kind"].isin(["vs baseline", "not compared"])]
+    leading = rows[rows["rule"].isin(["vs baseline", "not compared"])]
     main = (
         leading["text"].iloc[0] if not leading.empty else "not compared with the baseline (another dataset)"
     )
@@ -318,6 +296,36 @@ def _grid_table(interaction: Interaction, cells: pd.DataFrame, metric: str | Non
     return _table(shown.reset_index())
 
 
+def _best_cell(interaction: Interaction) -> str:
+    """The best cell of a grid: `train.optimizer=adam with train.lr=0.01 (0.912)`."""
+    best_row, best_column = interaction.best
+    return (
+        f"{text(interaction.rows)}={text(best_row)} with {text(interaction.columns)}={text(best_column)} "
+        f"({interaction.score.at[best_row, best_column]:.3f})"
+    )
+
+
+def _matters_more(interaction: Interaction) -> str:
+    """With which value of `rows` the grid's `columns` moved the metric most, against seed noise; "" when
+    fewer than two rows were measured."""
+    rows, columns = text(interaction.rows), text(interaction.columns)
+    spreads = interaction.spreads.dropna()
+    if len(spreads) < 2:
+        return ""
+    most, least = spreads.idxmax(), spreads.idxmin()
+    gap = spreads[most] - spreads[least]
+    if interaction.noise is None:
+        verdict = f"(no seed-noise reference for {text(interaction.dataset)})"
+    elif gap <= interaction.noise:
+        verdict = f"- a difference within seed noise ({points(interaction.noise)} points)"
+    else:
+        verdict = f"- beyond seed noise ({points(interaction.noise)} points)"
+    return (
+        f"{columns} matters more with {rows}={text(most)} than with {text(least)}: a spread of "
+        f"{points(spreads[most])} against {points(spreads[least])} points {verdict}"
+    )
+
+
 def interaction_sentences(interaction: Interaction) -> list[str]:
     """What a grid study's two hyperparameters did on one dataset, as bullets drawn from the interaction.
 
@@ -325,12 +333,8 @@ def interaction_sentences(interaction: Interaction) -> list[str]:
     `rows` (and whether one spread beats the other beyond seed noise); and
     which value of `rows` wins at each value of `columns`.
     """
-    rows, columns, accuracy = text(interaction.rows), text(interaction.columns), interaction.accuracy
-    best_row, best_column = interaction.best
-    lines = [
-        f"- Best: {rows}={text(best_row)} with {columns}={text(best_column)} "
-        f"({accuracy.at[best_row, best_column]:.3f})."
-    ]
+    rows, columns, accuracy = text(interaction.rows), text(interaction.columns), interaction.score
+    lines = [f"- Best: {_best_cell(interaction)}."]
     for row, values in accuracy.iterrows():
         measured = values.dropna()
         if len(measured) < 2:
@@ -343,20 +347,9 @@ def interaction_sentences(interaction: Interaction) -> list[str]:
             + (f"; diverged at {columns}={text(', '.join(diverged))}" if diverged else "")
             + "."
         )
-    spreads = interaction.spreads.dropna()
-    if len(spreads) >= 2:
-        most, least = spreads.idxmax(), spreads.idxmin()
-        gap = spreads[most] - spreads[least]
-        if interaction.noise is None:
-            verdict = f"(no seed-noise reference for {text(interaction.dataset)})"
-        elif gap <= interaction.noise:
-            verdict = f"- a difference within seed noise ({points(interaction.noise)} points)"
-        else:
-            verdict = f"- beyond seed noise ({points(interaction.noise)} points)"
-        lines.append(
-            f"- {columns} matters more with {rows}={text(most)} than with {text(least)}: a spread of "
-            f"{points(spreads[most])} against {points(spreads[least])} points {verdict}."
-        )
+    more = _matters_more(interaction)
+    if more:
+        lines.append(f"- {more}.")
     winners = accuracy.idxmax(axis=0, skipna=True)
     measured = accuracy.notna().all(axis=0)
     if measured.any():
@@ -378,14 +371,15 @@ def interaction_sentences(interaction: Interaction) -> list[str]:
     return lines
 
 
-def interaction_section(found: list[Interaction], runs: pd.DataFrame, figures: dict[str, str]) -> str:
+def interaction_section(analysis: Analysis, figures: dict[str, str]) -> str:
     """Grid studies of two hyperparameters: per study and dataset, the grid, what it says, its figure.
 
     `figures` maps each study to its figure's path.
     """
+    found = analysis.interactions
     if not found:
         return ""
-    baseline = results.baselines(runs)
+    baseline = results.baselines(analysis.runs)
     lines = [
         "## Two hyperparameters together",
         "",
@@ -401,10 +395,10 @@ def interaction_section(found: list[Interaction], runs: pd.DataFrame, figures: d
             dataset = interaction.dataset
             lines += [
                 "",
-                f"**{text(dataset)}**: {primary.words(dataset).metric} "
-                f"(chance {baseline.at[dataset, primary.chance_metric(dataset)]:.3f}):",
+                f"**{text(dataset)}**: {primary.words(interaction.kind).metric} "
+                f"(chance {baseline.at[dataset, primary.chance_metric(interaction.kind)]:.3f}):",
                 "",
-                _grid_table(interaction, interaction.accuracy),
+                _grid_table(interaction, interaction.score),
             ]
             for metric, cells in interaction.extra.items():
                 lines += [
@@ -418,12 +412,11 @@ def interaction_section(found: list[Interaction], runs: pd.DataFrame, figures: d
     return "\n".join(lines)
 
 
-def comparison_section(
-    table: pd.DataFrame, importance: pd.DataFrame, levels: dict[str, float], figures: dict[str, str]
-) -> str:
+def comparison_section(analysis: Analysis, figures: dict[str, str]) -> str:
     """The cross-dataset question: which hyperparameters matter where, ranked and side by side."""
+    table, importance, levels, kinds = analysis.table, analysis.importance, analysis.levels, analysis.kinds
     lines = ["## Across datasets", ""]
-    note = primary.spread_note(table["dataset"])
+    note = primary.spread_note(kinds[dataset] for dataset in table["dataset"])
     lines += [note, ""] if note else []
     lines += [f"![{caption}]({path})" for caption, path in figures.items() if "importance" not in caption]
     spread = (
@@ -432,7 +425,7 @@ def comparison_section(
         else "spread of test accuracy in points"
     )
     lines += ["", f"Ranking per dataset ({spread}; `~` = within seed noise):", ""]
-    for dataset in primary.ordered(table["dataset"]):
+    for dataset in primary.ordered(table["dataset"], kinds):
         ranked = sensitivity.ranking(table, dataset)
         items = [
             f"{text(r.hyperparameter)} {'~' if r.within_noise else ''}{points(r.spread)}"
@@ -442,7 +435,7 @@ def comparison_section(
     lines += ["", "Does a hyperparameter matter more for one data type than another?", ""]
     if set(CONTRASTED) <= set(table["dataset"]):
         lines += [f"- {pair_sentence(table, levels, *CONTRASTED)}"]
-    lines += [f"- {sentence}" for sentence in cross_dataset_sentences(table, levels)]
+    lines += [f"- {sentence}" for sentence in cross_dataset_sentences(analysis)]
     if not importance.empty:
         lines += [
             "",
@@ -451,7 +444,9 @@ def comparison_section(
             "",
         ]
         shares = importance.pivot(index="hyperparameter", columns="dataset", values="importance")
-        shares = shares[primary.ordered(shares.columns)].map(lambda v: f"{v:.2f}" if pd.notna(v) else "")
+        shares = shares[primary.ordered(shares.columns, kinds)].map(
+            lambda v: f"{v:.2f}" if pd.notna(v) else ""
+        )
         lines += [_table(shares.reset_index()), ""]
         fit = importance.drop_duplicates("dataset")
         lines.append(
@@ -500,42 +495,32 @@ def pair_sentence(table: pd.DataFrame, levels: dict[str, float], first: str, sec
     return sentence + f"; about the same (gap within seed noise, {points(margin)} points): {listed(same)}"
 
 
-def cross_dataset_sentences(table: pd.DataFrame, levels: dict[str, float]) -> list[str]:
+def cross_dataset_sentences(analysis: Analysis) -> list[str]:
     """Per hyperparameter: where it moved test accuracy most and least; does the gap beat the noise."""
     sentences = []
-    for name, rows in table.groupby("hyperparameter", sort=False):
-        if len(rows) < 2:
-            continue
-        rows = rows.sort_values("spread", ascending=False)
-        top, bottom = rows.iloc[0], rows.iloc[-1]
-        gap = top["spread"] - bottom["spread"]
-        margin = max(levels.get(top["dataset"], 0.0), levels.get(bottom["dataset"], 0.0))
-        spreads = ", ".join(f"{r.dataset} {points(r.spread)}" for r in rows.itertuples())
+    for contrast in analysis.contrasts:
+        spreads = ", ".join(f"{dataset} {points(spread)}" for dataset, spread in contrast.spreads)
+        margin = points(contrast.margin)
         verdict = (
-            f"matters more for {top['dataset']} than for {bottom['dataset']}"
-            if gap > margin
-            else f"matters about as much everywhere (the gap is within seed noise, {points(margin)} points)"
+            f"matters more for {contrast.top} than for {contrast.bottom}"
+            if contrast.gap > contrast.margin
+            else f"matters about as much everywhere (the gap is within seed noise, {margin} points)"
         )
-        if top["dataset"] not in levels or bottom["dataset"] not in levels:
+        if not contrast.measured:
             verdict += " (seed noise not measured)"
-        sentences.append(f"**{text(name)}** {verdict}: spread {spreads} points")
+        sentences.append(f"**{text(contrast.hyperparameter)}** {verdict}: spread {spreads} points")
     return sentences
 
 
-def conclusions_section(
-    runs: pd.DataFrame,
-    table: pd.DataFrame,
-    found: pd.DataFrame,
-    levels: dict[str, float],
-    together: list[Interaction] = (),
-) -> str:
+def conclusions_section(analysis: Analysis) -> str:
     """Conclusions, each from a number above: what mattered most, what was noise, what to try next.
 
-    `together` are the grid studies' interactions: each gets its best cell and which row value its
-    second hyperparameter mattered more with.
+    Each grid study's interaction gets its best cell and which row value its second hyperparameter
+    mattered more with.
     """
+    runs, table, found, levels = analysis.runs, analysis.table, analysis.found, analysis.levels
     lines = ["## Conclusions", ""]
-    for dataset in primary.ordered(table["dataset"]):
+    for dataset in primary.ordered(table["dataset"], analysis.kinds):
         ranked = sensitivity.ranking(table, dataset)
         top = ranked.iloc[0]
         quiet = ranked[ranked["within_noise"]]["hyperparameter"].tolist()
@@ -546,38 +531,21 @@ def conclusions_section(
         if quiet:
             sentence += f"; within seed noise: {text(', '.join(quiet))}"
         lines.append(sentence + ".")
-    for interaction in together:
-        said = interaction_sentences(interaction)
-        best = said[0].removeprefix("- Best: ").rstrip(".")
-        more = [line for line in said if " matters more with " in line]
+    for interaction in analysis.interactions:
+        best, more = _best_cell(interaction), _matters_more(interaction)
         lines.append(
             f"- **{text(interaction.dataset)}**, grid {code(interaction.study)}: best {best}"
-            + (f"; {more[0][2].lower()}{more[0][3:].rstrip('.')}" if more else "")
+            + (f"; {more[0].lower()}{more[1:]}" if more else "")
             + "."
         )
-    done = results.compared(runs)
-    candidates = done[
-        (done["experiment"] != "baseline")
-        & ~done["changed"].isin(["", results.SEED])
-        & (done["same_as"] == "")
-    ]
-    baseline = results.baselines(runs)
-    if not candidates.empty:
-        base = {dataset: baseline.at[dataset, primary.metric(dataset)] for dataset in baseline.index}
-        gains = candidates.assign(
-            score=primary.scores(candidates),
-            chance=[primary.chance(run) for _, run in candidates.iterrows()],
+    for _, best in analysis.best_runs.iterrows():
+        level = levels.get(best["dataset"])
+        verdict = "" if level is None or best["gain"] > level else ", within seed noise: no real gain"
+        lines.append(
+            f"- Best run on {text(best['dataset'])}: {code(best['experiment'])} ({best['score']:.3f}, "
+            f"chance {best['chance']:.3f}; {100 * best['gain']:+.1f} points vs baseline"
+            f"{verdict})."
         )
-        gains["gain"] = gains["score"] - gains["dataset"].map(base)
-        for dataset, rows in gains.groupby("dataset", sort=False):
-            best = rows.loc[rows["gain"].idxmax()]
-            level = levels.get(dataset)
-            verdict = "" if level is None or best["gain"] > level else ", within seed noise: no real gain"
-            lines.append(
-                f"- Best run on {text(dataset)}: {code(best['experiment'])} ({best['score']:.3f}, "
-                f"chance {best['chance']:.3f}; {100 * best['gain']:+.1f} points vs baseline"
-                f"{verdict})."
-            )
     finished = results.finished(runs)
     finished = finished[finished["same_as"] == ""].assign(
         shown=lambda f: f.apply(results.dataset_name, axis=1)
@@ -589,7 +557,7 @@ def conclusions_section(
     chance = finished[finished.apply(observations.at_chance, axis=1)]
     if not chance.empty:
         where = chance.groupby("experiment", sort=False)["shown"].agg(", ".join)
-        predicting = "the majority class" + (", or the mean" if primary.mixed(chance["dataset"]) else "")
+        predicting = "the majority class" + (", or the mean" if primary.mixed(chance[results.KIND]) else "")
         lines.append(
             f"- No better than chance (always predicting {predicting}): "
             + "; ".join(f"{code(e)} on {text(d)}" for e, d in where.items())
@@ -606,13 +574,13 @@ def conclusions_section(
                 f"- {text(row['hyperparameter'])} on {row['dataset']}: its best value "
                 f"{text(row['best_value'])} is the {row['at_edge']} allowed, so there is no range to extend."
             )
-    counts = found[found["kind"].isin((*observations.HEADLINE_KINDS, "early best"))]
-    counts = counts.groupby("kind")["experiment"].count()
+    counts = found[found["rule"].isin((*observations.HEADLINE_RULES, "early best"))]
+    counts = counts.groupby("rule")["experiment"].count()
     total = len(found.drop_duplicates(["experiment", "dataset"]))
     if not counts.empty:
         lines.append(
             f"- Across {total} finished runs: "
-            + ", ".join(f"{kind} in {n}" for kind, n in counts.sort_values(ascending=False).items())
+            + ", ".join(f"{rule} in {n}" for rule, n in counts.sort_values(ascending=False).items())
             + "."
         )
     return "\n".join(lines)
@@ -626,10 +594,10 @@ def _status(rows: pd.DataFrame) -> str:
     return "; ".join(f"{dataset}: {status}" for dataset, status in shown.items())
 
 
-def _runs_table(chosen: pd.DataFrame, runs: pd.DataFrame) -> str:
+def _runs_table(chosen: pd.DataFrame, analysis: Analysis) -> str:
     """One row per experiment: study, changes, test accuracy per dataset (with chance), status, repeats."""
+    runs, kinds, again = analysis.runs, analysis.kinds, analysis.repeats
     baseline = results.baselines(runs)
-    again = repeats(runs)
     table = []
     for experiment, rows in chosen.groupby("experiment", sort=False):
         row: dict[str, str] = {
@@ -637,14 +605,14 @@ def _runs_table(chosen: pd.DataFrame, runs: pd.DataFrame) -> str:
             "study": rows["study"].iloc[0],
             "changes": max(rows.apply(observations.settings, axis=1), key=len),
         }
-        for dataset in primary.ordered(runs["dataset"]):
+        for dataset in primary.ordered(runs["dataset"], kinds):
             mine = rows[rows["dataset"] == dataset]
             cell = (
                 "other data"
                 if (mine["other_source"] != "").any()
-                else format.number(mine[primary.metric(dataset)].max(), 3)
+                else format.number(mine[primary.metric(kinds[dataset])].max(), 3)
             )
-            row[_accuracy_header(dataset, baseline)] = cell
+            row[_accuracy_header(dataset, kinds[dataset], baseline)] = cell
         row["status"] = _status(rows)
         if again.get(str(experiment)):
             row["also run as"] = ", ".join(again[str(experiment)])
@@ -662,9 +630,9 @@ def _rest(runs: pd.DataFrame, shown: set[str]) -> pd.DataFrame:
     return rows[rows["experiment"].isin(rows[own]["experiment"])]
 
 
-def manual_section(runs: pd.DataFrame, shown: set[str], found: pd.DataFrame) -> str:
+def manual_section(analysis: Analysis, shown: set[str]) -> str:
     """Runs made by hand (study `manual`) that no other section shows: their table and observations."""
-    rest = _rest(runs, shown)
+    rest = _rest(analysis.runs, shown)
     chosen = rest[rest["study"] == "manual"]
     if chosen.empty:
         return ""
@@ -673,10 +641,10 @@ def manual_section(runs: pd.DataFrame, shown: set[str], found: pd.DataFrame) -> 
         "",
         "Experiments run or queued by hand (not part of any study), against the baseline:",
         "",
-        _runs_table(chosen, runs),
+        _runs_table(chosen, analysis),
         "",
     ]
-    mine = found.merge(chosen[chosen["other_source"] == ""][["experiment", "dataset"]])
+    mine = analysis.found.merge(chosen[chosen["other_source"] == ""][["experiment", "dataset"]])
     for (experiment, dataset), rows in mine.groupby(["experiment", "dataset"], sort=False):
         lines.append(_run_line(str(experiment), str(dataset), rows))
     failed = chosen[chosen["status"] == "failed"].drop_duplicates("experiment")
@@ -684,8 +652,9 @@ def manual_section(runs: pd.DataFrame, shown: set[str], found: pd.DataFrame) -> 
     return "\n".join(lines)
 
 
-def other_runs_section(runs: pd.DataFrame, shown: set[str]) -> str:
+def other_runs_section(analysis: Analysis, shown: set[str]) -> str:
     """Runs of studies that no other section shows: several changes at once, seeds, failed, not compared."""
+    runs = analysis.runs
     rest = _rest(runs, shown)
     others = rest[rest["study"] != "manual"]
     if others.empty:
@@ -693,10 +662,10 @@ def other_runs_section(runs: pd.DataFrame, shown: set[str]) -> str:
     lines = [
         "## Other runs",
         "",
-        f"{primary.metric_words(runs['dataset'], capital=True)} of the runs that changed several "
+        f"{primary.metric_words(runs[results.KIND], capital=True)} of the runs that changed several "
         "hyperparameters, the seed re-runs, runs not compared with the baseline, and failed runs:",
         "",
-        _runs_table(others, runs),
+        _runs_table(others, analysis),
     ]
     failed = others[others["status"] == "failed"].drop_duplicates("experiment")
     if not failed.empty:
@@ -704,9 +673,10 @@ def other_runs_section(runs: pd.DataFrame, shown: set[str]) -> str:
     return "\n".join(lines)
 
 
-def other_data_section(runs: pd.DataFrame, found: pd.DataFrame) -> str:
+def other_data_section(analysis: Analysis) -> str:
     """Runs on another data source than the baseline's: other datasets, never set against the baseline."""
-    chosen = runs[runs["other_source"] != ""]
+    found = analysis.found
+    chosen = analysis.runs[analysis.runs["other_source"] != ""]
     if chosen.empty:
         return ""
     table = pd.DataFrame(
@@ -717,7 +687,7 @@ def other_data_section(runs: pd.DataFrame, found: pd.DataFrame) -> str:
             "other changes": chosen.assign(changed=chosen["changed"].map(_without_source)).apply(
                 observations.settings, axis=1
             ),
-            **_metric_columns(chosen, _by_task(chosen["dataset"], PRIMARY_METRICS)),
+            **_metric_columns(chosen, _by_task(chosen[results.KIND], PRIMARY_METRICS)),
             "status": chosen.apply(observations.status_text, axis=1),
         }
     )
@@ -743,10 +713,11 @@ def _without_source(changed: str) -> str:
     return ",".join(name for name in changed.split(",") if name != results.SOURCE)
 
 
-def rules_section(datasets: Iterable[str] = ()) -> str:
-    """How the observations were made: each rule and its thresholds (and a regression's, among `datasets`)."""
+def rules_section(kinds: Iterable[str] = ()) -> str:
+    """How the observations were made: each rule and its thresholds (and a regression's, among `kinds`)."""
     o = observations
-    regression = primary.mixed(datasets)
+    kinds = list(kinds)
+    regression = primary.mixed(kinds)
     training = "training accuracy (training R^2 for regression)" if regression else "training accuracy"
     return "\n".join(
         [
@@ -778,7 +749,7 @@ def rules_section(datasets: Iterable[str] = ()) -> str:
             "epochs.",
             f"- unstable: validation loss at least {100 * o.SWING_RISE:.0f}% above both neighbouring "
             f"epochs, {o.SWINGS} times or more.",
-            f"- noise: the range of the baseline's {primary.metric_words(datasets)} across seeds; a spread "
+            f"- noise: the range of the baseline's {primary.metric_words(kinds)} across seeds; a spread "
             "or difference no larger is called noise.",
             "- edge: the best of three or more numeric values is the lowest or the highest tried; the "
             "range is worth extending only where the param's allowed values go further that way.",
@@ -790,26 +761,4 @@ def rules_section(datasets: Iterable[str] = ()) -> str:
             "- time: CPU time of training (the process's CPU seconds), which does not depend on what "
             "else the machine ran; wall time is in the results table.",
         ]
-    )
-
-
-def to_html(markdown_text: str, base: Path, title: str) -> str:
-    """The markdown as one self-contained HTML page: figures inlined, raw HTML shown as text."""
-
-    def inline(match: re.Match) -> str:
-        data = base64.b64encode((base / match.group(2)).read_bytes()).decode()
-        return f"{match.group(1)}data:image/png;base64,{data}{match.group(3)}"
-
-    converter = markdown.Markdown(extensions=["tables"])
-    converter.preprocessors.deregister("html_block")  # markup in the text is shown, never parsed
-    converter.inlinePatterns.deregister("html")
-    body = _FIGURE.sub(inline, converter.convert(markdown_text))
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px}"
-        "th{background:#f3f3f3}img{max-width:100%}code{background:#f6f6f6}"
-    )
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{style}</style></head><body>\n{body}\n</body></html>\n"
     )

@@ -20,14 +20,16 @@ import json
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pandas as pd
 
 from tuninglab.lab.datasets import dataset_names
 from tuninglab.lab.files import DamagedFileError, read_whole_csv, write_text
-from tuninglab.lab.params import dataset_groups, train_settings
+from tuninglab.lab.params import dataset_groups, kind_of, train_settings
+from tuninglab.report.owned import Holding, OverwriteError, holding, replacing
 from tuninglab.schema import (
+    CURVES_FILE,
     DETAILS,
     DIVERGED,
     FAILED,
@@ -35,6 +37,7 @@ from tuninglab.schema import (
     PARAM_GROUPS,
     REGRESSION_TEST_METRICS,
     RESULT_METRICS,
+    RESULTS_FILE,
     SUCCESS,
     TEST_METRICS,
     TRAIN_METRICS,
@@ -43,62 +46,6 @@ from tuninglab.schema import (
     metrics_path,
     plots_path,
 )
-
-RESULTS_FILE = Path("results/experiments.csv")
-CURVES_FILE = Path("results/curves.csv")
-SHOWN_NAMES = 5  # experiments named in a message before "and N more"
-
-
-class OverwriteError(ValueError):
-    """Writing would drop experiments that an earlier results file or report holds; `--force` allows it."""
-
-
-class Holding(NamedTuple):
-    """What a results file or a report was written from: the baseline commit and its experiments."""
-
-    commit: str
-    experiments: frozenset[str]
-
-
-def holding(frame: pd.DataFrame) -> Holding:
-    """The baseline commit and the experiment names (the baseline left out) of a results table."""
-    names = frozenset(str(name) for name in frame["experiment"] if name != "baseline")
-    return Holding(str(frame["baseline_commit"].iloc[0]), names)
-
-
-def _names(names: set[str] | frozenset[str]) -> str:
-    shown = sorted(names)[:SHOWN_NAMES]
-    more = len(names) - len(shown)
-    return ", ".join(shown) + (f" and {more} more" if more else "")
-
-
-def replacing(target: Path, old: Holding | None, new: Holding, force: bool) -> str:
-    """Check that writing `new` over `target`, written from `old`, loses no experiment; say what it replaces.
-
-    Experiments of another baseline commit count as lost: they are other runs
-    even where the names match. Returns "" when there was nothing to replace,
-    else one sentence with the old and new experiment counts.
-
-    Raises:
-        OverwriteError: experiments of `old` are missing from `new` and not `force`.
-    """
-    if old is None:
-        return ""
-    same_commit = old.commit == new.commit
-    lost = old.experiments - new.experiments if same_commit else old.experiments
-    commits = "" if same_commit else f" of commit {old.commit[:7]}"
-    if lost and not force:
-        new_commit = "" if same_commit else f" of commit {new.commit[:7]}"
-        raise OverwriteError(
-            f"{target} was written from {len(old.experiments)} experiments{commits}; the new one has "
-            f"{len(new.experiments)}{new_commit} and would lose {len(lost)}: {_names(lost)}; "
-            "pass --force to replace it"
-        )
-    return (
-        f"{target}: replaced {len(old.experiments)} experiments{commits} with {len(new.experiments)}"
-        + (f" of commit {new.commit[:7]}" if not same_commit else "")
-        + (f" ({len(lost)} dropped: {_names(lost)})" if lost and same_commit else "")
-    )
 
 
 def dvc(
@@ -237,8 +184,10 @@ def rows(
 
     The params are in `schema.PARAM_GROUPS` order, the metrics in `schema.RESULT_METRICS` order.
 
-    `studies` maps each study of `studies.yaml` to its kind (`ofat`, `grid`,
+    `studies` maps each study of `studies.yaml` to its strategy (`ofat`, `grid`,
     `random`): the column `study_kind`, empty for the baseline and manual runs.
+    The column `kind` is the dataset's data type (`image` for a group `cifar`
+    whose `data.kind` is image), by which the report reads its metrics.
     A record's `details` (dataset -> its `details.json`, added by
     `with_details`) fill the diagnostic columns. The datasets are those the
     baseline commit trained (`trained_datasets`). A failed, queued or running
@@ -269,6 +218,7 @@ def rows(
                     "baseline_commit": baseline["rev"],
                     "rev": record["rev"],
                     "dataset": dataset,
+                    "kind": kind_of(baseline["params"], dataset) if baseline.get("params") else dataset,
                     "status": status,
                     "error": error,
                     **_dataset_params(record["params"], dataset),
@@ -383,7 +333,7 @@ def collect(
 ) -> tuple[pd.DataFrame, str]:
     """Write every experiment of the baseline commit `rev` to `out` and their curves to `curves_out`.
 
-    `studies` maps each study to its kind. An existing `out` is replaced only
+    `studies` maps each study to its strategy. An existing `out` is replaced only
     when the new table keeps all of its experiments (those of another baseline
     commit count as lost), or with `force`. `rev` is any git revision with
     experiments (default HEAD): an earlier commit's study is collected again

@@ -56,8 +56,8 @@ import yaml
 from tqdm import tqdm
 
 from tuninglab.lab import params
-from tuninglab.report import format
-from tuninglab.schema import FAILED, QUEUED, RUNNING, SUCCESS
+from tuninglab.report import owned
+from tuninglab.schema import FAILED, QUEUED, RESULTS_FILE, RUNNING, SUCCESS
 from tuninglab.studies import collect, estimate, spec
 
 POLL_SECONDS = 20.0  # each look is a `dvc exp show`, which costs CPU the workers need
@@ -94,8 +94,7 @@ def _params_changes(cwd: Path) -> str:
     now, before = collect.changes(workspace, head), collect.changes(head, workspace)
     keys = [*now, *(key for key in before if key not in now)]
     shown = [
-        f"{key}: {format.override(now.get(key, 'missing'))} "
-        f"(HEAD: {format.override(before.get(key, 'missing'))})"
+        f"{key}: {spec.override(now.get(key, 'missing'))} (HEAD: {spec.override(before.get(key, 'missing'))})"
         for key in keys
     ]
     return ", ".join(shown)
@@ -188,10 +187,8 @@ def queue_missing(planned: list[spec.Experiment], cwd: Path = Path(), force: boo
                 f"experiment {experiment.name} exists on this commit with other settings; "
                 f"remove it (dvc exp remove {experiment.name}) or rename the study"
             )
-    collected = collect.Holding(baseline["rev"], frozenset(known) | {e.name for e in planned})
-    collect.replacing(
-        collect.RESULTS_FILE, collect.previous(cwd / collect.RESULTS_FILE, force)[0], collected, force
-    )
+    collected = owned.Holding(baseline["rev"], frozenset(known) | {e.name for e in planned})
+    owned.replacing(RESULTS_FILE, collect.previous(cwd / RESULTS_FILE, force)[0], collected, force)
     missing = [experiment for experiment in planned if experiment.name not in known]
     if missing:
         _queue(missing, cwd)

@@ -1,6 +1,7 @@
 """Hyperparameter studies: read `studies.yaml` and expand a study into experiments.
 
-A study is one-at-a-time (`ofat`), a full `grid`, or a `random` search. Each
+A study's strategy (`kind:` in `studies.yaml`, read once by `parse` into a
+`Study`) is one-at-a-time (`ofat`), a full `grid`, or a `random` search. Each
 configuration becomes one DVC experiment, named after what it changes
 (`ofat-lr-0.1`, `optimizer_lr-optimizer-sgd-lr-0.01`, `random-03`) and run
 with `dvc exp run --queue -n <name> -S <key>=<value> ...`. A name is only a
@@ -29,16 +30,32 @@ from typing import Any
 import numpy as np
 
 from tuninglab.lab import params
-from tuninglab.report import format
 
 STUDIES_FILE = Path("studies.yaml")
-KINDS = ("ofat", "grid", "random")
+STRATEGIES = ("ofat", "grid", "random")
+STRATEGY_KEY = "kind"  # the key of a study's strategy in studies.yaml
 MAX_EXPERIMENTS = 1000  # a study's most experiments without --allow-large, unless it sets max_experiments
 SAMPLE = 100  # the experiments a study too large to list is estimated from
 
 
 class StudyError(ValueError):
     """A study definition that cannot be run."""
+
+
+def override(param: Any) -> str:
+    """A param value as DVC's `-S` override grammar reads it back unchanged (`true`, `[64,32]`, `0.1`)."""
+    if isinstance(param, bool):
+        return str(param).lower()
+    if isinstance(param, list):
+        return "[" + ",".join(override(v) for v in param) + "]"
+    return str(param)
+
+
+def name_part(param: Any) -> str:
+    """A param value as it appears in an experiment name: `0.1`, `128-128`, `none` for an empty list."""
+    if isinstance(param, list):
+        return "-".join(name_part(v) for v in param) if param else "none"
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", override(param))
 
 
 @dataclass(frozen=True)
@@ -58,7 +75,7 @@ class Experiment:
 
     def overrides(self) -> list[str]:
         """The `key=value` overrides of its params, as `dvc exp run -S` takes them."""
-        return [f"{key}={format.override(value)}" for key, value in self.settings.items()]
+        return [f"{key}={override(value)}" for key, value in self.settings.items()]
 
     def set_args(self) -> list[str]:
         """The `-S key=value` arguments of `dvc exp run`."""
@@ -120,15 +137,40 @@ def _is_distribution(space: Any) -> bool:
     return distribution == "uniform" and numbers and bounds[0] < bounds[1]
 
 
-def _check_definition(name: str, study: Any) -> None:
+@dataclass(frozen=True)
+class Study:
+    """A checked study definition: how it explores (`strategy`) and over which values (`space`)."""
+
+    name: str
+    strategy: str  # one of STRATEGIES: the study's `kind:` in studies.yaml
+    space: dict[str, Any]  # dotted hyperparameter -> its values (ofat, grid) or distribution (random)
+    max_experiments: int  # its most experiments without --allow-large (by default MAX_EXPERIMENTS)
+    trials: int = 0  # a random study's experiments
+    seed: int = 0  # a random study's seed
+
+
+def strategy_of(study: Any) -> str:
+    """A study definition's strategy as `studies.yaml` gives it (`ofat`), unchecked; "" when it has none."""
+    return str(study.get(STRATEGY_KEY, "")) if isinstance(study, dict) else ""
+
+
+def parse(name: str, study: Any) -> Study:
+    """A study definition of `studies.yaml`, checked, as a `Study`.
+
+    Raises:
+        StudyError: a bad name, strategy, setting or value, naming it and what is allowed.
+    """
     where = f"{STUDIES_FILE}: study {name}"
     if not re.fullmatch(r"[a-z0-9_]+", str(name)):
         raise StudyError(f"{STUDIES_FILE}: study name {name!r} is not allowed; expected a-z, 0-9 and _")
-    if not isinstance(study, dict) or study.get("kind") not in KINDS:
-        kind = study.get("kind") if isinstance(study, dict) else study
-        raise StudyError(f"{where}: kind {kind!r} is not allowed; expected one of {' | '.join(KINDS)}")
-    allowed = {"kind", "params", "max_experiments"} | (
-        {"trials", "seed"} if study["kind"] == "random" else set()
+    if not isinstance(study, dict) or study.get(STRATEGY_KEY) not in STRATEGIES:
+        given = study.get(STRATEGY_KEY) if isinstance(study, dict) else study
+        raise StudyError(
+            f"{where}: {STRATEGY_KEY} {given!r} is not allowed; expected one of {' | '.join(STRATEGIES)}"
+        )
+    strategy = study[STRATEGY_KEY]
+    allowed = {STRATEGY_KEY, "params", "max_experiments"} | (
+        {"trials", "seed"} if strategy == "random" else set()
     )
     unknown = set(study) - allowed
     if unknown:
@@ -139,27 +181,27 @@ def _check_definition(name: str, study: Any) -> None:
     if not isinstance(space, dict) or not space:
         raise StudyError(f"{where}: params is empty; expected hyperparameters and their values")
     for hyperparameter, values in space.items():
-        if study["kind"] == "random" and not _is_distribution(values):
+        if strategy == "random" and not _is_distribution(values):
             raise StudyError(
                 f"{where}: {hyperparameter}: {values!r} is not allowed; expected "
                 "{log_uniform: [low, high]} with 0 < low < high, {uniform: [low, high]} with low < high, "
                 "or {choice: [values...]}"
             )
-        if study["kind"] != "random" and (not isinstance(values, list) or not values):
+        if strategy != "random" and (not isinstance(values, list) or not values):
             raise StudyError(f"{where}: {hyperparameter} has no values; expected a non-empty list")
-    integers = {"trials": 0, "seed": 0} if study["kind"] == "random" else {}
+    integers = {"trials": 0, "seed": 0} if strategy == "random" else {}
     if "max_experiments" in study:
         integers["max_experiments"] = 1
     for key, least in integers.items():
         value = study.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise StudyError(f"{where}: {key} {value!r} is not allowed; expected an integer >= {least}")
+    randomly = {key: study[key] for key in ("trials", "seed") if key in integers}
+    return Study(str(name), strategy, space, study.get("max_experiments", MAX_EXPERIMENTS), **randomly)
 
 
 def _ofat_experiment(name: str, hyperparameter: str, value: Any) -> Experiment:
-    return Experiment(
-        f"{name}-{_short(hyperparameter)}-{format.name_part(value)}", _settings(hyperparameter, value)
-    )
+    return Experiment(f"{name}-{_short(hyperparameter)}-{name_part(value)}", _settings(hyperparameter, value))
 
 
 def _grid_experiment(name: str, space: dict[str, Any], combination: tuple[Any, ...]) -> Experiment:
@@ -167,26 +209,26 @@ def _grid_experiment(name: str, space: dict[str, Any], combination: tuple[Any, .
     parts = [name]
     for hyperparameter, value in zip(space, combination, strict=True):
         settings |= _settings(hyperparameter, value)
-        parts += [_short(hyperparameter), format.name_part(value)]
+        parts += [_short(hyperparameter), name_part(value)]
     return Experiment("-".join(parts), settings)
 
 
-def _experiments(name: str, study: dict[str, Any], baseline: dict[str, Any]) -> Iterator[Experiment]:
+def _experiments(study: Study, baseline: dict[str, Any]) -> Iterator[Experiment]:
     """The experiments of a checked study, in order, one at a time and not yet checked against the rules."""
-    space: dict[str, Any] = study["params"]
-    if study["kind"] == "ofat":
+    name, space = study.name, study.space
+    if study.strategy == "ofat":
         for hyperparameter, values in space.items():
             for value in values:
                 experiment = _ofat_experiment(name, hyperparameter, value)
                 if not experiment.matches(baseline):  # else it is the baseline itself
                     yield experiment
-    elif study["kind"] == "grid":
+    elif study.strategy == "grid":
         for combination in itertools.product(*space.values()):
             yield _grid_experiment(name, space, combination)
     else:
-        rng = np.random.default_rng(study["seed"])
-        width = len(str(study["trials"]))
-        for trial in range(1, study["trials"] + 1):
+        rng = np.random.default_rng(study.seed)
+        width = len(str(study.trials))
+        for trial in range(1, study.trials + 1):
             settings = {}
             for hyperparameter, distribution in space.items():
                 settings |= _settings(hyperparameter, _sample(rng, distribution))
@@ -214,8 +256,8 @@ def expand(name: str, study: dict[str, Any], baseline: dict[str, Any]) -> list[E
         StudyError: for a malformed study, an unknown hyperparameter or a value
             the param rules refuse; nothing has been queued then.
     """
-    _check_definition(name, study)
-    return [_checked(name, experiment, baseline) for experiment in _experiments(name, study, baseline)]
+    checked = parse(name, study)
+    return [_checked(name, experiment, baseline) for experiment in _experiments(checked, baseline)]
 
 
 def count(name: str, study: dict[str, Any]) -> int:
@@ -226,11 +268,14 @@ def count(name: str, study: dict[str, Any]) -> int:
     Raises:
         StudyError: for a malformed study.
     """
-    _check_definition(name, study)
-    if study["kind"] == "random":
-        return study["trials"]
-    lengths = [len(values) for values in study["params"].values()]
-    return math.prod(lengths) if study["kind"] == "grid" else sum(lengths)
+    return _count(parse(name, study))
+
+
+def _count(study: Study) -> int:
+    if study.strategy == "random":
+        return study.trials
+    lengths = [len(values) for values in study.space.values()]
+    return math.prod(lengths) if study.strategy == "grid" else sum(lengths)
 
 
 def limit(name: str, study: dict[str, Any]) -> int:
@@ -240,15 +285,14 @@ def limit(name: str, study: dict[str, Any]) -> int:
     Raises:
         StudyError: for a malformed study.
     """
-    _check_definition(name, study)
-    return study.get("max_experiments", MAX_EXPERIMENTS)
+    return parse(name, study).max_experiments
 
 
-def _nth(name: str, study: dict[str, Any], index: int) -> Experiment:
+def _nth(study: Study, index: int) -> Experiment:
     """The `index`-th configuration of an ofat or grid study (0 <= index < `count`), found without listing
     the others (an ofat one equal to the baseline included)."""
-    space: dict[str, Any] = study["params"]
-    if study["kind"] == "ofat":
+    name, space = study.name, study.space
+    if study.strategy == "ofat":
         for hyperparameter, values in space.items():
             if index < len(values):
                 return _ofat_experiment(name, hyperparameter, values[index])
@@ -267,11 +311,12 @@ def head(name: str, study: dict[str, Any], baseline: dict[str, Any], size: int) 
     Raises:
         StudyError: for a malformed study or a value the param rules refuse.
     """
-    _check_definition(name, study)
-    return [
-        _checked(name, experiment, baseline)
-        for experiment in itertools.islice(_experiments(name, study, baseline), size)
-    ]
+    return _head(parse(name, study), baseline, size)
+
+
+def _head(study: Study, baseline: dict[str, Any], size: int) -> list[Experiment]:
+    experiments = itertools.islice(_experiments(study, baseline), size)
+    return [_checked(study.name, experiment, baseline) for experiment in experiments]
 
 
 def sample(
@@ -286,13 +331,16 @@ def sample(
     Raises:
         StudyError: for a malformed study or a value the param rules refuse.
     """
-    total = count(name, study)
-    if study["kind"] == "random" or total <= size:
-        return head(name, study, baseline, size)
+    checked = parse(name, study)
+    total = _count(checked)
+    if checked.strategy == "random" or total <= size:
+        return _head(checked, baseline, size)
     draw = random.Random(0)
     indices = sorted({draw.randrange(total) for _ in range(size)})
-    picked = (_nth(name, study, index) for index in indices)
-    return [_checked(name, e, baseline) for e in picked if study["kind"] == "grid" or not e.matches(baseline)]
+    picked = (_nth(checked, index) for index in indices)
+    return [
+        _checked(name, e, baseline) for e in picked if checked.strategy == "grid" or not e.matches(baseline)
+    ]
 
 
 def _known(tree: dict[str, Any], dotted: str) -> bool:

@@ -13,23 +13,24 @@ records `dvc exp show` prints.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import dvc.api
 import pandas as pd
+from dvc.utils.flatten import flatten
 
 from tuninglab.lab import params
 from tuninglab.lab.datasets import dataset_names
-from tuninglab.lab.params import KIND, PARAMS_FILE, dataset_groups, kind_of
+from tuninglab.lab.params import PARAMS_FILE, dataset_groups, kind_of
 from tuninglab.report import format, primary
 from tuninglab.report.observations import within_chance
 from tuninglab.schema import DIVERGED, OK, SUCCESS
-from tuninglab.studies.collect import flatten
 
 
 def param_keys(tree: dict[str, Any]) -> set[str]:
-    """The dotted keys of a params tree, as `dvc exp show` names its param columns."""
+    """The dotted keys of a params tree, as `dvc exp show` names its param columns (DVC's own `flatten`)."""
     return set(flatten(tree))
 
 
@@ -72,35 +73,42 @@ def other_kernels(record: dict[str, Any], baseline: dict[str, Any], dataset: str
     return None
 
 
-def _accuracy(record: dict[str, Any], baseline: dict[str, Any], dataset: str) -> str:
-    """The primary metric's cell: its value (and difference to the baseline, for a run computed alike),
-    `diverged` for a run that diverged before it had a score, else `-`."""
-    key = f"{dataset}.{primary.metric(dataset)}"
-    accuracy = _number(record, key)
-    if accuracy is None:
+REGISTERED = {name: name for name in dataset_names()}  # each registered type's group, named after it
+
+
+def _score(record: dict[str, Any], baseline: dict[str, Any], dataset: str, kind: str) -> str:
+    """The primary metric's cell (of `dataset`, a group of data type `kind`): its value (and difference
+    to the baseline, for a run computed alike), `diverged` for a run that diverged before it had a score,
+    else `-`."""
+    key = f"{dataset}.{primary.metric(kind)}"
+    score = _number(record, key)
+    if score is None:
         return DIVERGED if diverged(record, dataset) else "-"
     base = _number(baseline, key)
     if base is None or record is baseline or other_kernels(record, baseline, dataset):
-        return f"{accuracy:.3f}"
-    return format.against(accuracy, base)
+        return f"{score:.3f}"
+    return format.against(score, base)
 
 
 def state(
     record: dict[str, Any],
-    datasets: tuple[str, ...] = dataset_names(),
+    datasets: Mapping[str, str] = REGISTERED,
     baseline: dict[str, Any] | None = None,
 ) -> str:
     """queued / running / failed from DVC's queue; else which datasets diverged, scored at chance, or
-    were computed with other CPU kernels than the `baseline` (not compared)."""
+    were computed with other CPU kernels than the `baseline` (not compared).
+
+    `datasets` maps each dataset group to its data type.
+    """
     if record.get("State") and record["State"].lower() != SUCCESS:
         return record["State"].lower()
     notes = []
-    for dataset in datasets:
-        accuracy = _number(record, f"{dataset}.{primary.metric(dataset)}")
-        chance = _number(record, f"{dataset}.{primary.chance_metric(dataset)}")
+    for dataset, kind in datasets.items():
+        score = _number(record, f"{dataset}.{primary.metric(kind)}")
+        chance = _number(record, f"{dataset}.{primary.chance_metric(kind)}")
         if diverged(record, dataset):
             notes.append(f"{dataset} diverged")
-        elif within_chance(accuracy, chance):
+        elif within_chance(score, chance):
             notes.append(f"{dataset} no better than chance")
         kernels = other_kernels(record, baseline, dataset) if baseline is not None else None
         if kernels:
@@ -109,30 +117,32 @@ def state(
 
 
 def table(
-    records: list[dict[str, Any]], keys: set[str], datasets: tuple[str, ...] = dataset_names()
+    records: list[dict[str, Any]], keys: set[str], datasets: Mapping[str, str] = REGISTERED
 ) -> pd.DataFrame:
     """One row per experiment: the baseline commit first, then its experiments, newest first.
 
     `keys` are the param columns (dotted keys of params.yaml), `datasets` the
-    dataset groups whose columns are shown (`cifar` beside `image`). The workspace
+    dataset groups whose columns are shown (`cifar` beside `image`), each with
+    its data type (`cifar`: `image`), whose metrics it is read by. The workspace
     is listed only when its params differ from the commit's (a finished
     `dvc exp run` leaves its params there), so that leftovers are seen.
     """
     workspace = next(r for r in records if r["rev"] == "workspace")
     baseline = next(r for r in records if r["typ"] == "baseline" and r["rev"] != "workspace")
-    datasets = tuple(d for d in datasets if f"{d}.{primary.metric(d)}" in baseline)  # those dvc.yaml runs
+    datasets = {d: k for d, k in datasets.items() if f"{d}.{primary.metric(k)}" in baseline}  # dvc.yaml's
     rows = [(f"baseline ({baseline['rev']})", baseline)]
     if _params(workspace, keys) != _params(baseline, keys):
         rows.append(("workspace (not committed)", workspace))
     rows += [(r["Experiment"] or r["rev"], r) for r in records if r["typ"] != "baseline"]
     headers = {
-        d: format.dataset_header(d, _number(baseline, f"{d}.{primary.chance_metric(d)}")) for d in datasets
+        d: format.dataset_header(d, _number(baseline, f"{d}.{primary.chance_metric(k)}"))
+        for d, k in datasets.items()
     }
     return pd.DataFrame(
         [
             {
                 "experiment": name,
-                **{headers[d]: _accuracy(record, baseline, d) for d in datasets},
+                **{headers[d]: _score(record, baseline, d, k) for d, k in datasets.items()},
                 "state": state(record, datasets, baseline),
                 "changed": "-" if record is baseline else changed(record, baseline, keys),
             }
@@ -148,8 +158,7 @@ def render(repo: Path = Path()) -> str:
         ParamError: the repository's params.yaml is missing or not valid (`params.load`).
     """
     tree = params.load(repo / PARAMS_FILE)
-    groups = dataset_groups(tree)
-    primary.learn_kinds({group: kind_of(tree, group) for group in groups if KIND in tree[group]["data"]})
+    groups = {group: kind_of(tree, group) for group in dataset_groups(tree)}
     frame = table(dvc.api.exp_show(repo=str(repo)), param_keys(tree), groups)
-    note = f"{primary.metric_words(groups)} per dataset, (difference to the baseline in points)"
+    note = f"{primary.metric_words(groups.values())} per dataset, (difference to the baseline in points)"
     return f"{note}\n{frame.to_string(index=False)}"
