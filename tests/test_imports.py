@@ -1,7 +1,8 @@
 """Imports run one way between the package's areas, as `test_dvc_deps` checks the stages' deps.
 
-`lab/` (and `schema.py`) import neither `studies/` nor `report/`; `report/` reads
-the results files whose paths `schema.py` names and never imports `studies/`;
+`schema.py` and `tasks.py` import only each other; `lab/` imports neither `studies/`
+nor `report/`; `report/` reads the results files whose paths `schema.py` names and
+never imports `studies/`;
 `studies/` takes from `report/` only the overwrite guard of `report/owned.py`.
 Imports inside functions and under `TYPE_CHECKING` count too.
 """
@@ -17,16 +18,18 @@ from tests.conftest import ROOT
 
 PACKAGE = ROOT / "tuninglab"
 # area -> the areas (or single modules) it may import from `tuninglab`, beside itself
+BOTTOM = ("tuninglab.schema", "tuninglab.tasks")  # names and task records every area shares
 ALLOWED = {
-    "lab": ("tuninglab.lab", "tuninglab.schema"),
-    "schema": ("tuninglab.lab", "tuninglab.schema"),
-    "studies": ("tuninglab.lab", "tuninglab.schema", "tuninglab.studies", "tuninglab.report.owned"),
-    "report": ("tuninglab.lab", "tuninglab.schema", "tuninglab.report"),
+    "lab": ("tuninglab.lab", *BOTTOM),
+    "schema": BOTTOM,
+    "tasks": BOTTOM,
+    "studies": ("tuninglab.lab", *BOTTOM, "tuninglab.studies", "tuninglab.report.owned"),
+    "report": ("tuninglab.lab", *BOTTOM, "tuninglab.report"),
 }
 
 
 def area(path: Path) -> str:
-    """The area of a module file of the package: `lab`, `studies`, `report`, or `schema`."""
+    """The area of a module file of the package: `lab`, `studies`, `report`, `schema` or `tasks`."""
     return path.relative_to(PACKAGE).parts[0].removesuffix(".py")
 
 
