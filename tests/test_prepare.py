@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from tuninglab.lab import datasets, prepare, sources
+from tuninglab.lab.kinds import image, tabular, text
 from tuninglab.lab.sources import DataSourceError
 
 SPLIT = {"seed": 42, "val_size": 0.15, "test_size": 0.2}
@@ -54,13 +55,13 @@ TABULAR_DATA = {"source": "iris", "normalize": True, "min_level_rows": 1}
 def test_tabular_scaling_uses_training_rows_only():
     frame = iris_like()
     splits = prepare.split_indices(np.arange(90) % 3, 0.2, 0.2, seed=0)
-    features, info = prepare.prepare_tabular(frame, splits, TABULAR_DATA)
+    features, info = tabular.prepare_tabular(frame, splits, TABULAR_DATA)
     np.testing.assert_allclose(features[splits["train"]].mean(axis=0), 0, atol=1e-5)
     np.testing.assert_allclose(features[splits["train"]].std(axis=0), 1, atol=1e-4)
     # Changing every test row changes nothing about how the training rows are scaled.
     shifted = frame.copy()
     shifted.loc[splits["test"], ["a", "b"]] += 1000
-    features2, info2 = prepare.prepare_tabular(shifted, splits, TABULAR_DATA)
+    features2, info2 = tabular.prepare_tabular(shifted, splits, TABULAR_DATA)
     np.testing.assert_array_equal(features[splits["train"]], features2[splits["train"]])
     assert info == info2
 
@@ -68,7 +69,7 @@ def test_tabular_scaling_uses_training_rows_only():
 def test_tabular_without_normalize_keeps_raw_values():
     frame = iris_like()
     splits = prepare.split_indices(np.arange(90) % 3, 0.2, 0.2, seed=0)
-    features, info = prepare.prepare_tabular(frame, splits, {**TABULAR_DATA, "normalize": False})
+    features, info = tabular.prepare_tabular(frame, splits, {**TABULAR_DATA, "normalize": False})
     np.testing.assert_allclose(features, frame[["a", "b"]].to_numpy(np.float32))
     assert info == {
         "preprocessing": {
@@ -104,7 +105,7 @@ def test_tabular_mixed_columns_get_one_hot_levels_and_missing_indicators(normali
     frame = mixed_jobs()
     splits = prepare.split_indices(np.arange(100) % 2, 0.2, 0.2, seed=0)
     train = splits["train"]
-    features, entries = prepare.prepare_tabular(
+    features, entries = tabular.prepare_tabular(
         frame, splits, {**TABULAR_DATA, "normalize": normalize, "min_level_rows": 5}
     )
     info = entries["preprocessing"]
@@ -134,7 +135,7 @@ def test_the_missing_indicator_is_fitted_on_the_training_rows_only():
     splits = prepare.split_indices(np.arange(100) % 2, 0.2, 0.2, seed=0)
     frame["hour"] = np.arange(100, dtype=float)
     frame.loc[splits["test"][:3], "hour"] = np.nan
-    features, entries = prepare.prepare_tabular(frame, splits, TABULAR_DATA)
+    features, entries = tabular.prepare_tabular(frame, splits, TABULAR_DATA)
     assert entries["preprocessing"]["missing_indicators"] == []
     assert not np.isnan(features).any()
 
@@ -146,7 +147,7 @@ def test_image_pixels_scaled_with_training_statistics(normalize):
     splits = prepare.split_indices(np.arange(60) % 2, 0.2, 0.2, seed=0)
     images_with_bright_test = images.copy()
     images_with_bright_test[splits["test"]] = 255
-    pixels, entries = prepare.prepare_images(images_with_bright_test, splits, {"normalize": normalize})
+    pixels, entries = image.prepare_images(images_with_bright_test, splits, {"normalize": normalize})
     info = entries["preprocessing"]
     assert pixels.shape == (60, 1, 8, 8) and pixels.dtype == np.float32
     if normalize:
@@ -163,7 +164,7 @@ def test_colour_images_are_scaled_per_channel():
     images[:, 1] //= 4  # a dark green channel
     images[:, 2] = 200  # a constant blue level: nothing to scale, it becomes 0 (std taken as 1)
     splits = prepare.split_indices(np.arange(60) % 2, 0.2, 0.2, seed=0)
-    pixels, entries = prepare.prepare_images(images, splits, {"normalize": True})
+    pixels, entries = image.prepare_images(images, splits, {"normalize": True})
     train = pixels[splits["train"]]
     np.testing.assert_allclose(train.mean(axis=(0, 2, 3)), 0, atol=1e-4)
     np.testing.assert_allclose(train.std(axis=(0, 2, 3)), [1, 1, 0], atol=1e-4)
@@ -183,9 +184,7 @@ def write_image_raw(folder: Path, train_per_class: list[int], test_per_class: li
     images = np.zeros((len(labels), 1, 4, 4), dtype=np.uint8)
     images[:, 0, 0, 0] = labels * 20
     test = np.arange(len(labels)) >= sum(train_per_class)
-    sources.write_images(
-        folder / IMAGE.raw_file, images, labels, ["a", "b", "c"][: len(train_per_class)], test
-    )
+    image.write_images(folder / IMAGE.raw_file, images, labels, ["a", "b", "c"][: len(train_per_class)], test)
     return test
 
 
@@ -237,7 +236,7 @@ def test_text_vocabulary_comes_from_training_texts_only():
     labels = np.array([0, 0, 1, 1, 0, 1, 0, 1])
     splits = {"train": np.arange(6), "val": np.array([6]), "test": np.array([7])}
     data = {**BAG, "ngrams": 2, "max_len": 5}
-    bags, entries = prepare.prepare_texts(texts, splits, data, labels=labels)
+    bags, entries = text.prepare_texts(texts, splits, data, labels=labels)
     info, vocabulary = entries["preprocessing"], entries["vocabulary"]
     assert "zebra" not in vocabulary and "stripes" not in vocabulary
     assert vocabulary[0] == "<pad>" and info["vocab_size"] == len(vocabulary)
@@ -245,7 +244,7 @@ def test_text_vocabulary_comes_from_training_texts_only():
     # The test text has only unseen n-grams: an empty bag.
     assert not bags[7].any()
     # A training text is its own words and word pair, weights of unit norm.
-    ids = bags[0, 0][bags[0, 0] != prepare.PAD_ID].astype(int)
+    ids = bags[0, 0][bags[0, 0] != text.PAD_ID].astype(int)
     assert sorted(vocabulary[i] for i in ids) == ["film", "good", "good film"]
     assert np.linalg.norm(bags[0, 1]) == pytest.approx(1.0)
 
@@ -254,7 +253,7 @@ def test_nb_weighting_favours_the_n_grams_that_tell_classes_apart():
     texts = pd.Series(["good plot", "good cast", "bad plot", "bad cast", "good plot", "bad cast"])
     labels = np.array([0, 0, 1, 1, 0, 1])
     splits = {"train": np.arange(4), "val": np.array([4]), "test": np.array([5])}
-    bags, entries = prepare.prepare_texts(
+    bags, entries = text.prepare_texts(
         texts, splits, {**BAG, "weighting": "nb_tfidf", "max_len": 4}, labels=labels
     )
     weights = dict(zip(entries["vocabulary"], np.zeros(len(entries["vocabulary"])), strict=True))
@@ -267,7 +266,7 @@ def test_character_n_grams_join_the_word_n_grams():
     texts = pd.Series(["superb", "superbly", "dull", "dully"])
     splits = {"train": np.array([0, 2]), "val": np.array([1]), "test": np.array([3])}
     data = {**BAG, "char_ngrams": 3, "max_len": 50}
-    bags, entries = prepare.prepare_texts(texts, splits, data, labels=np.array([0, 0, 1, 1]))
+    bags, entries = text.prepare_texts(texts, splits, data, labels=np.array([0, 0, 1, 1]))
     vocabulary = entries["vocabulary"]
     assert "char:sup" in vocabulary and "superbly" not in vocabulary
     # The unseen word still shares character n-grams with a training word.
@@ -279,9 +278,9 @@ def test_max_len_keeps_the_heaviest_n_grams_and_auto_takes_the_95th_percentile()
     texts = pd.Series([" ".join(f"w{i}" for i in range(k)) for k in range(1, 21)])
     labels = np.arange(20) % 2
     splits = {"train": np.arange(16), "val": np.array([16, 17]), "test": np.array([18, 19])}
-    bags, entries = prepare.prepare_texts(texts, splits, {**BAG, "max_len": 12}, labels=labels)
+    bags, entries = text.prepare_texts(texts, splits, {**BAG, "max_len": 12}, labels=labels)
     assert bags.shape == (20, 2, 12) and entries["preprocessing"]["truncated_share"] == 0.4
-    auto, entries = prepare.prepare_texts(texts, splits, {**BAG, "max_len": "auto"}, labels=labels)
+    auto, entries = text.prepare_texts(texts, splits, {**BAG, "max_len": "auto"}, labels=labels)
     # The training texts have 1 to 16 words: numpy's 95th percentile of them is 15.25, rounded up.
     assert entries["preprocessing"]["max_len"] == 16 and entries["preprocessing"]["max_len_setting"] == "auto"
     assert auto.shape == (20, 2, 16)
@@ -357,7 +356,6 @@ def test_a_single_row_class_gets_the_check_not_scikit_learns_error(tmp_path):
 
 def test_bundled_data_is_checked_against_the_split_too(tmp_path):
     """Iris has 50 rows a class: a 1 % test split (2 rows) cannot hold its 3 classes."""
-    from tuninglab.lab import sources
 
     sources.fetch(datasets.get("tabular"), "iris", tmp_path)
     with pytest.raises(DataSourceError, match=r"tabular\.data\.source: class 'setosa' of iris has 50 rows"):

@@ -25,7 +25,7 @@ from stages import train as train_stage
 from tests import image_fixtures
 from tests.conftest import ROOT, blobs, commit_all, make_lab_repo, sh
 from tuninglab import schema, tasks
-from tuninglab.lab import datasets, families, models, params, prepare, resources, sources
+from tuninglab.lab import datasets, families, models, params, prepare, resources
 from tuninglab.lab.datasets import DatasetSpec, dataset_names
 from tuninglab.lab.files import write_csv
 from tuninglab.lab.kinds import image, tabular, text
@@ -47,8 +47,8 @@ TOY = DatasetSpec(
     name="toy",
     sources={"blobs": fetch_blobs},
     raw_file="blobs.csv",
-    read_raw=prepare.read_table,
-    featurize=prepare.prepare_tabular,
+    read_raw=tabular.read_table,
+    featurize=tabular.prepare_tabular,
     families=("mlp",),
     input_size=lambda data: (TOY_ROWS, TOY_FEATURES),
     classes=3,
@@ -113,7 +113,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tuninglab.lab import prepare
 from tuninglab.lab.datasets import DatasetSpec, register
 from tuninglab.lab.files import write_csv
 from tuninglab.lab.kinds import image, tabular, text
@@ -138,8 +137,8 @@ register(
         name="toy",
         sources={"blobs": fetch_blobs},
         raw_file="blobs.csv",
-        read_raw=prepare.read_table,
-        featurize=prepare.prepare_tabular,
+        read_raw=tabular.read_table,
+        featurize=tabular.prepare_tabular,
         families=("mlp",),
         input_size=lambda data: (ROWS, FEATURES),
         classes=3,
@@ -201,7 +200,7 @@ def test_a_second_image_group_trains_through_the_stages(tmp_path, monkeypatch):
     root = tmp_path / "torchvision"
     image_fixtures.write_cifar10(root, (8, 3))
     image_fixtures.accept_cifar10_fixture(monkeypatch, root)
-    monkeypatch.setenv(sources.TORCHVISION_ROOT_VARIABLE, str(root))
+    monkeypatch.setenv(image.TORCHVISION_ROOT_VARIABLE, str(root))
     monkeypatch.setattr(urllib.request, "urlopen", None)  # the files are there: no download is tried
     settings = params.read_yaml(ROOT / "params.yaml")
     cifar_train = {

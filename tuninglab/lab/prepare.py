@@ -8,9 +8,13 @@ validation or test row influences training.
 Classification splits are stratified by class; a regression's numeric target
 is split at random (`prepare_regression`) with the same shares and seed.
 
-The dataset registry names this module's readers and preprocessors, so
-pandas and scikit-learn are imported where they are used: the check_params
-and train stages read the registry and need neither.
+Each data type's reader and featurizer live in its module of
+`tuninglab.lab.kinds`; shared here are the splits, the class-size checks, the
+label encoding, each task's preparer (`PREPARERS`) and the mixed-table
+featurizer of the tabular and regression types (`prepare_mixed_table`).
+The dataset registry names this module's functions, so pandas and
+scikit-learn are imported where they are used: the check_params and train
+stages read the registry and need neither.
 """
 
 from __future__ import annotations
@@ -24,18 +28,14 @@ import numpy as np
 
 from tuninglab import tasks
 from tuninglab.lab.metrics import r2
-from tuninglab.lab.sources import LABEL, REVIEW_SPLIT, TARGET, DataSourceError
+from tuninglab.lab.sources import DataSourceError
 
 if TYPE_CHECKING:
     import pandas as pd
-    from scipy import sparse
-    from sklearn.feature_extraction.text import CountVectorizer
 
     from tuninglab.lab.datasets import DatasetSpec
 
 SPLITS = ("train", "val", "test")
-PAD_ID = 0  # the id that pads a bag; the vocabulary's own ids start after it
-FIRST_TOKEN_ID = 1
 
 
 def _split_shares(val_size: float, test_size: float) -> tuple[float, float]:
@@ -210,267 +210,6 @@ def encode_labels(labels: pd.Series | np.ndarray) -> tuple[np.ndarray, list[str]
     return ids.astype(np.int64), [str(n) for n in names]
 
 
-def read_table(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
-    """A CSV of feature columns and a `label` column: the features and the labels (as text).
-
-    Only empty cells are missing values: a level written `NA` stays a level.
-    """
-    import pandas as pd
-
-    frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={LABEL: str})
-    return frame.drop(columns=LABEL), frame[LABEL].to_numpy()
-
-
-def read_images(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The raw file of an image source (`sources.write_images`): uint8 (N, C, H, W) images and class names."""
-    with np.load(path) as archive:
-        return archive["images"], archive["classes"][archive["labels"]]
-
-
-def read_official_test(path: Path) -> np.ndarray | None:
-    """The rows of an image source's own test set (a boolean mask), or None when the source has none."""
-    with np.load(path) as archive:
-        return archive["test"] if "test" in archive.files else None
-
-
-def read_review_test(path: Path) -> np.ndarray | None:
-    """The rows of a review file's own test set (a boolean mask), when it has a `split` column; else None."""
-    import pandas as pd
-
-    if REVIEW_SPLIT not in pd.read_csv(path, nrows=0).columns:
-        return None
-    return pd.read_csv(path, usecols=[REVIEW_SPLIT], dtype=str)[REVIEW_SPLIT].to_numpy() == "test"
-
-
-def read_reviews(path: Path) -> tuple[pd.Series, np.ndarray]:
-    """A CSV of `text,label` rows read as strings (a review reading "NA" stays text): texts and labels."""
-    import pandas as pd
-
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    return frame["text"], frame["label"].to_numpy()
-
-
-def prepare_tabular(
-    frame: pd.DataFrame, splits: dict[str, np.ndarray], data: dict[str, Any]
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """The tabular features as the regression's are made (`prepare_mixed_table`), fitted on the training rows.
-
-    `data["normalize"]` false keeps numeric columns on their own scale
-    (missing values still imputed, with their indicator columns); one-hot
-    columns are 0 or 1 either way. Returns the matrix and its meta.json
-    entries (`preprocessing`).
-    """
-    features, entries = prepare_mixed_table(frame, splits, data, scale=data["normalize"])
-    entries["preprocessing"]["normalize"] = data["normalize"]
-    return features, entries
-
-
-def channel_stats(levels: np.ndarray) -> tuple[float, float]:
-    """Mean and (population) standard deviation of integer pixel levels, the same on every CPU.
-
-    Computed from exact integer sums (a float sum's rounding depends on the
-    vector width numpy's kernels use), each rounded once.
-    """
-    count = levels.size
-    total = int(levels.sum(dtype=np.int64))
-    squares = int(np.square(levels, dtype=np.int64).sum())
-    return total / count, math.sqrt((squares * count - total * total) / (count * count))
-
-
-def prepare_images(
-    images: np.ndarray, splits: dict[str, np.ndarray], data: dict[str, Any]
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Images as float32 (N, C, H, W), grey or colour alike, and their meta.json entries (`preprocessing`).
-
-    With `data["normalize"]`, each channel is standardized with the mean and
-    standard deviation of that channel in the training images (a channel of
-    one level in all of them is only centred); without it pixels keep their
-    raw 0-255 levels.
-    """
-    normalize = data["normalize"]
-    pixels = images.astype(np.float32)
-    info: dict[str, Any] = {"normalize": normalize}
-    if normalize:
-        stats = [channel_stats(images[splits["train"], channel]) for channel in range(images.shape[1])]
-        mean = [m for m, _ in stats]
-        # A channel of one level throughout has std 0: it is only centred (std taken as 1).
-        std = [s or 1.0 for _, s in stats]
-        for channel in range(pixels.shape[1]):
-            pixels[:, channel] = (pixels[:, channel] - mean[channel]) / std[channel]
-        info["scaling"] = {"mean": [round(m, 6) for m in mean], "std": [round(s, 6) for s in std]}
-    return pixels, {"preprocessing": info}
-
-
-AUTO_MAX_LEN_PERCENTILE = 95  # `max_len: auto` keeps this percentile of the training texts' bag sizes
-
-
-def exact_log(values: np.ndarray) -> np.ndarray:
-    """The natural log of each value, the same bits on every CPU (float64).
-
-    numpy's `log` has vectorized versions (AVX2, AVX-512) that can round the
-    last bit differently from its default one, so prepared data would depend on
-    the CPU. Here each distinct value's log comes from Python's `math.log`, one
-    call per distinct value: the counts and frequencies this module takes logs
-    of have few distinct values.
-    """
-    distinct, where = np.unique(np.asarray(values, dtype=np.float64), return_inverse=True)
-    return np.array([math.log(v) for v in distinct.tolist()], dtype=np.float64)[where].reshape(
-        np.shape(values)
-    )
-
-
-def _counters(data: dict[str, Any]) -> list[tuple[CountVectorizer, int]]:
-    """The n-gram counters of `text.data`, each with its vocabulary size.
-
-    Word 1..`ngrams`-grams (`vocab_size`), and character 2..`char_ngrams`-grams
-    (`char_vocab_size`) when `char_ngrams` > 0.
-
-    Character n-grams are taken inside word boundaries (`char_wb`), so they catch word stems and
-    misspellings that the word n-grams miss.
-    """
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    counters = [(CountVectorizer(ngram_range=(1, data["ngrams"]), dtype=np.int64), data["vocab_size"])]
-    if data["char_ngrams"]:
-        char = CountVectorizer(analyzer="char_wb", ngram_range=(2, data["char_ngrams"]), dtype=np.int64)
-        counters.append((char, data["char_vocab_size"]))
-    return counters
-
-
-def top_ngrams(counter: CountVectorizer, texts: list[str], limit: int) -> list[str]:
-    """The `limit` n-grams of `counter` most frequent in `texts` (total count), in alphabetical order.
-
-    Ties at the cut go to the alphabetically first n-gram: an explicit order, so
-    the vocabulary is the same on every CPU (scikit-learn's `max_features` cuts
-    with numpy's unstable sort, whose vectorized versions order ties differently).
-    """
-    counts = counter.fit_transform(texts)
-    totals = np.asarray(counts.sum(axis=0)).ravel()
-    names = counter.get_feature_names_out()  # alphabetical, as `totals`
-    kept = np.sort(np.argsort(-totals, kind="stable")[:limit])
-    return names[kept].tolist()
-
-
-def tfidf(counts: sparse.csr_matrix, train: np.ndarray) -> sparse.csr_matrix:
-    """Sublinear tf-idf of n-gram counts, the idf from the `train` rows, as float32.
-
-    A count c weighs 1 + ln c, times the n-gram's smoothed inverse document
-    frequency ln((1 + n) / (1 + df)) + 1 over the n training texts (scikit-learn's
-    `TfidfTransformer(sublinear_tf=True, norm=None)`), with `exact_log`.
-    """
-    train_counts = counts[train]
-    documents = np.bincount(train_counts.indices, minlength=counts.shape[1])
-    idf = exact_log((1 + len(train)) / (1 + documents)) + 1
-    weights = counts.astype(np.float64).tocsr()
-    weights.data = (1 + exact_log(weights.data)) * idf[weights.indices]
-    return weights.astype(np.float32)
-
-
-def nb_ratios(bags: sparse.csr_matrix, labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Per n-gram, how much its presence tells the classes apart: the naive Bayes log-count ratio.
-
-    For each class c, log(p_c / q_c), where p_c and q_c are the shares of
-    n-gram presences (each count 1 per text, plus 1 smoothing) among the texts
-    of class c and of the other classes; the largest absolute ratio over the
-    classes (for two classes both give the same). Fitted on the training rows;
-    the counts are integers and the logs `exact_log`, so the ratios are the
-    same on every CPU.
-    """
-    present = (bags > 0).astype(np.int64).tocsr()
-    ratios = np.zeros(bags.shape[1])
-    for label in range(n_classes if n_classes > 2 else 1):
-        inside = 1 + np.asarray(present[labels == label].sum(axis=0)).ravel()
-        outside = 1 + np.asarray(present[labels != label].sum(axis=0)).ravel()
-        ratio = np.abs(exact_log(inside / inside.sum()) - exact_log(outside / outside.sum()))
-        ratios = np.maximum(ratios, ratio)
-    return ratios.astype(np.float32)
-
-
-def _bag_sizes(bags: sparse.csr_matrix) -> np.ndarray:
-    return np.diff(bags.indptr)
-
-
-def auto_max_len(bags: sparse.csr_matrix) -> int:
-    """The 95th percentile of the training texts' bag sizes (distinct n-grams kept), at least 1."""
-    return max(1, math.ceil(np.percentile(_bag_sizes(bags), AUTO_MAX_LEN_PERCENTILE)))
-
-
-def pack_bags(bags: sparse.csr_matrix, max_len: int) -> np.ndarray:
-    """Each text's bag as float32 (2, max_len): n-gram ids (from 1; 0 pads) and their weights.
-
-    A bag of more than `max_len` n-grams keeps its `max_len` heaviest. The kept
-    weights are scaled to unit L2 norm, so long and short texts weigh alike.
-    Ids are stored as float32, exact below 2**24 (the vocabulary sizes' bound).
-    """
-    out = np.zeros((bags.shape[0], 2, max_len), dtype=np.float32)
-    for row in range(bags.shape[0]):
-        start, end = bags.indptr[row], bags.indptr[row + 1]
-        ids, weights = bags.indices[start:end], bags.data[start:end]
-        if len(ids) > max_len:
-            keep = np.sort(np.argsort(-weights, kind="stable")[:max_len])
-            ids, weights = ids[keep], weights[keep]
-        norm = math.sqrt(math.fsum((weights.astype(np.float64) ** 2).tolist())) or 1.0  # exact sum
-        out[row, 0, : len(ids)] = ids + FIRST_TOKEN_ID
-        out[row, 1, : len(ids)] = weights / norm
-    return out
-
-
-def prepare_texts(
-    texts: pd.Series, splits: dict[str, np.ndarray], data: dict[str, Any], *, labels: np.ndarray
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Weighted n-gram bags of the texts, from counters and weights fitted on the training texts only.
-
-    `data` is `text.data`: word n-grams up to `ngrams` (the `vocab_size` most
-    frequent, `top_ngrams`) and, when `char_ngrams` > 0, character
-    2..`char_ngrams`-grams (the `char_vocab_size` most frequent), weighted by
-    sublinear tf-idf (`tfidf`) and, with `weighting: nb_tfidf`, also by each n-gram's
-    naive Bayes log-count ratio (`nb_ratios`, from the training labels of
-    `labels`). N-grams unseen in training are left out. A bag keeps at most
-    `max_len` n-grams (`auto`: `auto_max_len`), scaled to unit norm (`pack_bags`).
-
-    Returns the (texts, 2, max_len) array and its meta.json entries:
-    `preprocessing` (with the `max_len` used and its `max_len_setting`) and
-    `vocabulary` (the n-grams, in id order; character n-grams marked `char:`).
-    """
-    from scipy import sparse
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    texts = texts.astype(str).tolist()
-    train_texts = [texts[i] for i in splits["train"]]
-    counters = _counters(data)
-    vocabularies = [top_ngrams(counter, train_texts, limit) for counter, limit in counters]
-    counts = sparse.hstack(
-        [
-            CountVectorizer(**{**counter.get_params(), "vocabulary": kept}).transform(texts)
-            for (counter, _), kept in zip(counters, vocabularies, strict=True)
-        ],
-        format="csr",
-    )
-    counts.sort_indices()
-    bags = tfidf(counts, splits["train"])
-    if data["weighting"] == "nb_tfidf":
-        y_train = labels[splits["train"]]
-        ratios = nb_ratios(bags[splits["train"]], y_train, int(labels.max()) + 1)
-        bags = bags.multiply(ratios[None, :]).tocsr().astype(np.float32)
-        bags.eliminate_zeros()
-    max_len = auto_max_len(bags[splits["train"]]) if data["max_len"] == "auto" else data["max_len"]
-    x = pack_bags(bags, max_len)
-    names = vocabularies[0] + [f"char:{gram}" for kept in vocabularies[1:] for gram in kept]
-    vocabulary = ["<pad>", *names]
-    sizes = _bag_sizes(bags)
-    info = {
-        "vocab_size": len(vocabulary),
-        "ngrams": data["ngrams"],
-        "char_ngrams": data["char_ngrams"],
-        "weighting": data["weighting"],
-        "max_len": max_len,
-        "max_len_setting": data["max_len"],
-        "truncated_share": round(float((sizes > max_len).mean()), 4),
-        "empty_share": round(float((sizes == 0).mean()), 4),
-    }
-    return x, {"preprocessing": info, "vocabulary": vocabulary}
-
-
 MIN_SPLIT_ROWS = 2  # a regression split needs two rows for its R^2
 
 
@@ -480,17 +219,6 @@ def split_sizes(rows: int, val_size: float, test_size: float) -> dict[str, int]:
     test = math.ceil(test_share * rows)
     val = math.ceil(val_share * (rows - test))
     return {"train": rows - test - val, "val": val, "test": test}
-
-
-def read_target_table(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
-    """A CSV of feature columns and a numeric `target` column: the features and the targets.
-
-    Only empty cells are missing values: a level written `NA` stays a level.
-    """
-    import pandas as pd
-
-    frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    return frame.drop(columns=TARGET), frame[TARGET].to_numpy(np.float64)
 
 
 def prepare_mixed_table(
