@@ -182,3 +182,29 @@ def test_status_is_never_a_plain_ok_at_chance_or_when_not_compared():
     assert observations.not_compared(make_run()) is None
     failed = make_run(status="failed", test_accuracy=np.nan)
     assert observations.status_text(failed) == "failed"
+
+
+def test_a_run_more_accurate_later_at_a_higher_loss_is_overconfident():
+    # Text with RMSprop: 0.776 after epoch 1 at the lowest validation loss, then more accurate and
+    # more confident, so the loss rises while accuracy rises.
+    history = make_history([0.725, 0.80, 0.95, 1.10])
+    history["val_accuracy"] = [0.776, 0.790, 0.801, 0.799]
+    found = observations.overconfident(history, make_run(dataset="text", kind="text", best_epoch=1))
+    assert found is not None and found.rule == "overconfident"
+    assert found.text.startswith(
+        "overconfident: validation accuracy rose 2.5 points from epoch 1 to epoch 3 (0.776 to 0.801) while "
+        "validation loss rose above epoch 1's (0.725 to 0.950)"
+    )
+    assert "epoch 1 was kept" in found.text and "train.select_by: val_metric" in found.text
+    assert "overconfident" in rules(history, make_run(dataset="text", kind="text", best_epoch=1))
+
+
+@pytest.mark.parametrize(
+    ("val_loss", "val_accuracy"),
+    [([0.725, 0.80, 0.95], [0.776, 0.785, 0.790]), ([0.725, 0.70, 0.65], [0.776, 0.80, 0.83])],
+    ids=["less than 2 points more accurate", "loss fell too"],
+)
+def test_overconfident_needs_a_clear_gain_at_a_higher_loss(val_loss, val_accuracy):
+    history = make_history(val_loss)
+    history["val_accuracy"] = val_accuracy
+    assert observations.overconfident(history, make_run(best_epoch=1)) is None
