@@ -80,8 +80,33 @@ REGRESSION_TEST_METRICS = (
 # standard deviation (gaussian_nll; empty with mse) and the absolute error. The std column is there,
 # empty, with mse too: `dvc plots` refuses a plot whose field a file lacks.
 PREDICTION_COLUMNS = ("actual", "predicted", "std", "abs_error")
+# Repeats: with `train.repeats` N, one train stage trains its configuration N times, with seeds
+# `train.seed`, `train.seed + 1`, ... (weight init, shuffling, dropout, augmentation) on the same split.
+# test.json then holds each test metric's mean over the repeats that trained, next to the
+# half-width of its 95 % t-interval (`ci_name`: `test_accuracy_ci95`, null with fewer than two
+# values), and the number of repeats (REPEATS); the chance reference is one number. details.json
+# holds one record per repeat under PER_REPEAT: REPEAT_COLUMNS and the task's test metrics.
+# The saved model, the test plot and train.json's `best_epoch` are the first repeat's (seed
+# `train.seed`); history.csv is the mean curve over the repeats that ran each epoch;
+# `train_time_s` sums the repeats and `diverged` says whether any repeat diverged.
+REPEATS = "repeats"
+PER_REPEAT = "per_repeat"
+CI_SUFFIX = "_ci95"
+REPEAT_COLUMNS = (
+    "repeat",
+    "seed",
+    "best_epoch",
+    "epochs_run",
+    "diverged",
+    "train_time_s",
+    "best_val_loss",
+    "best_val_accuracy",
+)
 # `study collect` writes the study's results, which the report reads.
 RESULTS_FILE = Path("results/experiments.csv")
+# One row per experiment, dataset and repeat: `experiment`, `dataset`, REPEAT_COLUMNS, then every
+# test metric (TEST_METRICS, REGRESSION_TEST_METRICS). What paired comparisons are made of.
+REPEATS_FILE = Path("results/repeats.csv")
 CURVES_FILE = Path("results/curves.csv")  # every trained run's per-epoch history (HISTORY_COLUMNS)
 
 # `study collect` writes results/experiments.csv: one row per experiment and dataset. Its params
@@ -109,6 +134,11 @@ def is_param_column(column: str) -> bool:
     """Whether a column of the results table is a param (`train.lr`, `data.normalize`), by its group."""
     group, dot, _ = column.partition(".")
     return bool(dot) and group in PARAM_GROUPS
+
+
+def ci_name(metric: str) -> str:
+    """The test.json key of the half-width of `metric`'s 95 % interval: `test_accuracy_ci95`."""
+    return metric + CI_SUFFIX
 
 
 def metrics_path(dataset: str, name: str) -> Path:
