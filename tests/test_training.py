@@ -362,11 +362,46 @@ def test_a_run_that_diverges_in_its_first_epoch_claims_no_test_metric(tmp_path, 
     test = read_json(schema.metrics_path("tabular", "test"))["tabular"]
     assert test == {
         "test_accuracy": None,
+        "test_accuracy_ci95": None,
         "macro_f1": None,
+        "macro_f1_ci95": None,
         "balanced_accuracy": None,
+        "balanced_accuracy_ci95": None,
         "chance_accuracy": 0.333333,
+        "repeats": 1,
     }
     trained = read_json(schema.metrics_path("tabular", "train"))["tabular"]
     assert trained["diverged"] is True and trained["best_epoch"] is None and trained["cpu_capability"]
     assert schema.plots_path("tabular", "confusion").read_text().strip() == "actual,predicted"
     assert read_json(schema.metrics_path("tabular", "details"))["test_loss"] is None
+
+
+def test_repeats_write_the_mean_its_interval_and_every_seed(tmp_path, monkeypatch, default_params):
+    """Three repeats: seeds 5, 6, 7, each the run of its seed alone; test.json: their mean ± t-interval."""
+    import scipy.stats
+
+    from stages import train as stage
+    from tuninglab.lab.files import read_json, save_arrays
+
+    prepared = tmp_path / "data" / "prepared" / "tabular"
+    prepared.mkdir(parents=True)
+    save_arrays(prepared, split_arrays(*blobs()), {**META, "chance_accuracy": 0.333333})
+    default_params["train"].update(seed=5, epochs=3, repeats=3, lr=0.05, hidden=[4])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params))
+    monkeypatch.chdir(tmp_path)
+    stage.main("tabular", prepared, tmp_path / "models" / "tabular")
+    test = read_json(schema.metrics_path("tabular", "test"))["tabular"]
+    per_repeat = read_json(schema.metrics_path("tabular", "details"))[schema.PER_REPEAT]
+    assert [r["seed"] for r in per_repeat] == [5, 6, 7] and test["repeats"] == 3
+    values = [r["macro_f1"] for r in per_repeat]
+    assert test["macro_f1"] == pytest.approx(np.mean(values), abs=1e-6)
+    half = scipy.stats.t.ppf(0.975, 2) * np.std(values, ddof=1) / np.sqrt(3)
+    assert test["macro_f1_ci95"] == pytest.approx(half, abs=1e-6)
+    # repeat 1 is the run of seed 6 on its own
+    default_params["train"].update(seed=6, repeats=1)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params))
+    stage.main("tabular", prepared, tmp_path / "models" / "tabular")
+    alone = read_json(schema.metrics_path("tabular", "details"))[schema.PER_REPEAT][0]
+    assert {k: v for k, v in alone.items() if k not in ("repeat", "train_time_s")} == {
+        k: v for k, v in per_repeat[1].items() if k not in ("repeat", "train_time_s")
+    }

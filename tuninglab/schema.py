@@ -114,7 +114,18 @@ CURVES_FILE = Path("results/curves.csv")  # every trained run's per-epoch histor
 # shared `train` updated by `<dataset>.train`) and `data.*` (`<dataset>.data`). Its metric columns
 # follow, in this order.
 PARAM_GROUPS = ("split", "train", "data")
-RESULT_METRICS = (*TEST_METRICS, *TRAIN_METRICS, *DETAILS, *REGRESSION_TEST_METRICS)
+# A metric's 95 % half-width column (`ci_name`) follows its task's test metrics, the chance
+# references excepted (one number per split), with the number of repeats.
+CHANCE_METRICS = ("chance_accuracy", "chance_r2")
+RESULT_METRICS = (
+    *TEST_METRICS,
+    *(m + CI_SUFFIX for m in TEST_METRICS if m not in CHANCE_METRICS),
+    REPEATS,
+    *TRAIN_METRICS,
+    *DETAILS,
+    *REGRESSION_TEST_METRICS,
+    *(m + CI_SUFFIX for m in REGRESSION_TEST_METRICS if m not in CHANCE_METRICS),
+)
 
 # An experiment's state in DVC's queue (`dvc exp show`): waiting, training, ended with its
 # outputs, ended by an error.

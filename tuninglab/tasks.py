@@ -70,6 +70,19 @@ class Task:
     interaction_metrics: tuple[str, ...] = ()
     metric_labels: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def test_file_keys(self) -> tuple[str, ...]:
+        """The keys of metrics/<d>/test.json: each test metric and its 95 % half-width, then the repeats.
+
+        The chance reference has no half-width: it is one number per split.
+        """
+        keys = [
+            key
+            for name in self.test_metrics
+            for key in ((name,) if name == self.chance_metric else (name, schema.ci_name(name)))
+        ]
+        return (*keys, schema.REPEATS)
+
 
 CLASSIFICATION = Task(
     name="classification",

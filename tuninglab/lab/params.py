@@ -64,6 +64,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "device": choice("auto", "cpu", "cuda"),
     "threads": auto_or_int_at_least(1),
     "epochs": int_at_least(1),
+    "repeats": int_at_least(1),
     "patience": int_at_least(0),
     "batch_size": int_at_least(1),
     "lr": positive_number(),
@@ -288,6 +289,7 @@ class TrainConfig:
     l1: float
     amp: bool
     select_by: str = "val_loss"
+    repeats: int = 1
     model: str | None = None
     channels: list[int] | None = None
     batch_norm: bool | None = None

@@ -87,9 +87,17 @@ def difference(amount: Any, base: Any, decimals: int) -> str:
     return f"{0:.{decimals}f}" if float(shown) == 0 else shown
 
 
-def against(score: float, base: float) -> str:
-    """A score (accuracy, or R^2) with its difference to the baseline's in points: `0.800 (-10.0)`."""
-    return f"{score:.3f} ({100 * (score - base):+.1f})"
+def mean_pm(score: float, half: float | None) -> str:
+    """A score with the half-width of its 95 % interval when it has one: `0.800 ± 0.012`, or `0.800`."""
+    return f"{score:.3f}" if half is None else f"{score:.3f} ± {half:.3f}"
+
+
+def against(score: float, base: float, half: float | None = None) -> str:
+    """A score (accuracy, or R^2; ± its 95 % half-width) with its difference to the baseline's in points.
+
+    `0.800 (-10.0)`, or `0.800 ± 0.012 (-10.0)`.
+    """
+    return f"{mean_pm(score, half)} ({100 * (score - base):+.1f})"
 
 
 def dataset_header(dataset: str, chance: Any) -> str:

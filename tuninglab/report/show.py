@@ -3,7 +3,8 @@
 `dvc exp show` lists every param and metric of every experiment; this table
 keeps what a person compares: each experiment's name, the params it changed
 against the commit it is based on, each dataset's test accuracy (a
-regression's test R^2: its primary metric) with its difference to that
+regression's test R^2: its primary metric), the mean over the experiment's
+repeats ± the half-width of its 95 % interval, with its difference to that
 baseline in points, and its state (queued, running, failed, diverged, no
 better than chance). The column header gives each dataset's chance rate
 (always predicting the majority class; a regression's R^2 of predicting the
@@ -26,7 +27,7 @@ from tuninglab.lab.datasets import dataset_names
 from tuninglab.lab.params import PARAMS_FILE, dataset_groups, kind_of
 from tuninglab.report import format, primary
 from tuninglab.report.observations import within_chance
-from tuninglab.schema import DIVERGED, OK, SUCCESS
+from tuninglab.schema import DIVERGED, OK, SUCCESS, ci_name
 
 
 def param_keys(tree: dict[str, Any]) -> set[str]:
@@ -77,17 +78,18 @@ REGISTERED = {name: name for name in dataset_names()}  # each registered type's 
 
 
 def _score(record: dict[str, Any], baseline: dict[str, Any], dataset: str, kind: str) -> str:
-    """The primary metric's cell (of `dataset`, a group of data type `kind`): its value (and difference
-    to the baseline, for a run computed alike), `diverged` for a run that diverged before it had a score,
-    else `-`."""
+    """The primary metric's cell (of `dataset`, a group of data type `kind`): its mean over the repeats
+    ± its 95 % half-width (and the difference to the baseline, for a run computed alike), `diverged` for
+    a run that diverged before it had a score, else `-`."""
     key = f"{dataset}.{primary.metric(kind)}"
     score = _number(record, key)
     if score is None:
         return DIVERGED if diverged(record, dataset) else "-"
+    half = _number(record, ci_name(key))
     base = _number(baseline, key)
     if base is None or record is baseline or other_kernels(record, baseline, dataset):
-        return f"{score:.3f}"
-    return format.against(score, base)
+        return format.mean_pm(score, half)
+    return format.against(score, base, half)
 
 
 def state(
@@ -160,5 +162,8 @@ def render(repo: Path = Path()) -> str:
     tree = params.load(repo / PARAMS_FILE)
     groups = {group: kind_of(tree, group) for group in dataset_groups(tree)}
     frame = table(dvc.api.exp_show(repo=str(repo)), param_keys(tree), groups)
-    note = f"{primary.metric_words(groups.values())} per dataset, (difference to the baseline in points)"
+    note = (
+        f"{primary.metric_words(groups.values())} per dataset: mean over the repeats ± 95 % half-width "
+        "(difference to the baseline in points)"
+    )
     return f"{note}\n{frame.to_string(index=False)}"

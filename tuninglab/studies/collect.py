@@ -30,17 +30,18 @@ from tuninglab.lab.params import dataset_groups, kind_of, train_settings
 from tuninglab.report.owned import Holding, OverwriteError, holding, replacing
 from tuninglab.schema import (
     CURVES_FILE,
-    DETAILS,
     DIVERGED,
     FAILED,
     OK,
     PARAM_GROUPS,
+    PER_REPEAT,
     REGRESSION_TEST_METRICS,
+    REPEAT_COLUMNS,
+    REPEATS_FILE,
     RESULT_METRICS,
     RESULTS_FILE,
     SUCCESS,
     TEST_METRICS,
-    TRAIN_METRICS,
     TRAINED_STATUSES,
     is_param_column,
     metrics_path,
@@ -162,19 +163,16 @@ def trained_datasets(record: dict[str, Any]) -> list[str]:
 def _dataset_metrics(record: dict[str, Any], dataset: str) -> dict[str, Any]:
     """One dataset's metrics (nested under its name in each metrics file) and its details.
 
-    In `schema.RESULT_METRICS` order: a classifier's test metrics, how training went, the details,
-    then a regression's test metrics. Those of the other task stay empty.
+    In `schema.RESULT_METRICS` order: a classifier's test metrics and their half-widths, the
+    repeats, how training went, the details, then a regression's test metrics and half-widths.
+    Those of the other task stay empty.
     """
     metrics = record["metrics"]
     test = metrics.get(metrics_path(dataset, "test").as_posix(), {}).get(dataset, {})
     train = metrics.get(metrics_path(dataset, "train").as_posix(), {}).get(dataset, {})
     details = (record.get("details") or {}).get(dataset, {})
-    return (
-        {k: test.get(k) for k in TEST_METRICS}
-        | {k: train.get(k) for k in TRAIN_METRICS}
-        | {k: details.get(k) for k in DETAILS}
-        | {k: test.get(k) for k in REGRESSION_TEST_METRICS}
-    )
+    found = test | train | details
+    return {k: found.get(k) for k in RESULT_METRICS}
 
 
 def rows(
@@ -291,6 +289,26 @@ def curves(frame: pd.DataFrame, cwd: Path = Path()) -> pd.DataFrame:
     return joined[columns + [c for c in joined if c not in columns]]
 
 
+def repeat_rows(frame: pd.DataFrame, records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per repeat of every finished run of `frame` (`schema.REPEATS_FILE`'s columns).
+
+    The repeats are those of each run's `details.json` (`schema.PER_REPEAT`). A run from before
+    repeats were recorded is one repeat, with its metrics and its `train.seed`.
+    """
+    details = {record["name"]: record.get("details") or {} for record in records}
+    metrics = (*TEST_METRICS, *REGRESSION_TEST_METRICS)
+    table = []
+    for run in frame[frame["status"].isin(TRAINED_STATUSES)].to_dict("records"):
+        found = details.get(run["experiment"], {}).get(run["dataset"], {})
+        single = {"repeat": 0, "seed": run.get("train.seed"), **run}
+        for repeat in found.get(PER_REPEAT) or [single]:
+            table.append(
+                {"experiment": run["experiment"], "dataset": run["dataset"]}
+                | {k: repeat.get(k) for k in (*REPEAT_COLUMNS, *metrics)}
+            )
+    return pd.DataFrame(table, columns=["experiment", "dataset", *REPEAT_COLUMNS, *metrics])
+
+
 def previous(path: Path, force: bool) -> tuple[Holding | None, str]:
     """What the results file at `path` holds, and why it was set aside when it cannot be trusted.
 
@@ -327,11 +345,14 @@ def collect(
     studies: dict[str, str],
     out: Path = RESULTS_FILE,
     curves_out: Path = CURVES_FILE,
+    repeats_out: Path = REPEATS_FILE,
     cwd: Path = Path(),
     force: bool = False,
     rev: str = "HEAD",
 ) -> tuple[pd.DataFrame, str]:
-    """Write every experiment of the baseline commit `rev` to `out` and their curves to `curves_out`.
+    """Write every experiment of the baseline commit `rev` to `out`, their curves to `curves_out`.
+
+    Every repeat of every finished run goes to `repeats_out`.
 
     `studies` maps each study to its strategy. An existing `out` is replaced only
     when the new table keeps all of its experiments (those of another baseline
@@ -357,6 +378,11 @@ def collect(
         if set_aside
         else replacing(out, old, new, force)
     )
+    named = [
+        {**record, "name": "baseline"} if record is baseline else record
+        for record in [baseline, *experiments]
+    ]
+    write_text(cwd / repeats_out, repeat_rows(frame, named).to_csv(index=False))
     write_text(cwd / curves_out, curves(frame, cwd).to_csv(index=False))
     write_text(cwd / out, frame.to_csv(index=False))
     return frame, note
