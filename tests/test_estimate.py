@@ -8,6 +8,7 @@ import time
 import pytest
 import yaml
 
+from tests.conftest import ROOT
 from tests.test_studies import MILLION
 from tuninglab import schema
 from tuninglab.__main__ import PLAN_HEAD, main
@@ -19,11 +20,29 @@ from tuninglab.studies.spec import Experiment, StudyError
 TIMES = {"tabular": (1.0, 10), "image": (60.0, 30), "text": (20.0, 10), "regression": (5.0, 20)}
 
 
-def write_baseline(root, times=TIMES):
+def write_baseline(root, times=TIMES, repeats=None):
+    """The baseline's train.json and test.json per dataset: it ran `repeats` (dataset -> count; by
+    default each dataset's in params.yaml)."""
+    defaults = params.load(ROOT / "params.yaml")
     for dataset, (seconds, epochs) in times.items():
         path = root / schema.metrics_path(dataset, "train")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({dataset: {"train_time_s": seconds, "epochs_run": epochs}}))
+        count = repeats[dataset] if repeats else params.train_config(defaults, dataset).repeats
+        tested = {dataset: {schema.REPEATS: count}}
+        (root / schema.metrics_path(dataset, "test")).write_text(json.dumps(tested))
+
+
+def test_more_repeats_than_the_baseline_ran_scale_its_time(tmp_path, default_params):
+    write_baseline(tmp_path, repeats=dict.fromkeys(TIMES, 2))
+    runs = estimate.baselines(params.dataset_groups(default_params), tmp_path)
+    default_params["train"]["repeats"] = 2
+    for dataset in TIMES:
+        default_params[dataset]["train"].pop("repeats", None)
+    more = Experiment("repeats", {"train.repeats": 4})
+    assert estimate.experiment_seconds(more, default_params, runs) == pytest.approx(
+        estimate.DVC_S + 4 * estimate.STAGE_S + 2 * 86.0
+    )
 
 
 def test_a_shared_key_retrains_every_dataset_and_a_dataset_key_only_its_own(tmp_path, default_params):

@@ -2,7 +2,7 @@
 
 An experiment costs the training time of each dataset whose train stage it
 re-runs (the baseline's own, measured: `train_time_s` in metrics/<d>/train.json,
-scaled by the epochs it asks for), plus a fixed cost: `DVC_S` of DVC's own work
+scaled by the epochs and repeats it asks for), plus a fixed cost: `DVC_S` of DVC's own work
 per experiment and `STAGE_S` per train stage it starts (the interpreter, the
 imports, loading the data, evaluation and writing) and per prepare stage a
 data setting re-runs (`split.*`, `<d>.data.*`; its preprocessing time is not
@@ -36,7 +36,7 @@ from typing import Any
 
 from tuninglab.lab import params
 from tuninglab.lab.files import read_json
-from tuninglab.schema import ENDED_STATES, RUNNING, metrics_path
+from tuninglab.schema import ENDED_STATES, REPEATS, RUNNING, metrics_path
 from tuninglab.studies import spec
 from tuninglab.studies.spec import Experiment, StudyError
 
@@ -56,10 +56,11 @@ SHARED_GROUPS = ("split", "train")  # a change here re-runs every dataset's trai
 
 @dataclass(frozen=True)
 class Baseline:
-    """One dataset's baseline run: its training seconds and the epochs it ran."""
+    """One dataset's baseline run: its training seconds (all repeats), the epochs it ran, its repeats."""
 
     train_time_s: float
     epochs_run: int
+    repeats: int = 1
 
 
 def baselines(datasets: tuple[str, ...], root: Path = Path()) -> dict[str, Baseline]:
@@ -73,7 +74,11 @@ def baselines(datasets: tuple[str, ...], root: Path = Path()) -> dict[str, Basel
         path = root / metrics_path(dataset, "train")
         try:
             summary = read_json(path)[dataset]
-            found[dataset] = Baseline(float(summary["train_time_s"]), int(summary["epochs_run"]))
+            tested = root / metrics_path(dataset, "test")
+            repeats = read_json(tested)[dataset].get(REPEATS, 1) if tested.is_file() else 1
+            found[dataset] = Baseline(
+                float(summary["train_time_s"]), int(summary["epochs_run"]), int(repeats)
+            )
         except (FileNotFoundError, KeyError, TypeError, ValueError):
             raise StudyError(
                 f"{path}: no train_time_s and epochs_run of {dataset}; run `dvc repro` for the baseline first"
@@ -107,9 +112,9 @@ def experiment_seconds(
     seconds = DVC_S + STAGE_S * len(reprepared(experiment, tuple(runs)))
     for dataset in retrained(experiment, tuple(runs)):
         run = runs[dataset]
-        epochs = params.train_config(changed, dataset).epochs
-        share = min(epochs, run.epochs_run) / run.epochs_run if run.epochs_run else 1.0
-        seconds += STAGE_S + run.train_time_s * share
+        config = params.train_config(changed, dataset)
+        share = min(config.epochs, run.epochs_run) / run.epochs_run if run.epochs_run else 1.0
+        seconds += STAGE_S + run.train_time_s / run.repeats * config.repeats * share
     return seconds
 
 
