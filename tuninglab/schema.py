@@ -21,8 +21,8 @@ does `best_val_accuracy` in details.json.
 
 The metrics are nested under the dataset's name so that `dvc exp show` can
 label each column with a short unique name (`image.test_accuracy`) instead of
-the file path, and they are few, so that every classifier's test accuracy and
-F1 fit in its first 250 characters. The test loss is a detail: it is not
+the file path; each test metric is followed by the half-width of its 95 %
+interval over the repeats (`ci_name`). The test loss is a detail: it is not
 comparable across experiments that change `train.loss`.
 """
 
