@@ -538,3 +538,217 @@ def run_local(name: str, jobs: int, cwd: Path = Path(), force: bool = False) -> 
         )
         runner.clean_worker_records(cwd)
         return counts
+
+
+def _range(space: dict[str, Any]) -> str:
+    ((kind, bounds),) = space.items()
+    if kind == "choice":
+        return f"one of {', '.join(spec.override(choice) for choice in bounds)}"
+    scale = {"log_uniform": "float, log scale", "uniform": "float", "int": "integer"}[kind]
+    return f"{scale} in [{bounds[0]:g}, {bounds[1]:g}]"
+
+
+def _objective_words(objective: str) -> str:
+    if objective == spec.MEAN_GAIN:
+        return (
+            f"{spec.MEAN_GAIN}: the mean over the baseline's datasets of (validation metric - chance) / "
+            "(the baseline's validation metric - chance)"
+        )
+    return f"the validation metric ({VALIDATION_METRIC}) of {objective}"
+
+
+def describe(study: spec.Study, baseline: dict[str, Any], jobs: int, root: Path = Path()) -> list[str]:
+    """What `study plan` prints of a search study: its space, budget, objective and sampler (tpe) or its
+    rungs (halving), and its estimated wall time (`estimate`'s model; a tpe study's trials taken as
+    random draws of its space, a halving study beside a random study of as many configurations at
+    full epochs).
+
+    Raises:
+        StudyError: the study is refused by the param rules.
+    """
+    from tuninglab.studies import estimate
+
+    spec.check_search(study, baseline)
+    lines = [f"study {study.name}: kind {study.strategy}, objective {_objective_words(study.objective)}"]
+    lines += ["search space:", *(f"  {key}: {_range(space)}" for key, space in study.space.items())]
+    if study.strategy == "tpe":
+        liar = ", constant_liar=True" if jobs > 1 else ""
+        lines += [
+            f"budget: {study.trials} trials, {jobs} at a time, each a DVC experiment "
+            f"{spec.trial_name(study.name, 0)}, {spec.trial_name(study.name, 1)}, ...",
+            f"sampler: optuna.samplers.TPESampler(seed={study.seed}{liar}); "
+            f"journal {journal_path(study.name)}",
+        ]
+        drawn = [spec.Experiment(spec.trial_name(study.name, n), s) for n, s in enumerate(study.draws())]
+        try:
+            lines.append(estimate.describe(drawn, baseline, jobs, root) + "; trials taken as random draws")
+        except spec.StudyError as err:
+            lines.append(f"no wall-time estimate: {err}")
+        return lines
+    halving = Halving(
+        study, LocalQueue(study.name, jobs, root, runner.POLL_SECONDS), spec.full_epochs(baseline)
+    )
+    halving.check(baseline)
+    lines.append(f"rungs (eta {study.eta}, configurations drawn with seed {study.seed}):")
+    try:
+        rung_seconds = []
+        for rung, (configurations, epochs) in enumerate(halving.rungs):
+            experiments = [halving.experiment(c, rung) for c in list(halving.configurations)[:configurations]]
+            seconds = list(estimate.experiment_estimates(experiments, baseline, root).values())
+            rung_seconds += seconds
+            lines.append(
+                f"  rung {rung}: {configurations} configurations x {epochs} epochs "
+                f"({spec.rung_name(study.name, 1, rung)}, ...), "
+                f"about {estimate.wall_seconds(seconds, jobs) / 60:,.1f} min"
+            )
+        last = len(halving.rungs) - 1
+        full = [halving.experiment(c, last) for c in halving.configurations]
+        alone = list(estimate.experiment_estimates(full, baseline, root).values())
+        lines.append(
+            f"estimated wall time: {estimate.study_seconds(rung_seconds, jobs) / 60:,.1f} min for "
+            f"{len(rung_seconds)} experiments with {jobs} worker(s); a random study of the same "
+            f"{study.trials} configurations at full epochs: "
+            f"{estimate.study_seconds(alone, jobs) / 60:,.1f} min "
+            "(the baseline's training time scaled by epochs, as `study plan` estimates every study)"
+        )
+    except spec.StudyError as err:
+        lines.append(f"no wall-time estimate: {err}")
+    return lines
+
+
+class RayCluster:
+    """A Ray cluster: one task per experiment (`cluster.trial`), at most `jobs` at a time.
+
+    An experiment counts as there once it is on the git remote (a failed one
+    never is: it runs again when the study is run again).
+    """
+
+    def __init__(
+        self, remotes: Any, commit: str, task: Any, jobs: int, datasets: list[str], cwd: Path
+    ) -> None:
+        self.remotes, self.commit, self.task, self.jobs = remotes, commit, task, jobs
+        self.datasets, self.cwd = datasets, cwd
+        self.waiting: list[spec.Experiment] = []
+        self.flying: dict[Any, str] = {}  # a task's ObjectRefGenerator -> its experiment's name
+
+    def _record(self, name: str, commit: str) -> dict[str, Any]:
+        """An experiment's metrics and details, from its commit (fetched from the git remote)."""
+        from dvc.repo.experiments.refs import ExpRefInfo
+
+        runner.git("fetch", "-q", self.remotes.git, str(ExpRefInfo(self.commit, name)), cwd=self.cwd)
+
+        def shown(dataset: str, kind: str) -> dict[str, Any]:
+            return json.loads(
+                runner.git("show", f"{commit}:{metrics_path(dataset, kind).as_posix()}", cwd=self.cwd)
+            )
+
+        return {
+            "name": name,
+            "metrics": {metrics_path(d, "test").as_posix(): shown(d, "test") for d in self.datasets},
+            "details": {d: shown(d, "details") for d in self.datasets},
+        }
+
+    def present(self, study: str) -> tuple[dict[str, Ended], set[str]]:
+        """The study's experiments on the git remote (ended), and those handed to the cluster."""
+        from tuninglab.studies import cluster
+
+        there = cluster.on_remote(self.remotes.git_url, self.commit, self.cwd)
+        ours = {n: c for n, c in there.items() if collect.study_of(n, {study: ""}) == study}
+        ended = {n: Ended(n, SUCCESS, self._record(n, c)) for n, c in ours.items()}
+        return ended, {e.name for e in self.waiting} | set(self.flying.values())
+
+    def _launch(self) -> None:
+        while self.waiting and len(self.flying) < self.jobs:
+            experiment = self.waiting.pop(0)
+            self.flying[self.task.remote(self.remotes, self.commit, experiment)] = experiment.name
+
+    def submit(self, experiments: list[spec.Experiment]) -> None:
+        """Hand the experiments to the cluster, `jobs` at a time."""
+        self.waiting += experiments
+        self._launch()
+
+    def wait(self, names: set[str]) -> list[Ended]:
+        """Wait for the tasks until one of them reports its Outcome; those that ended."""
+        import ray
+
+        from tuninglab.studies import cluster
+
+        while True:
+            ready, _ = ray.wait(list(self.flying), num_returns=1, timeout=cluster.WAIT_SECONDS)
+            ended = []
+            for generator in ready:
+                name = self.flying[generator]
+                try:
+                    news = ray.get(next(generator))
+                except (ray.exceptions.RayError, StopIteration) as err:
+                    news = cluster.Outcome(name, FAILED, error=cluster._last_line(err))
+                if not isinstance(news, cluster.Outcome):
+                    continue  # the node's name: the task started
+                del self.flying[generator]
+                if news.status == SUCCESS and not news.metrics:  # pushed by an earlier attempt of the task
+                    there = cluster.on_remote(self.remotes.git_url, self.commit, self.cwd)
+                    ended.append(Ended(name, SUCCESS, self._record(name, there[name])))
+                elif news.status == SUCCESS:
+                    ended.append(
+                        Ended(name, SUCCESS, {"name": name, "metrics": news.metrics, "details": news.details})
+                    )
+                else:
+                    where = f" on node {news.node}" if news.node else ""
+                    ended.append(Ended(name, FAILED, {"name": name}, f"{news.error}{where}"))
+            self._launch()
+            if ended:
+                return ended
+
+    def stop(self, study: str, flying: list[spec.Experiment]) -> str:
+        """Cancel the tasks in flight (`cluster._cancel`); one line saying so and how to resume."""
+        from tuninglab.studies import cluster
+
+        stopped = cluster._cancel(self.flying)
+        return (
+            f"interrupted: cancelled {stopped} trial(s), their runs stopped and scratch clones removed; "
+            f"resume with `python -m tuninglab study run {study} --backend ray`"
+        )
+
+
+def run_ray(
+    name: str,
+    jobs: int | None = None,
+    address: str | None = None,
+    cpus: float = 1.0,
+    gpus: float = 0.0,
+    cwd: Path = Path(),
+    connect_timeout: float = 30.0,
+    force: bool = False,
+) -> tuple[Counter, Any]:
+    """Run the search study `name` on a Ray cluster, one task per experiment (`cluster.trial`), with the
+    local runner's ask-and-tell or rungs (`drive`); the state counts and the remotes it used.
+
+    `jobs`: the most experiments at a time; by default as many trials as the
+    cluster's CPUs hold at `cpus` each. The checks are those of `cluster.run`.
+
+    Raises:
+        StudyError, ParamError, RuntimeError, OverwriteError: as `cluster.run` and `run_local`.
+    """
+    import ray
+
+    from tuninglab.studies import cluster
+
+    cluster.check_trial_resources(cpus, gpus)
+    runner.check_workspace(cwd)
+    baseline_params = runner.head_params(cwd)
+    study = spec.parse(name, spec.definition(name, cwd / spec.STUDIES_FILE))
+    spec.check_search(study, baseline_params)
+    cluster.check_devices(baseline_params, [], gpus)
+    found = cluster.remotes(cwd)
+    commit = runner.git("rev-parse", "HEAD", cwd=cwd).strip()
+    datasets = collect.trained_datasets(_baseline(cwd))
+    with runner.study_lock(name, cwd), cluster.connected(address, connect_timeout):
+        cluster._check_resources(cpus, gpus)
+        workers = jobs or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
+        task = cluster.remote_trial(cpus, gpus)
+        print(
+            f"study {name}: a {study.strategy} search of {study.trials} configurations on Ray, "
+            f"{workers} at a time"
+        )
+        backend = RayCluster(found, commit, task, workers, datasets, cwd)
+        return drive(study, baseline_params, backend, workers, cwd, force), found
