@@ -123,6 +123,7 @@ def equal_compute(runs: list[Run], budget: float) -> tuple[float, float]:
 
 
 def main() -> None:
+    """Run the three methods per dataset and seed and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=None, help="default: every dataset of params.yaml")
     parser.add_argument(
