@@ -2,7 +2,8 @@
 
     python -m tuninglab show                   this commit's experiments: what each changed, test accuracy
     python -m tuninglab study plan NAME -j 2   list a study's experiments as dvc commands, estimate its time
-    python -m tuninglab study run NAME -j 2    queue what is missing, run it, collect
+    python -m tuninglab study run NAME -j 2    queue what is missing, run it, collect (a tpe or halving
+                                               study asks for its experiments as it runs)
     python -m tuninglab study run NAME --backend ray --address auto   ... on a Ray cluster, one task each
     python -m tuninglab study collect          write results/experiments.csv and results/curves.csv
     python -m tuninglab study collect --rev C  ... from the experiments of baseline commit C instead of HEAD
@@ -25,7 +26,7 @@ from pathlib import Path
 from tuninglab.lab import params
 from tuninglab.report import build, owned, results, show
 from tuninglab.schema import CURVES_FILE, FAILED, RESULTS_FILE, SUCCESS
-from tuninglab.studies import cluster, collect, estimate, runner, spec
+from tuninglab.studies import cluster, collect, estimate, runner, search, spec
 
 PLAN_HEAD = 20  # the experiments `study plan` lists of a study larger than its limit
 
@@ -50,8 +51,11 @@ def _plan(name: str, jobs: int, allow_large: bool) -> None:
     it is estimated from a sample of its experiments.
     """
     baseline = params.load()
-    total = estimate.check_size(name, baseline, jobs, allow_large)
     study = spec.definition(name)
+    if spec.strategy_of(study) in spec.SEARCHES:
+        print("\n".join(search.describe(spec.parse(name, study), baseline, jobs)))
+        return
+    total = estimate.check_size(name, baseline, jobs, allow_large)
     large = total > spec.limit(name, study)
     experiments = spec.head(name, study, baseline, PLAN_HEAD) if large else spec.plan(name, baseline=baseline)
     for experiment in experiments:
@@ -166,7 +170,23 @@ def main(argv: list[str] | None = None) -> int:
                 _check_seconds("--connect-timeout", args.connect_timeout)
             remote = None
             try:
-                if args.backend == "ray":
+                searching = spec.strategy_of(spec.definition(args.name)) in spec.SEARCHES
+                if searching and args.backend == "ray":
+                    counts, found = search.run_ray(
+                        args.name,
+                        args.jobs,
+                        args.address,
+                        1.0 if args.cpus_per_trial is None else args.cpus_per_trial,
+                        args.gpus_per_trial or 0.0,
+                        connect_timeout=(
+                            cluster.CONNECT_SECONDS if args.connect_timeout is None else args.connect_timeout
+                        ),
+                        force=args.force,
+                    )
+                    remote = found.git
+                elif searching:
+                    counts = search.run_local(args.name, args.jobs or 1, force=args.force)
+                elif args.backend == "ray":
                     found, outcomes = cluster.run(
                         args.name,
                         args.jobs,

@@ -108,6 +108,14 @@ RESULTS_FILE = Path("results/experiments.csv")
 # test metric (TEST_METRICS, REGRESSION_TEST_METRICS). What paired comparisons are made of.
 REPEATS_FILE = Path("results/repeats.csv")
 CURVES_FILE = Path("results/curves.csv")  # every trained run's per-epoch history (HISTORY_COLUMNS)
+# A search study's experiments (`kind: tpe`, `kind: halving`): results/experiments.csv names each one's
+# trial (a tpe study's Optuna trial number, a halving study's configuration) and rung (halving: 0 for
+# the first, fewest epochs; empty otherwise). A tpe study's Optuna storage is a journal file,
+# OPTUNA_DIR/<study>.log, which a stopped study resumes from.
+TRIAL = "trial"
+RUNG = "rung"
+SEARCH_COLUMNS = (TRIAL, RUNG)
+OPTUNA_DIR = Path("results/optuna")
 
 # `study collect` writes results/experiments.csv: one row per experiment and dataset. Its params
 # are the dataset's effective settings, one column per `<group>.<key>`: `split.*`, `train.*` (the
@@ -150,6 +158,11 @@ def is_param_column(column: str) -> bool:
 def ci_name(metric: str) -> str:
     """The test.json key of the half-width of `metric`'s 95 % interval: `test_accuracy_ci95`."""
     return metric + CI_SUFFIX
+
+
+def journal_path(study: str) -> Path:
+    """`results/optuna/<study>.log`: a tpe study's Optuna journal."""
+    return OPTUNA_DIR / f"{study}.log"
 
 
 def metrics_path(dataset: str, name: str) -> Path:

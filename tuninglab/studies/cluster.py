@@ -81,6 +81,7 @@ class Outcome:
     status: str  # schema.SUCCESS or schema.FAILED
     error: str = ""  # why it failed: the run's own `error:` line when it has one
     metrics: dict[str, Any] = field(default_factory=dict)  # DVC metrics file -> its data
+    details: dict[str, Any] = field(default_factory=dict)  # dataset -> its details.json (not a DVC metric)
     seconds: dict[str, float] = field(default_factory=dict)  # clone, pull, run, push
     node: str = ""  # the node it ran on, which the driver names when it failed
 
@@ -343,6 +344,12 @@ def _metrics(clone: Path) -> dict[str, Any]:
     return {path: json.loads((clone / path).read_text()) for path in declared if (clone / path).is_file()}
 
 
+def _details(clone: Path) -> dict[str, Any]:
+    """Each dataset's `metrics/<d>/details.json` in the clone's workspace, by dataset."""
+    found = sorted((clone / "metrics").glob("*/details.json"))
+    return {path.parent.name: json.loads(path.read_text()) for path in found}
+
+
 def _run_in(
     scratch: Path, remotes: Remotes, baseline: str, experiment: spec.Experiment, env: dict[str, str]
 ) -> Outcome:
@@ -373,7 +380,9 @@ def _run_in(
         timed("push")
     except RuntimeError as err:
         return Outcome(experiment.name, FAILED, error=str(err), seconds=seconds, node=node)
-    return Outcome(experiment.name, SUCCESS, metrics=_metrics(clone), seconds=seconds, node=node)
+    return Outcome(
+        experiment.name, SUCCESS, metrics=_metrics(clone), details=_details(clone), seconds=seconds, node=node
+    )
 
 
 def trial(remotes: Remotes, baseline: str, experiment: spec.Experiment) -> Iterator[str | Outcome]:

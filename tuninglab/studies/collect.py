@@ -40,13 +40,16 @@ from tuninglab.schema import (
     REPEATS_FILE,
     RESULT_METRICS,
     RESULTS_FILE,
+    RUNG,
     SUCCESS,
     TEST_METRICS,
     TRAINED_STATUSES,
+    TRIAL,
     is_param_column,
     metrics_path,
     plots_path,
 )
+from tuninglab.studies.spec import SEARCHES, position
 
 
 def dvc(
@@ -184,6 +187,9 @@ def rows(
 
     `studies` maps each study of `studies.yaml` to its strategy (`ofat`, `grid`,
     `random`): the column `study_kind`, empty for the baseline and manual runs.
+    A search study's experiments (`spec.SEARCHES`) name their `trial` (a tpe
+    study's Optuna trial number, a halving study's configuration) and `rung`
+    (halving); both columns are empty for other experiments.
     The column `kind` is the dataset's data type (`image` for a group `cifar`
     whose `data.kind` is image), by which the report reads its metrics.
     A record's `details` (dataset -> its `details.json`, added by
@@ -198,6 +204,7 @@ def rows(
         study = "baseline" if is_baseline else study_of(record["name"], studies)
         changed = {} if is_baseline else changes(record["params"], baseline["params"])
         error = last_error(record["log"]) if record["state"] == FAILED else ""
+        trial, rung = position(record["name"]) if studies.get(study) in SEARCHES else (None, None)
         for dataset in trained_datasets(baseline):
             metrics = _dataset_metrics(record, dataset)
             if record["state"] != SUCCESS:
@@ -209,6 +216,8 @@ def rows(
                     "experiment": "baseline" if is_baseline else record["name"],
                     "study": study,
                     "study_kind": studies.get(study, ""),
+                    TRIAL: trial,
+                    RUNG: rung,
                     "hyperparameter": ",".join(changed),
                     "value": ",".join(
                         json.dumps(v) if isinstance(v, list) else str(v) for v in changed.values()
@@ -224,6 +233,7 @@ def rows(
                 }
             )
     frame = pd.DataFrame(table)
+    frame[[TRIAL, RUNG]] = frame[[TRIAL, RUNG]].astype("Int64")
     params = sorted(filter(is_param_column, frame), key=lambda c: PARAM_GROUPS.index(c.split(".")[0]))
     who = [c for c in frame if c not in params and c not in RESULT_METRICS]
     frame = frame[[*who, *params, *RESULT_METRICS]]

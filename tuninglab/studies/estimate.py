@@ -266,7 +266,7 @@ def check_size(
             wall time with `jobs` workers and the option that allows it.
     """
     study = spec.definition(name, root / spec.STUDIES_FILE)
-    total, most = spec.count(name, study), spec.limit(name, study)
+    total, most = spec.count(name, study, baseline_params), spec.limit(name, study)
     if total <= most or allow_large:
         return total
     try:

@@ -1,7 +1,10 @@
 """Hyperparameter studies: read `studies.yaml` and expand a study into experiments.
 
 A study's strategy (`kind:` in `studies.yaml`, read once by `parse` into a
-`Study`) is one-at-a-time (`ofat`), a full `grid`, or a `random` search. Each
+`Study`) is one-at-a-time (`ofat`), a full `grid`, a `random` search, or a
+search that learns as it runs (`tpe`: Optuna's TPE sampler; `halving`:
+successive halving on epochs), whose experiments are asked for while it runs
+(`tuninglab.studies.search`) rather than listed up front. Each
 configuration becomes one DVC experiment, named after what it changes
 (`ofat-lr-0.1`, `optimizer_lr-optimizer-sgd-lr-0.01`, `random-03`) and run
 with `dvc exp run --queue -n <name> -S <key>=<value> ...`. A name is only a
@@ -32,7 +35,11 @@ import numpy as np
 from tuninglab.lab import params
 
 STUDIES_FILE = Path("studies.yaml")
-STRATEGIES = ("ofat", "grid", "random")
+SEARCHES = ("tpe", "halving")  # strategies whose experiments depend on the results of earlier ones
+STRATEGIES = ("ofat", "grid", "random", *SEARCHES)
+DRAWN = ("random", *SEARCHES)  # strategies whose params are ranges to draw from, not lists of values
+DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
+MEAN_GAIN = "mean_gain"  # the objective: mean over datasets of (val - chance) / (baseline val - chance)
 STRATEGY_KEY = "kind"  # the key of a study's strategy in studies.yaml
 MAX_EXPERIMENTS = 1000  # a study's most experiments without --allow-large, unless it sets max_experiments
 SAMPLE = 100  # the experiments a study too large to list is estimated from
@@ -117,6 +124,8 @@ def _sample(rng: np.random.Generator, space: dict[str, Any]) -> Any:
     if distribution == "choice":
         return bounds[int(rng.integers(len(bounds)))]
     low, high = bounds
+    if distribution == "int":
+        return int(rng.integers(low, high + 1))
     if distribution == "log_uniform":
         value = math.exp(rng.uniform(math.log(low), math.log(high)))
     else:
@@ -125,7 +134,7 @@ def _sample(rng: np.random.Generator, space: dict[str, Any]) -> Any:
 
 
 def _is_distribution(space: Any) -> bool:
-    """`{log_uniform: [low, high]}`, `{uniform: [low, high]}` or `{choice: [values...]}`."""
+    """`{log_uniform: [low, high]}`, `{uniform: [low, high]}`, `{int: [low, high]}` or `{choice: [...]}`."""
     if not (isinstance(space, dict) and len(space) == 1):
         return False
     ((distribution, bounds),) = space.items()
@@ -134,7 +143,15 @@ def _is_distribution(space: Any) -> bool:
     numbers = isinstance(bounds, list) and len(bounds) == 2 and all(params.is_number(b) for b in bounds)
     if distribution == "log_uniform":
         return numbers and 0 < bounds[0] < bounds[1]
+    if distribution == "int":
+        return numbers and all(isinstance(b, int) for b in bounds) and bounds[0] < bounds[1]
     return distribution == "uniform" and numbers and bounds[0] < bounds[1]
+
+
+RANGES = (
+    "{log_uniform: [low, high]} with 0 < low < high, {uniform: [low, high]} with low < high, "
+    "{int: [low, high]} with integers low < high, or {choice: [values...]}"
+)
 
 
 @dataclass(frozen=True)
@@ -145,8 +162,54 @@ class Study:
     strategy: str  # one of STRATEGIES: the study's `kind:` in studies.yaml
     space: dict[str, Any]  # dotted hyperparameter -> its values (ofat, grid) or distribution (random)
     max_experiments: int  # its most experiments without --allow-large (by default MAX_EXPERIMENTS)
-    trials: int = 0  # a random study's experiments
-    seed: int = 0  # a random study's seed
+    trials: int = 0  # a random study's experiments; a tpe study's trials; a halving study's configurations
+    seed: int = 0  # a random or halving study's seed of its draws; a tpe study's sampler seed
+    objective: str = (
+        ""  # tpe, halving: MEAN_GAIN, or the name of the one dataset whose validation metric counts
+    )
+    eta: int = 0  # halving: 1/eta of a rung's configurations go on, with eta times the epochs
+    min_epochs: int = 0  # halving: the first rung's epochs
+
+    def draws(self) -> list[dict[str, Any]]:
+        """A random or halving study's configurations (`trials` of them), drawn with its `seed`: dotted key ->
+        value, comma keys split."""
+        rng = np.random.default_rng(self.seed)
+        drawn = []
+        for _ in range(self.trials):
+            settings: dict[str, Any] = {}
+            for hyperparameter, distribution in self.space.items():
+                settings |= _settings(hyperparameter, _sample(rng, distribution))
+            drawn.append(settings)
+        return drawn
+
+
+SETTINGS = {  # each strategy's settings besides kind, params and max_experiments
+    "ofat": set(),
+    "grid": set(),
+    "random": {"trials", "seed"},
+    "tpe": {"trials", "seed", "objective"},
+    "halving": {"trials", "seed", "objective", "eta", "min_epochs"},
+}
+LEAST = {
+    "trials": 1,
+    "seed": 0,
+    "eta": 2,
+    "min_epochs": 1,
+    "max_experiments": 1,
+}  # each integer's least value
+
+
+def _objective(where: str, value: Any) -> str:
+    """A search's `objective`: `mean_gain` or `{dataset: <name>}`, as MEAN_GAIN or the dataset's name."""
+    if value == MEAN_GAIN:
+        return MEAN_GAIN
+    if isinstance(value, dict) and set(value) == {"dataset"} and isinstance(value["dataset"], str):
+        return value["dataset"]
+    raise StudyError(
+        f"{where}: objective {value!r} is not allowed; expected {MEAN_GAIN} (the mean over datasets of "
+        "each one's validation metric as a share of the way from chance to the baseline's) or "
+        "{dataset: <name>} (that dataset's validation metric)"
+    )
 
 
 def strategy_of(study: Any) -> str:
@@ -169,9 +232,7 @@ def parse(name: str, study: Any) -> Study:
             f"{where}: {STRATEGY_KEY} {given!r} is not allowed; expected one of {' | '.join(STRATEGIES)}"
         )
     strategy = study[STRATEGY_KEY]
-    allowed = {STRATEGY_KEY, "params", "max_experiments"} | (
-        {"trials", "seed"} if strategy == "random" else set()
-    )
+    allowed = {STRATEGY_KEY, "params", "max_experiments"} | SETTINGS[strategy]
     unknown = set(study) - allowed
     if unknown:
         raise StudyError(
@@ -181,23 +242,68 @@ def parse(name: str, study: Any) -> Study:
     if not isinstance(space, dict) or not space:
         raise StudyError(f"{where}: params is empty; expected hyperparameters and their values")
     for hyperparameter, values in space.items():
-        if strategy == "random" and not _is_distribution(values):
-            raise StudyError(
-                f"{where}: {hyperparameter}: {values!r} is not allowed; expected "
-                "{log_uniform: [low, high]} with 0 < low < high, {uniform: [low, high]} with low < high, "
-                "or {choice: [values...]}"
-            )
-        if strategy != "random" and (not isinstance(values, list) or not values):
+        if strategy in DRAWN and not _is_distribution(values):
+            raise StudyError(f"{where}: {hyperparameter}: {values!r} is not allowed; expected {RANGES}")
+        if strategy not in DRAWN and (not isinstance(values, list) or not values):
             raise StudyError(f"{where}: {hyperparameter} has no values; expected a non-empty list")
-    integers = {"trials": 0, "seed": 0} if strategy == "random" else {}
+    integers = [key for key in LEAST if key in SETTINGS[strategy]]
     if "max_experiments" in study:
-        integers["max_experiments"] = 1
-    for key, least in integers.items():
-        value = study.get(key)
+        integers.append("max_experiments")
+    for key in integers:
+        value, least = study.get(key), LEAST[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise StudyError(f"{where}: {key} {value!r} is not allowed; expected an integer >= {least}")
-    randomly = {key: study[key] for key in ("trials", "seed") if key in integers}
-    return Study(str(name), strategy, space, study.get("max_experiments", MAX_EXPERIMENTS), **randomly)
+    chosen: dict[str, Any] = {key: study[key] for key in integers if key != "max_experiments"}
+    if "objective" in SETTINGS[strategy]:
+        chosen["objective"] = _objective(where, study.get("objective"))
+    return Study(str(name), strategy, space, study.get("max_experiments", MAX_EXPERIMENTS), **chosen)
+
+
+def trial_name(study: str, number: int) -> str:
+    """A tpe study's experiment of Optuna trial `number` (from 0): `tpe_example-t007`."""
+    return f"{study}-t{number:03d}"
+
+
+def rung_name(study: str, configuration: int, rung: int) -> str:
+    """A halving study's experiment of `configuration` (from 1) at `rung` (from 0): `halving-c03-r1`."""
+    return f"{study}-c{configuration:02d}-r{rung}"
+
+
+def position(name: str) -> tuple[int | None, int | None]:
+    """The (trial, rung) an experiment name holds (`trial_name`, `rung_name`); None for what it lacks."""
+    found = re.fullmatch(r"[a-z0-9_]+-(?:t(\d+)|c(\d+)-r(\d+))", name)
+    if not found:
+        return None, None
+    trial, configuration, rung = found.groups()
+    if trial is not None:
+        return int(trial), None
+    return int(configuration), int(rung)
+
+
+def check_search(study: Study, baseline: dict[str, Any]) -> None:
+    """Refuse a search whose objective names a dataset the baseline lacks, whose range ends the param rules
+    refuse, or a halving study that sets `train.epochs` itself; before any work.
+
+    Raises:
+        StudyError: names the study, the key, the value and what is allowed.
+    """
+    where = f"{STUDIES_FILE}: study {study.name}"
+    datasets = params.dataset_groups(baseline)
+    if study.objective not in (MEAN_GAIN, *datasets):
+        raise StudyError(
+            f"{where}: objective dataset {study.objective!r} is not allowed; expected one of "
+            f"{', '.join(datasets)}, or {MEAN_GAIN}"
+        )
+    if study.strategy == "halving" and any("train.epochs" in key.split(",") for key in study.space):
+        raise StudyError(f"{where}: params: train.epochs is not allowed in a halving study; its rungs set it")
+    for hyperparameter, space in study.space.items():
+        ((distribution, bounds),) = space.items()
+        for value in bounds:
+            settings = _settings(hyperparameter, int(value) if distribution == "int" else value)
+            try:
+                params.validate(_apply(baseline, settings))
+            except params.ParamError as err:
+                raise StudyError(f"{where}: {hyperparameter}: {distribution} {bounds!r}: {err}") from None
 
 
 def _ofat_experiment(name: str, hyperparameter: str, value: Any) -> Experiment:
@@ -225,14 +331,15 @@ def _experiments(study: Study, baseline: dict[str, Any]) -> Iterator[Experiment]
     elif study.strategy == "grid":
         for combination in itertools.product(*space.values()):
             yield _grid_experiment(name, space, combination)
-    else:
-        rng = np.random.default_rng(study.seed)
+    elif study.strategy == "random":
         width = len(str(study.trials))
-        for trial in range(1, study.trials + 1):
-            settings = {}
-            for hyperparameter, distribution in space.items():
-                settings |= _settings(hyperparameter, _sample(rng, distribution))
+        for trial, settings in enumerate(study.draws(), start=1):
             yield Experiment(f"{name}-{trial:0{width}d}", settings)
+    else:
+        raise StudyError(
+            f"{STUDIES_FILE}: study {name} is a {study.strategy} search: its experiments are asked for as it "
+            f"runs; `python -m tuninglab study plan {name}` shows its space and budget"
+        )
 
 
 def _checked(name: str, experiment: Experiment, baseline: dict[str, Any]) -> Experiment:
@@ -260,19 +367,44 @@ def expand(name: str, study: dict[str, Any], baseline: dict[str, Any]) -> list[E
     return [_checked(name, experiment, baseline) for experiment in _experiments(checked, baseline)]
 
 
-def count(name: str, study: dict[str, Any]) -> int:
-    """How many experiments a study has, at most, without listing them: a random study's trials, a grid's
-    product of its value counts, an ofat study's sum of them (values equal to the baseline's, which it
-    skips, included).
+def count(name: str, study: dict[str, Any], baseline: dict[str, Any] | None = None) -> int:
+    """How many experiments a study has, at most, without listing them: a random or tpe study's trials, a
+    halving study's configurations summed over its rungs (`rungs`, for the `baseline`'s epochs; its
+    first rung's alone without one), a grid's product of its value counts, an ofat study's sum of them
+    (values equal to the baseline's, which it skips, included).
 
     Raises:
         StudyError: for a malformed study.
     """
-    return _count(parse(name, study))
+    checked = parse(name, study)
+    if checked.strategy == "halving":
+        full = full_epochs(baseline) if baseline is not None else checked.min_epochs
+        return sum(configurations for configurations, _ in rungs(checked, full))
+    return _count(checked)
+
+
+def full_epochs(baseline: dict[str, Any]) -> int:
+    """The epochs a halving study's last rung trains: the baseline's `train.epochs`."""
+    return int(baseline["train"]["epochs"])
+
+
+def rungs(study: Study, full: int) -> list[tuple[int, int]]:
+    """A halving study's rungs, in order: (configurations, epochs) of each.
+
+    Rung k trains `min(min_epochs * eta**k, full)` epochs; the best `ceil(n / eta)` of a rung's n
+    configurations go on to the next, until a rung trains `full` epochs.
+    """
+    found, configurations, rung = [], study.trials, 0
+    while True:
+        epochs = min(study.min_epochs * study.eta**rung, full)
+        found.append((configurations, epochs))
+        if epochs >= full:
+            return found
+        configurations, rung = math.ceil(configurations / study.eta), rung + 1
 
 
 def _count(study: Study) -> int:
-    if study.strategy == "random":
+    if study.strategy in ("random", "tpe"):
         return study.trials
     lengths = [len(values) for values in study.space.values()]
     return math.prod(lengths) if study.strategy == "grid" else sum(lengths)
@@ -333,7 +465,7 @@ def sample(
     """
     checked = parse(name, study)
     total = _count(checked)
-    if checked.strategy == "random" or total <= size:
+    if checked.strategy in DRAWN or total <= size:
         return _head(checked, baseline, size)
     draw = random.Random(0)
     indices = sorted({draw.randrange(total) for _ in range(size)})
