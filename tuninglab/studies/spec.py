@@ -391,15 +391,18 @@ def full_epochs(baseline: dict[str, Any]) -> int:
 def rungs(study: Study, full: int) -> list[tuple[int, int]]:
     """A halving study's rungs, in order: (configurations, epochs) of each.
 
-    Rung k trains `min(min_epochs * eta**k, full)` epochs; the best `ceil(n / eta)` of a rung's n
-    configurations go on to the next, until a rung trains `full` epochs.
+    Rung k trains `min_epochs * eta**k` epochs, and the best `ceil(n / eta)` of a rung's n
+    configurations go on to the next; the first rung within a factor eta of `full` (its next would
+    pass it) trains `full` epochs and is the last: 3, 9, 30 for 3 epochs, eta 3 and 30 in full, not
+    3, 9, 27, 30.
     """
     found, configurations, rung = [], study.trials, 0
     while True:
-        epochs = min(study.min_epochs * study.eta**rung, full)
-        found.append((configurations, epochs))
-        if epochs >= full:
+        epochs = study.min_epochs * study.eta**rung
+        if epochs * study.eta > full:
+            found.append((configurations, full))
             return found
+        found.append((configurations, epochs))
         configurations, rung = math.ceil(configurations / study.eta), rung + 1
 
 
