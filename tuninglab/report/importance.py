@@ -117,6 +117,11 @@ class Search:
         """Whether its trials have an order worth a best-so-far curve (not a grid's)."""
         return self.study_kind in ORDERED_KINDS
 
+    @property
+    def reported(self) -> bool:
+        """Whether the report shows it: a grid without importance is left to the grid's own section."""
+        return self.ordered or not self.importances.empty
+
     def ranked(self, evaluator: str) -> pd.DataFrame:
         """One evaluator's importances, the most important first."""
         return self.importances[self.importances["evaluator"] == evaluator].reset_index(drop=True)

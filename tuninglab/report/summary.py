@@ -756,33 +756,38 @@ def importance_table(search: Search) -> pd.DataFrame:
     return pd.DataFrame({"hyperparameter": order, **shown})
 
 
-def importance_sentence(search: Search, evaluator: str) -> str:
+def importance_sentence(search: Search, evaluator: str, quote: Callable[[object], str] = text) -> str:
     """What one evaluator says: its two most important hyperparameters, told apart or not by their intervals.
 
     `train.lr 0.62 (0.41-0.80) vs train.dropout 0.05 (0.00-0.20): train.lr matters more`; "not
-    distinguishable" where the intervals overlap.
+    distinguishable" where the intervals overlap. Names go in through `quote` (`str` for plain text).
     """
     ranked = search.ranked(evaluator)
     first, second = ranked.iloc[0], ranked.iloc[1]
 
     def shown(row: pd.Series) -> str:
-        return f"{text(row['hyperparameter'])} {row['importance']:.2f} ({row['low']:.2f}-{row['high']:.2f})"
+        return f"{quote(row['hyperparameter'])} {row['importance']:.2f} ({row['low']:.2f}-{row['high']:.2f})"
 
     verdict = (
-        f"{text(first['hyperparameter'])} matters more"
+        f"{quote(first['hyperparameter'])} matters more"
         if importance.distinguishable(first, second)
         else "not distinguishable (the intervals overlap)"
     )
     return f"{EVALUATOR_NAMES[evaluator]}: {shown(first)} vs {shown(second)}: {verdict}"
 
 
-def best_search_sentence(search: Search) -> str:
-    """A search's best run by the objective: its settings, its validation and test scores, when it came."""
+def best_search_sentence(
+    search: Search, quote: Callable[[object], str] = text, run: Callable[[object], str] = code
+) -> str:
+    """A search's best run by the objective: its settings, its validation and test scores, when it came.
+
+    Settings go in through `quote`, the run's name through `run` (`str` for both: plain text).
+    """
     best, trials = search.best, search.trials
     words = primary.words(search.kind)
-    settings = ", ".join(text(format.setting(name, best[name])) for name in search.params)
+    settings = ", ".join(quote(format.setting(name, best[name])) for name in search.params)
     return (
-        f"best run {code(best['experiment'])} (trial {best['position']:.0f} of {len(trials)}, after "
+        f"best run {run(best['experiment'])} (trial {best['position']:.0f} of {len(trials)}, after "
         f"{best['compute']:.1f} s of the {trials['compute'].iloc[-1]:.1f} s of training): validation "
         f"{words.short} {best['value']:.3f}, {words.metric} {best['score']:.3f}; {settings}"
     )
@@ -794,7 +799,7 @@ def search_section(analysis: Analysis, pictures: dict[str, dict[str, str]]) -> s
     A grid without importance is left to the grid's own section (`interaction_section`). `pictures`
     maps each study to its figures (caption -> path, `search_figures.save_all`).
     """
-    shown = [search for search in analysis.searches if search.ordered or not search.importances.empty]
+    shown = [search for search in analysis.searches if search.reported]
     if not shown:
         return ""
     lines = [
