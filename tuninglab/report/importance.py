@@ -211,20 +211,21 @@ def importances(
     trials: pd.DataFrame,
     distributions: dict[str, BaseDistribution],
     values: pd.Series,
-    bootstraps: int = BOOTSTRAPS,
+    bootstraps: int | None = None,
     seed: int = SEED_OF_RESAMPLES,
 ) -> pd.DataFrame:
     """Each evaluator's importance of each param over `bootstraps` resamples of the runs, with its spread.
 
-    Each resample draws as many runs as there are, with replacement (seeded by
-    `seed`); importances are normalised to sum to 1 per resample. A resample
+    `bootstraps` defaults to `BOOTSTRAPS`. Each resample draws as many runs
+    as there are, with replacement (seeded by `seed`); importances are
+    normalised to sum to 1 per resample. A resample
     whose objective does not vary has nothing to split and is left out.
     Columns: hyperparameter, evaluator, importance (the mean), low and high
     (the 2.5 and 97.5 percentiles, widened to hold the mean), the most
     important first per evaluator; empty when no resample varied.
     """
     rng = np.random.default_rng(seed)
-    draws = [rng.integers(0, len(trials), len(trials)) for _ in range(bootstraps)]
+    draws = [rng.integers(0, len(trials), len(trials)) for _ in range(bootstraps or BOOTSTRAPS)]
     draws = [draw for draw in draws if np.ptp(values.to_numpy()[draw]) > 0]
     frames = []
     for name in EVALUATORS:
@@ -287,7 +288,7 @@ def _trials(rows: pd.DataFrame, params: list[str]) -> pd.DataFrame:
     return trials
 
 
-def search(study: str, dataset: str, rows: pd.DataFrame, bootstraps: int = BOOTSTRAPS) -> Search | None:
+def search(study: str, dataset: str, rows: pd.DataFrame, bootstraps: int | None = None) -> Search | None:
     """The `Search` of one study on one dataset from its finished compared runs; None without a scored run.
 
     A run without a validation score (one that trained nothing) stays in the
@@ -320,7 +321,7 @@ def search(study: str, dataset: str, rows: pd.DataFrame, bootstraps: int = BOOTS
     )
 
 
-def searches(runs: pd.DataFrame, bootstraps: int = BOOTSTRAPS) -> list[Search]:
+def searches(runs: pd.DataFrame, bootstraps: int | None = None) -> list[Search]:
     """One `Search` per search study (`SEARCH_KINDS`) and dataset, in table order.
 
     Only the finished runs compared with the baseline count (`results.compared`),
