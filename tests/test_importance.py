@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -12,8 +13,9 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from tests.synthetic_results import SEARCH_STUDY, search_settings, write_results, write_search_study
+from tests.test_explorer import CHROMIUM, CHROMIUM_ARGS
 from tuninglab.lab import params
-from tuninglab.report import build, importance, results, search_figures, summary
+from tuninglab.report import analysis, build, explorer, importance, results, search_figures, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTILE_TRIAL = "x<svg onload=alert(1)>$x$"
@@ -180,3 +182,48 @@ def test_sentences_tell_apart_or_not() -> None:
     assert grid is not None and grid.x.name == "train.lr" and grid.x.log
     assert grid.z.shape == (search_figures.CONTOUR_POINTS, search_figures.CONTOUR_POINTS)
     assert not np.isnan(grid.z).any()
+
+
+def test_browser_draws_the_search_studies_with_names_as_text(
+    search_results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} not found: apt-get install chromium"
+        if os.environ.get("TUNINGLAB_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setattr(importance, "BOOTSTRAPS", 4)
+    runs, curves = results.load(search_results)
+    page_file = tmp_path / "explorer.html"
+    explorer.write(analysis.analyse(runs, curves), page_file)
+    dialogs: list[str] = []
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(page_file.as_uri())
+            assert page.locator("#searches").is_visible()
+            page.select_option("#search", label=f"{SEARCH_STUDY} (tpe) on image")
+            traces = page.evaluate(
+                "[...document.querySelectorAll('#searches .js-plotly-plot')].map(c => [c.id, c.data.length])"
+            )
+            assert dict(traces) == {
+                "chart-progress": 2,  # best so far, each trial
+                "chart-compute": 2,
+                "chart-importance": 2,  # PED-ANOVA, fANOVA
+                "chart-contour": 2,  # the interpolated objective, the trials
+                "chart-search-parcoords": 1,
+            }
+            notes = page.locator("#search-notes li").all_inner_texts()
+            assert notes[0].startswith("image: best run ") and notes[1].startswith("PED-ANOVA: train.lr ")
+            hover = page.evaluate("document.getElementById('chart-progress').data[1].text")
+            assert f"{SEARCH_STUDY}-x&lt;svg onload=alert(1)&gt;$x$" in hover  # Plotly shows it as text
+            assert page.locator("svg script, svg image, svg foreignObject, img, iframe").count() == 0
+        finally:
+            browser.close()
+    assert dialogs == [] and errors == []
