@@ -802,12 +802,13 @@ def search_section(analysis: Analysis, pictures: dict[str, dict[str, str]]) -> s
     shown = [search for search in analysis.searches if search.reported]
     if not shown:
         return ""
+    regression = ": a regression's validation R^2" if primary.mixed(s.kind for s in shown) else ""
     lines = [
         "## Search studies",
         "",
         "A search study varies several hyperparameters together and selects by the validation metric (the "
-        f"objective, `{importance.OBJECTIVE}`: a regression's validation R^2); the test metric is its "
-        "final number only. Importance is Optuna's, over every finished compared run of the study on a "
+        f"objective, `{importance.OBJECTIVE}`{regression}); the test metric is its final number only. "
+        "Importance is Optuna's, over every finished compared run of the study on a "
         "dataset (a halving study: its first rung): PED-ANOVA (Optuna's default) and fANOVA, each the mean "
         f"over {importance.BOOTSTRAPS} bootstrap resamples of the runs with the 2.5 and 97.5 percentiles. "
         "Two importances whose intervals overlap are not distinguishable. One-at-a-time sensitivity, above, "
