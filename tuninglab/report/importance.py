@@ -39,24 +39,28 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import optuna
 import pandas as pd
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
-from optuna.importance import (
-    BaseImportanceEvaluator,
-    FanovaImportanceEvaluator,
-    PedAnovaImportanceEvaluator,
-    get_param_importances,
-)
 
 from tuninglab.report import format, primary
 from tuninglab.report.results import SEED, compared
 from tuninglab.schema import is_param_column
+
+# Optuna's progress bar imports tqdm.auto, which warns in a notebook without widgets.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    import optuna
+    from optuna.distributions import (
+        BaseDistribution,
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+    from optuna.importance import (
+        BaseImportanceEvaluator,
+        FanovaImportanceEvaluator,
+        PedAnovaImportanceEvaluator,
+        get_param_importances,
+    )
 
 OBJECTIVE = "best_val_accuracy"  # what a search selects by: validation accuracy (a regression's R^2)
 SEARCH_KINDS = ("grid", "random", "tpe", "halving")  # studies that vary several hyperparameters together
