@@ -373,3 +373,84 @@ def write_results(
         directory / "curves.csv", index=False
     )
     return directory / "experiments.csv", directory / "curves.csv"
+
+
+# A search study where the learning rate alone matters (`write_search_study`): experiment -> settings;
+# the validation and test accuracy fall with the distance of log10(lr) from SEARCH_BEST_LOG_LR.
+SEARCH_BEST_LOG_LR = -2.3
+SEARCH_STUDY = "tpe_synthetic"
+
+
+def search_accuracy(lr: float, dataset: str) -> float:
+    """A search run's test accuracy on `dataset`: the baseline's at the best lr, lower away from it."""
+    return BASELINE_ACCURACY[dataset] - 0.08 * (np.log10(lr) - SEARCH_BEST_LOG_LR) ** 2
+
+
+def search_settings(trials: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Each trial's settings, drawn as a random search would: lr (log), dropout, optimizer, hidden."""
+    rng = np.random.default_rng(seed)
+    return [
+        {
+            "train.lr": float(round(10 ** rng.uniform(-4, -1), 6)),
+            "train.dropout": float(round(rng.uniform(0, 0.5), 3)),
+            "train.optimizer": str(rng.choice(["adam", "sgd"])),
+            "train.hidden": [int(rng.choice([64, 128]))],
+        }
+        for _ in range(trials)
+    ]
+
+
+def write_search_study(
+    directory: Path,
+    baseline_params: dict[str, Any],
+    kind: str = "tpe",
+    trials: int = 16,
+    study: str = SEARCH_STUDY,
+    names: list[str] | None = None,
+) -> None:
+    """Add a search study of `kind` to the results `write_results` wrote into `directory`.
+
+    Its `trials` runs (named `<study>-<n>`, or by `names`) vary lr, dropout,
+    optimizer and hidden width; only lr moves accuracy (`search_accuracy`), on
+    the classifiers. Each row has its trial number (`trial`); a halving study's
+    runs are its first rung (`rung` 1), and the best third of them is run
+    again at rung 2 with twice the epochs.
+    """
+    settings = search_settings(trials)
+    names = names or [f"{study}-{number}" for number in range(trials)]
+    runs = {name: (one, 1) for name, one in zip(names, settings, strict=True)}
+    if kind == "halving":
+        best = sorted(runs, key=lambda name: -search_accuracy(runs[name][0]["train.lr"], "image"))
+        epochs = 2 * baseline_params["train"]["epochs"]
+        runs |= {f"{name}r2": ({**runs[name][0], "train.epochs": epochs}, 2) for name in best[: trials // 3]}
+    classifiers = [d for d in dataset_names() if d != "regression"]
+    good = {d: (BASELINE_ACCURACY[d], "good") for d in classifiers}
+    baseline = _record("main", baseline_params, "success", good)
+    records = [
+        _record(
+            name,
+            Experiment(name, one).applied_to(baseline_params),
+            "success",
+            {d: (search_accuracy(one["train.lr"], d), "good") for d in classifiers},
+        )
+        for name, (one, _) in runs.items()
+    ]
+    table = collect.rows(baseline, records, {study: kind})
+    table = table[(table["experiment"] != "baseline") & table["dataset"].isin(classifiers)].copy()
+    order = {name: number for number, name in enumerate(names)}
+    table["trial"] = [order[name.removesuffix("r2")] for name in table["experiment"]]
+    if kind == "halving":
+        table["rung"] = [runs[name][1] for name in table["experiment"]]
+    old = pd.read_csv(directory / "experiments.csv")
+    pd.concat([old, table[[c for c in table if c in old or c in ("trial", "rung")]]]).to_csv(
+        directory / "experiments.csv", index=False
+    )
+    curves = pd.concat(
+        [
+            curve("good", search_accuracy(one["train.lr"], d)).assign(experiment=name, dataset=d)
+            for name, (one, _) in runs.items()
+            for d in classifiers
+        ]
+    )
+    old_curves = pd.read_csv(directory / "curves.csv")
+    pd.concat([old_curves, curves[old_curves.columns]]).to_csv(directory / "curves.csv", index=False)

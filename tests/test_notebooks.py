@@ -119,11 +119,10 @@ def check_summary_and_analysis(outputs: list[str], nb: Any) -> None:
     pair = "**image vs tabular** (spread in points, image first): matter more for image: train.lr"
     assert pair in everything
     assert "**train.hidden** matters about as much everywhere" in everything
-    shares = next(text for text in outputs if text.startswith("dataset") and "optimizer" in text)
-    assert re.search(r"^train\.lr\s+0\.\d{3}\s+0\.\d{3}\s+0\.\d{3}$", shares, re.M), shares
+    assert "No search study varied several hyperparameters" in everything  # the 2 x 2 grid is too small
     assert "## Conclusions" in everything
     assert "- **image**: train.lr mattered most (spread 87.0 points" in everything
-    assert images(nb) == 2  # the sensitivity heatmap and the importance bars
+    assert images(nb) == 1  # the sensitivity heatmap
 
 
 CHECKS = {

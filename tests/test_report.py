@@ -127,22 +127,11 @@ def test_edge_rule_extends_only_where_the_allowed_range_goes_further(study):
     assert sensitivity.param_key("data.normalize", "image") == "image.data.normalize"
 
 
-def test_importance_needs_runs_that_changed_several_hyperparameters(study):
-    runs, _ = results.load(study)
-    shares = sensitivity.importance(runs)
-    assert set(shares["dataset"]) == {"tabular", "image", "text"}
-    assert shares.groupby("dataset")["importance"].sum().to_numpy() == pytest.approx([1, 1, 1])
-    image = shares[shares["dataset"] == "image"].set_index("hyperparameter")["importance"]
-    assert image.idxmax() == "train.lr"
-    single = runs[~runs["changed"].str.contains(",")]
-    assert sensitivity.importance(single).empty
-
-
 def test_report_writes_every_file_with_numbers_from_the_csv(written):
     out = written
     for name in ["summary.md", "summary.html", "explorer.html", "observations.csv", "sensitivity.csv"]:
         assert (out / name).stat().st_size > 0, name
-    for name in ["curves-train_lr", "time-train_lr", "curves-train_dropout", "sensitivity", "importance"]:
+    for name in ["curves-train_lr", "time-train_lr", "curves-train_dropout", "sensitivity"]:
         assert (out / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG"), name
     text = (out / "summary.md").read_text()
     assert (

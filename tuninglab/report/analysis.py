@@ -2,9 +2,10 @@
 
 `analyse` turns the loaded results (`results.load`) into one `Analysis`: the
 data type of each dataset, the seed noise, one `Effect` per hyperparameter
-and dataset varied alone, the grid studies' interactions, the random-forest
-importance, every observation on every run, the repeats and each dataset's
-best run. The summary writes it as prose (`summary`), `build` draws its
+and dataset varied alone, the grid studies' interactions, each search
+study's trials and Optuna importance (`importance.Search`), every
+observation on every run, the repeats and each dataset's best run.
+The summary writes it as prose (`summary`), `build` draws its
 figures and tables and writes its files, the explorer draws it as one page,
 and the notebooks (`notebook`) show it cell by cell. Nothing here writes a
 sentence, and nothing that writes one computes the analysis again.
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tuninglab.report import observations, primary, results, sensitivity
+from tuninglab.report import importance, observations, primary, results, sensitivity
+from tuninglab.report.importance import Search
 from tuninglab.report.sensitivity import Effect, Interaction
 
 BEST_RUN_COLUMNS = ["dataset", "experiment", "score", "chance", "gain"]
@@ -59,7 +61,8 @@ class Analysis:
         table: the sensitivity table, one row per effect: reports/sensitivity.csv.
         groups: hyperparameter -> dataset -> its `Effect`, what mattered most first.
         interactions: one `Interaction` per grid study and dataset.
-        importance: random-forest importance shares: reports/importance.csv.
+        searches: one `importance.Search` per search study and dataset: trials, best run, importance.
+        importance: the searches' importances with their spread: reports/importance.csv.
         found: every observation on every finished run (`observe_all`): reports/observations.csv.
         repeats: experiment -> the experiments that repeat it on every dataset (`repeats`).
         best_runs: per dataset, its best run against the baseline (`best_runs`).
@@ -75,6 +78,7 @@ class Analysis:
     table: pd.DataFrame
     groups: dict[str, dict[str, Effect]]
     interactions: list[Interaction]
+    searches: list[Search]
     importance: pd.DataFrame
     found: pd.DataFrame
     repeats: dict[str, list[str]]
@@ -87,6 +91,7 @@ def analyse(runs: pd.DataFrame, curves: pd.DataFrame) -> Analysis:
     levels = sensitivity.noise_levels(runs)
     effects = sensitivity.effects(runs)
     table = sensitivity.table(effects)
+    searches = importance.searches(runs)
     return Analysis(
         runs=runs,
         curves=curves,
@@ -97,7 +102,8 @@ def analyse(runs: pd.DataFrame, curves: pd.DataFrame) -> Analysis:
         table=table,
         groups=by_hyperparameter(effects),
         interactions=sensitivity.interactions(runs),
-        importance=sensitivity.importance(runs),
+        searches=searches,
+        importance=importance.table(searches),
         found=observe_all(runs, curves, levels),
         repeats=repeats(runs),
         best_runs=best_runs(runs),

@@ -7,10 +7,11 @@ collect`) and writes, all at once or not at all:
     reports/explorer.html      the interactive explorer (self-contained)
     reports/observations.csv   every observation on every run, with its numbers
     reports/sensitivity.csv    per dataset and hyperparameter: spread, best value, edge, noise
-    reports/importance.csv     random-forest importance, where grid or random studies ran
+    reports/importance.csv     Optuna importance with its spread, per search study and dataset
     reports/interactions.csv   every cell of each grid study of two hyperparameters, per dataset
     reports/noise.csv          the baseline's test accuracy across seeds
-    reports/figures/*.png      curves and CPU time per hyperparameter, each grid, the heatmap
+    reports/figures/*.png      curves and CPU time per hyperparameter, each grid, the heatmap,
+                               each search study's best so far, importance, trials, contour
     reports/manifest.json      the files above and the experiments they were made from
 
 The report replaces only what its manifest lists: it refuses a folder that
@@ -32,6 +33,7 @@ from tuninglab.report import (
     page,
     primary,
     results,
+    search_figures,
     sensitivity,
     summary,
 )
@@ -121,17 +123,13 @@ def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, fo
         chosen = [interaction for interaction in analysis.interactions if interaction.study == study]
         figures.save(figures.interaction_lines(chosen), folder / grids[study])
     sections.append(summary.interaction_section(analysis, grids))
+    sections.append(summary.search_section(analysis, search_figures.save_all(analysis.searches, folder)))
     overview = {}
     if not analysis.table.empty:
         overview["sensitivity heatmap"] = "figures/sensitivity.png"
         figures.save(
             figures.sensitivity_heatmap(analysis.table, analysis.kinds),
             folder / overview["sensitivity heatmap"],
-        )
-    if not analysis.importance.empty:
-        overview["importance"] = "figures/importance.png"
-        figures.save(
-            figures.importance_bars(analysis.importance, analysis.kinds), folder / overview["importance"]
         )
     if not analysis.table.empty:
         sections.append(summary.comparison_section(analysis, overview))

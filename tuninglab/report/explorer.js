@@ -134,3 +134,53 @@ $("chart-scatter").on("plotly_click", (event) => {
   const point = event.points[0];
   if (point.curveNumber === 0) show(point.customdata);
 });
+
+// the search studies: one study on one dataset at a time, from the same numbers as the report's figures
+function chooseSearch() {
+  const search = DATA.searches[Number($("search").value)], trials = search.trials;
+  $("search-notes").replaceChildren(...search.sentences.map((sentence) => {
+    const item = document.createElement("li");
+    item.textContent = sentence;
+    return item;
+  }));
+  const names = trials.experiment.map(plain), objective = plain(search.objective);
+  const progress = (id, x, title) => Plotly.react(id, search.ordered ? [
+    {x, y: trials.best_so_far, name: "best so far", mode: "lines", line: {shape: "hv"}},
+    {x, y: trials.value, name: "each trial", mode: "markers", text: names, opacity: 0.5,
+     hovertemplate: "%{text}: %{y:.3f}<extra></extra>"},
+  ] : [], {title: {text: search.ordered ? title : "A grid: its runs have no order"}, xaxis: {title: {text: title.split(", by ")[1]}}, yaxis: {title: {text: objective}},
+      margin: {t: 40}});
+  progress("chart-progress", trials.position, "Best so far, by trials");
+  progress("chart-compute", trials.compute, "Best so far, by compute (training seconds, summed)");
+  Plotly.react("chart-importance", search.importance.map((one) => ({
+    type: "bar", orientation: "h", name: plain(one.evaluator), y: one.names.map(plain), x: one.importance,
+    error_x: {type: "data", symmetric: false, array: one.high.map((h, i) => h - one.importance[i]),
+              arrayminus: one.low.map((l, i) => one.importance[i] - l)},
+  })), {title: {text: search.importance.length ? "Importance, bootstrap 95 % intervals" :
+    "Importance: too few runs or hyperparameters"}, xaxis: {range: [0, 1]},
+    yaxis: {autorange: "reversed"}, margin: {t: 40, l: 140}});
+  const contour = search.contour;
+  Plotly.react("chart-contour", contour ? [
+    {type: "contour", x: contour.xs, y: contour.ys, z: contour.z, colorscale: "Viridis",
+     colorbar: {title: {text: objective}}},
+    {type: "scatter", mode: "markers", x: contour.x.positions, y: contour.y.positions, text: names,
+     marker: {color: "white", line: {color: "black", width: 1}}, hovertemplate: "%{text}<extra></extra>"},
+  ] : [], {title: {text: "The two most important hyperparameters"}, showlegend: false, margin: {t: 40},
+    xaxis: contour ? {title: {text: plain(contour.x.name)}, tickvals: contour.x.ticks,
+                      ticktext: contour.x.labels.map(plain)} : {},
+    yaxis: contour ? {title: {text: plain(contour.y.name)}, tickvals: contour.y.ticks,
+                      ticktext: contour.y.labels.map(plain)} : {}});
+  const dimensions = search.params.map((p) => ({label: p.name, values: p.positions, tickvals: p.ticks,
+    ticktext: p.labels}));
+  dimensions.push({label: search.objective, values: trials.value});
+  Plotly.react("chart-search-parcoords",
+    [{type: "parcoords", dimensions, line: {color: trials.value, colorscale: "Viridis", showscale: true}}],
+    {title: {text: "Every trial"}, margin: {l: 60, r: 60}});
+}
+
+if (DATA.searches.length) {
+  $("searches").hidden = false;
+  fill($("search"), DATA.searches.map((s, i) => i), DATA.searches.map((s) => s.label));
+  $("search").onchange = chooseSearch;
+  chooseSearch();
+}

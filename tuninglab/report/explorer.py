@@ -40,8 +40,9 @@ from plotly.offline import get_plotlyjs
 
 from tuninglab.lab.datasets import dataset_names
 from tuninglab.lab.files import write_text
-from tuninglab.report import format, observations, primary, results, summary
+from tuninglab.report import format, importance, observations, primary, results, search_figures, summary
 from tuninglab.report.analysis import Analysis
+from tuninglab.report.importance import Search
 from tuninglab.report.sensitivity import Effect, reading_order
 from tuninglab.schema import DIVERGED, HISTORY_COLUMNS
 from tuninglab.tasks import TASKS
@@ -149,6 +150,59 @@ def _dataset(
     }
 
 
+def _numbers(values: Any) -> list[float | None]:
+    return [format.finite(value) for value in values]
+
+
+def _placed(placed: search_figures.Axis) -> dict[str, Any]:
+    """A param's axis (`search_figures.axis`) as the page draws it: positions, ticks and their labels."""
+    return {
+        "name": placed.name,
+        "positions": _numbers(placed.positions),
+        "ticks": _numbers(placed.ticks),
+        "labels": placed.labels,
+    }
+
+
+def _search(search: Search) -> dict[str, Any]:
+    """One search study on one dataset as the page draws it: trials, importances, contour, sentences."""
+    trials = search.trials
+    grid = search_figures.contour_grid(search)
+    sentences = [f"{search.dataset}: {summary.best_search_sentence(search, str, str)}"]
+    if not search.importances.empty:
+        sentences += [summary.importance_sentence(search, e, str) for e in importance.EVALUATORS]
+    return {
+        "label": f"{search.study} ({search.study_kind}) on {search.dataset}",
+        "ordered": search.ordered,
+        "objective": search_figures.objective_words(search.kind),
+        "trials": {
+            "experiment": trials["experiment"].tolist(),
+            **{key: _numbers(trials[key]) for key in ("position", "value", "best_so_far", "compute")},
+        },
+        "params": [_placed(search_figures.axis(search, name)) for name in search.params],
+        "importance": [
+            {
+                "evaluator": summary.EVALUATOR_NAMES[evaluator],
+                "names": rows["hyperparameter"].tolist(),
+                **{key: _numbers(rows[key]) for key in ("importance", "low", "high")},
+            }
+            for evaluator in importance.EVALUATORS
+            for rows in [search.ranked(evaluator)]
+            if not rows.empty
+        ],
+        "contour": None
+        if grid is None
+        else {
+            "x": _placed(grid.x),
+            "y": _placed(grid.y),
+            "xs": _numbers(grid.xs),
+            "ys": _numbers(grid.ys),
+            "z": [_numbers(row) for row in grid.z],
+        },
+        "sentences": sentences,
+    }
+
+
 def write(analysis: Analysis, path: Path) -> None:
     """Write the explorer page of a study to `path`, atomically: one HTML file that needs no network.
 
@@ -174,6 +228,7 @@ def write(analysis: Analysis, path: Path) -> None:
             for label in labels
             if not results.finished(ordered[shown == label]).empty
         },
+        "searches": [_search(search) for search in analysis.searches if search.reported],
     }
     embedded = json.dumps(data, allow_nan=False)
     for character, escape in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):

@@ -109,21 +109,6 @@ def sensitivity_heatmap(sensitivity: pd.DataFrame, kinds: Mapping[str, str]) -> 
     return figure
 
 
-def importance_bars(importance: pd.DataFrame, kinds: Mapping[str, str]) -> Figure:
-    """Random-forest importance shares, one group of bars per hyperparameter, one bar per dataset.
-
-    `kinds` gives each dataset's data type (`results.kinds`).
-    """
-    shares = importance.pivot(index="hyperparameter", columns="dataset", values="importance")
-    shares = shares.loc[shares.max(axis=1).sort_values(ascending=False).index]
-    figure, axis = plt.subplots(figsize=(7, 3.5))
-    shares.plot.bar(ax=axis, rot=30)
-    measured = "test accuracy or R^2" if primary.mixed(kinds[d] for d in shares.columns) else "test-accuracy"
-    axis.set(title=f"Share of {measured} variance (random forest)", xlabel="", ylabel="share")
-    figure.tight_layout()
-    return figure
-
-
 def interaction_lines(found: list[Interaction]) -> Figure:
     """One grid study: the primary metric per value of its `columns`, one line per value of its `rows`.
 

@@ -19,23 +19,20 @@ of the runs table, the dotted key of the dataset's effective setting
   range (worth extending only where the param's allowed range goes further).
   The summary, the figures and the explorer draw from it; `table` is one row
   per effect (`reports/sensitivity.csv`).
-- `importance`: where grid or random studies changed several
-  hyperparameters together, a random forest fitted to every run of a dataset
-  splits the variance of test accuracy among the hyperparameters
-  (impurity-based importances), interactions included.
+- `interactions`: what two hyperparameters varied together by a grid study
+  did. Which of several hyperparameters varied together mattered is the
+  search studies' importance (`importance`).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import RandomForestRegressor
 
 from tuninglab.lab.params import value_range
 from tuninglab.report import format, primary
@@ -44,8 +41,6 @@ from tuninglab.report.results import SEED, baselines, compared
 from tuninglab.schema import is_param_column
 from tuninglab.tasks import TASKS
 
-MIN_RUNS_FOR_IMPORTANCE = 8
-FOREST_TREES = 300
 TABLE_COLUMNS = [
     "dataset",
     "hyperparameter",
@@ -296,58 +291,6 @@ def ranking(sensitivity: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """One dataset's hyperparameters, the one that moved test accuracy most first."""
     rows = sensitivity[sensitivity["dataset"] == dataset]
     return rows.sort_values("spread", ascending=False).reset_index(drop=True)
-
-
-def _features(rows: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    """Hyperparameters as numbers a tree can split: log10 for wide positive ranges, codes for categories."""
-    columns = {}
-    for name in names:
-        values = rows[name]
-        if _numeric(list(values)):
-            numbers = values.astype(float)
-            wide = (numbers > 0).all() and numbers.max() >= 100 * numbers.min()
-            columns[name] = np.log10(numbers) if wide else numbers
-        else:
-            columns[name] = values.map(format.value).astype("category").cat.codes
-    return pd.DataFrame(columns, index=rows.index)
-
-
-def importance(runs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """Per dataset, each hyperparameter's share of the variance in test accuracy, from a random forest.
-
-    Fitted on every compared run of the dataset, each setting once (seed
-    re-runs count as replicates of the baseline), when some run changed
-    several hyperparameters together and there are at least
-    `MIN_RUNS_FOR_IMPORTANCE` runs. Columns: dataset, hyperparameter,
-    importance (shares summing to 1 per dataset), runs, oob_r2 (the forest's
-    out-of-bag R^2: how far to trust the shares). The forest's features are
-    the hyperparameters in the order of their names; with another order it
-    draws other random splits, and the shares move within their noise.
-    """
-    done = compared(runs)
-    done = done[done["same_as"] == ""]
-    if not done["changed"].str.contains(",").any():
-        return pd.DataFrame(columns=["dataset", "hyperparameter", "importance", "runs", "oob_r2"])
-    shares = []
-    for dataset, rows in done.groupby("dataset", sort=False):
-        rows = rows[primary.scores(rows).notna()]  # a run that trained nothing has no score to explain
-        names = sorted({n for changed in rows["changed"] for n in changed.split(",") if n and n != SEED})
-        if len(rows) < MIN_RUNS_FOR_IMPORTANCE or len(names) < 2:
-            continue
-        forest = RandomForestRegressor(n_estimators=FOREST_TREES, oob_score=True, random_state=seed)
-        forest.fit(_features(rows, names), primary.scores(rows))
-        oob = float(forest.oob_score_)
-        for name, share in zip(names, forest.feature_importances_, strict=True):
-            shares.append(
-                {
-                    "dataset": dataset,
-                    "hyperparameter": name,
-                    "importance": float(share),
-                    "runs": len(rows),
-                    "oob_r2": oob if math.isfinite(oob) else None,
-                }
-            )
-    return pd.DataFrame(shares, columns=["dataset", "hyperparameter", "importance", "runs", "oob_r2"])
 
 
 # Beside the primary metric, what a grid's table also shows per task (its `interaction_metrics`): a

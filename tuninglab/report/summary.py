@@ -17,9 +17,10 @@ import pandas as pd
 from tuninglab import schema
 from tuninglab.lab.datasets import CONTRASTED
 from tuninglab.lab.families import FAMILIES
-from tuninglab.report import format, observations, primary, results, sensitivity
+from tuninglab.report import format, importance, observations, primary, results, sensitivity
 from tuninglab.report.analysis import Analysis
 from tuninglab.report.format import code, codes, points, text
+from tuninglab.report.importance import Search
 from tuninglab.report.sensitivity import Effect, Interaction
 from tuninglab.tasks import TASKS
 
@@ -50,7 +51,6 @@ BASELINE_METRICS = (["test_loss"], ["cpu_time_s", "train_time_s"])
 TASK_METRICS = {task.name: list(task.baseline_metrics) for task in TASKS.values()}
 # Where runs of several tasks share a table: each task's primary metric and its chance reference.
 PRIMARY_METRICS = {task.name: [task.primary_metric, task.chance_metric] for task in TASKS.values()}
-TRUST_R2 = 0.5  # out-of-bag R^2 below which the forest's importances are only a rough guide
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -414,11 +414,11 @@ def interaction_section(analysis: Analysis, figures: dict[str, str]) -> str:
 
 def comparison_section(analysis: Analysis, figures: dict[str, str]) -> str:
     """The cross-dataset question: which hyperparameters matter where, ranked and side by side."""
-    table, importance, levels, kinds = analysis.table, analysis.importance, analysis.levels, analysis.kinds
+    table, levels, kinds = analysis.table, analysis.levels, analysis.kinds
     lines = ["## Across datasets", ""]
     note = primary.spread_note(kinds[dataset] for dataset in table["dataset"])
     lines += [note, ""] if note else []
-    lines += [f"![{caption}]({path})" for caption, path in figures.items() if "importance" not in caption]
+    lines += [f"![{caption}]({path})" for caption, path in figures.items()]
     spread = (
         "spread of each dataset's primary metric in its own points"
         if note
@@ -436,30 +436,6 @@ def comparison_section(analysis: Analysis, figures: dict[str, str]) -> str:
     if set(CONTRASTED) <= set(table["dataset"]):
         lines += [f"- {pair_sentence(table, levels, *CONTRASTED)}"]
     lines += [f"- {sentence}" for sentence in cross_dataset_sentences(analysis)]
-    if not importance.empty:
-        lines += [
-            "",
-            "Importance with interactions (random forest over every compared run of a dataset, grid and "
-            "random studies included; out-of-bag R^2 says how far to trust it):",
-            "",
-        ]
-        shares = importance.pivot(index="hyperparameter", columns="dataset", values="importance")
-        shares = shares[primary.ordered(shares.columns, kinds)].map(
-            lambda v: f"{v:.2f}" if pd.notna(v) else ""
-        )
-        lines += [_table(shares.reset_index()), ""]
-        fit = importance.drop_duplicates("dataset")
-        lines.append(
-            "Out-of-bag R^2: "
-            + ", ".join(
-                f"{r.dataset} {r.oob_r2:.2f} ({r.runs} runs)" for r in fit.itertuples() if pd.notna(r.oob_r2)
-            )
-            + f". Below {TRUST_R2}, read the shares as a rough guide only."
-        )
-        lines += [
-            "",
-            *(f"![{caption}]({path})" for caption, path in figures.items() if "importance" in caption),
-        ]
     return "\n".join(lines)
 
 
@@ -762,3 +738,95 @@ def rules_section(kinds: Iterable[str] = ()) -> str:
             "else the machine ran; wall time is in the results table.",
         ]
     )
+
+
+# The search studies (`importance.Search`): their best run and what their importance says, with its spread.
+EVALUATOR_NAMES = {importance.PED_ANOVA: "PED-ANOVA", importance.FANOVA: "fANOVA"}
+
+
+def importance_table(search: Search) -> pd.DataFrame:
+    """One search's importances as shown: `hyperparameter`, then per evaluator `mean (low-high)`."""
+    order = list(search.ranked(importance.PED_ANOVA)["hyperparameter"])
+    shown = {}
+    for evaluator in importance.EVALUATORS:
+        rows = search.ranked(evaluator).set_index("hyperparameter").reindex(order)
+        shown[EVALUATOR_NAMES[evaluator]] = [
+            f"{r.importance:.2f} ({r.low:.2f}-{r.high:.2f})" for r in rows.itertuples()
+        ]
+    return pd.DataFrame({"hyperparameter": order, **shown})
+
+
+def importance_sentence(search: Search, evaluator: str, quote: Callable[[object], str] = text) -> str:
+    """What one evaluator says: its two most important hyperparameters, told apart or not by their intervals.
+
+    `train.lr 0.62 (0.41-0.80) vs train.dropout 0.05 (0.00-0.20): train.lr matters more`; "not
+    distinguishable" where the intervals overlap. Names go in through `quote` (`str` for plain text).
+    """
+    ranked = search.ranked(evaluator)
+    first, second = ranked.iloc[0], ranked.iloc[1]
+
+    def shown(row: pd.Series) -> str:
+        return f"{quote(row['hyperparameter'])} {row['importance']:.2f} ({row['low']:.2f}-{row['high']:.2f})"
+
+    verdict = (
+        f"{quote(first['hyperparameter'])} matters more"
+        if importance.distinguishable(first, second)
+        else "not distinguishable (the intervals overlap)"
+    )
+    return f"{EVALUATOR_NAMES[evaluator]}: {shown(first)} vs {shown(second)}: {verdict}"
+
+
+def best_search_sentence(
+    search: Search, quote: Callable[[object], str] = text, run: Callable[[object], str] = code
+) -> str:
+    """A search's best run by the objective: its settings, its validation and test scores, when it came.
+
+    Settings go in through `quote`, the run's name through `run` (`str` for both: plain text).
+    """
+    best, trials = search.best, search.trials
+    words = primary.words(search.kind)
+    settings = ", ".join(quote(format.setting(name, best[name])) for name in search.params)
+    return (
+        f"best run {run(best['experiment'])} (trial {best['position']:.0f} of {len(trials)}, after "
+        f"{best['compute']:.1f} s of the {trials['compute'].iloc[-1]:.1f} s of training): validation "
+        f"{words.short} {best['value']:.3f}, {words.metric} {best['score']:.3f}; {settings}"
+    )
+
+
+def search_section(analysis: Analysis, pictures: dict[str, dict[str, str]]) -> str:
+    """Per search study (`analysis.searches`): per dataset its best run and what its importance says.
+
+    A grid without importance is left to the grid's own section (`interaction_section`). `pictures`
+    maps each study to its figures (caption -> path, `search_figures.save_all`).
+    """
+    shown = [search for search in analysis.searches if search.reported]
+    if not shown:
+        return ""
+    regression = ": a regression's validation R^2" if primary.mixed(s.kind for s in shown) else ""
+    lines = [
+        "## Search studies",
+        "",
+        "A search study varies several hyperparameters together and selects by the validation metric (the "
+        f"objective, `{importance.OBJECTIVE}`{regression}); the test metric is its final number only. "
+        "Importance is Optuna's, over every finished compared run of the study on a "
+        "dataset (a halving study: its first rung): PED-ANOVA (Optuna's default) and fANOVA, each the mean "
+        f"over {importance.BOOTSTRAPS} bootstrap resamples of the runs with the 2.5 and 97.5 percentiles. "
+        "Two importances whose intervals overlap are not distinguishable. One-at-a-time sensitivity, above, "
+        "answers another question: what one hyperparameter does on its own around the baseline.",
+    ]
+    for study in dict.fromkeys(search.study for search in shown):
+        mine = [search for search in shown if search.study == study]
+        lines += ["", f"### {text(study)} ({text(mine[0].study_kind)})"]
+        for search in mine:
+            lines += ["", f"**{text(search.dataset)}**: {best_search_sentence(search)}."]
+            if search.importances.empty:
+                lines += [
+                    "",
+                    f"No importance: {search.runs} runs and {len(search.params)} varied hyperparameter(s); "
+                    f"it needs {importance.MIN_RUNS} runs and two.",
+                ]
+                continue
+            lines += ["", _table(importance_table(search)), ""]
+            lines += [f"- {importance_sentence(search, evaluator)}" for evaluator in importance.EVALUATORS]
+        lines += ["", *(f"![{text(caption)}]({path})" for caption, path in pictures.get(study, {}).items())]
+    return "\n".join(lines)
