@@ -195,8 +195,8 @@ def test_report_writes_every_file_with_numbers_from_the_csv(written):
         in text
     )
     assert (
-        "- **image**, by the largest difference from the baseline: train.lr=0.1 worsens image accuracy by 87.0 "
-        "points (95 % CI -87.9 to -86.1); train.optimizer=sgd worsens" in text
+        "- **image**, by the largest difference from the baseline: train.lr=0.1 worsens image accuracy by "
+        "87.0 points (95 % CI -87.9 to -86.1); train.optimizer=sgd worsens" in text
     )
     assert "**train.hidden**: no detectable effect on tabular, image, text; spread" in text
     assert "**train.dropout**: a detectable effect on tabular, text; no detectable effect on image" in text
