@@ -121,7 +121,9 @@ def check_summary_and_analysis(outputs: list[str], nb: Any) -> None:
     shares = next(text for text in outputs if text.startswith("dataset") and "optimizer" in text)
     assert re.search(r"^train\.lr\s+0\.\d{3}\s+0\.\d{3}\s+0\.\d{3}$", shares, re.M), shares
     assert "## Conclusions" in everything
-    assert "- **image**, by the largest difference from the baseline: train.lr=0.1 worsens image" in everything
+    assert (
+        "- **image**, by the largest difference from the baseline: train.lr=0.1 worsens image" in everything
+    )
     assert images(nb) == 2  # the sensitivity heatmap and the importance bars
 
 

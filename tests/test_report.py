@@ -563,3 +563,21 @@ def test_results_from_before_balanced_accuracy_load_with_it_empty(study, tmp_pat
         "balanced accuracy" in summary
         and "- ranking: runs of a classifier are ranked by test accuracy" in summary
     )
+
+
+def test_a_random_study_gets_its_expected_best_of_n_table_and_figure(study):
+    runs, _ = results.load(study)
+    runs.loc[runs["study"] == "optimizer_lr", "study_kind"] = "random"  # its 4 trials, as if drawn
+    table = analysis.expected_best(runs)
+    image = table[(table["study"] == "optimizer_lr") & (table["dataset"] == "image")]
+    assert list(image["n"]) == [1, 2, 3, 4] and set(image["trials"]) == {4}
+    trials = results.compared(runs)
+    trials = trials[(trials["study"] == "optimizer_lr") & (trials["dataset"] == "image")]
+    assert image["expected"].iloc[0] == pytest.approx(trials["test_accuracy"].mean())
+    best = trials.loc[trials["best_val_accuracy"].idxmax(), "test_accuracy"]
+    assert image["expected"].iloc[-1] == pytest.approx(best)
+    figure = figures.expected_best(
+        "optimizer_lr", table[table["study"] == "optimizer_lr"], results.kinds(runs)
+    )
+    assert [axis.get_title() for axis in figure.axes] == ["tabular", "image", "text"]
+    assert analysis.expected_best(runs[runs["study_kind"] != "random"]).empty
