@@ -65,7 +65,6 @@ def test_a_grid_over_a_datasets_own_param_is_an_interaction_there_only(loss_lr_s
         else:
             assert interaction.extra["coverage_90"].at[cell] == pytest.approx(coverage)
     assert interaction.spreads.to_dict() == pytest.approx({"mse": 0.07, "gaussian_nll": 0.01})
-    assert interaction.noise == pytest.approx(0.01)  # seeds 0.925, 0.93, 0.935 (seed 3: 2 threads)
 
 
 def test_the_bullets_say_which_loss_the_learning_rate_matters_more_with(loss_lr_study):
@@ -73,22 +72,13 @@ def test_the_bullets_say_which_loss_the_learning_rate_matters_more_with(loss_lr_
     assert said[0] == "- Best: train.loss=mse with train.lr=0.01 (0.920)."
     assert (
         "- train.lr matters more with train.loss=mse than with gaussian\\_nll: a spread of 7.0 against "
-        "1.0 points - beyond seed noise (1.0 points)."
+        "1.0 points."
     ) in said
     assert "- Best train.loss at each train.lr: 0.001: gaussian\\_nll (0.900); 0.01: mse (0.920)." in said
     assert (
         "- train.loss=mse scores higher than gaussian\\_nll at 1 of 2 train.lr values "
         "(mean difference -2.0 points)."
     ) in said
-
-
-def test_a_spread_difference_within_seed_noise_is_said_to_be(loss_lr_study):
-    interaction = found(loss_lr_study)["loss_lr", "regression"]
-    noisy = sensitivity.Interaction(**{**interaction.__dict__, "noise": 0.1})
-    assert any(
-        "a difference within seed noise (10.0 points)" in line
-        for line in summary.interaction_sentences(noisy)
-    )
 
 
 def test_the_report_answers_the_grid_question(loss_lr_study):

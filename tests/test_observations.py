@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tuninglab.report import observations
+from tuninglab.report import observations, stats
 
 
 def make_history(val_loss: list[float], train_loss: list[float] | None = None, train_accuracy: float = 0.95):
@@ -137,22 +137,27 @@ def test_diverged_quotes_epoch_and_loss_even_when_the_loss_is_missing():
     assert observations.diverged(make_run()) is None
 
 
-def test_versus_baseline_gives_points_chance_settings_noise_and_the_headline():
+ONE_RUN = stats.Comparison(-0.005, None, None, None, stats.NO_TEST, 1, 1)
+
+
+def test_versus_baseline_gives_points_chance_settings_the_interval_and_the_headline():
     run = make_run(test_accuracy=0.812, changed="train.lr,train.optimizer")
     baseline = pd.Series({"test_accuracy": 0.935})
     diverged = observations.Observation("diverged", "the loss diverged at epoch 3", "...")
-    sentence = observations.versus_baseline(run, baseline, 0.01, [diverged]).text
+    paired = stats.Comparison(-0.123, -0.15, -0.096, 0.001, stats.PAIRED, 3, 3)
+    sentence = observations.versus_baseline(run, baseline, paired, [diverged]).text
     assert sentence == (
         "with train.lr=0.1, train.optimizer=sgd: test accuracy -12.3 points vs baseline "
-        "(0.812 vs 0.935; chance 0.578); "
+        "(0.812 vs 0.935; chance 0.578), 95 % CI -15.0 to -9.6 points, paired by seed; "
         "the loss diverged at epoch 3"
     )
-    close = observations.versus_baseline(make_run(test_accuracy=0.93), baseline, 0.01, []).text
+    welch = stats.Comparison(-0.005, -0.02, 0.01, 0.4, stats.WELCH, 3, 2)
+    close = observations.versus_baseline(make_run(test_accuracy=0.93), baseline, welch, []).text
     assert close.endswith(
-        "-0.5 points vs baseline (0.930 vs 0.935; chance 0.578), within seed noise (1.0 points)"
+        "-0.5 points vs baseline (0.930 vs 0.935; chance 0.578), 95 % CI -2.0 to +1.0 points, Welch"
     )
-    unknown = observations.versus_baseline(make_run(test_accuracy=0.93), baseline, None, []).text
-    assert "noise" not in unknown
+    once = observations.versus_baseline(make_run(test_accuracy=0.93), baseline, ONE_RUN, []).text
+    assert once.endswith("(0.930 vs 0.935; chance 0.578), one run: no interval")
 
 
 @pytest.mark.parametrize(("accuracy", "fires"), [(0.5, True), (0.578, True), (0.583, True), (0.584, False)])
@@ -165,7 +170,7 @@ def test_no_better_than_chance_within_half_a_point_of_the_majority_class(accurac
         assert found.headline == "no better than chance (majority class 0.578)"
         assert found.text.startswith(f"no better than chance: test accuracy {accuracy:.3f}")
         assert observations.versus_baseline(
-            run, pd.Series({"test_accuracy": 0.75}), None, [found]
+            run, pd.Series({"test_accuracy": 0.75}), ONE_RUN, [found]
         ).text.endswith("; no better than chance (majority class 0.578)")
 
 

@@ -16,7 +16,7 @@ import pytest
 from tests.synthetic_results import LOCAL_SOURCE, write_results
 from tuninglab.__main__ import main
 from tuninglab.lab import files, params
-from tuninglab.report import analysis, build, figures, owned, results, sensitivity
+from tuninglab.report import analysis, build, figures, owned, results, sensitivity, stats
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,25 +47,48 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-def test_noise_is_the_range_of_the_baseline_across_seeds_at_the_baselines_thread_count(study):
+def test_each_value_is_compared_with_the_baseline_from_their_repeats_and_judged_together(study):
     runs, _ = results.load(study)
-    noise = sensitivity.noise(runs).set_index("dataset")
-    # noise-seed-3 (0.99 on tabular, 0.90 on image) used 2 threads, the baseline 1: left out
-    assert noise.at["tabular", "runs"] == 3
-    assert noise.at["tabular", "range"] == pytest.approx(0.02)
-    assert noise.at["image", "range"] == pytest.approx(0.004)
+    repeats = results.load_repeats(study, runs)
+    assert set(repeats[repeats["experiment"] == "baseline"]["seed"]) == {42, 43, 44}
+    effects = {(e.dataset, e.hyperparameter): e for e in sensitivity.effects(runs, repeats)}
+    lr = {value.label: value for value in effects["tabular", "train.lr"].values}
+    assert lr["0.005"].versus is None  # the baseline's value
+    worse = lr["0.001"].versus
+    assert worse.comparison.test == stats.PAIRED and worse.comparison.difference == pytest.approx(-0.13)
+    assert worse.comparison.low < -0.13 < worse.comparison.high < 0 and worse.verdict == stats.WORSENS
+    hidden = effects["tabular", "train.hidden"]  # +0.3 points, a half-width of about 0.9
+    assert [v.versus.verdict for v in hidden.values if v.versus] == [stats.NOT_DETECTED]
+    assert hidden.detected is False and effects["tabular", "train.lr"].detected is True
+    # text's sgd: -1.0 points, an interval that misses 0 alone, but not once its family is adjusted
+    sgd = next(v for v in effects["text", "train.optimizer"].values if v.label == "sgd").versus
+    assert sgd.comparison.high < 0 and sgd.comparison.p < stats.ALPHA < sgd.p_adjusted
+    assert sgd.verdict == stats.NOT_DETECTED
+
+
+def test_results_without_repeats_are_one_run_each_with_no_interval(tmp_path, default_params):
+    write_results(tmp_path / "results", default_params, repeats=0)
+    study = analysis.load(tmp_path / "results")
+    assert set(study.per_repeat["repeat"]) == {0} and study.comparisons == 0
+    assert study.intervals["tabular"] == stats.Interval(0.93, None, 1)
+    verdicts = {v.versus.verdict for e in study.effects for v in e.values if v.versus}
+    assert verdicts == {stats.ONE_RUN} and {e.detected for e in study.effects} == {None}
+    rmsprop = study.found[study.found["experiment"] == "ofat-optimizer-rmsprop"]
+    assert rmsprop[rmsprop["rule"] == "vs baseline"]["text"].str.endswith(stats.ONE_RUN).all()
 
 
 def test_one_at_a_time_orders_values_merges_repeats_and_flags_divergence(study):
     runs, _ = results.load(study)
-    table = sensitivity.one_at_a_time(runs)
+    table = sensitivity.one_at_a_time(runs, results.load_repeats(study, runs))
     lr = row(table, "image", "train.lr")
     assert json.loads(lr["values"]) == ["0.001", "0.005", "0.01", "0.1"]
     assert json.loads(lr["accuracies"]) == [0.9, 0.97, 0.95, 0.1]
     assert (lr["best_value"], lr["worst_value"], lr["baseline_value"]) == ("0.005", "0.1", "0.005")
     assert lr["spread"] == pytest.approx(0.87)
     assert json.loads(lr["diverged_values"]) == ["0.1"]
-    assert not lr["at_edge"] and not lr["within_noise"]
+    assert not lr["at_edge"] and lr["detected"]
+    assert json.loads(lr["verdict"]) == ["worsens", None, "worsens", "worsens"]
+    assert json.loads(lr["test"]) == ["paired", None, "paired", "paired"]
     # not seed, not the failed batch size, not the manual hidden=[64], not the other text source
     assert set(table["hyperparameter"]) == {
         "train.lr",
@@ -114,14 +137,13 @@ def test_only_one_at_a_time_studies_feed_the_sections_and_repeats_are_merged(stu
 
 def test_edge_rule_extends_only_where_the_allowed_range_goes_further(study):
     runs, _ = results.load(study)
-    table = sensitivity.one_at_a_time(runs)
+    table = sensitivity.one_at_a_time(runs, results.load_repeats(study, runs))
     dropout = row(table, "text", "train.dropout")  # 0.5 best of 0 / 0.2 / 0.5; dropout < 1 allowed
     assert (dropout["at_edge"], dropout["extend"]) == ("highest", "higher")
     assert not row(table, "tabular", "train.dropout")["at_edge"]  # 0 and 0.2 tie for best
     decay = row(table, "tabular", "train.weight_decay")  # 0 best of 0 / 0.001 / 0.01; 0 is the lowest allowed
     assert (decay["at_edge"], decay["extend"]) == ("lowest", "")
-    assert row(table, "tabular", "train.hidden")["within_noise"]  # 0.3 points < 2.0 noise
-    assert not row(table, "image", "train.hidden")["within_noise"]  # 0.5 points > 0.4 noise
+    assert row(table, "tabular", "train.hidden")["detected"] == False  # noqa: E712 (+0.3 points: none detected)
     assert sensitivity.extension("train.lr", "image", 0.001, "lowest") == "lower"  # lr > 0: no lower bound
     assert sensitivity.param_key("train.lr", "image") == "image.train.lr"
     assert sensitivity.param_key("data.normalize", "image") == "image.data.normalize"
@@ -136,8 +158,8 @@ def test_report_writes_every_file_with_numbers_from_the_csv(written):
     text = (out / "summary.md").read_text()
     assert (
         "`ofat-lr-0.1` (also run as `optimizer_lr-optimizer-adam-lr-0.1`) on image: with train.lr=0.1: "
-        "test accuracy -87.0 points vs baseline (0.100 vs 0.970; chance 0.112); the loss diverged at epoch 3"
-        in text
+        "test accuracy -87.0 points vs baseline (0.100 vs 0.970; chance 0.112), 95 % CI -87.9 to -86.1 "
+        "points, paired by seed; the loss diverged at epoch 3" in text
     )
     assert (
         "| train.lr | tabular (chance 0.333) | image (chance 0.112) | text (chance 0.578) | also run as |"
@@ -148,11 +170,30 @@ def test_report_writes_every_file_with_numbers_from_the_csv(written):
         "0.580 (-17.0) no better than chance | optimizer\\_lr-optimizer-adam-lr-0.1 |" in text
     )
     assert (
-        "- **image**: train.lr 87.0, train.optimizer 5.0, train.weight\\_decay 2.0, train.dropout 1.5, "
-        "train.hidden 0.5" in text
+        "- **image**: train.lr 87.0, train.optimizer 5.0, train.weight\\_decay 2.0, train.dropout ~1.5, "
+        "train.hidden ~0.5" in text
     )
     assert "- **image** (chance 0.112): spread 87.0 points; best train.lr=0.005 (0.970), worst 0.1" in text
-    assert "**train.lr** matters more for image than for tabular" in text
+    assert (
+        "train.lr=0.1 worsens image accuracy by 87.0 points (95 % CI -87.9 to -86.1)" in text
+        and "train.hidden=\\[128, 128\\] no detectable effect on tabular (+0.3 points, 95 % CI -0.6 to 1.2)"
+        in text
+    )
+    assert (
+        "The p-values of all 30 comparisons with an interval are adjusted together with Benjamini-Hochberg"
+        in text
+    )
+    assert (
+        "- **image**, by the largest difference from the baseline: train.lr=0.1 worsens image accuracy by "
+        "87.0 points (95 % CI -87.9 to -86.1); train.optimizer=sgd worsens" in text
+    )
+    assert "**train.hidden**: no detectable effect on tabular, image, text; spread" in text
+    assert "**train.dropout**: a detectable effect on tabular, text; no detectable effect on image" in text
+    assert "seed noise" not in text and not (out / "noise.csv").exists()
+    sensitivity_csv = pd.read_csv(out / "sensitivity.csv").set_index(["dataset", "hyperparameter"])
+    assert json.loads(sensitivity_csv.at[("image", "train.lr"), "ci_low"])[0] == pytest.approx(
+        -0.0786, abs=1e-3
+    )
     assert (
         "Extend the range of train.dropout on text to higher values: its best value 0.5 is the highest tried"
         in text
@@ -348,7 +389,9 @@ def test_report_out_a_repository_is_refused_with_one_line(study, tmp_path, capsy
     assert sorted(p.name for p in tmp_path.iterdir()) == ["repo", "results"]  # no temporary folder left
 
 
-def quick_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, folder: Path) -> None:
+def quick_files(
+    runs: pd.DataFrame, curves: pd.DataFrame, per_repeat: pd.DataFrame, results_dir: Path, folder: Path
+) -> None:
     """Two of the report's files, for the tests of what a report replaces (the real ones take seconds)."""
     (folder / "figures").mkdir()
     (folder / "figures" / "curves-train_lr.png").write_bytes(b"png")
@@ -509,3 +552,21 @@ def test_results_from_before_balanced_accuracy_load_with_it_empty(study, tmp_pat
         "balanced accuracy" in summary
         and "- ranking: runs of a classifier are ranked by test accuracy" in summary
     )
+
+
+def test_a_random_study_gets_its_expected_best_of_n_table_and_figure(study):
+    runs, _ = results.load(study)
+    runs.loc[runs["study"] == "optimizer_lr", "study_kind"] = "random"  # its 4 trials, as if drawn
+    table = analysis.expected_best(runs)
+    image = table[(table["study"] == "optimizer_lr") & (table["dataset"] == "image")]
+    assert list(image["n"]) == [1, 2, 3, 4] and set(image["trials"]) == {4}
+    trials = results.compared(runs)
+    trials = trials[(trials["study"] == "optimizer_lr") & (trials["dataset"] == "image")]
+    assert image["expected"].iloc[0] == pytest.approx(trials["test_accuracy"].mean())
+    best = trials.loc[trials["best_val_accuracy"].idxmax(), "test_accuracy"]
+    assert image["expected"].iloc[-1] == pytest.approx(best)
+    figure = figures.expected_best(
+        "optimizer_lr", table[table["study"] == "optimizer_lr"], results.kinds(runs)
+    )
+    assert [axis.get_title() for axis in figure.axes] == ["tabular", "image", "text"]
+    assert analysis.expected_best(runs[runs["study_kind"] != "random"]).empty

@@ -19,7 +19,17 @@ import pytest
 from tests.synthetic_results import write_results
 from tests.test_explorer import CHROMIUM, CHROMIUM_ARGS
 from tuninglab.lab import params
-from tuninglab.report import analysis, build, explorer, figures, observations, primary, results, sensitivity
+from tuninglab.report import (
+    analysis,
+    build,
+    explorer,
+    figures,
+    observations,
+    primary,
+    results,
+    sensitivity,
+    stats,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,11 +92,14 @@ def test_the_observations_speak_of_r_squared_and_the_training_mean():
     assert observations.no_better_than_chance(regression_run(test_r2=-0.003)) is None  # 0.6 points above
     assert observations.status_text(at_mean) == "ok, no better than chance"
     sentence = observations.versus_baseline(
-        regression_run(test_r2=0.5), pd.Series({"test_r2": 0.93}), None, []
+        regression_run(test_r2=0.5),
+        pd.Series({"test_r2": 0.93}),
+        stats.Comparison(-0.43, None, None, None, stats.NO_TEST, 1, 1),
+        [],
     )
-    assert (
-        sentence.text
-        == "with train.lr=0.1: test R^2 -43.0 points vs baseline (0.500 vs 0.930; chance -0.009)"
+    assert sentence.text == (
+        "with train.lr=0.1: test R^2 -43.0 points vs baseline (0.500 vs 0.930; chance -0.009), "
+        "one run: no interval"
     )
     history = pd.DataFrame({"train_accuracy": [0.5, 0.8]})  # a regression's training R^2
     underfit = observations.underfitting(history, regression_run(), pd.DataFrame({"train_accuracy": [0.95]}))
@@ -136,14 +149,15 @@ def test_a_dataset_this_lab_does_not_know_is_refused(tmp_path, default_params):
         results.load(tmp_path)
 
 
-def test_sensitivity_and_noise_use_r_squared(regression_study):
+def test_sensitivity_and_intervals_use_r_squared(regression_study):
     runs, _ = results.load(regression_study / "results")
-    table = sensitivity.one_at_a_time(runs).set_index(["dataset", "hyperparameter"])
+    repeats = results.load_repeats(regression_study / "results", runs)
+    table = sensitivity.one_at_a_time(runs, repeats).set_index(["dataset", "hyperparameter"])
     lr = table.loc[("regression", "train.lr")]
     assert json.loads(lr["accuracies"]) == [0.85, 0.93, 0.92, -0.05]  # the column keeps its name
     assert lr["spread"] == pytest.approx(0.98) and json.loads(lr["diverged_values"]) == ["0.1"]
-    noise = sensitivity.noise(runs).set_index("dataset")
-    assert noise.at["regression", "range"] == pytest.approx(0.01)  # 0.925 to 0.935, seed 3 not compared
+    assert json.loads(lr["difference"]) == pytest.approx([-0.08, None, -0.01, -0.98])
+    assert json.loads(lr["verdict"])[-1] == "worsens" and json.loads(lr["test"])[0] == "paired"
 
 
 def test_the_summary_reads_regression_by_r_squared_on_a_fair_scale(regression_study):
@@ -159,15 +173,16 @@ def test_the_summary_reads_regression_by_r_squared_on_a_fair_scale(regression_st
     assert "| 0.1 | 0.900 (-3.0) |" in text and "| -0.050 (-98.0) diverged no better than chance |" in text
     assert (
         "`ofat-lr-0.1` (also run as `optimizer_lr-optimizer-adam-lr-0.1`) on regression: with train.lr=0.1: "
-        "test R^2 -98.0 points vs baseline (-0.050 vs 0.930; chance -0.010); the loss diverged at epoch 3"
-        in text
+        "test R^2 -98.0 points vs baseline (-0.050 vs 0.930; chance -0.010), 95 % CI -98.9 to -97.1 points, "
+        "paired by seed; the loss diverged at epoch 3" in text
     )
     assert "underfitting: training R^2 " in text
     assert "in that metric's own points (0.01 of accuracy, 0.01 of R^2)" in text
     assert "Ranking per dataset (spread of each dataset's primary metric in its own points;" in text
     assert "- **regression**: train.lr 98.0, train.optimizer 5.0" in text
+    assert "train.lr=0.1 worsens regression R^2 by 98.0 points (95 % CI -98.4 to -97.6)" in text
     assert (
-        "**train.lr** matters more for regression than for tabular: spread regression 98.0, image 87.0"
+        "**train.lr**: a detectable effect on tabular, image, text, regression; spread regression 98.0"
         in text
     )
     assert "- Best run on regression: `ofat-hidden-128-128` (0.935, chance -0.010;" in text

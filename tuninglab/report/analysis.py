@@ -1,11 +1,13 @@
 """The report's analysis of a study, computed once and drawn several ways.
 
-`analyse` turns the loaded results (`results.load`) into one `Analysis`: the
-data type of each dataset, the seed noise, one `Effect` per hyperparameter
-and dataset varied alone, the grid studies' interactions, each search
-study's trials and Optuna importance (`importance.Search`), every
-observation on every run, the repeats and each dataset's best run.
-The summary writes it as prose (`summary`), `build` draws its
+`analyse` turns the loaded results (`results.load`, `results.load_repeats`)
+into one `Analysis`: the data type of each dataset, the baseline's interval,
+one `Effect` per hyperparameter and dataset varied alone (each value against
+the baseline with its interval and verdict), the grid studies' interactions,
+each search study's trials and Optuna importance (`importance.Search`), every
+observation on every run, the runs that repeat others, each dataset's best
+run and the search studies' expected best-of-n. The summary writes it as
+prose (`summary`), `build` draws its
 figures and tables and writes its files, the explorer draws it as one page,
 and the notebooks (`notebook`) show it cell by cell. Nothing here writes a
 sentence, and nothing that writes one computes the analysis again.
@@ -19,32 +21,24 @@ from pathlib import Path
 
 import pandas as pd
 
-from tuninglab.report import importance, observations, primary, results, sensitivity
+from tuninglab.report import importance, observations, primary, results, sensitivity, stats
 from tuninglab.report.importance import Search
 from tuninglab.report.sensitivity import Effect, Interaction
 
-BEST_RUN_COLUMNS = ["dataset", "experiment", "score", "chance", "gain"]
+BEST_RUN_COLUMNS = ["dataset", "experiment", "score", "chance", "gain", "ci_low", "ci_high", "test"]
+# Studies that draw their trials (`study_kind`): the ones whose expected best-of-n is reported.
+SEARCH_KINDS = ("random", "tpe")
+VALIDATION_SCORE = "best_val_accuracy"  # what a search selects by (a regression's validation R^2)
+EXPECTED_BEST_COLUMNS = ["study", "dataset", "n", "expected", "std", "trials"]
 
 
 @dataclass(frozen=True)
 class Contrast:
-    """How far one hyperparameter moved each dataset's metric, against the seed noise of the extremes."""
+    """How far one hyperparameter moved each dataset's metric, and where that was a detectable effect."""
 
     hyperparameter: str
     spreads: list[tuple[str, float]]  # (dataset, spread) per dataset it varied on, the largest first
-    gap: float  # the largest spread minus the smallest, a fraction
-    margin: float  # the larger seed noise of those two datasets (0 where not measured)
-    measured: bool  # both of those datasets have a seed-noise reference
-
-    @property
-    def top(self) -> str:
-        """The dataset it moved most."""
-        return self.spreads[0][0]
-
-    @property
-    def bottom(self) -> str:
-        """The dataset it moved least."""
-        return self.spreads[-1][0]
+    detected: dict[str, bool | None]  # dataset -> `Effect.detected` there
 
 
 @dataclass(frozen=True)
@@ -55,9 +49,10 @@ class Analysis:
         runs: results/experiments.csv, checked and marked by `results.load`.
         curves: results/curves.csv.
         kinds: dataset -> its data type (`cifar` -> `image`), by which its metrics are read.
-        noise: the seed runs per dataset (`sensitivity.noise`): reports/noise.csv.
-        levels: dataset -> seed noise (range of the baseline's test accuracy, or R^2, across seeds).
-        effects: one `Effect` per dataset and hyperparameter varied alone.
+        per_repeat: one row per run and repeat (`results.load_repeats`): what intervals are made of.
+        intervals: dataset -> the baseline's primary metric, mean and 95 % interval over its repeats.
+        effects: one `Effect` per dataset and hyperparameter varied alone, each value with its verdict.
+        comparisons: how many comparisons with the baseline the multiplicity correction covered.
         table: the sensitivity table, one row per effect: reports/sensitivity.csv.
         groups: hyperparameter -> dataset -> its `Effect`, what mattered most first.
         interactions: one `Interaction` per grid study and dataset.
@@ -67,14 +62,16 @@ class Analysis:
         repeats: experiment -> the experiments that repeat it on every dataset (`repeats`).
         best_runs: per dataset, its best run against the baseline (`best_runs`).
         contrasts: per hyperparameter varied alone on two or more datasets, its `Contrast`.
+        expected_best: per search study and dataset, its expected best-of-n (`expected_best`).
     """
 
     runs: pd.DataFrame
     curves: pd.DataFrame
     kinds: dict[str, str]
-    noise: pd.DataFrame
-    levels: dict[str, float]
+    per_repeat: pd.DataFrame
+    intervals: dict[str, stats.Interval]
     effects: list[Effect]
+    comparisons: int
     table: pd.DataFrame
     groups: dict[str, dict[str, Effect]]
     interactions: list[Interaction]
@@ -84,51 +81,75 @@ class Analysis:
     repeats: dict[str, list[str]]
     best_runs: pd.DataFrame
     contrasts: list[Contrast]
+    expected_best: pd.DataFrame
 
 
-def analyse(runs: pd.DataFrame, curves: pd.DataFrame) -> Analysis:
-    """The whole analysis of loaded results (`results.load`), each part computed once."""
-    levels = sensitivity.noise_levels(runs)
-    effects = sensitivity.effects(runs)
+def analyse(runs: pd.DataFrame, curves: pd.DataFrame, per_repeat: pd.DataFrame | None = None) -> Analysis:
+    """The whole analysis of loaded results (`results.load`), each part computed once.
+
+    `per_repeat` is `results.load_repeats`; without it, each run is one repeat.
+    """
+    per_repeat = results.single_repeats(runs) if per_repeat is None else per_repeat
+    effects = sensitivity.effects(runs, per_repeat)
     table = sensitivity.table(effects)
     searches = importance.searches(runs)
     return Analysis(
         runs=runs,
         curves=curves,
         kinds=results.kinds(runs),
-        noise=sensitivity.noise(runs),
-        levels=levels,
+        per_repeat=per_repeat,
+        intervals=intervals(runs, per_repeat),
         effects=effects,
+        comparisons=sum(v.versus.p_adjusted is not None for e in effects for v in e.values if v.versus),
         table=table,
         groups=by_hyperparameter(effects),
         interactions=sensitivity.interactions(runs),
         searches=searches,
         importance=importance.table(searches),
-        found=observe_all(runs, curves, levels),
+        found=observe_all(runs, curves, per_repeat),
         repeats=repeats(runs),
-        best_runs=best_runs(runs),
-        contrasts=contrasts(table, levels),
+        best_runs=best_runs(runs, per_repeat),
+        contrasts=contrasts(effects),
+        expected_best=expected_best(runs),
     )
 
 
 def load(folder: Path) -> Analysis:
-    """Read a results folder (`results.load`) and analyse it.
+    """Read a results folder (`results.load`, `results.load_repeats`) and analyse it.
 
     Raises:
         ReportError: the results are missing, empty, damaged or from an older version.
     """
-    return analyse(*results.load(folder))
+    runs, curves = results.load(folder)
+    return analyse(runs, curves, results.load_repeats(folder, runs))
 
 
-def observe_all(runs: pd.DataFrame, curves: pd.DataFrame, levels: dict[str, float]) -> pd.DataFrame:
+def intervals(runs: pd.DataFrame, per_repeat: pd.DataFrame) -> dict[str, stats.Interval]:
+    """Per dataset, the baseline's primary metric over its repeats: mean and 95 % half-width."""
+    return {
+        dataset: stats.interval(results.samples(per_repeat, ["baseline"], dataset, primary.metric(kind)))
+        for dataset, kind in results.baselines(runs)[results.KIND].items()
+    }
+
+
+def versus_baseline(run: pd.Series, per_repeat: pd.DataFrame) -> stats.Comparison:
+    """A run's primary metric against the baseline's on its dataset, from their repeats (`stats.compare`)."""
+    metric = primary.metric(run["kind"])
+    return stats.compare(
+        results.samples(per_repeat, ["baseline"], run["dataset"], metric),
+        results.samples(per_repeat, [run["experiment"]], run["dataset"], metric),
+    )
+
+
+def observe_all(runs: pd.DataFrame, curves: pd.DataFrame, per_repeat: pd.DataFrame) -> pd.DataFrame:
     """Every observation on every finished run, plus one line per run against the baseline (or why not).
 
     A run with exactly the settings of an earlier one (`same_as`: e.g. image
     augmentation on text is the baseline's run again) is left out: it is
     merged into that run. A run on another data source, thread count or CPU kernels gets
     no line against the baseline and no underfitting rule (it compares with
-    the baseline's curve); one computed otherwise says so. `levels` is
-    the seed noise per dataset (`sensitivity.noise_levels`).
+    the baseline's curve); one computed otherwise says so. The line against
+    the baseline carries the difference's interval, from the repeats (`per_repeat`).
 
     Columns: experiment, dataset, rule, headline, text.
     """
@@ -145,7 +166,8 @@ def observe_all(runs: pd.DataFrame, curves: pd.DataFrame, levels: dict[str, floa
             results.history(curves, "baseline", dataset) if is_compared else pd.DataFrame(),
         )
         if run["experiment"] != "baseline" and is_compared:
-            found.append(observations.versus_baseline(run, baseline.loc[dataset], levels.get(dataset), found))
+            comparison = versus_baseline(run, per_repeat)
+            found.append(observations.versus_baseline(run, baseline.loc[dataset], comparison, found))
         elif run["not_compared"]:
             found.insert(0, observations.not_compared(run))
         table += [{"experiment": run["experiment"], "dataset": dataset, **o._asdict()} for o in found]
@@ -180,12 +202,15 @@ def repeats(runs: pd.DataFrame) -> dict[str, list[str]]:
     return found
 
 
-def best_runs(runs: pd.DataFrame) -> pd.DataFrame:
+def best_runs(runs: pd.DataFrame, per_repeat: pd.DataFrame) -> pd.DataFrame:
     """Per dataset, in table order, its best run against the baseline: `BEST_RUN_COLUMNS`.
 
     The candidates are the compared runs that changed something other than
     the seed and repeat no earlier run; `gain` is the run's score minus the
-    baseline's, a fraction; `chance` its chance reference.
+    baseline's, a fraction; `chance` its chance reference; `ci_low` and
+    `ci_high` the 95 % interval of the difference from their repeats (empty
+    without one), `test` how it was computed (`stats.compare`). The best of
+    many is picked for its score: its interval is not corrected for that choice.
     """
     done = results.compared(runs)
     candidates = done[
@@ -205,27 +230,45 @@ def best_runs(runs: pd.DataFrame) -> pd.DataFrame:
         chance=[primary.chance(run) for _, run in candidates.iterrows()],
     )
     gains["gain"] = gains["score"] - gains["dataset"].map(base)
-    best = [rows.loc[rows["gain"].idxmax()] for _, rows in gains.groupby("dataset", sort=False)]
-    return pd.DataFrame(best)[BEST_RUN_COLUMNS].reset_index(drop=True)
+    best = pd.DataFrame([rows.loc[rows["gain"].idxmax()] for _, rows in gains.groupby("dataset", sort=False)])
+    compared = [versus_baseline(run, per_repeat) for _, run in best.iterrows()]
+    best = best.assign(
+        ci_low=[c.low for c in compared], ci_high=[c.high for c in compared], test=[c.test for c in compared]
+    )
+    return best[BEST_RUN_COLUMNS].reset_index(drop=True)
 
 
-def contrasts(table: pd.DataFrame, levels: dict[str, float]) -> list[Contrast]:
-    """Per hyperparameter of the sensitivity `table` varied on two or more datasets, in table order:
-    its spread on each dataset, the gap between the largest and the smallest, and the seed noise
-    (`levels`) that gap must beat."""
-    found = []
-    for name, rows in table.groupby("hyperparameter", sort=False):
-        if len(rows) < 2:
-            continue
-        rows = rows.sort_values("spread", ascending=False)
-        top, bottom = rows.iloc[0], rows.iloc[-1]
-        found.append(
-            Contrast(
-                hyperparameter=str(name),
-                spreads=[(r.dataset, r.spread) for r in rows.itertuples()],
-                gap=top["spread"] - bottom["spread"],
-                margin=max(levels.get(top["dataset"], 0.0), levels.get(bottom["dataset"], 0.0)),
-                measured=top["dataset"] in levels and bottom["dataset"] in levels,
-            )
+def contrasts(effects: list[Effect]) -> list[Contrast]:
+    """Per hyperparameter varied alone on two or more datasets, in the order of `effects`: its spread on
+    each dataset (the largest first) and whether it had a detectable effect there."""
+    grouped: dict[str, list[Effect]] = defaultdict(list)
+    for effect in effects:
+        grouped[effect.hyperparameter].append(effect)
+    return [
+        Contrast(
+            hyperparameter=name,
+            spreads=[(e.dataset, e.spread) for e in sorted(found, key=lambda e: -e.spread)],
+            detected={e.dataset: e.detected for e in found},
         )
-    return found
+        for name, found in grouped.items()
+        if len(found) >= 2
+    ]
+
+
+def expected_best(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per search study (`SEARCH_KINDS`) and dataset: the expected test score of the validation-best of
+    n of its trials, n = 1 .. N (`stats.expected_best`): `EXPECTED_BEST_COLUMNS`.
+
+    The trials are the study's finished runs compared with the baseline; each
+    is scored by its mean best validation accuracy (a regression's R^2,
+    `VALIDATION_SCORE`) and its primary test metric, both means over its repeats.
+    """
+    done = results.compared(runs)
+    tables = [
+        stats.expected_best(rows[VALIDATION_SCORE], primary.scores(rows)).assign(study=study, dataset=dataset)
+        for (study, dataset), rows in done[done["study_kind"].isin(SEARCH_KINDS)].groupby(
+            ["study", "dataset"], sort=False
+        )
+    ]
+    found = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=EXPECTED_BEST_COLUMNS)
+    return found[EXPECTED_BEST_COLUMNS]

@@ -1,17 +1,19 @@
 """The study report: `python -m tuninglab report` turns collected results into `reports/`.
 
-Reads `results/experiments.csv` and `results/curves.csv` (written by `study
-collect`) and writes, all at once or not at all:
+Reads `results/experiments.csv`, `results/curves.csv` and `results/repeats.csv`
+(written by `study collect`; without repeats.csv each run is one repeat) and
+writes, all at once or not at all:
 
     reports/summary.md         the research-style summary (and summary.html, self-contained)
     reports/explorer.html      the interactive explorer (self-contained)
     reports/observations.csv   every observation on every run, with its numbers
-    reports/sensitivity.csv    per dataset and hyperparameter: spread, best value, edge, noise
+    reports/sensitivity.csv    per dataset and hyperparameter: spread, best value, edge, each value's
+                               difference from the baseline with its interval, adjusted p and verdict
     reports/importance.csv     Optuna importance with its spread, per search study and dataset
     reports/interactions.csv   every cell of each grid study of two hyperparameters, per dataset
-    reports/noise.csv          the baseline's test accuracy across seeds
-    reports/figures/*.png      curves and CPU time per hyperparameter, each grid, the heatmap,
-                               each search study's best so far, importance, trials, contour
+    reports/expected_best.csv  per random or tpe study and dataset: the expected best test score of n trials
+    reports/figures/*.png      curves and CPU time per hyperparameter, each grid, the heatmap, expected
+                               best; each search study's best so far, importance, trials, contour
     reports/manifest.json      the files above and the experiments they were made from
 
 The report replaces only what its manifest lists: it refuses a folder that
@@ -80,24 +82,27 @@ def write(results_dir: Path = results.RESULTS_DIR, out: Path = REPORTS_DIR, forc
     except (owned.NotWritableError, owned.ForeignEntriesError) as err:
         raise results.ReportError(str(err)) from None
     runs, curves = results.load(results_dir)
+    per_repeat = results.load_repeats(results_dir, runs)
     written_from = owned.holding(runs)
     record = {"baseline_commit": written_from.commit, "experiments": sorted(written_from.experiments)}
     try:
         replaced = owned.replacing(out, _previous(out), written_from, force)
         with owned.owned_dir(out, record) as tmp:
-            _write_files(runs, curves, results_dir, tmp)
+            _write_files(runs, curves, per_repeat, results_dir, tmp)
     except (owned.NotWritableError, owned.ForeignEntriesError, owned.OverwriteError) as err:
         raise results.ReportError(str(err)) from None
     return replaced
 
 
-def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, folder: Path) -> None:
+def _write_files(
+    runs: pd.DataFrame, curves: pd.DataFrame, per_repeat: pd.DataFrame, results_dir: Path, folder: Path
+) -> None:
     """Every file of the report, from the loaded results, into `folder`.
 
     The analysis is computed once (`analysis.analyse`); the summary, the
     figures, the explorer and the tables draw from it.
     """
-    analysis = analyse(runs, curves)
+    analysis = analyse(runs, curves, per_repeat)
     scored = (
         "Each dataset is scored by its primary metric on its held-out test split: test accuracy for "
         "classifiers, test R^2 for regression; a point is 0.01 of either."
@@ -109,7 +114,7 @@ def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, fo
         f"Written by `python -m tuninglab report` from {format.code(results_dir)}. {scored}",
         summary.setup_section(runs),
         summary.baselines_section(analysis),
-        "## Hyperparameters, one at a time",
+        summary.one_at_a_time_intro(analysis),
     ]
     for name, by_dataset in analysis.groups.items():
         curves_png, time_png = (f"figures/{figure}-{_file_name(name)}.png" for figure in ("curves", "time"))
@@ -134,6 +139,11 @@ def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, fo
     if not analysis.table.empty:
         sections.append(summary.comparison_section(analysis, overview))
         sections.append(summary.conclusions_section(analysis))
+    searches = {}
+    for study, rows in analysis.expected_best.groupby("study", sort=False):
+        searches[str(study)] = f"figures/expected_best-{_file_name(str(study))}.png"
+        figures.save(figures.expected_best(str(study), rows, analysis.kinds), folder / searches[str(study)])
+    sections.append(summary.expected_best_section(analysis, searches))
     shown = {e for effect in analysis.effects for e in effect.runs["experiment"]}
     shown |= {e for again in analysis.repeats.values() for e in again}
     sections += [
@@ -150,4 +160,4 @@ def _write_files(runs: pd.DataFrame, curves: pd.DataFrame, results_dir: Path, fo
     analysis.table.to_csv(folder / "sensitivity.csv", index=False)
     analysis.importance.to_csv(folder / "importance.csv", index=False)
     sensitivity.interaction_table(analysis.interactions).to_csv(folder / "interactions.csv", index=False)
-    analysis.noise.to_csv(folder / "noise.csv", index=False)
+    analysis.expected_best.to_csv(folder / "expected_best.csv", index=False)

@@ -1,4 +1,5 @@
-"""The report's static figures (matplotlib): curves per hyperparameter, CPU time, the heatmap.
+"""The report's static figures (matplotlib): curves per hyperparameter, CPU time, the heatmap, the
+expected best of n trials of a search study.
 
 Each function returns a figure; `save` writes it as PNG and closes it. The
 figures of one hyperparameter draw its `sensitivity.Effect` on each dataset.
@@ -75,16 +76,18 @@ def cpu_time(name: str, effects: dict[str, Effect]) -> Figure:
 
 
 def sensitivity_heatmap(sensitivity: pd.DataFrame, kinds: Mapping[str, str]) -> Figure:
-    """Dataset x hyperparameter: the spread of test accuracy in points; `~` marks one within seed noise.
+    """Dataset x hyperparameter: the spread of test accuracy in points; `~` marks one where no value had
+    a detectable effect against the baseline (`Effect.detected` False).
 
     With a regression among the datasets, each row is the spread of its own primary metric (R^2).
     `kinds` gives each dataset's data type (`results.kinds`).
     """
     spread = sensitivity.pivot(index="dataset", columns="hyperparameter", values="spread") * 100
-    noise = sensitivity.pivot(index="dataset", columns="hyperparameter", values="within_noise")
+    quiet = sensitivity.assign(quiet=sensitivity["detected"].map(lambda found: found is False))
+    quiet = quiet.pivot(index="dataset", columns="hyperparameter", values="quiet").fillna(False).astype(bool)
     order = spread.max().sort_values(ascending=False).index
     datasets = primary.ordered(spread.index, kinds)
-    spread, noise = spread.loc[datasets, order], noise.loc[datasets, order]
+    spread, quiet = spread.loc[datasets, order], quiet.loc[datasets, order]
     figure, axis = plt.subplots(figsize=(1.1 * len(order) + 2, 0.7 * len(spread) + 1.8))
     image = axis.imshow(spread.to_numpy(dtype=float), cmap="viridis", aspect="auto")
     axis.set_xticks(range(len(order)), order, rotation=35, ha="right")
@@ -93,7 +96,7 @@ def sensitivity_heatmap(sensitivity: pd.DataFrame, kinds: Mapping[str, str]) -> 
         for j, name in enumerate(order):
             value = spread.at[dataset, name]
             if pd.notna(value):
-                mark = "~" if noise.at[dataset, name] else ""
+                mark = "~" if quiet.at[dataset, name] else ""
                 color = "black" if value > 0.6 * spread.max().max() else "white"
                 axis.text(j, i, f"{mark}{value:.1f}", ha="center", va="center", color=color, fontsize=9)
     if primary.mixed(kinds[dataset] for dataset in datasets):
@@ -135,5 +138,26 @@ def interaction_lines(found: list[Interaction]) -> Figure:
         axis.set(title=f"{interaction.dataset}", xlabel=interaction.columns, ylabel=quality)
         axis.legend(fontsize="small")
     figure.suptitle(f"{found[0].study}: {found[0].rows} x {found[0].columns}".replace("$", r"\$"))
+    figure.tight_layout()
+    return figure
+
+
+def expected_best(study: str, table: pd.DataFrame, kinds: Mapping[str, str]) -> Figure:
+    """One search study: the expected test score of the validation-best of n trials against n, one panel
+    per dataset, its standard deviation over the draws shaded.
+
+    `table` is the study's rows of `analysis.expected_best`; `kinds` each dataset's data type.
+    """
+    datasets = primary.ordered(table["dataset"].unique(), kinds)
+    figure, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.2), squeeze=False)
+    for axis, dataset in zip(axes[0], datasets, strict=True):
+        rows = table[table["dataset"] == dataset]
+        axis.plot(rows["n"], rows["expected"], marker="o")
+        axis.fill_between(
+            rows["n"], rows["expected"] - rows["std"], rows["expected"] + rows["std"], alpha=0.2
+        )
+        quality = primary.words(kinds[dataset]).metric
+        axis.set(title=dataset, xlabel="trials (n)", ylabel=f"expected {quality} of the best")
+    figure.suptitle(f"{study}: expected best of n trials".replace("$", r"\$"))
     figure.tight_layout()
     return figure

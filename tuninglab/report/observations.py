@@ -30,8 +30,8 @@ The loss rules compare shares of a loss; a negative loss (a Gaussian NLL)
 moves by shares of its size (`_times`). Each run is read by its dataset's
 primary metric (`primary`: test accuracy, or a regression's test R^2).
 `versus_baseline` adds one sentence per run comparing it with the
-baseline's, calls a difference within the seed noise what it is, and
-names the settings that changed; `not_compared` says instead why a run is not
+baseline's, with the 95 % interval of the difference from their repeats
+(`stats.compare`), and names the settings that changed; `not_compared` says instead why a run is not
 set against the baseline. `status_text` is a run's status as the report shows
 it: never a plain `ok` for a run at chance or one not compared.
 """
@@ -43,7 +43,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from tuninglab import schema
-from tuninglab.report import format, primary
+from tuninglab.report import format, primary, stats
 
 OVERFIT_EPOCHS = 3
 OVERFIT_RISE = 0.10
@@ -280,12 +280,14 @@ def settings(run: pd.Series) -> str:
 
 
 def versus_baseline(
-    run: pd.Series, baseline: pd.Series, noise: float | None, observations: list[Observation]
+    run: pd.Series, baseline: pd.Series, comparison: stats.Comparison, observations: list[Observation]
 ) -> Observation:
     """One sentence: the run's primary metric against the baseline's, and the main thing that happened.
 
-    `noise` is the spread of the baseline's primary metric across seeds (as a
-    fraction), when known; a difference no larger than it is called noise.
+    `comparison` is the run's repeats against the baseline's (`stats.compare`):
+    the sentence gives its 95 % interval, or says that one run has none. It is
+    one run's interval, not corrected for the study's other comparisons: the
+    verdicts are in the sensitivity sections.
     """
     changed = settings(run) or "the baseline's settings"
     name = primary.metric(run["kind"])
@@ -300,8 +302,7 @@ def versus_baseline(
         f"with {changed}: {primary.words(run['kind']).metric} {delta:+.1f} points vs baseline "
         f"({mine:.3f} vs {base:.3f}{chance})"
     )
-    if noise is not None and abs(delta) <= _points(noise):
-        text += f", within seed noise ({_points(noise):.1f} points)"
+    text += f", {interval_words(comparison)}"
     headlines = [o.headline for o in observations if o.rule in HEADLINE_RULES]
     if headlines:
         text += "; " + headlines[0]
@@ -320,3 +321,11 @@ def status_text(run: pd.Series) -> str:
     flags = ["no better than chance"] if at_chance(run) else []
     flags += [f"not compared: {run['not_compared']}"] if run["not_compared"] else []
     return ", ".join([status, *flags])
+
+
+def interval_words(comparison: stats.Comparison) -> str:
+    """`95 % CI -0.4 to +2.0 points, paired by seed` (or `Welch`), or `one run: no interval`."""
+    if comparison.test == stats.NO_TEST or comparison.low is None or comparison.high is None:
+        return stats.ONE_RUN
+    how = "paired by seed" if comparison.test == stats.PAIRED else "Welch"
+    return f"95 % CI {_points(comparison.low):+.1f} to {_points(comparison.high):+.1f} points, {how}"

@@ -1,16 +1,19 @@
-"""Read a collected study back for the report: `results/experiments.csv` and `results/curves.csv`.
+"""Read a collected study back for the report: `results/experiments.csv`, `results/curves.csv` and
+`results/repeats.csv`.
 
-Both files are written by `python -m tuninglab study collect` (and at the end
+They are written by `python -m tuninglab study collect` (and at the end
 of `study run`). `load` checks them before any analysis starts and says what
 to run when one is missing, empty, damaged or from an older version. It also marks
 which runs can be set against the baseline: a run on another data source is
 another dataset, and a run computed otherwise than the baseline (another number
 of CPU threads, other CPU kernels) is not compared with it: results repeat only
-for the same thread count and kernels.
+for the same thread count and kernels. `load_repeats` reads each run's repeats
+(one row per seed), what the report's intervals and comparisons are made of.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -22,8 +25,11 @@ from tuninglab.schema import (
     CURVES_FILE,
     HISTORY_COLUMNS,
     REGRESSION_TEST_METRICS,
+    REPEAT_COLUMNS,
+    REPEATS_FILE,
     RESULT_METRICS,
     RESULTS_FILE,
+    TEST_METRICS,
     TRAINED_STATUSES,
     is_param_column,
 )
@@ -38,7 +44,10 @@ REQUIRED_METRICS = [m for m in RESULT_METRICS if m not in LATER_METRICS]
 SOURCE = "data.source"  # a run on another data source is another dataset
 KIND = "kind"  # a run's data type (`image` for a group `cifar`), by which the report reads its metrics
 KIND_PARAM = "data.kind"  # in results collected before the `kind` column, a group not named after its type
-SEED = "train.seed"  # runs that change only the seed are the noise reference, not a hyperparameter
+SEED = "train.seed"  # the seed is not a hyperparameter: runs that change only it are other repeats
+# results/repeats.csv: what every file of it has; a test metric it lacks (no regression ran) loads as empty
+REPEAT_KEY_COLUMNS = ["experiment", "dataset", "repeat", "seed"]
+REPEAT_METRICS = [*TEST_METRICS, *REGRESSION_TEST_METRICS]
 COLLECT = "python -m tuninglab study collect"
 RUN_STUDY = "python -m tuninglab study run ofat -j 2"
 
@@ -121,6 +130,39 @@ def load(directory: Path = RESULTS_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
     runs["not_compared"] = computed_differently(runs)
     runs["same_as"] = same_settings(runs)
     return runs, curves
+
+
+def load_repeats(directory: Path, runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per run and repeat: `experiment`, `dataset`, `repeat`, `seed`, then the test metrics.
+
+    Read from `repeats.csv` in `directory`. Results collected before repeats
+    have none: then every finished run of `runs` (`load`) is one repeat, its
+    seed its `train.seed`, its metrics its row's.
+
+    Raises:
+        ReportError: repeats.csv is empty, damaged or lacks its key columns.
+    """
+    path = directory / REPEATS_FILE.name
+    return _repeat_columns(_read(path, REPEAT_KEY_COLUMNS) if path.is_file() else single_repeats(runs))
+
+
+def single_repeats(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each finished run as one repeat (`load_repeats`' rows): seed `train.seed`, the run's own metrics."""
+    done = finished(runs)
+    return _repeat_columns(done.assign(repeat=0, seed=done[SEED]))
+
+
+def _repeat_columns(repeats: pd.DataFrame) -> pd.DataFrame:
+    """`load_repeats`' columns, in order; a test metric the table lacks, empty."""
+    repeats = repeats.copy()
+    for name in REPEAT_METRICS:
+        if name not in repeats:
+            repeats[name] = float("nan")
+    columns = [
+        *REPEAT_KEY_COLUMNS,
+        *(c for c in REPEAT_COLUMNS if c in repeats and c not in REPEAT_KEY_COLUMNS),
+    ]
+    return repeats[[*columns, *REPEAT_METRICS]].reset_index(drop=True)
 
 
 def kinds_of_older(runs: pd.DataFrame) -> pd.Series:
@@ -227,3 +269,9 @@ def history(curves: pd.DataFrame, experiment: str, dataset: str) -> pd.DataFrame
     """One run's per-epoch curve, in epoch order."""
     chosen = curves[(curves["experiment"] == experiment) & (curves["dataset"] == dataset)]
     return chosen.sort_values("epoch").reset_index(drop=True)
+
+
+def samples(repeats: pd.DataFrame, experiments: Iterable[str], dataset: str, metric: str) -> pd.Series:
+    """One metric of the repeats of some runs on one dataset, indexed by seed (`load_repeats`' rows)."""
+    rows = repeats[repeats["experiment"].isin(list(experiments)) & (repeats["dataset"] == dataset)]
+    return pd.Series(rows[metric].to_numpy(dtype=float), index=rows["seed"].to_numpy())

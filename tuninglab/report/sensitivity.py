@@ -1,4 +1,4 @@
-"""How much each hyperparameter moved test accuracy, per dataset, and how much is just seed noise.
+"""How much each hyperparameter moved test accuracy, per dataset, with intervals against the baseline.
 
 "Test accuracy" is each dataset's primary metric (`primary`): accuracy for
 classifiers, test R^2 for a regression; the table keeps its column names
@@ -9,14 +9,16 @@ source, its number of CPU threads). A hyperparameter is named by its column
 of the runs table, the dotted key of the dataset's effective setting
 (`train.lr`, `train.augment`, `data.normalize`).
 
-- `noise`: the baseline re-run with other seeds (experiments that differ from
-  it only in `train.seed`, e.g. the `noise` study). The range of their test
-  accuracies is the noise level: a difference no larger than it is noise.
 - `effects`: for each dataset and hyperparameter changed on its own by a
   one-at-a-time study, one `Effect`, computed once: each value's runs and
   mean test accuracy in reading order (the baseline's value included), the
   spread, the best value, and whether the best sits at the edge of the tried
   range (worth extending only where the param's allowed range goes further).
+  Each value other than the baseline's is set against the baseline from
+  their repeats (`stats.compare`: the difference of means with its 95 %
+  interval, paired by seed where both ran the same seeds, Welch otherwise),
+  and every such comparison of the study is one family for the
+  multiplicity correction (`stats.adjust`), which gives each its verdict.
   The summary, the figures and the explorer draw from it; `table` is one row
   per effect (`reports/sensitivity.csv`).
 - `interactions`: what two hyperparameters varied together by a grid study
@@ -26,7 +28,9 @@ of the runs table, the dotted key of the dataset's effective setting
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -35,9 +39,9 @@ import numpy as np
 import pandas as pd
 
 from tuninglab.lab.params import value_range
-from tuninglab.report import format, primary
+from tuninglab.report import format, primary, stats
 from tuninglab.report.observations import at_chance
-from tuninglab.report.results import SEED, baselines, compared
+from tuninglab.report.results import SEED, baselines, compared, samples, single_repeats
 from tuninglab.schema import is_param_column
 from tuninglab.tasks import TASKS
 
@@ -54,9 +58,23 @@ TABLE_COLUMNS = [
     "diverged_values",
     "at_edge",
     "extend",
-    "noise",
-    "within_noise",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "test",
+    "p_adjusted",
+    "verdict",
+    "detected",
 ]
+
+
+@dataclass(frozen=True)
+class Versus:
+    """One value against the baseline's on one dataset: the comparison of their repeats and its verdict."""
+
+    comparison: stats.Comparison  # this value's runs minus the baseline's (`stats.compare`)
+    p_adjusted: float | None  # over every one-at-a-time comparison of the results (`stats.adjust`)
+    verdict: str  # `stats.verdict`: improves, worsens, no detectable effect, one run: no interval
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,6 +90,7 @@ class Value:
     cpu_time: float  # mean CPU seconds of training of its runs
     diverged: bool  # one of its runs diverged
     at_chance: bool  # one of its runs is no better than chance
+    versus: Versus | None  # against the baseline's value; None for the baseline's value itself
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,13 +106,23 @@ class Effect:
     best: Value  # the first value with the highest mean test accuracy
     worst: Value  # the first value with the lowest
     spread: float  # best minus worst mean test accuracy, a fraction
-    at_edge: str  # "lowest" or "highest": the best is that end of 3+ numeric values, beyond noise
+    at_edge: str  # "lowest" or "highest": the best is that end of 3+ numeric values, unless no effect
     extend: str  # "lower" or "higher" where the allowed range goes beyond that end, else ""
-    noise: float | None  # the dataset's seed range, where measured
-    within_noise: bool  # the spread is no larger than that noise
+    detected: bool | None  # some value improves or worsens; False: none does; None: untested values
+
+    @property
+    def largest(self) -> Value | None:
+        """The value that moved the metric furthest from the baseline's (by its difference of means)."""
+        moved = [v for v in self.values if v.versus is not None and pd.notna(v.versus.comparison.difference)]
+        return max(moved, key=lambda v: abs(v.versus.comparison.difference), default=None)  # type: ignore[union-attr]
 
     def row(self) -> dict[str, Any]:
-        """The effect as one row of `table`: value lists as JSON, in reading order."""
+        """The effect as one row of `table`: value lists as JSON, in reading order (null: the baseline's)."""
+
+        def each(field: str) -> str:
+            found = [None if v.versus is None else _field(v.versus, field) for v in self.values]
+            return json.dumps(found)
+
         return {
             "dataset": self.dataset,
             "hyperparameter": self.hyperparameter,
@@ -107,9 +136,28 @@ class Effect:
             "diverged_values": json.dumps([v.label for v in self.values if v.diverged]),
             "at_edge": self.at_edge,
             "extend": self.extend,
-            "noise": self.noise,
-            "within_noise": self.within_noise,
+            **{
+                name: each(name)
+                for name in ("difference", "ci_low", "ci_high", "test", "p_adjusted", "verdict")
+            },
+            "detected": self.detected,
         }
+
+
+def _field(versus: Versus, name: str) -> Any:
+    """One field of a comparison as `table` writes it: differences and bounds rounded, a fraction."""
+    comparison = versus.comparison
+    found = {
+        "difference": comparison.difference,
+        "ci_low": comparison.low,
+        "ci_high": comparison.high,
+        "test": comparison.test,
+        "p_adjusted": versus.p_adjusted,
+        "verdict": versus.verdict,
+    }[name]
+    if isinstance(found, float):
+        return round(found, 6) if math.isfinite(found) else None
+    return found
 
 
 def _numeric(values: list[Any]) -> bool:
@@ -143,33 +191,12 @@ def reading_order(values: Iterable[Any]) -> list[Any]:
     return ordered
 
 
-def noise(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset: how many seed runs (the baseline included), their mean test accuracy and its range.
-
-    Only datasets with at least two such runs are listed.
-    """
-    done = compared(runs)
-    seeds = done[(done["experiment"] == "baseline") | (done["changed"] == SEED)]
-    seeds = seeds.assign(score=primary.scores(seeds))
-    seed_runs = seeds.groupby("dataset", sort=False)["score"].agg(
-        runs="count", mean="mean", low="min", high="max"
-    )
-    seed_runs["range"] = seed_runs["high"] - seed_runs["low"]
-    return seed_runs[seed_runs["runs"] >= 2].reset_index()
-
-
-def noise_levels(runs: pd.DataFrame) -> dict[str, float]:
-    """The seed range of test accuracy per dataset (a fraction), where it was measured."""
-    return dict(zip(*noise(runs)[["dataset", "range"]].to_numpy().T, strict=True))
-
-
 def varied_alone(runs: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
     """(dataset, hyperparameter) -> the baseline's row and the compared runs that changed only it.
 
     Only runs of one-at-a-time studies (`study_kind` ofat), plus the runs of
     any study with exactly their settings (`same_as` one of them: one value,
-    run twice). The seed is left out: seed re-runs are the noise reference,
-    not a hyperparameter.
+    run twice). The seed is left out: it is not a hyperparameter.
     """
     groups = {}
     for dataset, rows in compared(runs).groupby("dataset", sort=False):
@@ -206,40 +233,62 @@ def extension(name: str, dataset: str, best: Any, end: str) -> str:
     return "higher" if high is None or best < high else ""
 
 
-def _values(group: pd.DataFrame, name: str) -> tuple[Value, ...]:
-    """Each value of `name` among the rows of `group`, in reading order; several runs of one averaged."""
+def _values(group: pd.DataFrame, name: str, repeats: pd.DataFrame) -> tuple[Value, ...]:
+    """Each value of `name` among the rows of `group`, in reading order; several runs of one averaged.
+
+    Each value but the baseline's is compared with the baseline's from their `repeats`; its
+    adjusted p-value and verdict wait for the whole family (`effects`).
+    """
     labels = group[name].map(format.value)
+    dataset, metric = str(group["dataset"].iloc[0]), primary.metric(str(group["kind"].iloc[0]))
+    base = group[labels == format.value(group[group["experiment"] == "baseline"][name].iloc[0])]
+    baseline = samples(repeats, base["experiment"], dataset, metric)
     found = []
     for raw in reading_order(group[name]):
         rows = group[labels == format.value(raw)]
-        repeats = rows["same_as"] != ""
+        again = rows["same_as"] != ""
+        is_baseline = bool((rows["experiment"] == "baseline").any())
         found.append(
             Value(
                 raw=raw,
                 label=format.value(raw),
-                experiment=rows[~repeats]["experiment"].iloc[0],
-                repeats=tuple(rows[repeats]["experiment"]),
-                is_baseline=bool((rows["experiment"] == "baseline").any()),
+                experiment=rows[~again]["experiment"].iloc[0],
+                repeats=tuple(rows[again]["experiment"]),
+                is_baseline=is_baseline,
                 score=primary.scores(rows).mean(),
                 cpu_time=rows["cpu_time_s"].mean(),
                 diverged=bool(rows["diverged"].astype(bool).any()),
                 at_chance=any(at_chance(row) for _, row in rows.iterrows()),
+                versus=None
+                if is_baseline
+                else Versus(
+                    stats.compare(baseline, samples(repeats, rows["experiment"], dataset, metric)), None, ""
+                ),
             )
         )
     return tuple(found)
 
 
-def _effect(dataset: str, name: str, group: pd.DataFrame, level: float | None) -> Effect:
-    """The effect of `name` on `dataset` from its rows (`varied_alone`) and the dataset's seed noise."""
-    values = _values(group, name)
+def _detected(values: Iterable[Value]) -> bool | None:
+    """Whether some value improves or worsens; False when every one was tested and none does; else None."""
+    verdicts = [value.versus.verdict for value in values if value.versus is not None]
+    if any(verdict in (stats.IMPROVES, stats.WORSENS) for verdict in verdicts):
+        return True
+    return False if verdicts and stats.ONE_RUN not in verdicts else None
+
+
+def _effect(dataset: str, name: str, group: pd.DataFrame, values: tuple[Value, ...]) -> Effect:
+    """The effect of `name` on `dataset` from its rows (`varied_alone`) and its values, verdicts given.
+
+    The edge rule holds back where no value had a detectable effect: the best is then no better.
+    """
     scores = [value.score for value in values]
     scored = [score for score in scores if pd.notna(score)]  # a run that trained nothing: none
     high, low = max(scored), min(scored)
-    spread = high - low
-    within_noise = level is not None and bool(spread <= level)
+    detected = _detected(values)
     tops = [value for value in values if value.score == high]
     at_edge = ""
-    if _numeric([value.raw for value in values]) and len(values) >= 3 and not within_noise:
+    if _numeric([value.raw for value in values]) and len(values) >= 3 and detected is not False:
         at_edge = "lowest" if tops == [values[0]] else "highest" if tops == [values[-1]] else ""
     baseline = group[group["experiment"] == "baseline"]
     return Effect(
@@ -251,20 +300,37 @@ def _effect(dataset: str, name: str, group: pd.DataFrame, level: float | None) -
         baseline_value=format.value(baseline[name].iloc[0]),
         best=values[scores.index(high)],
         worst=values[scores.index(low)],
-        spread=spread,
+        spread=high - low,
         at_edge=at_edge,
         extend=extension(name, dataset, tops[0].raw, at_edge) if at_edge else "",
-        noise=level,
-        within_noise=within_noise,
+        detected=detected,
     )
 
 
-def effects(runs: pd.DataFrame) -> list[Effect]:
-    """One `Effect` per dataset and hyperparameter changed on its own (`varied_alone`), in that order."""
-    levels = noise_levels(runs)
+def effects(runs: pd.DataFrame, repeats: pd.DataFrame | None = None) -> list[Effect]:
+    """One `Effect` per dataset and hyperparameter changed on its own (`varied_alone`), in that order.
+
+    `repeats` are the runs' repeats (`results.load_repeats`); without them,
+    each run is one repeat. Every value's comparison with the baseline, on
+    every dataset, is one family: its p-values are adjusted together
+    (`stats.adjust`) and each gets its verdict.
+    """
+    repeats = single_repeats(runs) if repeats is None else repeats
+    groups = varied_alone(runs)
+    found = {key: _values(group, key[1], repeats) for key, group in groups.items()}
+    tested = [value for values in found.values() for value in values if value.versus is not None]
+    adjusted = dict(zip(tested, stats.adjust([v.versus.comparison.p for v in tested]), strict=True))  # type: ignore[union-attr]
+
+    def judged(value: Value) -> Value:
+        if value.versus is None:
+            return value
+        p = adjusted[value]
+        versus = Versus(value.versus.comparison, p, stats.verdict(value.versus.comparison, p))
+        return dataclasses.replace(value, versus=versus)
+
     return [
-        _effect(dataset, name, group, levels.get(dataset))
-        for (dataset, name), group in varied_alone(runs).items()
+        _effect(dataset, name, groups[dataset, name], tuple(judged(v) for v in values))
+        for (dataset, name), values in found.items()
     ]
 
 
@@ -273,18 +339,22 @@ def table(found: list[Effect]) -> pd.DataFrame:
 
     Columns: dataset, hyperparameter, values and accuracies (JSON lists, in
     order), baseline_value, best_value, best_accuracy, worst_value, spread (a
-    fraction), diverged_values (JSON list), at_edge, extend, noise (empty
-    when not measured), within_noise.
+    fraction), diverged_values (JSON list), at_edge, extend; then per value,
+    against the baseline's (JSON lists in the same order, null for the
+    baseline's value and where there is no interval): difference (of means, a
+    fraction), ci_low and ci_high (its 95 % interval), test (paired, welch or
+    none), p_adjusted (Benjamini-Hochberg) and verdict; and detected (some
+    value improves or worsens; empty where some value had no interval).
     """
     return pd.DataFrame([effect.row() for effect in found], columns=TABLE_COLUMNS)
 
 
-def one_at_a_time(runs: pd.DataFrame) -> pd.DataFrame:
+def one_at_a_time(runs: pd.DataFrame, repeats: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per dataset and hyperparameter changed on its own: the spread of test accuracy across its values.
 
-    `table(effects(runs))`.
+    `table(effects(runs, repeats))`.
     """
-    return table(effects(runs))
+    return table(effects(runs, repeats))
 
 
 def ranking(sensitivity: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -330,7 +400,6 @@ class Interaction:
     extra: dict[str, pd.DataFrame]  # metric column -> its cells (`INTERACTION_METRICS`), where measured
     spreads: pd.Series  # per row value: best minus worst along its row, a fraction
     best: tuple[str, str]  # the (row, column) labels of the best cell
-    noise: float | None  # the dataset's seed range, where measured
 
     def rows_frame(self) -> pd.DataFrame:
         """The cells as rows of `reports/interactions.csv` (`INTERACTION_COLUMNS`)."""
@@ -363,9 +432,7 @@ def _axes(rows: pd.DataFrame, varied: list[str]) -> tuple[str, str]:
     return first, second
 
 
-def _interaction(
-    study: str, dataset: str, rows: pd.DataFrame, baseline: pd.Series, level: float | None
-) -> Interaction | None:
+def _interaction(study: str, dataset: str, rows: pd.DataFrame, baseline: pd.Series) -> Interaction | None:
     """The interaction of the two params that vary among one dataset's runs of a grid study; else None.
 
     Numbers ascend; of other values, the baseline's comes first where the grid has it, then the rest
@@ -414,7 +481,6 @@ def _interaction(
         extra=extra,
         spreads=spreads,
         best=(str(best[0]), str(best[1])),
-        noise=level,
     )
 
 
@@ -426,14 +492,13 @@ def interactions(runs: pd.DataFrame) -> list[Interaction]:
     only the shared one varied, which is a one-at-a-time effect. Only runs
     compared with the baseline count, and only finished ones.
     """
-    levels = noise_levels(runs)
     done = compared(runs)
     baseline = baselines(runs)
     found = []
     for (study, dataset), rows in done[done["study_kind"] == "grid"].groupby(
         ["study", "dataset"], sort=False
     ):
-        interaction = _interaction(str(study), str(dataset), rows, baseline.loc[dataset], levels.get(dataset))
+        interaction = _interaction(str(study), str(dataset), rows, baseline.loc[dataset])
         if interaction is not None:
             found.append(interaction)
     return found

@@ -17,11 +17,11 @@ import pandas as pd
 from tuninglab import schema
 from tuninglab.lab.datasets import CONTRASTED
 from tuninglab.lab.families import FAMILIES
-from tuninglab.report import format, importance, observations, primary, results, sensitivity
+from tuninglab.report import format, importance, observations, primary, results, sensitivity, stats
 from tuninglab.report.analysis import Analysis
 from tuninglab.report.format import code, codes, points, text
 from tuninglab.report.importance import Search
-from tuninglab.report.sensitivity import Effect, Interaction
+from tuninglab.report.sensitivity import Effect, Interaction, Value
 from tuninglab.tasks import TASKS
 
 # The baseline's settings in the set-up section: its model (with each family's `shown` settings), then
@@ -133,14 +133,66 @@ def setup_section(runs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def one_at_a_time_intro(analysis: Analysis) -> str:
+    """The heading of the one-at-a-time sections and how their verdicts were reached."""
+    return "\n".join(
+        [
+            "## Hyperparameters, one at a time",
+            "",
+            "Each value is set against the baseline's value: the difference of mean "
+            f"{primary.metric_words(analysis.kinds.values())} in points with its 95 % confidence interval "
+            "(paired by seed where both ran the same seeds, Welch otherwise). The p-values of all "
+            f"{analysis.comparisons} comparisons with an interval are adjusted together with "
+            f"{stats.CORRECTION}; an effect is `{stats.IMPROVES}` or `{stats.WORSENS}` where the adjusted "
+            f"p-value is below {stats.ALPHA}, else `{stats.NOT_DETECTED}`.",
+        ]
+    )
+
+
+def expected_best_section(analysis: Analysis, figures: dict[str, str]) -> str:
+    """Search studies: the expected test score of the validation-best of n trials, at a few n.
+
+    `figures` maps each study to its figure's path.
+    """
+    table = analysis.expected_best
+    if table.empty:
+        return ""
+    lines = [
+        "## Expected best of n trials",
+        "",
+        "For a search study: the expected test score of the trial with the best validation score among n "
+        "trials drawn at random from the N that finished (Tang et al. 2020, an unbiased estimator; its "
+        "standard deviation over the draws in brackets). Where it still rises at n = N, more trials "
+        "would likely find better settings. Table: `expected_best.csv`.",
+    ]
+    for study, rows in table.groupby("study", sort=False):
+        lines += ["", f"### {text(study)}", ""]
+        for dataset, mine in rows.groupby("dataset", sort=False):
+            total = int(mine["trials"].iloc[0])
+            shown = mine[mine["n"].isin(sorted({1, max(total // 2, 1), total}))]
+            lines.append(
+                f"- **{text(dataset)}** ({total} trials): "
+                + ", ".join(f"n = {r.n}: {r.expected:.3f} ({r.std:.3f})" for r in shown.itertuples())
+            )
+        lines += ["", f"![{text(study)}: expected best of n]({figures[str(study)]})"]
+    return "\n".join(lines)
+
+
+def interval_text(interval: stats.Interval) -> str:
+    """A mean's 95 % half-width in points and how many repeats: `± 1.2 over 5 repeats`, or `one run`."""
+    if interval.half_width is None:
+        return "one run: no interval"
+    return f"± {points(interval.half_width)} over {interval.n} repeats"
+
+
 def _metric_columns(rows: pd.DataFrame, names: list[str]) -> dict[str, pd.Series]:
     """Metric columns of `rows`, labelled and rounded as `format.METRICS` says."""
     return {format.METRICS[n][0]: rows[n].map(lambda v, n=n: format.metric(n, v)) for n in names}
 
 
 def baselines_section(analysis: Analysis) -> str:
-    """The baseline's test metrics per dataset beside its chance rate, the seed noise, its curves."""
-    noise_table, found = analysis.noise, analysis.found
+    """The baseline's test metrics per dataset beside its chance rate, its interval, its curves."""
+    found = analysis.found
     baseline = results.baselines(analysis.runs)
     before, after = BASELINE_METRICS
     table = pd.DataFrame(
@@ -148,21 +200,15 @@ def baselines_section(analysis: Analysis) -> str:
         | {"best epoch / run": [f"{int(r.best_epoch)} / {int(r.epochs_run)}" for r in baseline.itertuples()]}
         | _metric_columns(baseline, after)
     )
-    seeds = noise_table.set_index("dataset")
-    table["seed noise (points)"] = [
-        f"{points(seeds.at[d, 'range'])} over {int(seeds.at[d, 'runs'])} seeds"
-        if d in seeds.index
-        else "not measured"
-        for d in table.index
-    ]
+    table["95 % CI (points)"] = [interval_text(analysis.intervals[d]) for d in table.index]
     lines = ["## Baselines", "", _table(table.reset_index()), ""]
     again = analysis.repeats.get("baseline", [])
     if again:
         lines += [f"The baseline was also run as {codes(again)} (the same settings).", ""]
-    if noise_table.empty:
+    if all(interval.n < 2 for interval in analysis.intervals.values()):
         lines += [
-            "No seed re-runs: differences cannot be told from noise. "
-            "Run `python -m tuninglab study run noise -j 2` for a noise reference.",
+            "Each run trained once: no intervals, and no difference can be told from the variation "
+            "between seeds. Set `train.repeats` to 2 or more for intervals.",
             "",
         ]
     mine = found[(found["experiment"] == "baseline") & (found["rule"] != "vs baseline")]
@@ -210,20 +256,45 @@ def _edge_sentence(effect: Effect, escape: Callable[[object], str]) -> str:
     return f" - the best value is the {effect.at_edge} allowed: {name} is at its {bound} bound"
 
 
+def verdict_text(value: Value, effect: Effect) -> str:
+    """What one value did against the baseline's, with its interval in points (`Value.versus`):
+    `improves image accuracy by 1.2 points (95 % CI 0.4 to 2.0)`, `no detectable effect on text (95 %
+    CI -0.8 to 0.5)`, `-3.3 points on tabular (one run: no interval)`."""
+    if value.versus is None:
+        return "the baseline's value"
+    comparison, verdict = value.versus.comparison, value.versus.verdict
+    dataset, metric = effect.dataset, primary.words(effect.kind).short
+    if comparison.low is None or comparison.high is None:
+        amount = (
+            "nothing trained" if pd.isna(comparison.difference) else f"{100 * comparison.difference:+.1f}"
+        )
+        return f"{amount} points on {dataset} ({stats.ONE_RUN})"
+    interval = f"95 % CI {points(comparison.low)} to {points(comparison.high)}"
+    if verdict == stats.NOT_DETECTED:
+        return f"{verdict} on {dataset} ({100 * comparison.difference:+.1f} points, {interval})"
+    return f"{verdict} {dataset} {metric} by {points(abs(comparison.difference))} points ({interval})"
+
+
 def effect_sentence(effect: Effect, escape: Callable[[object], str] = text) -> str:
-    """What one hyperparameter did on one dataset: spread, best and worst value, noise, edge, divergence.
+    """What one hyperparameter did on one dataset: spread, best and worst value, each value's verdict
+    against the baseline, edge, divergence.
 
     `escape` writes names and values: markdown text by default, `str` for plain text.
     """
-    if effect.spread == 0:
-        return f"no effect: every value gave {effect.best.score:.3f}"
     name = escape(effect.hyperparameter)
+    verdicts = "; ".join(
+        f"{name}={escape(value.label)} {escape(verdict_text(value, effect))}"
+        for value in effect.values
+        if value.versus is not None
+    )
+    if effect.spread == 0:
+        return f"no effect: every value gave {effect.best.score:.3f}" + (f" - {verdicts}" if verdicts else "")
     sentence = (
         f"spread {points(effect.spread)} points; best {name}={escape(effect.best.label)} "
         f"({effect.best.score:.3f}), worst {escape(effect.worst.label)}"
     )
-    if effect.within_noise:
-        sentence += " - within seed noise"
+    if verdicts:
+        sentence += f" - {verdicts}"
     sentence += _edge_sentence(effect, escape)
     diverged = [value.label for value in effect.values if value.diverged]
     if diverged:
@@ -306,23 +377,16 @@ def _best_cell(interaction: Interaction) -> str:
 
 
 def _matters_more(interaction: Interaction) -> str:
-    """With which value of `rows` the grid's `columns` moved the metric most, against seed noise; "" when
-    fewer than two rows were measured."""
+    """With which value of `rows` the grid's `columns` moved the metric most; "" when fewer than two rows
+    were measured. Each cell is one configuration's mean: the gap has no interval."""
     rows, columns = text(interaction.rows), text(interaction.columns)
     spreads = interaction.spreads.dropna()
     if len(spreads) < 2:
         return ""
     most, least = spreads.idxmax(), spreads.idxmin()
-    gap = spreads[most] - spreads[least]
-    if interaction.noise is None:
-        verdict = f"(no seed-noise reference for {text(interaction.dataset)})"
-    elif gap <= interaction.noise:
-        verdict = f"- a difference within seed noise ({points(interaction.noise)} points)"
-    else:
-        verdict = f"- beyond seed noise ({points(interaction.noise)} points)"
     return (
         f"{columns} matters more with {rows}={text(most)} than with {text(least)}: a spread of "
-        f"{points(spreads[most])} against {points(spreads[least])} points {verdict}"
+        f"{points(spreads[most])} against {points(spreads[least])} points"
     )
 
 
@@ -330,7 +394,7 @@ def interaction_sentences(interaction: Interaction) -> list[str]:
     """What a grid study's two hyperparameters did on one dataset, as bullets drawn from the interaction.
 
     The best cell; how far `columns` moved the metric at each value of
-    `rows` (and whether one spread beats the other beyond seed noise); and
+    `rows` (and with which it moved it most); and
     which value of `rows` wins at each value of `columns`.
     """
     rows, columns, accuracy = text(interaction.rows), text(interaction.columns), interaction.score
@@ -414,7 +478,7 @@ def interaction_section(analysis: Analysis, figures: dict[str, str]) -> str:
 
 def comparison_section(analysis: Analysis, figures: dict[str, str]) -> str:
     """The cross-dataset question: which hyperparameters matter where, ranked and side by side."""
-    table, levels, kinds = analysis.table, analysis.levels, analysis.kinds
+    table, kinds = analysis.table, analysis.kinds
     lines = ["## Across datasets", ""]
     note = primary.spread_note(kinds[dataset] for dataset in table["dataset"])
     lines += [note, ""] if note else []
@@ -424,88 +488,96 @@ def comparison_section(analysis: Analysis, figures: dict[str, str]) -> str:
         if note
         else "spread of test accuracy in points"
     )
-    lines += ["", f"Ranking per dataset ({spread}; `~` = within seed noise):", ""]
+    lines += ["", f"Ranking per dataset ({spread}; `~` = no value had a detectable effect):", ""]
     for dataset in primary.ordered(table["dataset"], kinds):
         ranked = sensitivity.ranking(table, dataset)
         items = [
-            f"{text(r.hyperparameter)} {'~' if r.within_noise else ''}{points(r.spread)}"
+            f"{text(r.hyperparameter)} {'~' if r.detected is False else ''}{points(r.spread)}"
             for r in ranked.itertuples()
         ]
         lines.append(f"- **{dataset}**: " + ", ".join(items))
     lines += ["", "Does a hyperparameter matter more for one data type than another?", ""]
     if set(CONTRASTED) <= set(table["dataset"]):
-        lines += [f"- {pair_sentence(table, levels, *CONTRASTED)}"]
+        lines += [f"- {pair_sentence(table, *CONTRASTED)}"]
     lines += [f"- {sentence}" for sentence in cross_dataset_sentences(analysis)]
     return "\n".join(lines)
 
 
-def pair_sentence(table: pd.DataFrame, levels: dict[str, float], first: str, second: str) -> str:
-    """Which hyperparameters moved test accuracy more on `first` than on `second`, beyond seed noise.
+def pair_sentence(table: pd.DataFrame, first: str, second: str) -> str:
+    """Which hyperparameters had a detectable effect on `first`, on `second`, on both, on neither.
 
-    `table` is `sensitivity.table` (one row per effect); `levels` the seed noise per dataset.
+    `table` is `sensitivity.table` (one row per effect; `detected` from its verdicts). A
+    hyperparameter untested on one of them (one run: no interval) is listed apart.
     """
-    spreads = table.pivot(index="hyperparameter", columns="dataset", values="spread")[
-        [first, second]
-    ].dropna()
-    margin = max(levels.get(first, 0.0), levels.get(second, 0.0))
-    gap = spreads[first] - spreads[second]
+    rows = table[table["dataset"].isin([first, second])]
+    spreads = rows.pivot(index="hyperparameter", columns="dataset", values="spread")[[first, second]].dropna()
+    detected = rows.pivot(index="hyperparameter", columns="dataset", values="detected").loc[spreads.index]
 
-    def listed(names: pd.Index) -> str:
+    def listed(chosen: list[str]) -> str:
         items = [
-            f"{text(n)} ({points(spreads.at[n, first])} vs {points(spreads.at[n, second])})" for n in names
+            f"{text(n)} ({points(spreads.at[n, first])} vs {points(spreads.at[n, second])})" for n in chosen
         ]
         return ", ".join(items) or "none"
 
-    order = gap.abs().sort_values(ascending=False).index
-    more, less, same = (
-        order[gap[order] > margin],
-        order[gap[order] < -margin],
-        order[gap[order].abs() <= margin],
-    )
+    order = (spreads[first] - spreads[second]).abs().sort_values(ascending=False).index
+    found = {
+        (a, b): [n for n in order if (detected.at[n, first], detected.at[n, second]) == (a, b)]
+        for a in (True, False)
+        for b in (True, False)
+    }
+    untested = [n for n in order if pd.isna(detected.at[n, first]) or pd.isna(detected.at[n, second])]
     sentence = (
-        f"**{first} vs {second}** (spread in points, {first} first): matter more for {first}: "
-        f"{listed(more)}; more for {second}: {listed(less)}"
+        f"**{first} vs {second}** (spread in points, {first} first): a detectable effect on {first} only: "
+        f"{listed(found[True, False])}; on {second} only: {listed(found[False, True])}; on both: "
+        f"{listed(found[True, True])}; on neither: {listed(found[False, False])}"
     )
-    if first not in levels or second not in levels:
-        return sentence + " (seed noise not measured: small gaps may be noise)"
-    return sentence + f"; about the same (gap within seed noise, {points(margin)} points): {listed(same)}"
+    return sentence + (f"; without intervals (one run): {listed(untested)}" if untested else "")
 
 
 def cross_dataset_sentences(analysis: Analysis) -> list[str]:
-    """Per hyperparameter: where it moved test accuracy most and least; does the gap beat the noise."""
+    """Per hyperparameter: its spread on each dataset, and where some value had a detectable effect."""
     sentences = []
     for contrast in analysis.contrasts:
         spreads = ", ".join(f"{dataset} {points(spread)}" for dataset, spread in contrast.spreads)
-        margin = points(contrast.margin)
-        verdict = (
-            f"matters more for {contrast.top} than for {contrast.bottom}"
-            if contrast.gap > contrast.margin
-            else f"matters about as much everywhere (the gap is within seed noise, {margin} points)"
-        )
-        if not contrast.measured:
-            verdict += " (seed noise not measured)"
-        sentences.append(f"**{text(contrast.hyperparameter)}** {verdict}: spread {spreads} points")
+        where = {
+            "a detectable effect on": [d for d, found in contrast.detected.items() if found],
+            "no detectable effect on": [d for d, found in contrast.detected.items() if found is False],
+            "one run, no interval on": [d for d, found in contrast.detected.items() if found is None],
+        }
+        verdict = "; ".join(f"{words} {', '.join(names)}" for words, names in where.items() if names)
+        sentences.append(f"**{text(contrast.hyperparameter)}**: {verdict}; spread {spreads} points")
     return sentences
 
 
+def ranked_effects(effects: Iterable[Effect], dataset: str) -> list[Effect]:
+    """One dataset's effects, the largest difference of means from the baseline first (`Effect.largest`)."""
+    mine = [effect for effect in effects if effect.dataset == dataset and effect.largest is not None]
+    return sorted(mine, key=lambda e: -abs(e.largest.versus.comparison.difference))  # type: ignore[union-attr]
+
+
 def conclusions_section(analysis: Analysis) -> str:
-    """Conclusions, each from a number above: what mattered most, what was noise, what to try next.
+    """Conclusions, each from a number above: what moved the metric most (with intervals), what had no
+    detectable effect, what to try next.
 
     Each grid study's interaction gets its best cell and which row value its second hyperparameter
     mattered more with.
     """
-    runs, table, found, levels = analysis.runs, analysis.table, analysis.found, analysis.levels
+    runs, table, found = analysis.runs, analysis.table, analysis.found
     lines = ["## Conclusions", ""]
     for dataset in primary.ordered(table["dataset"], analysis.kinds):
-        ranked = sensitivity.ranking(table, dataset)
-        top = ranked.iloc[0]
-        quiet = ranked[ranked["within_noise"]]["hyperparameter"].tolist()
-        sentence = (
-            f"- **{dataset}**: {text(top['hyperparameter'])} mattered most (spread {points(top['spread'])} "
-            f"points; best {text(top['best_value'])}, worst {text(top['worst_value'])})"
-        )
+        ranked = ranked_effects(analysis.effects, dataset)
+        detected = [e for e in ranked if e.detected]
+        quiet = [e.hyperparameter for e in ranked if e.detected is False]
+        untested = [e.hyperparameter for e in ranked if e.detected is None]
+        items = [
+            f"{text(e.hyperparameter)}={text(e.largest.label)} {verdict_text(e.largest, e)}"  # type: ignore[union-attr]
+            for e in (detected or ranked[:1])
+        ]
+        sentence = f"- **{dataset}**, by the largest difference from the baseline: " + "; ".join(items)
         if quiet:
-            sentence += f"; within seed noise: {text(', '.join(quiet))}"
+            sentence += f"; no detectable effect: {text(', '.join(quiet))}"
+        if untested:
+            sentence += f"; one run, no interval: {text(', '.join(untested))}"
         lines.append(sentence + ".")
     for interaction in analysis.interactions:
         best, more = _best_cell(interaction), _matters_more(interaction)
@@ -515,12 +587,15 @@ def conclusions_section(analysis: Analysis) -> str:
             + "."
         )
     for _, best in analysis.best_runs.iterrows():
-        level = levels.get(best["dataset"])
-        verdict = "" if level is None or best["gain"] > level else ", within seed noise: no real gain"
+        interval = (
+            stats.ONE_RUN
+            if pd.isna(best["ci_low"])
+            else f"95 % CI {points(best['ci_low'])} to {points(best['ci_high'])}, not corrected for "
+            "being the best of several"
+        )
         lines.append(
             f"- Best run on {text(best['dataset'])}: {code(best['experiment'])} ({best['score']:.3f}, "
-            f"chance {best['chance']:.3f}; {100 * best['gain']:+.1f} points vs baseline"
-            f"{verdict})."
+            f"chance {best['chance']:.3f}; {100 * best['gain']:+.1f} points vs baseline, {interval})."
         )
     finished = results.finished(runs)
     finished = finished[finished["same_as"] == ""].assign(
@@ -725,15 +800,22 @@ def rules_section(kinds: Iterable[str] = ()) -> str:
             "epochs.",
             f"- unstable: validation loss at least {100 * o.SWING_RISE:.0f}% above both neighbouring "
             f"epochs, {o.SWINGS} times or more.",
-            f"- noise: the range of the baseline's {primary.metric_words(kinds)} across seeds; a spread "
-            "or difference no larger is called noise.",
+            f"- intervals: a run's {primary.metric_words(kinds)} is the mean over its repeats (seeds "
+            "`train.seed`, `train.seed + 1`, ... on the same split: they cover the variation of weight "
+            "initialisation, shuffling, dropout and augmentation, not of the split). A value's effect is its "
+            "difference of means from the baseline with the 95 % confidence interval of that difference: "
+            "a paired t-test by seed where both ran the same seeds, Welch's t-test otherwise; with one run "
+            "on a side there is no interval. The p-values of every one-at-a-time comparison are adjusted "
+            f"together with {stats.CORRECTION} (false discovery rate {100 * stats.ALPHA:.0f} %): "
+            f"`{stats.IMPROVES}` or `{stats.WORSENS}` below {stats.ALPHA}, else "
+            f"`{stats.NOT_DETECTED}`.",
             "- edge: the best of three or more numeric values is the lowest or the highest tried; the "
             "range is worth extending only where the param's allowed values go further that way.",
             "- one at a time: only runs of one-at-a-time studies; a run of any study with exactly the "
             'settings of another is merged into it ("also run as").',
             "- not compared: a run on another data source is another dataset; a run computed otherwise "
             "than the baseline (another number of CPU threads, other CPU kernels) is not set against it, "
-            "nor counted in sensitivity or noise.",
+            "nor counted in sensitivity.",
             "- time: CPU time of training (the process's CPU seconds), which does not depend on what "
             "else the machine ran; wall time is in the results table.",
         ]
