@@ -146,6 +146,79 @@ def test_the_objective_is_a_validation_metric_measured_from_chance_to_the_baseli
     assert search.objective_value("mean_gain", run, scale) == pytest.approx((0.5 + 0.0) / 2)
 
 
+# --- a TPE study's resume, on a stand-in backend -----------------------------------------------------------
+
+
+def known(settings: dict) -> float:
+    """The validation metric the fake stage below writes for a configuration."""
+    lr, dropout = float(settings["train.lr"]), float(settings["train.dropout"])
+    return 1.0 - (math.log10(lr) + 2.0) ** 2 / 10 - dropout / 5
+
+
+class Queue:
+    """A backend whose experiments end at once, in the order submitted, scoring `known`; `ended` and
+    `flying` stand for what DVC holds when a study run starts."""
+
+    def __init__(self, ended: dict | None = None, flying: list | None = None) -> None:
+        self.ended = dict(ended or {})
+        self.running = list(flying or [])
+        self.submitted: list[spec.Experiment] = []
+
+    def present(self, study):
+        return dict(self.ended), {experiment.name for experiment in self.running}
+
+    def submit(self, experiments):
+        self.submitted += experiments
+        self.running += experiments
+
+    def wait(self, names):
+        experiment = next(e for e in self.running if e.name in names)
+        self.running.remove(experiment)
+        return [search.Ended(experiment.name, SUCCESS, {"value": known(experiment.settings)})]
+
+    def stop(self, study, flying):
+        return "stopped"
+
+
+def test_a_resumed_tpe_study_tells_what_ended_while_stopped_waits_for_what_runs_and_asks_again_what_is_gone(
+    tmp_path, default_params
+):
+    space = {key: space for key, space in SPACE.items() if key != "train.batch_size"}
+    study = spec.parse("fake", tpe(trials=5, params=space))
+    commit = "c" * 40
+
+    class Stopped(Queue):
+        def wait(self, names):
+            raise Stop
+
+    first = Stopped()
+    with pytest.raises(Stop):
+        search.Tpe(study, search.open_journal(study, commit, 3, tmp_path), first, 3).run(
+            default_params, lambda record: record["value"]
+        )
+    asked = {experiment.name: experiment for experiment in first.submitted}
+    done, running, gone = (spec.trial_name("fake", n) for n in range(3))
+    assert sorted(asked) == [done, running, gone]  # three trials asked, none told, when the run stopped
+
+    # meanwhile the first trial's experiment ended, the second still runs, the third was taken off the queue
+    value = known(asked[done].settings)
+    again = Queue({done: search.Ended(done, SUCCESS, {"value": value})}, [asked[running]])
+    journal = search.open_journal(study, commit, 3, tmp_path)
+    counts = search.Tpe(study, journal, again, 3).run(default_params, lambda record: record["value"])
+
+    assert done not in {e.name for e in again.submitted} and running not in {e.name for e in again.submitted}
+    trials = journal.get_trials()
+    assert trials[0].state == TrialState.COMPLETE and trials[0].value == value  # told from DVC, not run again
+    assert trials[1].state == TrialState.COMPLETE and trials[1].value == known(asked[running].settings)
+    assert trials[2].state == TrialState.FAIL and trials[2].user_attrs[search.LOST_ATTR]
+    assert again.submitted[0].name == spec.trial_name("fake", 3)
+    assert again.submitted[0].settings == asked[gone].settings  # asked again with the same params
+    spent = [t for t in trials if not t.user_attrs.get(search.LOST_ATTR)]
+    assert len(spent) == 5 and all(t.state == TrialState.COMPLETE for t in spent)
+    assert all(t.value == pytest.approx(known(search.settings_of(study, t.params))) for t in spent)
+    assert counts[SUCCESS] == 5 and not counts[FAILED]
+
+
 # --- a TPE study end to end on DVC's queue ---------------------------------------------------------------
 
 FAKE_STAGE = """

@@ -244,6 +244,9 @@ class Tpe:
 
     def resume(self, score: Callable[[dict[str, Any]], float]) -> None:
         """Settle the trials a stopped run left asked but not told (see the module's docstring)."""
+        for trial in self.journal.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+            if not trial.user_attrs.get(LOST_ATTR):
+                self.counts[SUCCESS if trial.state == TrialState.COMPLETE else FAILED] += 1
         ended, flying = self.backend.present(self.study.name)
         for trial in self.journal.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             name = spec.trial_name(self.study.name, trial.number)
@@ -257,9 +260,6 @@ class Tpe:
                 trial_id = trial._trial_id
                 self.journal._storage.set_trial_user_attr(trial_id, LOST_ATTR, True)
                 self.journal.tell(trial.number, state=TrialState.FAIL)
-        for trial in self.journal.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
-            if not trial.user_attrs.get(LOST_ATTR):
-                self.counts[SUCCESS if trial.state == TrialState.COMPLETE else FAILED] += 1
 
     def ask(self, baseline: dict[str, Any]) -> None:
         """Ask for trials until as many run as there are workers or the budget is spent; start them."""
