@@ -342,7 +342,8 @@ class Halving:
                 ended, flying = self.backend.present(self.study.name)
                 ended = {name: e for name, e in ended.items() if name in planned}
                 self.counts.update(found.state for found in ended.values())
-                missing = [self.experiment(c, rung) for n, c in planned.items() if n not in ended | flying]
+                there = set(ended) | flying
+                missing = [self.experiment(c, rung) for n, c in planned.items() if n not in there]
                 if missing:
                     self.backend.submit(missing)
                 waiting = set(planned) - set(ended)
