@@ -219,6 +219,25 @@ def test_a_resumed_tpe_study_tells_what_ended_while_stopped_waits_for_what_runs_
     assert counts[SUCCESS] == 5 and not counts[FAILED]
 
 
+def test_a_lost_journal_is_refused_before_a_trial_is_asked_again_under_a_name_dvc_holds(
+    tmp_path, default_params
+):
+    study = spec.parse("fake", tpe(trials=5))
+    ran = spec.trial_name("fake", 0)
+    held = Queue(
+        {ran: search.Ended(ran, SUCCESS, {"value": 0.5})}, [spec.Experiment(spec.trial_name("fake", 1), {})]
+    )
+    journal = search.open_journal(study, "c" * 40, 1, tmp_path)  # a new journal: the old one is gone
+    with pytest.raises(StudyError) as err:
+        search.Tpe(study, journal, held, 1).run(default_params, lambda record: record["value"])
+    assert str(err.value) == (
+        "results/optuna/fake.log does not hold 2 experiment(s) of study fake that DVC holds (fake-t000, "
+        "fake-t001): the journal was lost or is older than they are; restore it (git checkout -- "
+        "results/optuna/fake.log), or start the study anew without them (dvc exp remove fake-t000 fake-t001)"
+    )
+    assert not held.submitted and not journal.get_trials()
+
+
 # --- a TPE study end to end on DVC's queue ---------------------------------------------------------------
 
 FAKE_STAGE = """
@@ -329,3 +348,51 @@ def test_a_tpe_study_runs_on_the_queue_fails_a_trial_resumes_and_collects(
     frame, _ = collect.collect({"fake": "tpe"}, cwd=repo)
     rows = frame[frame["study"] == "fake"].set_index("experiment")
     assert sorted(rows["trial"]) == sorted(t.number for t in spent)
+
+
+@pytest.mark.slow
+def test_a_halving_study_promotes_the_best_on_the_queue_and_collects_trial_and_rung(
+    tmp_path, monkeypatch, default_params
+):
+    """4 configurations, eta 2, 1 epoch first, 4 in full: rungs of 4 x 1, 2 x 2 and 1 x 4 epochs. With seed 2
+    (params in studies.yaml's order) the configurations score 0.95, 0.99, 0.64 and 0.97, the second with
+    batch size 32, which the stage refuses: 1 and 4 go on, then 4."""
+    study = {
+        "kind": "halving",
+        "trials": 4,
+        "seed": 2,
+        "eta": 2,
+        "min_epochs": 1,
+        "objective": {"dataset": "tabular"},
+        "params": SPACE,
+    }
+    params = default_params | {"train": default_params["train"] | {"epochs": 4}}
+    repo = fake_lab(tmp_path, params, {"fake": study})
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(runner, "POLL_SECONDS", 1.0)
+    monkeypatch.setattr(search, "START_SECONDS", 5.0)
+    drawn = dict(enumerate(spec.parse("fake", spec.definition("fake", repo / "studies.yaml")).draws(), 1))
+    assert [round(known(drawn[c]), 2) for c in drawn] == [0.95, 0.99, 0.64, 0.97]
+    assert [drawn[c]["train.batch_size"] for c in drawn] == [64, 32, 64, 64]
+
+    counts = search.run_local("fake", 2, cwd=repo)
+
+    assert (counts[SUCCESS], counts[FAILED]) == (6, 1)
+    _, records = collect.read(repo)
+    ran = {(1, 0), (2, 0), (3, 0), (4, 0), (1, 1), (4, 1), (4, 2)}
+    assert {r["name"]: r["state"] for r in records} == {
+        spec.rung_name("fake", c, rung): FAILED if c == 2 else SUCCESS for c, rung in ran
+    }  # each rung of each configuration a named DVC experiment
+    frame, _ = collect.collect({"fake": "halving"}, cwd=repo)
+    rows = frame[frame["study"] == "fake"]
+    assert sorted(zip(rows["trial"], rows["rung"], strict=True)) == sorted(ran)
+    trained = rows[rows["trial"] != 2]  # the failed configuration's row has no metrics
+    assert sorted(zip(trained["trial"], trained["rung"], trained["epochs_run"], strict=True)) == [
+        (1, 0, 1),
+        (1, 1, 2),
+        (3, 0, 1),
+        (4, 0, 1),
+        (4, 1, 2),
+        (4, 2, 4),
+    ]
+    assert search.run_local("fake", 2, cwd=repo) == counts  # run again: nothing is queued, nothing changes
