@@ -8,12 +8,13 @@ without the test module's imports.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from tuninglab.schema import SUCCESS
+from tuninglab.schema import FAILED, SUCCESS
 from tuninglab.studies import cluster, spec
 
 DIES = "dies"  # experiment names starting so kill their worker on every attempt; others on the first only
@@ -48,3 +49,23 @@ def sleeping_trial(remotes: cluster.Remotes, baseline: str, experiment: spec.Exp
     finally:
         shutil.rmtree(scratch)
     yield cluster.Outcome(experiment.name, SUCCESS)
+
+
+def scoring_trial(remotes: cluster.Remotes, baseline: str, experiment: spec.Experiment) -> Iterator[object]:
+    """Score the experiment's settings by a known function of `train.lr` and `train.dropout`, as a trial
+    reports a run's metrics (tabular's test.json) and details; fail one of batch size 32, as a crashed run."""
+    yield "node"
+    settings = experiment.settings
+    if int(settings["train.batch_size"]) == 32:
+        yield cluster.Outcome(experiment.name, FAILED, error="error: batch_size 32 refused", node="node")
+        return
+    lr, dropout = float(settings["train.lr"]), float(settings["train.dropout"])
+    val = 1.0 - (math.log10(lr) + 2.0) ** 2 / 10 - dropout / 5
+    test = {"tabular": {"test_accuracy": val - 0.5, "chance_accuracy": 0.25}}
+    train = {"tabular": {"epochs_run": int(settings.get("train.epochs", 0))}}
+    yield cluster.Outcome(
+        experiment.name,
+        SUCCESS,
+        metrics={"metrics/tabular/test.json": test, "metrics/tabular/train.json": train},
+        details={"tabular": {"best_val_accuracy": val}},
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import _thread
 import json
+import math
 import os
 import platform
 import shutil
@@ -31,12 +32,13 @@ import pytest
 import ray
 import yaml
 from dvc.repo import Repo
+from optuna.trial import TrialState
 
 from tests import cluster_fakes
 from tests.conftest import commit_all, make_lab_repo, sh
 from tuninglab.__main__ import main
 from tuninglab.schema import FAILED, RESULT_METRICS, SUCCESS
-from tuninglab.studies import cluster, collect, runner, spec
+from tuninglab.studies import cluster, collect, runner, search, spec
 from tuninglab.studies.spec import Experiment, StudyError
 
 VENV_BIN = str(Path(sys.executable).parent)
@@ -601,6 +603,80 @@ def test_ctrl_c_cancels_the_trials_in_flight_and_stops_their_commands(
     pids = [int(path.read_text()) for path in tmp_path.glob("*.pid")]
     assert len(pids) == 2 and all(gone(pid) for pid in pids)
     assert not [path for path in tmp_path.iterdir() if path.is_dir()]  # each trial removed its folder
+
+
+# --- search studies on the local Ray, with a stand-in trial that scores a known function -----------------
+
+SEARCH_SPACE = {
+    "train.lr": {"log_uniform": [0.0001, 0.1]},
+    "train.dropout": {"uniform": [0.0, 0.5]},
+    "train.batch_size": {"choice": [32, 64]},
+}
+
+
+def on_ray(tmp_path: Path, monkeypatch, jobs: int = 2) -> search.RayCluster:
+    """The Ray backend of a search study with `cluster_fakes.scoring_trial`, nothing on its git remote."""
+    monkeypatch.setattr(cluster, "trial", cluster_fakes.scoring_trial)
+    monkeypatch.setattr(cluster, "on_remote", lambda url, baseline, cwd=None: {})
+    return search.RayCluster(REMOTES, "b" * 40, cluster.remote_trial(1, 0), jobs, ["tabular"], tmp_path)
+
+
+def scored(settings: dict) -> float:
+    """What `cluster_fakes.scoring_trial` reports as the validation metric of a configuration."""
+    lr, dropout = float(settings["train.lr"]), float(settings["train.dropout"])
+    return 1.0 - (math.log10(lr) + 2.0) ** 2 / 10 - dropout / 5
+
+
+def test_a_tpe_study_on_ray_tells_optuna_each_result_and_a_failed_trial_as_failed(
+    local_ray, tmp_path, monkeypatch, default_params
+):
+    study = spec.parse(
+        "fake",
+        {"kind": "tpe", "trials": 6, "seed": 3, "objective": {"dataset": "tabular"}, "params": SEARCH_SPACE},
+    )
+    journal = search.open_journal(study, "b" * 40, 2, tmp_path)
+    tpe = search.Tpe(study, journal, on_ray(tmp_path, monkeypatch), 2)
+    counts = tpe.run(default_params, lambda record: search.objective_value("tabular", record, {}))
+
+    trials = journal.get_trials()
+    assert len(trials) == 6 and counts[SUCCESS] + counts[FAILED] == 6
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed and all(t.params["train.batch_size"] == 32 for t in failed)
+    assert all(t.user_attrs[search.ERROR_ATTR] == "error: batch_size 32 refused on node node" for t in failed)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == counts[SUCCESS] and all(t.params["train.batch_size"] == 64 for t in complete)
+    assert all(t.value == pytest.approx(scored(search.settings_of(study, t.params))) for t in complete)
+    names = [t.user_attrs[search.EXPERIMENT_ATTR] for t in trials]
+    assert names == [spec.trial_name("fake", n) for n in range(6)]
+
+
+def test_a_halving_study_on_ray_promotes_the_best_and_never_a_failed_configuration(
+    local_ray, tmp_path, monkeypatch, default_params
+):
+    """Seed 4 draws configurations scoring 0.88, 0.63, 0.84 and 0.91, the last of batch size 32 (failed)."""
+    definition = {"kind": "halving", "trials": 4, "seed": 4, "eta": 2, "min_epochs": 1}
+    study = spec.parse("fake", definition | {"objective": {"dataset": "tabular"}, "params": SEARCH_SPACE})
+    backend = on_ray(tmp_path, monkeypatch)
+    submit, submitted = backend.submit, []
+
+    def recorded(experiments: list[Experiment]) -> None:
+        submitted.extend(experiments)
+        submit(experiments)
+
+    backend.submit = recorded
+    halving = search.Halving(study, backend, 4)
+    counts = halving.run(lambda record: search.objective_value("tabular", record, {}))
+
+    assert (counts[SUCCESS], counts[FAILED]) == (6, 1)
+    assert sorted((spec.position(e.name), e.settings["train.epochs"]) for e in submitted) == [
+        ((1, 0), 1),
+        ((1, 1), 2),
+        ((1, 2), 4),
+        ((2, 0), 1),
+        ((3, 0), 1),
+        ((3, 1), 2),
+        ((4, 0), 1),
+    ]
 
 
 # --- one study end to end on the local Ray ---------------------------------------------------------------

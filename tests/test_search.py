@@ -146,6 +146,98 @@ def test_the_objective_is_a_validation_metric_measured_from_chance_to_the_baseli
     assert search.objective_value("mean_gain", run, scale) == pytest.approx((0.5 + 0.0) / 2)
 
 
+# --- a TPE study's resume, on a stand-in backend -----------------------------------------------------------
+
+
+def known(settings: dict) -> float:
+    """The validation metric the fake stage below writes for a configuration."""
+    lr, dropout = float(settings["train.lr"]), float(settings["train.dropout"])
+    return 1.0 - (math.log10(lr) + 2.0) ** 2 / 10 - dropout / 5
+
+
+class Queue:
+    """A backend whose experiments end at once, in the order submitted, scoring `known`; `ended` and
+    `flying` stand for what DVC holds when a study run starts."""
+
+    def __init__(self, ended: dict | None = None, flying: list | None = None) -> None:
+        self.ended = dict(ended or {})
+        self.running = list(flying or [])
+        self.submitted: list[spec.Experiment] = []
+
+    def present(self, study):
+        return dict(self.ended), {experiment.name for experiment in self.running}
+
+    def submit(self, experiments):
+        self.submitted += experiments
+        self.running += experiments
+
+    def wait(self, names):
+        experiment = next(e for e in self.running if e.name in names)
+        self.running.remove(experiment)
+        return [search.Ended(experiment.name, SUCCESS, {"value": known(experiment.settings)})]
+
+    def stop(self, study, flying):
+        return "stopped"
+
+
+def test_a_resumed_tpe_study_tells_what_ended_while_stopped_waits_for_what_runs_and_asks_again_what_is_gone(
+    tmp_path, default_params
+):
+    space = {key: space for key, space in SPACE.items() if key != "train.batch_size"}
+    study = spec.parse("fake", tpe(trials=5, params=space))
+    commit = "c" * 40
+
+    class Stopped(Queue):
+        def wait(self, names):
+            raise Stop
+
+    first = Stopped()
+    with pytest.raises(Stop):
+        search.Tpe(study, search.open_journal(study, commit, 3, tmp_path), first, 3).run(
+            default_params, lambda record: record["value"]
+        )
+    asked = {experiment.name: experiment for experiment in first.submitted}
+    done, running, gone = (spec.trial_name("fake", n) for n in range(3))
+    assert sorted(asked) == [done, running, gone]  # three trials asked, none told, when the run stopped
+
+    # meanwhile the first trial's experiment ended, the second still runs, the third was taken off the queue
+    value = known(asked[done].settings)
+    again = Queue({done: search.Ended(done, SUCCESS, {"value": value})}, [asked[running]])
+    journal = search.open_journal(study, commit, 3, tmp_path)
+    counts = search.Tpe(study, journal, again, 3).run(default_params, lambda record: record["value"])
+
+    assert done not in {e.name for e in again.submitted} and running not in {e.name for e in again.submitted}
+    trials = journal.get_trials()
+    assert trials[0].state == TrialState.COMPLETE and trials[0].value == value  # told from DVC, not run again
+    assert trials[1].state == TrialState.COMPLETE and trials[1].value == known(asked[running].settings)
+    assert trials[2].state == TrialState.FAIL and trials[2].user_attrs[search.LOST_ATTR]
+    assert again.submitted[0].name == spec.trial_name("fake", 3)
+    assert again.submitted[0].settings == asked[gone].settings  # asked again with the same params
+    spent = [t for t in trials if not t.user_attrs.get(search.LOST_ATTR)]
+    assert len(spent) == 5 and all(t.state == TrialState.COMPLETE for t in spent)
+    assert all(t.value == pytest.approx(known(search.settings_of(study, t.params))) for t in spent)
+    assert counts[SUCCESS] == 5 and not counts[FAILED]
+
+
+def test_a_lost_journal_is_refused_before_a_trial_is_asked_again_under_a_name_dvc_holds(
+    tmp_path, default_params
+):
+    study = spec.parse("fake", tpe(trials=5))
+    ran = spec.trial_name("fake", 0)
+    held = Queue(
+        {ran: search.Ended(ran, SUCCESS, {"value": 0.5})}, [spec.Experiment(spec.trial_name("fake", 1), {})]
+    )
+    journal = search.open_journal(study, "c" * 40, 1, tmp_path)  # a new journal: the old one is gone
+    with pytest.raises(StudyError) as err:
+        search.Tpe(study, journal, held, 1).run(default_params, lambda record: record["value"])
+    assert str(err.value) == (
+        "results/optuna/fake.log does not hold 2 experiment(s) of study fake that DVC holds (fake-t000, "
+        "fake-t001): the journal was lost or is older than they are; restore it (git checkout -- "
+        "results/optuna/fake.log), or start the study anew without them (dvc exp remove fake-t000 fake-t001)"
+    )
+    assert not held.submitted and not journal.get_trials()
+
+
 # --- a TPE study end to end on DVC's queue ---------------------------------------------------------------
 
 FAKE_STAGE = """
@@ -256,3 +348,51 @@ def test_a_tpe_study_runs_on_the_queue_fails_a_trial_resumes_and_collects(
     frame, _ = collect.collect({"fake": "tpe"}, cwd=repo)
     rows = frame[frame["study"] == "fake"].set_index("experiment")
     assert sorted(rows["trial"]) == sorted(t.number for t in spent)
+
+
+@pytest.mark.slow
+def test_a_halving_study_promotes_the_best_on_the_queue_and_collects_trial_and_rung(
+    tmp_path, monkeypatch, default_params
+):
+    """4 configurations, eta 2, 1 epoch first, 4 in full: rungs of 4 x 1, 2 x 2 and 1 x 4 epochs. With seed 2
+    (params in studies.yaml's order) the configurations score 0.95, 0.99, 0.64 and 0.97, the second with
+    batch size 32, which the stage refuses: 1 and 4 go on, then 4."""
+    study = {
+        "kind": "halving",
+        "trials": 4,
+        "seed": 2,
+        "eta": 2,
+        "min_epochs": 1,
+        "objective": {"dataset": "tabular"},
+        "params": SPACE,
+    }
+    params = default_params | {"train": default_params["train"] | {"epochs": 4}}
+    repo = fake_lab(tmp_path, params, {"fake": study})
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(runner, "POLL_SECONDS", 1.0)
+    monkeypatch.setattr(search, "START_SECONDS", 5.0)
+    drawn = dict(enumerate(spec.parse("fake", spec.definition("fake", repo / "studies.yaml")).draws(), 1))
+    assert [round(known(drawn[c]), 2) for c in drawn] == [0.95, 0.99, 0.64, 0.97]
+    assert [drawn[c]["train.batch_size"] for c in drawn] == [64, 32, 64, 64]
+
+    counts = search.run_local("fake", 2, cwd=repo)
+
+    assert (counts[SUCCESS], counts[FAILED]) == (6, 1)
+    _, records = collect.read(repo)
+    ran = {(1, 0), (2, 0), (3, 0), (4, 0), (1, 1), (4, 1), (4, 2)}
+    assert {r["name"]: r["state"] for r in records} == {
+        spec.rung_name("fake", c, rung): FAILED if c == 2 else SUCCESS for c, rung in ran
+    }  # each rung of each configuration a named DVC experiment
+    frame, _ = collect.collect({"fake": "halving"}, cwd=repo)
+    rows = frame[frame["study"] == "fake"]
+    assert sorted(zip(rows["trial"], rows["rung"], strict=True)) == sorted(ran)
+    trained = rows[rows["trial"] != 2]  # the failed configuration's row has no metrics
+    assert sorted(zip(trained["trial"], trained["rung"], trained["epochs_run"], strict=True)) == [
+        (1, 0, 1),
+        (1, 1, 2),
+        (3, 0, 1),
+        (4, 0, 1),
+        (4, 1, 2),
+        (4, 2, 4),
+    ]
+    assert search.run_local("fake", 2, cwd=repo) == counts  # run again: nothing is queued, nothing changes

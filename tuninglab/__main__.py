@@ -170,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
                 _check_seconds("--connect-timeout", args.connect_timeout)
             remote = None
             try:
-                searching = spec.strategy_of(spec.definition(args.name)) in spec.SEARCHES
+                try:
+                    searching = spec.strategy_of(spec.definition(args.name)) in spec.SEARCHES
+                except spec.StudyError:  # no such study: the runner's checks, its options' first, say so
+                    searching = False
                 if searching and args.backend == "ray":
                     counts, found = search.run_ray(
                         args.name,

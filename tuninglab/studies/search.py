@@ -23,7 +23,10 @@ is waited for, and one whose experiment is gone (never queued, or stopped and
 taken off the queue) is failed, marked `lost` (it does not count against the
 budget) and asked again with the same params. The sampler is seeded with the
 study's `seed` plus the trials the journal holds, so that a resumed study does
-not draw its first trials again.
+not draw its first trials again. A journal that lacks experiments DVC holds of
+the study (it was lost, or is older than they are) is refused before anything is
+asked. `study collect` and the report never read the journal: an experiment's
+trial number is in its name.
 
 A halving study draws `trials` configurations as a random study does (same
 seed, same draws), trains all of them for the first rung's epochs, then the
@@ -47,6 +50,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
+import psutil
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -69,6 +73,7 @@ EXPERIMENT_ATTR = "experiment"  # a trial's user attr: its DVC experiment's name
 LOST_ATTR = "lost"  # a failed trial's user attr: its experiment never ran to an end; asked again
 ERROR_ATTR = "error"  # a failed trial's user attr: why its experiment failed
 START_SECONDS = 30.0  # a study run waits this long after starting workers before it starts more
+IDLE_SECONDS = 60.0  # the longest a search waits for idle queue workers to stop before it queues more
 
 
 @dataclass(frozen=True)
@@ -243,8 +248,26 @@ class Tpe:
         self.counts[ended.state] += 1
 
     def resume(self, score: Callable[[dict[str, Any]], float]) -> None:
-        """Settle the trials a stopped run left asked but not told (see the module's docstring)."""
+        """Settle the trials a stopped run left asked but not told (see the module's docstring).
+
+        Raises:
+            StudyError: DVC holds experiments of the study that the journal never asked for (the journal
+                was lost, or is older than they are); nothing has been queued then.
+        """
+        for trial in self.journal.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+            if not trial.user_attrs.get(LOST_ATTR):
+                self.counts[SUCCESS if trial.state == TrialState.COMPLETE else FAILED] += 1
         ended, flying = self.backend.present(self.study.name)
+        asked = {spec.trial_name(self.study.name, t.number) for t in self.journal.get_trials(deepcopy=False)}
+        unknown = sorted((ended.keys() | flying) - asked)
+        if unknown:
+            path = journal_path(self.study.name)
+            raise spec.StudyError(
+                f"{path} does not hold {len(unknown)} experiment(s) of study {self.study.name} that DVC "
+                f"holds ({', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}): the journal was "
+                f"lost or is older than they are; restore it (git checkout -- {path}), or start the study "
+                f"anew without them (dvc exp remove {' '.join(unknown)})"
+            )
         for trial in self.journal.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             name = spec.trial_name(self.study.name, trial.number)
             experiment = spec.Experiment(name, settings_of(self.study, trial.params))
@@ -257,9 +280,6 @@ class Tpe:
                 trial_id = trial._trial_id
                 self.journal._storage.set_trial_user_attr(trial_id, LOST_ATTR, True)
                 self.journal.tell(trial.number, state=TrialState.FAIL)
-        for trial in self.journal.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
-            if not trial.user_attrs.get(LOST_ATTR):
-                self.counts[SUCCESS if trial.state == TrialState.COMPLETE else FAILED] += 1
 
     def ask(self, baseline: dict[str, Any]) -> None:
         """Ask for trials until as many run as there are workers or the budget is spent; start them."""
@@ -342,7 +362,8 @@ class Halving:
                 ended, flying = self.backend.present(self.study.name)
                 ended = {name: e for name, e in ended.items() if name in planned}
                 self.counts.update(found.state for found in ended.values())
-                missing = [self.experiment(c, rung) for n, c in planned.items() if n not in ended | flying]
+                there = set(ended) | flying
+                missing = [self.experiment(c, rung) for n, c in planned.items() if n not in there]
                 if missing:
                     self.backend.submit(missing)
                 waiting = set(planned) - set(ended)
@@ -372,6 +393,18 @@ class Halving:
 # --- backends --------------------------------------------------------------------------------------------
 
 _ORDER = (RUNNING, QUEUED, SUCCESS, FAILED)  # the state of a name DVC lists twice: the first found
+
+
+def _idle_workers(cwd: Path) -> list[psutil.Process]:
+    """The live DVC queue workers of the repository running no experiment (no `dvc exp exec-run` child)."""
+    idle = []
+    for worker in runner.workers(cwd):
+        try:
+            if not any("exec-run" in child.cmdline() for child in worker.children(recursive=True)):
+                idle.append(worker)
+        except psutil.Error:  # it ended meanwhile
+            continue
+    return idle
 
 
 class LocalQueue:
@@ -427,7 +460,17 @@ class LocalQueue:
         return ended, set(ours) - set(ended)
 
     def submit(self, experiments: list[spec.Experiment]) -> None:
-        """Queue the experiments (`runner._queue`); workers start at the next look."""
+        """Queue the experiments (`runner._queue`) once no worker is idle; workers start at the next look.
+
+        A DVC queue worker with nothing to run stops itself (it looks every 10 s);
+        a task queued while it stops can go with it, and then shows running for
+        ever, with no run of its own, and `dvc exp show` fails on it. A search
+        queues as experiments end, with the queue empty: it waits (at most
+        `IDLE_SECONDS`) until every live worker runs an experiment or has stopped.
+        """
+        deadline = time.monotonic() + IDLE_SECONDS
+        while _idle_workers(self.cwd) and time.monotonic() < deadline:
+            time.sleep(self.poll)
         runner._queue(experiments, self.cwd)
 
     def wait(self, names: set[str]) -> list[Ended]:
