@@ -3,7 +3,7 @@
 On a temporary lab repo (the tests' tiny settings: two epochs, a one-block
 CNN, a small review CSV), with its baseline reproduced and pushed to a bare
 git repository and a folder DVC remote (not timed): the study (default
-`noise`: three experiments, only the seed changes) with two trials at a time,
+`optimizer_lr`: nine experiments) with two trials at a time,
 first on the local queue of a second clone of the remote, then on a local Ray
 instance of two CPUs started before the clock starts (as a running cluster
 would be). Each side is timed from `study run` to its collected results,
@@ -78,7 +78,7 @@ def on_ray(study: str, repo: Path) -> tuple[float, float, list[cluster.Outcome]]
 
 
 def main() -> None:
-    study = sys.argv[1] if len(sys.argv) > 1 else "noise"
+    study = sys.argv[1] if len(sys.argv) > 1 else "optimizer_lr"
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)

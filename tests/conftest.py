@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from tuninglab.lab import params, sources
+from tuninglab.lab.datasets import dataset_names
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -183,7 +184,7 @@ def make_lab_repo(repo: Path) -> Path:
     """The project's files in a fresh, committed git repo, with tiny training settings.
 
     The files are those git tracks or would track (not ignored), as they are in
-    the working tree. Two epochs, a one-block CNN, a small job table at
+    the working tree. Two epochs, one repeat, a one-block CNN, a small job table at
     data/local/tabular/jobs.csv as the tabular data, a small review CSV at
     data/local/text/reviews.csv as the text data and a small house table at
     data/local/regression/houses.csv as the regression data, so that a full
@@ -203,6 +204,9 @@ def make_lab_repo(repo: Path) -> Path:
         shutil.copy2(ROOT / name, repo / name)
     settings = yaml.safe_load((repo / "params.yaml").read_text())
     settings["train"]["epochs"] = 2
+    settings["train"]["repeats"] = 1  # every dataset: its own overrides go
+    for dataset in dataset_names():
+        settings[dataset]["train"].pop("repeats", None)
     settings["image"]["train"]["channels"] = [4]
     jobs = "data/local/tabular/jobs.csv"
     settings["tabular"]["data"]["source"] = jobs

@@ -51,9 +51,9 @@ def test_repro_trains_evaluates_and_saves_every_dataset(repo):
 def test_stages_write_exactly_the_schema(repo):
     for dataset in dataset_names():
         assert list(read(repo, dataset, "test")) == [dataset]
-        assert tuple(read(repo, dataset, "test")[dataset]) == task(dataset).test_metrics
+        assert tuple(read(repo, dataset, "test")[dataset]) == task(dataset).test_file_keys
         assert tuple(read(repo, dataset, "train")[dataset]) == schema.TRAIN_METRICS
-        assert tuple(read(repo, dataset, "details")) == schema.DETAILS
+        assert tuple(read(repo, dataset, "details")) == (*schema.DETAILS, schema.PER_REPEAT)
         test_plot = task(dataset).test_plot
         header = (repo / schema.plots_path(dataset, test_plot)).read_text().splitlines()[0]
         columns = schema.CONFUSION_COLUMNS if test_plot == "confusion" else schema.PREDICTION_COLUMNS
@@ -108,10 +108,32 @@ def test_one_param_experiment_covers_all_four_datasets(repo):
     for dataset in dataset_names():
         test = experiment["metrics"][f"metrics/{dataset}/test.json"][dataset]
         train = experiment["metrics"][f"metrics/{dataset}/train.json"][dataset]
-        names = task(dataset).test_metrics
+        names = task(dataset).test_file_keys
         assert list(test) == [name for name in names if name in test] and tuple(train) == schema.TRAIN_METRICS
-        assert set(names) - set(test) <= {"test_nll", "coverage_90"}  # null with mse: DVC leaves them out
+        # null with mse, and every half-width with one repeat: DVC leaves them out
+        assert set(names) - set(test) <= {"test_nll", "coverage_90", *map(schema.ci_name, names)}
     assert f"metrics/{dataset_names()[0]}/details.json" not in experiment["metrics"]
+
+
+def test_an_experiment_with_repeats_writes_the_mean_its_half_width_and_each_repeat(repo):
+    out = sh(repo, "dvc", "exp", "run", "-S", "train.repeats=2", "-S", "train.lr=0.02").stdout
+    assert "Running stage 'prepare@" not in out
+    for dataset in dataset_names():
+        primary = task(dataset).primary_metric
+        test = read(repo, dataset, "test")[dataset]
+        per_repeat = read(repo, dataset, "details")[schema.PER_REPEAT]
+        assert test[schema.REPEATS] == 2 and [r["seed"] for r in per_repeat] == [42, 43]
+        values = [r[primary] for r in per_repeat]
+        assert test[primary] == pytest.approx(sum(values) / 2, abs=1e-6)
+        # t(1) = 12.706: two repeats give a wide interval around their mean
+        assert test[schema.ci_name(primary)] == pytest.approx(
+            12.706 * abs(values[0] - values[1]) / 2, abs=1e-5
+        )
+    experiment = next(r for r in exp_rows(repo) if r["params"].get("train", {}).get("repeats") == 2)
+    shown = experiment["metrics"][f"metrics/{dataset_names()[0]}/test.json"][dataset_names()[0]]
+    assert schema.ci_name(task(dataset_names()[0]).primary_metric) in shown
+    sh(repo, "git", "checkout", "params.yaml")
+    sh(repo, "dvc", "checkout", "-q")
 
 
 def test_show_lists_what_each_experiment_changed_and_its_accuracy(repo):

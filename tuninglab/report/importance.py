@@ -20,7 +20,7 @@ studies tell Optuna. The test metric is kept for the final number only;
 ranking hyperparameters by it would let the report choose by the test split.
 
 Importance needs `MIN_RUNS` runs and two hyperparameters that vary among them
-(not the seed: re-runs with other seeds are the noise reference). A halving
+(not the seed: a run's seeds are its repeats, not a hyperparameter). A halving
 study's importance reads its first rung only (the smallest `rung`), where every
 configuration trained for the same epochs; its curve reads every rung.
 Each run goes into an in-memory Optuna study (`optuna.trial.create_trial`),
