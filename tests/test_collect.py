@@ -357,7 +357,11 @@ def test_repeat_rows_list_every_repeat_and_one_for_a_run_without_them():
     run["params"]["train"]["seed"] = 42
     baseline["params"]["train"]["seed"] = 7
     table = collect.rows(baseline, [run], STUDIES)
-    repeats = collect.repeat_rows(table, [baseline, run]).set_index(["experiment", "dataset", "repeat"])
+    repeats = (
+        collect.repeat_rows(table, [baseline, run])
+        .set_index(["experiment", "dataset", "repeat"])
+        .sort_index()
+    )
     assert list(repeats.loc[("ofat-lr-0.1", "image"), "seed"]) == [42, 43, 44]
     assert list(repeats.loc[("ofat-lr-0.1", "image"), "test_accuracy"]) == [0.9, 0.91, 0.92]
     # a run whose details have no repeats (an older commit) is one repeat with its train.seed and metrics
