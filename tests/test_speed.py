@@ -120,7 +120,7 @@ def test_columns_of_different_lengths_are_refused():
 @pytest.mark.parametrize(
     ("module", "absent"),
     [
-        ("stages.train", ["pandas", "sklearn", "scipy", "torchvision", "matplotlib"]),
+        ("stages.train", ["pandas", "sklearn", "scipy.stats", "torchvision", "matplotlib"]),
         ("stages.check_params", ["torch", "pandas", "sklearn", "scipy", "torchvision"]),
     ],
 )

@@ -355,7 +355,8 @@ def test_a_run_that_diverges_in_its_first_epoch_claims_no_test_metric(tmp_path, 
     prepared = tmp_path / "data" / "prepared" / "tabular"
     prepared.mkdir(parents=True)
     save_arrays(prepared, split_arrays(*blobs()), {**META, "chance_accuracy": 0.333333})
-    default_params["train"].update(optimizer="sgd", lr=1e9, momentum=0.0, epochs=3)
+    default_params["train"].update(optimizer="sgd", lr=1e9, momentum=0.0, epochs=3, repeats=1)
+    default_params["tabular"]["train"].pop("repeats", None)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params))
     monkeypatch.chdir(tmp_path)
     stage.main("tabular", prepared, tmp_path / "models" / "tabular")

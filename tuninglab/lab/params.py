@@ -64,7 +64,6 @@ TRAIN_RULES: dict[str, Rule] = {
     "device": choice("auto", "cpu", "cuda"),
     "threads": auto_or_int_at_least(1),
     "epochs": int_at_least(1),
-    "repeats": int_at_least(1),
     "patience": int_at_least(0),
     "batch_size": int_at_least(1),
     "lr": positive_number(),
@@ -82,6 +81,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "l1": number_in(0.0, 1.0),
     "amp": BOOL,
     "select_by": choice("val_loss", "val_metric"),
+    "repeats": int_at_least(1),
 }
 # Each dataset's own settings (`<dataset>.data`, and its model families' settings
 # under `<dataset>.train` next to optional overrides of the shared `train`

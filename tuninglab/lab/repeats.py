@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
+from scipy.special import stdtrit
 from torch import nn
 
 from tuninglab import schema
@@ -90,7 +90,7 @@ def mean_interval(values: list[float | None]) -> tuple[float | None, float | Non
     if len(present) < 2:
         return round(mean, 6), None
     spread = math.sqrt(math.fsum((v - mean) ** 2 for v in present) / (len(present) - 1))
-    half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(present) - 1) * spread / math.sqrt(len(present))
+    half = stdtrit(len(present) - 1, 0.5 + CONFIDENCE / 2) * spread / math.sqrt(len(present))
     return round(mean, 6), round(float(half), 6)
 
 
