@@ -63,7 +63,7 @@ def test_each_value_is_compared_with_the_baseline_from_their_repeats_and_judged_
     # text's sgd: -1.0 points, an interval that misses 0 alone, but not once its family is adjusted
     sgd = next(v for v in effects["text", "train.optimizer"].values if v.label == "sgd").versus
     assert sgd.comparison.high < 0 and sgd.comparison.p < stats.ALPHA < sgd.p_adjusted
-    assert sgd.verdict == stats.NOT_DETECTED
+    assert sgd.verdict == stats.NOT_AFTER_CORRECTION
 
 
 def test_results_without_repeats_are_one_run_each_with_no_interval(tmp_path, default_params):
@@ -159,7 +159,7 @@ def test_report_writes_every_file_with_numbers_from_the_csv(written):
     assert (
         "`ofat-lr-0.1` (also run as `optimizer_lr-optimizer-adam-lr-0.1`) on image: with train.lr=0.1: "
         "test accuracy -87.0 points vs baseline (0.100 vs 0.970; chance 0.112), 95 % CI -87.9 to -86.1 "
-        "points, paired by seed; the loss diverged at epoch 3" in text
+        "points, paired by seed; the loss diverged in 3 of 3 repeats" in text
     )
     assert (
         "| train.lr | tabular (chance 0.333) | image (chance 0.112) | text (chance 0.578) | also run as |"

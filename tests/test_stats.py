@@ -84,7 +84,7 @@ def test_degenerate_samples_get_a_defined_answer():
     assert stats.interval([0.5, 0.5, 0.5]) == stats.Interval(0.5, 0.0, 3)
 
 
-def test_the_multiplicity_correction_turns_a_borderline_effect_into_no_detectable_effect():
+def test_the_multiplicity_correction_turns_a_borderline_effect_into_one_not_detectable_after_correction():
     a = by_seed([0.80, 0.81, 0.79, 0.80, 0.82])
     b = by_seed([0.82, 0.82, 0.80, 0.83, 0.825])  # +1.5 points, p about 0.02
     borderline = stats.compare(a, b)
@@ -94,8 +94,11 @@ def test_the_multiplicity_correction_turns_a_borderline_effect_into_no_detectabl
     family = [borderline.p, 0.6, 0.7, 0.9]
     adjusted = stats.adjust([*family, None])
     assert adjusted[-1] is None and adjusted[0] > stats.ALPHA
-    assert stats.verdict(borderline, adjusted[0]) == stats.NOT_DETECTED
+    assert stats.verdict(borderline, adjusted[0]) == stats.NOT_AFTER_CORRECTION
     assert stats.verdict(stats.compare(b, a), alone) == stats.WORSENS
+    # an interval that holds 0 is no detectable effect, adjusted or not
+    noisy = stats.compare(a, by_seed([0.79, 0.83, 0.78, 0.81, 0.84]))
+    assert noisy.p > stats.ALPHA and stats.verdict(noisy, stats.adjust([noisy.p])[0]) == stats.NOT_DETECTED
 
 
 def brute_force(valid: list[float], test: list[float], n: int) -> float:

@@ -164,6 +164,7 @@ def observe_all(runs: pd.DataFrame, curves: pd.DataFrame, per_repeat: pd.DataFra
             results.history(curves, run["experiment"], dataset),
             run,
             results.history(curves, "baseline", dataset) if is_compared else pd.DataFrame(),
+            per_repeat[(per_repeat["experiment"] == run["experiment"]) & (per_repeat["dataset"] == dataset)],
         )
         if run["experiment"] != "baseline" and is_compared:
             comparison = versus_baseline(run, per_repeat)

@@ -91,10 +91,26 @@ def _change(value: float, reference: float) -> float:
     return value / reference - 1 if reference >= 0 else (value - reference) / -reference
 
 
-def diverged(run: pd.Series) -> Observation | None:
-    """The run diverged: at which epoch and with which loss."""
+def diverged(run: pd.Series, repeats: pd.DataFrame | None = None) -> Observation | None:
+    """The run diverged: at which epoch and with which loss; of several repeats, which ones and where.
+
+    `repeats` are the run's rows of the repeats table (`results.load_repeats`): a run whose first
+    repeat trained while another diverged is said to diverge in that one (its `epochs_run` is the
+    epoch it diverged at).
+    """
     if not bool(run["diverged"]):
         return None
+    if repeats is not None and len(repeats) > 1:
+        gone = repeats[repeats["diverged"].astype(bool)]
+        where = ", ".join(f"seed {int(r.seed)} at epoch {int(r.epochs_run)}" for r in gone.itertuples())
+        share = f"{len(gone)} of {len(repeats)} repeats"
+        return Observation(
+            "diverged",
+            f"the loss diverged in {share}",
+            f"diverged in {share} ({where}); the means are over the repeats with a test score",
+        )
+    if pd.isna(run["diverged_epoch"]):
+        return Observation("diverged", "the loss diverged", "diverged")
     loss = run["diverged_loss"]
     shown = "NaN" if pd.isna(loss) else f"{loss:.3g}"
     epoch = int(run["diverged_epoch"])
@@ -256,13 +272,19 @@ def unstable(history: pd.DataFrame) -> Observation | None:
     )
 
 
-def observe(history: pd.DataFrame, run: pd.Series, baseline_history: pd.DataFrame) -> list[Observation]:
+def observe(
+    history: pd.DataFrame,
+    run: pd.Series,
+    baseline_history: pd.DataFrame,
+    repeats: pd.DataFrame | None = None,
+) -> list[Observation]:
     """Every rule that holds for one finished run (`run` is its row of the runs table).
 
     `baseline_history` is empty for a run not compared with the baseline: no underfitting rule then.
+    `repeats` are the run's rows of the repeats table, when it has them.
     """
     found = [
-        diverged(run),
+        diverged(run, repeats),
         no_better_than_chance(run),
         overconfident(history, run),
         overfitting(history),

@@ -45,7 +45,10 @@ WELCH = "welch"  # ttest_ind(equal_var=False)
 NO_TEST = "none"  # fewer than two values on a side: no interval
 IMPROVES = "improves"
 WORSENS = "worsens"
-NOT_DETECTED = "no detectable effect"
+NOT_DETECTED = "no detectable effect"  # the 95 % interval holds 0
+# The 95 % interval excludes 0, but the adjusted p-value is not below ALPHA: with few repeats and
+# many comparisons, a difference that one test alone would call real, but the study as a whole not.
+NOT_AFTER_CORRECTION = "not detectable after correction"
 ONE_RUN = "one run: no interval"
 
 
@@ -159,12 +162,15 @@ def adjust(p_values: Sequence[float | None]) -> list[float | None]:
 
 
 def verdict(comparison: Comparison, p_adjusted: float | None) -> str:
-    """`improves` or `worsens` (adjusted p below `ALPHA`), `no detectable effect`, or `one run: no
+    """`improves` or `worsens` (adjusted p below `ALPHA`); `not detectable after correction` (the
+    unadjusted p below `ALPHA`, the adjusted one not); `no detectable effect`; or `one run: no
     interval` where there was no test."""
     if p_adjusted is None:
         return ONE_RUN
-    if p_adjusted >= ALPHA or comparison.difference == 0:
+    if comparison.difference == 0 or comparison.p is None or comparison.p >= ALPHA:
         return NOT_DETECTED
+    if p_adjusted >= ALPHA:
+        return NOT_AFTER_CORRECTION
     return IMPROVES if comparison.difference > 0 else WORSENS
 
 

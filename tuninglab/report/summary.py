@@ -144,7 +144,8 @@ def one_at_a_time_intro(analysis: Analysis) -> str:
             "(paired by seed where both ran the same seeds, Welch otherwise). The p-values of all "
             f"{analysis.comparisons} comparisons with an interval are adjusted together with "
             f"{stats.CORRECTION}; an effect is `{stats.IMPROVES}` or `{stats.WORSENS}` where the adjusted "
-            f"p-value is below {stats.ALPHA}, else `{stats.NOT_DETECTED}`.",
+            f"p-value is below {stats.ALPHA}; `{stats.NOT_AFTER_CORRECTION}` where only the unadjusted one "
+            f"is (its interval, which is not adjusted, excludes 0); else `{stats.NOT_DETECTED}`.",
         ]
     )
 
@@ -272,6 +273,11 @@ def verdict_text(value: Value, effect: Effect) -> str:
     interval = f"95 % CI {points(comparison.low)} to {points(comparison.high)}"
     if verdict == stats.NOT_DETECTED:
         return f"{verdict} on {dataset} ({100 * comparison.difference:+.1f} points, {interval})"
+    if verdict == stats.NOT_AFTER_CORRECTION:
+        return (
+            f"{100 * comparison.difference:+.1f} points on {dataset} ({interval}), {verdict} "
+            f"(adjusted p {value.versus.p_adjusted:.2f})"
+        )
     return f"{verdict} {dataset} {metric} by {points(abs(comparison.difference))} points ({interval})"
 
 
@@ -287,14 +293,13 @@ def effect_sentence(effect: Effect, escape: Callable[[object], str] = text) -> s
         for value in effect.values
         if value.versus is not None
     )
+    against = f". Against the baseline: {verdicts}" if verdicts else ""
     if effect.spread == 0:
-        return f"no effect: every value gave {effect.best.score:.3f}" + (f" - {verdicts}" if verdicts else "")
+        return f"no effect: every value gave {effect.best.score:.3f}{against}"
     sentence = (
         f"spread {points(effect.spread)} points; best {name}={escape(effect.best.label)} "
-        f"({effect.best.score:.3f}), worst {escape(effect.worst.label)}"
+        f"({effect.best.score:.3f}), worst {escape(effect.worst.label)}{against}"
     )
-    if verdicts:
-        sentence += f" - {verdicts}"
     sentence += _edge_sentence(effect, escape)
     diverged = [value.label for value in effect.values if value.diverged]
     if diverged:
@@ -807,8 +812,10 @@ def rules_section(kinds: Iterable[str] = ()) -> str:
             "a paired t-test by seed where both ran the same seeds, Welch's t-test otherwise; with one run "
             "on a side there is no interval. The p-values of every one-at-a-time comparison are adjusted "
             f"together with {stats.CORRECTION} (false discovery rate {100 * stats.ALPHA:.0f} %): "
-            f"`{stats.IMPROVES}` or `{stats.WORSENS}` below {stats.ALPHA}, else "
-            f"`{stats.NOT_DETECTED}`.",
+            f"`{stats.IMPROVES}` or `{stats.WORSENS}` below {stats.ALPHA}; "
+            f"`{stats.NOT_AFTER_CORRECTION}` where only the unadjusted p-value is (the interval shown is "
+            f"not adjusted); else `{stats.NOT_DETECTED}`. With 3 to 5 repeats a paired t-test has 2 to 4 "
+            "degrees of freedom, so only large or very steady differences survive the correction.",
             "- edge: the best of three or more numeric values is the lowest or the highest tried; the "
             "range is worth extending only where the param's allowed values go further that way.",
             "- one at a time: only runs of one-at-a-time studies; a run of any study with exactly the "
