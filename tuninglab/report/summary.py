@@ -254,7 +254,7 @@ def _edge_sentence(effect: Effect, escape: Callable[[object], str]) -> str:
             f"to {effect.extend} values"
         )
     bound = "lower" if effect.at_edge == "lowest" else "upper"
-    return f" - the best value is the {effect.at_edge} allowed: {name} is at its {bound} bound"
+    return f"; the best value is the {effect.at_edge} allowed: {name} is at its {bound} bound"
 
 
 def verdict_text(value: Value, effect: Effect) -> str:
@@ -303,7 +303,7 @@ def effect_sentence(effect: Effect, escape: Callable[[object], str] = text) -> s
     sentence += _edge_sentence(effect, escape)
     diverged = [value.label for value in effect.values if value.diverged]
     if diverged:
-        sentence += f" - diverged at {name}={escape(', '.join(diverged))}"
+        sentence += f"; diverged at {name}={escape(', '.join(diverged))}"
     return sentence
 
 
