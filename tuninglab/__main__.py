@@ -174,32 +174,22 @@ def main(argv: list[str] | None = None) -> int:
                     searching = spec.strategy_of(spec.definition(args.name)) in spec.SEARCHES
                 except spec.StudyError:  # no such study: the runner's checks, its options' first, say so
                     searching = False
+                on_ray = {
+                    "address": args.address,
+                    "cpus": 1.0 if args.cpus_per_trial is None else args.cpus_per_trial,
+                    "gpus": args.gpus_per_trial or 0.0,
+                    "connect_timeout": (
+                        cluster.CONNECT_SECONDS if args.connect_timeout is None else args.connect_timeout
+                    ),
+                }
                 if searching and args.backend == "ray":
-                    counts, found = search.run_ray(
-                        args.name,
-                        args.jobs,
-                        args.address,
-                        1.0 if args.cpus_per_trial is None else args.cpus_per_trial,
-                        args.gpus_per_trial or 0.0,
-                        connect_timeout=(
-                            cluster.CONNECT_SECONDS if args.connect_timeout is None else args.connect_timeout
-                        ),
-                        force=args.force,
-                    )
+                    counts, found = search.run_ray(args.name, args.jobs, **on_ray, force=args.force)
                     remote = found.git
                 elif searching:
                     counts = search.run_local(args.name, args.jobs or 1, force=args.force)
                 elif args.backend == "ray":
                     found, outcomes = cluster.run(
-                        args.name,
-                        args.jobs,
-                        args.address,
-                        1.0 if args.cpus_per_trial is None else args.cpus_per_trial,
-                        args.gpus_per_trial or 0.0,
-                        connect_timeout=(
-                            cluster.CONNECT_SECONDS if args.connect_timeout is None else args.connect_timeout
-                        ),
-                        allow_large=args.allow_large,
+                        args.name, args.jobs, **on_ray, allow_large=args.allow_large
                     )
                     counts, remote = Counter(outcome.status for outcome in outcomes), found.git
                 else:
