@@ -15,6 +15,8 @@ from tuninglab.schema import RESULT_METRICS
         (np.bool_(False), "false"),
         (64.0, "64"),
         (np.float64(0.001), "0.001"),
+        (1e-05, "1e-05"),
+        (0.004430375245218269, "0.00443"),  # as a search sampler draws it: 4 significant digits
         (np.int64(3), "3"),
         ("[128, 128]", "[128, 128]"),
         ("sgd", "sgd"),

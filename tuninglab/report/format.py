@@ -47,13 +47,17 @@ _MARKDOWN_SYNTAX = re.compile(r"([\\`*_\[\]|])")
 
 
 def value(param: Any, missing: str = "") -> str:
-    """A param value as the report prints it: `0.001`, `64`, `sgd`, `[128, 128]`, `true`; else `missing`."""
+    """A param value as the report prints it: `0.001`, `64`, `sgd`, `[128, 128]`, `true`; else `missing`.
+
+    A float shows 4 significant digits (`0.004430375245218269`, as a search sampler draws it, reads
+    `0.00443`), which every value a person writes in studies.yaml or params.yaml keeps whole.
+    """
     if isinstance(param, bool | np.bool_):
         return str(bool(param)).lower()
     if isinstance(param, float | np.floating):
         if math.isnan(param):
             return missing
-        return str(int(param)) if float(param).is_integer() else repr(float(param))
+        return str(int(param)) if float(param).is_integer() else f"{float(param):.4g}"
     return missing if param is None else str(param)
 
 
