@@ -43,7 +43,7 @@ import pandas as pd
 
 from tuninglab.report import format, primary
 from tuninglab.report.results import SEED, compared
-from tuninglab.schema import is_param_column
+from tuninglab.schema import RUNG, TRIAL, is_param_column
 
 # Optuna's progress bar imports tqdm.auto, which warns in a notebook without widgets.
 with warnings.catch_warnings():
@@ -65,8 +65,6 @@ with warnings.catch_warnings():
 OBJECTIVE = "best_val_accuracy"  # what a search selects by: validation accuracy (a regression's R^2)
 SEARCH_KINDS = ("grid", "random", "tpe", "halving")  # studies that vary several hyperparameters together
 ORDERED_KINDS = ("random", "tpe", "halving")  # searches whose trials have an order worth a curve
-TRIAL = "trial"  # the trial number of a tpe or halving run (optional column)
-RUNG = "rung"  # a halving run's rung, 1 the first (optional column)
 MIN_RUNS = 8
 BOOTSTRAPS = 30
 SEED_OF_RESAMPLES = 0
