@@ -111,6 +111,25 @@ def test_a_halving_study_reads_its_first_rung_for_importance(tmp_path: Path) -> 
     assert text.trials["rung"].tolist()[:2] in ([1, 1], [1, 2])
 
 
+def test_a_halving_study_is_set_against_the_same_configurations_at_full_epochs(tmp_path: Path) -> None:
+    baseline = params.load(ROOT / "params.yaml")
+    write_results(tmp_path, baseline)
+    write_search_study(tmp_path, baseline, kind="halving", trials=9, study="halving")
+    write_search_study(tmp_path, baseline, kind="random", trials=9, study="random")  # the same draws
+    runs, _ = results.load(tmp_path)
+    found = importance.against_full_epochs(importance.searches(runs, bootstraps=2))
+    image = next(budget for budget in found if budget.dataset == "image")
+    assert (image.study, image.other, image.configurations) == ("halving", "random", 9)
+    rows = runs[runs["dataset"] == "image"]
+    assert image.train_time_s == pytest.approx(rows[rows["study"] == "halving"]["train_time_s"].sum())
+    assert image.other_train_time_s == pytest.approx(rows[rows["study"] == "random"]["train_time_s"].sum())
+    assert image.score == image.other_score  # the best configuration went on to the last rung
+    sentence = summary.full_epochs_sentence(image, "image")
+    assert "its 9 configurations over all rungs" in sentence and "at full epochs in `random` (" in sentence
+    alone = importance.against_full_epochs([s for s in importance.searches(runs, 2) if s.study != "random"])
+    assert alone == []  # nothing trained those configurations in full
+
+
 def test_the_report_draws_each_search_study(
     search_results: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

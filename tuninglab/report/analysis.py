@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from tuninglab.report import importance, observations, primary, results, sensitivity, stats
-from tuninglab.report.importance import Search
+from tuninglab.report.importance import FullEpochs, Search
 from tuninglab.report.sensitivity import Effect, Interaction
 
 BEST_RUN_COLUMNS = ["dataset", "experiment", "score", "chance", "gain", "ci_low", "ci_high", "test"]
@@ -58,6 +58,7 @@ class Analysis:
         interactions: one `Interaction` per grid study and dataset.
         searches: one `importance.Search` per search study and dataset: trials, best run, importance.
         importance: the searches' importances with their spread: reports/importance.csv.
+        full_epochs: each halving search against the same configurations at full epochs.
         found: every observation on every finished run (`observe_all`): reports/observations.csv.
         repeats: experiment -> the experiments that repeat it on every dataset (`repeats`).
         best_runs: per dataset, its best run against the baseline (`best_runs`).
@@ -77,6 +78,7 @@ class Analysis:
     interactions: list[Interaction]
     searches: list[Search]
     importance: pd.DataFrame
+    full_epochs: list[FullEpochs]
     found: pd.DataFrame
     repeats: dict[str, list[str]]
     best_runs: pd.DataFrame
@@ -106,6 +108,7 @@ def analyse(runs: pd.DataFrame, curves: pd.DataFrame, per_repeat: pd.DataFrame |
         interactions=sensitivity.interactions(runs),
         searches=searches,
         importance=importance.table(searches),
+        full_epochs=importance.against_full_epochs(searches),
         found=observe_all(runs, curves, per_repeat),
         repeats=repeats(runs),
         best_runs=best_runs(runs, per_repeat),

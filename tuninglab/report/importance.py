@@ -340,6 +340,59 @@ def searches(runs: pd.DataFrame, bootstraps: int | None = None) -> list[Search]:
     return found
 
 
+@dataclass(frozen=True)
+class FullEpochs:
+    """A halving study's cost and pick on one dataset, against the same configurations at full epochs.
+
+    The other study (a random one) trained every configuration of the halving study's first rung, with
+    the same values of the params both vary, for all of its epochs. Each pick is the run with the best
+    validation objective (the halving study's: among its last rung), scored by its test metric.
+    """
+
+    study: str
+    dataset: str
+    configurations: int
+    train_time_s: float  # training summed over every rung of every configuration
+    score: float
+    other: str
+    other_train_time_s: float  # training of those configurations in the other study
+    other_score: float
+
+
+def against_full_epochs(found: list[Search]) -> list[FullEpochs]:
+    """Each halving search whose configurations a random search of the same dataset trained in full."""
+
+    def key(row: pd.Series, params: list[str]) -> tuple[str, ...]:
+        return tuple(format.value(row[name]) for name in params)
+
+    compared = []
+    for halving in (s for s in found if s.study_kind == "halving" and RUNG in s.trials):
+        trials = halving.trials
+        first = trials[trials[RUNG] == trials[RUNG].min()]
+        last = trials[(trials[RUNG] == trials[RUNG].max()) & trials["value"].notna()]
+        for other in (s for s in found if s.study_kind == "random" and s.dataset == halving.dataset):
+            params = [name for name in halving.params if name in other.params]
+            runs = {key(row, params): row for _, row in other.trials.iterrows()}
+            matched = [runs.get(key(row, params)) for _, row in first.iterrows()]
+            if not params or last.empty or any(run is None for run in matched):
+                continue
+            chosen = pd.DataFrame(matched)
+            compared.append(
+                FullEpochs(
+                    study=halving.study,
+                    dataset=halving.dataset,
+                    configurations=len(first),
+                    train_time_s=float(trials["train_time_s"].sum()),
+                    score=float(last.loc[last["value"].idxmax(), "score"]),
+                    other=other.study,
+                    other_train_time_s=float(chosen["train_time_s"].sum()),
+                    other_score=float(chosen.loc[chosen["value"].astype(float).idxmax(), "score"]),
+                )
+            )
+            break
+    return compared
+
+
 def table(found: list[Search]) -> pd.DataFrame:
     """Every search's importances, one row per evaluator and hyperparameter: `reports/importance.csv`."""
     frames = [one.rows() for one in found if not one.importances.empty]

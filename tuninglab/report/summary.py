@@ -20,7 +20,7 @@ from tuninglab.lab.families import FAMILIES
 from tuninglab.report import format, importance, observations, primary, results, sensitivity, stats
 from tuninglab.report.analysis import Analysis
 from tuninglab.report.format import code, codes, points, text
-from tuninglab.report.importance import Search
+from tuninglab.report.importance import FullEpochs, Search
 from tuninglab.report.sensitivity import Effect, Interaction, Value
 from tuninglab.tasks import TASKS
 
@@ -882,6 +882,17 @@ def best_search_sentence(
     )
 
 
+def full_epochs_sentence(budget: FullEpochs, kind: str) -> str:
+    """A halving study's training time and pick against the same configurations trained in full."""
+    metric = primary.words(kind).metric
+    return (
+        f"Compute: {budget.train_time_s:.0f} s of training for its {budget.configurations} configurations "
+        f"over all rungs, against {budget.other_train_time_s:.0f} s for the same configurations at full "
+        f"epochs in {code(budget.other)} ({budget.other_train_time_s / budget.train_time_s:.1f}x); picked "
+        f"by validation, {metric} {budget.score:.3f} here and {budget.other_score:.3f} there."
+    )
+
+
 def search_section(analysis: Analysis, pictures: dict[str, dict[str, str]]) -> str:
     """Per search study (`analysis.searches`): per dataset its best run and what its importance says.
 
@@ -908,6 +919,11 @@ def search_section(analysis: Analysis, pictures: dict[str, dict[str, str]]) -> s
         lines += ["", f"### {text(study)} ({text(mine[0].study_kind)})"]
         for search in mine:
             lines += ["", f"**{text(search.dataset)}**: {best_search_sentence(search)}."]
+            budget = next(
+                (b for b in analysis.full_epochs if (b.study, b.dataset) == (study, search.dataset)), None
+            )
+            if budget is not None:
+                lines += ["", full_epochs_sentence(budget, search.kind)]
             if search.importances.empty:
                 lines += [
                     "",
