@@ -86,7 +86,9 @@ def check_learning_rate_and_optimizer(outputs: list[str], nb: Any) -> None:
     # lr on image: 0.1 diverged (mean of two diverged runs: 0.100), the spread is 0.97 - 0.10
     assert re.search(r'^image\s.*\[0\.9, 0\.97, 0\.95, 0\.1\]\s.*0\.870\s+\["0\.1"\]', sensitivity, re.M)
     observations = after(outputs, "train.lr: observations on its runs")
-    assert re.search(r"ofat-lr-0\.1\s+image\s+diverged\s+diverged in 3 of 3 repeats", observations), observations
+    assert re.search(r"ofat-lr-0\.1\s+image\s+diverged\s+diverged in 3 of 3 repeats", observations), (
+        observations
+    )
     assert re.search(r"ofat-lr-0\.001\s+tabular\s+still improving", observations)
     assert "ofat-optimizer-sgd" in after(outputs, "train.optimizer: observations on its runs")
     # the grid on tabular: sgd from the one-at-a-time run (0.005) and the grid (0.01, 0.1);
