@@ -195,7 +195,7 @@ def test_a_new_data_type_module_runs_through_dvc_repro(tmp_path):
     assert names.stdout.split() == [*dataset_names(), "toy"]
     sh(repo, "dvc", "repro", "train@toy")
     test = json.loads((repo / schema.metrics_path("toy", "test")).read_text())["toy"]
-    assert tuple(test) == tasks.CLASSIFICATION.test_metrics
+    assert tuple(test) == tasks.CLASSIFICATION.test_file_keys
     assert test["test_accuracy"] > test["chance_accuracy"] + 0.3
     meta = json.loads((repo / "data/prepared/toy/meta.json").read_text())
     assert (meta["kind"], meta["task"]) == ("toy", "classification")
